@@ -1,0 +1,1 @@
+complete --command medimeta --no-files --arguments "(env _MEDIMETA_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) medimeta)" --condition "env _MEDIMETA_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) medimeta"

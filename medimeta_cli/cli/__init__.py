@@ -1,0 +1,1 @@
+"""The ``medimeta`` command line: a thin layer over the library core."""

@@ -1,0 +1,100 @@
+"""``medimeta info ID``: everything to know about a dataset before downloading it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from medimeta_cli.cache import local_status
+from medimeta_cli.catalog import Dataset, Task
+from medimeta_cli.cli.options import (
+    DatasetArgument,
+    DebugOption,
+    JsonOption,
+    QuietOption,
+    RootOption,
+)
+from medimeta_cli.cli.session import session
+from medimeta_cli.remote import file_download_url
+from medimeta_cli.settings import Settings
+
+
+def info_command(
+    dataset_id: DatasetArgument,
+    task: Annotated[
+        str | None,
+        typer.Option("--task", help="Show only this task (case-insensitive).", show_default=False),
+    ] = None,
+    root: RootOption = None,
+    json: JsonOption = False,
+    quiet: QuietOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Show a dataset's domain, image size, splits, tasks and labels, license and sources."""
+    with session(root=root, json_mode=json, quiet=quiet, debug=debug) as s:
+        dataset = s.catalog.get(dataset_id)
+        tasks = (dataset.task(task),) if task is not None else dataset.tasks
+        details = info_json(dataset, tasks, s.settings)
+        if json:
+            s.out.emit_json(details)
+        else:
+            s.out.emit_text(render_info(dataset, tasks, details))
+
+
+def info_json(dataset: Dataset, tasks: tuple[Task, ...], settings: Settings) -> dict[str, Any]:
+    """The ``info --json`` object: a ``list --json`` element plus the details."""
+    record_id, base_url = settings.record_id, settings.base_url
+    return {
+        **dataset.to_json(),
+        **local_status(settings.root, dataset.id).to_json(),
+        "tasks": [task.to_json() for task in tasks],
+        "summary": dataset.summary,
+        "channels": dataset.input_size.channels,
+        "sources": [source.to_json() for source in dataset.sources],
+        "domain_overlaps": list(dataset.domain_overlaps),
+        "subject_overlaps": list(dataset.subject_overlaps),
+        "record_id": record_id,
+        "doi": "10.5281/zenodo.7884735" if record_id == 7884735 else None,
+        "download_url": file_download_url(base_url, record_id, dataset.archive),
+    }
+
+
+def render_info(dataset: Dataset, tasks: tuple[Task, ...], details: dict[str, Any]) -> str:
+    """Plain text for people: facts first, then tasks with labels, then sources."""
+    size = dataset.input_size
+    colour = "RGB" if size.channels == 3 else "grayscale"
+    license_line = dataset.license.name + (
+        "  [non-commercial use only]" if dataset.license.non_commercial else ""
+    )
+    facts = [
+        ("domain", dataset.domain),
+        ("summary", dataset.summary or "-"),
+        ("images", f"{dataset.num_samples:,} of {size.height}x{size.width}, {colour}"),
+        ("splits", _counts(dataset.splits.as_dict())),
+        ("original splits", _counts(dataset.original_splits.as_dict())),
+        ("license", license_line),
+        ("archive", f"{dataset.archive}  (record {details['record_id']})"),
+        ("url", details["download_url"]),
+        ("state", details["state"] + (f"  {details['path']}" if details["path"] else "")),
+    ]
+    lines = [f"{dataset.id}: {dataset.name}", ""]
+    lines += [f"  {key:<17}{value}" for key, value in facts]
+    lines += ["", "Tasks"]
+    for task in tasks:
+        lines.append(f"  {task.name}  ({task.target.value}, {task.num_classes} labels)")
+        lines += [f"    {key:>3}  {name}" for key, name in task.labels.items()]
+    if dataset.sources:
+        lines += ["", "Sources (cite these when you use the data)"]
+    for source in dataset.sources:
+        lines.append(f"  {source.name}" + (f": {source.title}" if source.title else ""))
+        if source.url:
+            lines.append(f"    url: {source.url}")
+        if source.license:
+            lines.append(f"    license: {source.license}")
+        lines += [f"    cite: {citation}" for citation in source.citations]
+    return "\n".join(lines)
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name} {count:,}" for name, count in counts.items())

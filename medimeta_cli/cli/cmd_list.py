@@ -1,0 +1,59 @@
+"""``medimeta list``: the datasets of MedIMeta and their local state."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from medimeta_cli.cache import State, local_status
+from medimeta_cli.cli.options import (
+    DebugOption,
+    DomainOption,
+    JsonOption,
+    QuietOption,
+    RootOption,
+    TaskTypeOption,
+)
+from medimeta_cli.cli.session import session
+
+
+def list_command(
+    domain: DomainOption = None,
+    task_type: TaskTypeOption = None,
+    installed: Annotated[
+        bool, typer.Option("--installed", help="Only datasets installed in the data root.")
+    ] = False,
+    root: RootOption = None,
+    json: JsonOption = False,
+    quiet: QuietOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """List the datasets, optionally filtered by domain, task type or local state."""
+    with session(root=root, json_mode=json, quiet=quiet, debug=debug) as s:
+        datasets = s.catalog.in_domains(domain) if domain else s.catalog.datasets
+        if task_type:
+            datasets = tuple(d for d in datasets if d.targets & set(task_type))
+        statuses = {d.id: local_status(s.settings.root, d.id) for d in datasets}
+        if installed:
+            datasets = tuple(d for d in datasets if statuses[d.id].state is not State.ABSENT)
+        if json:
+            s.out.emit_json([{**d.to_json(), **statuses[d.id].to_json()} for d in datasets])
+            return
+        rows = [
+            [
+                d.id,
+                d.name,
+                d.domain,
+                f"{d.num_samples:,}",
+                str(len(d.tasks)),
+                d.license.short + (" (NC)" if d.license.non_commercial else ""),
+                statuses[d.id].state.value,
+            ]
+            for d in datasets
+        ]
+        s.out.emit_table(["ID", "NAME", "DOMAIN", "IMAGES", "TASKS", "LICENSE", "STATE"], rows)
+        if not datasets:
+            s.out.status("no dataset matches these filters")
+        elif any(d.license.non_commercial for d in datasets):
+            s.out.status("(NC) = non-commercial use only")

@@ -1,0 +1,76 @@
+"""Options shared by several commands, declared once.
+
+Every command accepts the common options after its name (``medimeta list --json
+--root DIR``), which is how shell scripts write them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from medimeta_cli.catalog import TaskTarget
+
+
+def complete_dataset_id(incomplete: str) -> list[str]:
+    """Shell completion for dataset ids."""
+    from medimeta_cli.catalog import load_catalog
+
+    return [i for i in load_catalog().ids if i.startswith(incomplete.lower())]
+
+
+def complete_domain(incomplete: str) -> list[str]:
+    """Shell completion for --domain: aliases and dataset ids (domains contain spaces)."""
+    from medimeta_cli.catalog import DOMAIN_ALIASES, load_catalog
+
+    names = [*DOMAIN_ALIASES, *(d.lower().replace(" ", "-") for d in load_catalog().domains)]
+    return [name for name in names if name.startswith(incomplete.lower())]
+
+
+RootOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--root",
+        help="Data root [env: MEDIMETA_HOME; default: the user cache folder].",
+        show_default=False,
+        file_okay=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+QuietOption = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Print nothing on stderr but errors.")
+]
+DebugOption = Annotated[
+    bool,
+    typer.Option("--debug", help="Show tracebacks and debug logs [env: MEDIMETA_DEBUG]."),
+]
+OfflineOption = Annotated[
+    bool,
+    typer.Option("--offline", help="Never touch the network [env: MEDIMETA_OFFLINE]."),
+]
+DomainOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--domain",
+        "-d",
+        help="Domain, alias (ophthalmology, radiology, dermatology, pathology, ...) or "
+        "dataset id; repeat for several.",
+        autocompletion=complete_domain,
+        show_default=False,
+    ),
+]
+TaskTypeOption = Annotated[
+    list[TaskTarget] | None,
+    typer.Option(
+        "--task-type",
+        "-t",
+        help="Only datasets with a task of this type; repeat for several.",
+        case_sensitive=False,
+        show_default=False,
+    ),
+]
+DatasetArgument = Annotated[
+    str, typer.Argument(help="Dataset id, e.g. crc.", autocompletion=complete_dataset_id)
+]

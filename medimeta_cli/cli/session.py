@@ -1,0 +1,67 @@
+"""One invocation: settings resolved once, an output, and errors turned into exit codes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import typer
+
+from medimeta_cli.catalog import Catalog, load_catalog
+from medimeta_cli.cli.exit_codes import ExitCode, exit_code_for
+from medimeta_cli.cli.output import Output
+from medimeta_cli.errors import MedimetaError
+from medimeta_cli.settings import Settings, resolve_settings
+
+
+@dataclass
+class Session:
+    """What a command works with."""
+
+    settings: Settings
+    out: Output
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        """The bundled catalog."""
+        return load_catalog()
+
+
+def _env_debug() -> bool:
+    import os
+
+    return os.environ.get("MEDIMETA_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@contextmanager
+def session(
+    *,
+    root: Path | None = None,
+    json_mode: bool = False,
+    quiet: bool = False,
+    debug: bool = False,
+    offline: bool = False,
+) -> Iterator[Session]:
+    """Resolve settings from the flags, yield a session, and report any error.
+
+    Flags that are off are passed on as "not given", so the matching
+    ``MEDIMETA_*`` variable can still turn them on.
+    """
+    out = Output(json_mode=json_mode, quiet=quiet, debug=debug or _env_debug())
+    try:
+        settings = resolve_settings(
+            {"root": root, "offline": offline or None, "debug": debug or None}
+        )
+        out.debug = settings.debug
+        yield Session(settings=settings, out=out)
+    except (typer.Exit, typer.Abort):
+        raise
+    except (MedimetaError, KeyboardInterrupt) as error:
+        out.error(error)
+        raise typer.Exit(int(exit_code_for(error))) from None
+    except Exception as error:
+        out.error(error)
+        raise typer.Exit(int(ExitCode.FAILURE)) from None

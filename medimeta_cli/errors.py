@@ -1,0 +1,146 @@
+"""The one exception tree of medimeta-cli.
+
+Every error the core raises derives from :class:`MedimetaError` and carries a
+``hint``: one sentence telling the user what to do next. The CLI maps each class
+to an exit code in one place (``medimeta_cli.cli.exit_codes``); the core never
+decides how an error is shown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class MedimetaError(Exception):
+    """Base of every error raised by medimeta-cli."""
+
+    default_hint: str = "Run again with --debug for details."
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint if hint is not None else self.default_hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(MedimetaError):
+    """The user asked for something that does not exist or cannot be combined."""
+
+    default_hint = "Run with --help to see the valid options."
+
+
+class UnknownNameError(UsageError):
+    """A name (dataset, task, domain, ...) is not one of the valid choices."""
+
+    kind: str = "name"
+
+    def __init__(
+        self,
+        name: str,
+        choices: Iterable[str],
+        *,
+        suggestion: str | None = None,
+        context: str = "",
+    ) -> None:
+        self.name = name
+        self.choices = tuple(choices)
+        self.suggestion = suggestion
+        where = f" {context}" if context else ""
+        message = f"unknown {self.kind} {name!r}{where}"
+        if suggestion is not None:
+            message += f"; did you mean {suggestion!r}?"
+        super().__init__(message, hint=f"Valid {self.kind}s: {', '.join(self.choices)}.")
+
+
+class UnknownDatasetError(UnknownNameError):
+    """No dataset of MedIMeta has this id."""
+
+    kind = "dataset"
+
+
+class UnknownDomainError(UnknownNameError):
+    """The name is neither a domain, a domain alias nor a dataset id."""
+
+    kind = "domain"
+
+
+class UnknownTaskError(UnknownNameError):
+    """The dataset has no task of this name."""
+
+    kind = "task"
+
+
+class ConfigError(UsageError):
+    """A setting (flag or ``MEDIMETA_*`` variable) has a value that cannot be used."""
+
+    default_hint = "Run `medimeta paths` to see every setting and where it comes from."
+
+
+class CatalogError(MedimetaError):
+    """A catalog file does not match the catalog model."""
+
+    default_hint = "Reinstall medimeta-cli, or fix the catalog file named above."
+
+
+class NetworkError(MedimetaError):
+    """The server could not be reached or kept failing after all retries."""
+
+    default_hint = "Check your connection (or proxy) and run the same command again: it resumes."
+
+
+class RemoteDataError(NetworkError):
+    """The server answered, but not with what was asked for (an HTML page, a bad record)."""
+
+    default_hint = "The server may be in maintenance; try again later."
+
+
+class IntegrityError(MedimetaError):
+    """Data on disk or on the wire does not match its checksum, size or structure."""
+
+    default_hint = "Run `medimeta download --force ID` to fetch a fresh copy."
+
+
+class DiskSpaceError(MedimetaError):
+    """There is not enough free space for the operation."""
+
+    default_hint = "Free some space, or point --root / MEDIMETA_HOME at a larger file system."
+
+
+class LockTimeoutError(MedimetaError):
+    """Another process held a lock for longer than we were willing to wait."""
+
+    default_hint = "Wait for the other job to finish, or raise --lock-timeout."
+
+
+class OfflineError(MedimetaError):
+    """Offline mode is on and the request needs data that is not available locally."""
+
+    default_hint = (
+        "Run the command on a machine with internet access (or unset MEDIMETA_OFFLINE), "
+        "or install archives fetched elsewhere with `medimeta download --from PATH`."
+    )
+
+
+class NotInstalledError(MedimetaError):
+    """The command needs a dataset that is not installed in any data root."""
+
+    def __init__(self, dataset_id: str, root: str) -> None:
+        super().__init__(
+            f"dataset {dataset_id!r} is not installed in {root}",
+            hint=f"Run `medimeta download {dataset_id}` first.",
+        )
+        self.dataset_id = dataset_id
+
+
+class PermissionDeniedError(MedimetaError):
+    """The data root (or an output folder) cannot be written."""
+
+    default_hint = "Choose a writable folder with --root or MEDIMETA_HOME."
+
+
+class OutputExistsError(UsageError):
+    """An output location already exists and would be overwritten."""
+
+    default_hint = "Pass --overwrite to replace it, or choose another --out."

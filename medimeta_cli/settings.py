@@ -1,0 +1,213 @@
+"""Settings, resolved once per invocation: flag, then ``MEDIMETA_*`` variable, then default.
+
+Nothing here reads the environment or touches the disk at import time; the CLI
+calls :func:`resolve_settings` once and passes the result down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medimeta_cli.errors import ConfigError
+
+DEFAULT_BASE_URL = "https://zenodo.org"
+DEFAULT_RECORD_ID = 7884735
+
+
+def _default_root() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("medimeta", appauthor=False))
+
+
+def _parse_bool(text: str) -> bool:
+    folded = text.strip().lower()
+    if folded in ("1", "true", "yes", "on"):
+        return True
+    if folded in ("", "0", "false", "no", "off"):
+        return False
+    raise ValueError("expected 1/0, true/false, yes/no or on/off")
+
+
+def _parse_path(text: str) -> Path:
+    if not text.strip():
+        raise ValueError("expected a path")
+    return Path(text).expanduser().absolute()
+
+
+def _parse_url(text: str) -> str:
+    url = text.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise ValueError("expected an http:// or https:// URL")
+    return url
+
+
+def _positive(kind: Callable[[str], float | int]) -> Callable[[str], Any]:
+    def parse(text: str) -> float | int:
+        value = kind(text)
+        if value <= 0:
+            raise ValueError("expected a positive number")
+        return value
+
+    return parse
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("expected a whole number >= 0")
+    return value
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """How one setting is named, parsed and defaulted."""
+
+    name: str
+    env: str
+    flag: str | None
+    parse: Callable[[str], Any]
+    default: Callable[[], Any]
+    help: str
+
+
+SPECS: tuple[SettingSpec, ...] = (
+    SettingSpec(
+        "root",
+        "MEDIMETA_HOME",
+        "--root",
+        _parse_path,
+        _default_root,
+        "data root holding <root>/<id>/ datasets and the .medimeta/ state folder",
+    ),
+    SettingSpec(
+        "base_url",
+        "MEDIMETA_BASE_URL",
+        None,
+        _parse_url,
+        lambda: DEFAULT_BASE_URL,
+        "Zenodo server (or a mirror speaking its API)",
+    ),
+    SettingSpec(
+        "record_id",
+        "MEDIMETA_RECORD",
+        None,
+        _positive(int),
+        lambda: DEFAULT_RECORD_ID,
+        "Zenodo record holding the archives",
+    ),
+    SettingSpec(
+        "offline",
+        "MEDIMETA_OFFLINE",
+        "--offline",
+        _parse_bool,
+        lambda: False,
+        "never touch the network",
+    ),
+    SettingSpec(
+        "debug",
+        "MEDIMETA_DEBUG",
+        "--debug",
+        _parse_bool,
+        lambda: False,
+        "show tracebacks and debug logs",
+    ),
+    SettingSpec(
+        "timeout",
+        "MEDIMETA_TIMEOUT",
+        None,
+        _positive(float),
+        lambda: 30.0,
+        "seconds to wait for the server before retrying",
+    ),
+    SettingSpec(
+        "retries",
+        "MEDIMETA_RETRIES",
+        None,
+        _non_negative_int,
+        lambda: 8,
+        "retries of a failing request before giving up",
+    ),
+    SettingSpec(
+        "lock_timeout",
+        "MEDIMETA_LOCK_TIMEOUT",
+        "--lock-timeout",
+        _positive(float),
+        lambda: 6 * 3600.0,
+        "seconds to wait for another job holding a dataset's lock",
+    ),
+)
+
+_SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of one invocation, and where each value came from."""
+
+    root: Path
+    base_url: str = DEFAULT_BASE_URL
+    record_id: int = DEFAULT_RECORD_ID
+    offline: bool = False
+    debug: bool = False
+    timeout: float = 30.0
+    retries: int = 8
+    lock_timeout: float = 6 * 3600.0
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Each setting with its value, its source and its variable, for ``medimeta paths``."""
+        rows = []
+        for spec in SPECS:
+            value = getattr(self, spec.name)
+            rows.append(
+                {
+                    "name": spec.name,
+                    "value": str(value) if isinstance(value, Path) else value,
+                    "source": self.sources.get(spec.name, "default"),
+                    "env": spec.env,
+                    "help": spec.help,
+                }
+            )
+        return rows
+
+
+def resolve_settings(
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Resolve every setting: a flag given (not None) wins, then its variable, then the default.
+
+    Raises :class:`ConfigError` naming the variable whose value cannot be parsed.
+    """
+    import os
+
+    flags = flags or {}
+    environ = os.environ if environ is None else environ
+    unknown = set(flags) - set(_SPEC_BY_NAME)
+    if unknown:
+        raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for spec in SPECS:
+        flag_value = flags.get(spec.name)
+        if flag_value is not None:
+            values[spec.name] = _parse_path(str(flag_value)) if spec.name == "root" else flag_value
+            sources[spec.name] = f"{spec.flag} flag" if spec.flag else "flag"
+        elif environ.get(spec.env) not in (None, ""):
+            raw = environ[spec.env]
+            try:
+                values[spec.name] = spec.parse(raw)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"{spec.env}={raw!r} is not valid: {exc}",
+                    hint=f"Fix or unset {spec.env} ({spec.help}).",
+                ) from exc
+            sources[spec.name] = f"{spec.env} environment variable"
+        else:
+            values[spec.name] = spec.default()
+            sources[spec.name] = "default"
+    return Settings(**values, sources=sources)

@@ -1,0 +1,55 @@
+"""Each kind of failure has its own documented exit code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from medimeta_cli import errors
+from medimeta_cli.cli.exit_codes import DESCRIPTIONS, ExitCode, exit_code_for
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_each_error_family_maps_to_a_distinct_code() -> None:
+    samples = {
+        errors.UnknownDatasetError("x", ["crc"]): ExitCode.USAGE,
+        errors.ConfigError("x"): ExitCode.USAGE,
+        errors.NetworkError("x"): ExitCode.NETWORK,
+        errors.RemoteDataError("x"): ExitCode.NETWORK,
+        errors.IntegrityError("x"): ExitCode.INTEGRITY,
+        errors.DiskSpaceError("x"): ExitCode.DISK_SPACE,
+        errors.LockTimeoutError("x"): ExitCode.LOCK_TIMEOUT,
+        errors.OfflineError("x"): ExitCode.OFFLINE,
+        errors.NotInstalledError("crc", "/r"): ExitCode.NOT_INSTALLED,
+        errors.PermissionDeniedError("x"): ExitCode.PERMISSION,
+        errors.CatalogError("x"): ExitCode.FAILURE,
+        KeyboardInterrupt(): ExitCode.INTERRUPTED,
+        RuntimeError("x"): ExitCode.FAILURE,
+    }
+    for error, code in samples.items():
+        assert exit_code_for(error) is code, error
+
+
+def test_codes_are_distinct_and_described() -> None:
+    values = [int(code) for code in ExitCode]
+    assert len(set(values)) == len(values)
+    assert set(DESCRIPTIONS) == set(ExitCode)
+
+
+def test_readme_documents_every_code() -> None:
+    text = README.read_text(encoding="utf-8")
+    for code in ExitCode:
+        assert f"| {int(code)} | `{code.name}` |" in text, code
+
+
+def test_every_error_carries_a_hint() -> None:
+    for error_class in (
+        errors.NetworkError,
+        errors.IntegrityError,
+        errors.DiskSpaceError,
+        errors.LockTimeoutError,
+        errors.OfflineError,
+        errors.PermissionDeniedError,
+    ):
+        assert error_class("x").hint
+        assert issubclass(error_class, errors.MedimetaError)
