@@ -148,7 +148,7 @@ def dataset_from_info(info: Mapping[str, Any], *, summary: str | None = None) ->
         )
     except KeyError as exc:
         raise CatalogError(f"info.yaml of {dataset_id!r} lacks the field {exc.args[0]!r}") from exc
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, AttributeError) as exc:
         raise CatalogError(f"info.yaml of {dataset_id!r} is malformed: {exc}") from exc
 
 

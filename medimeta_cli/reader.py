@@ -1,0 +1,503 @@
+"""Read images, labels and splits of one installed dataset.
+
+Used by ``verify --deep`` and by the commands that hand data to the user
+(``export``, ``sample``). Images come from ``images.hdf5``; when that file is
+absent they come from the identical ``images/NNNNNN.tiff`` files. Reads from the
+HDF5 file are sorted and grouped into runs of whole chunks, so a full pass
+streams at disk speed whatever order the caller asks for.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from itertools import pairwise
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final
+
+import h5py  # type: ignore[import-untyped]  # h5py ships no type information
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+from medimeta_cli.catalog import SPLIT_NAMES, Dataset, Task, TaskTarget
+from medimeta_cli.errors import IntegrityError, NotInstalledError, UsageError
+
+__all__ = [
+    "HDF5_ERRORS",
+    "HDF5_NAME",
+    "IMAGES_DATASET",
+    "DatasetReader",
+    "image_relpath",
+    "open_hdf5",
+    "parse_split_bytes",
+    "split_line",
+    "split_relpath",
+]
+
+HDF5_NAME: Final = "images.hdf5"
+IMAGES_DATASET: Final = "images"
+
+# A well-formed split line is exactly "images/NNNNNN.tiff".
+_PREFIX: Final = b"images/"
+_SUFFIX: Final = b".tiff"
+_DIGITS: Final = 6
+_LINE_BYTES: Final = len(_PREFIX) + _DIGITS + len(_SUFFIX)
+
+#: What h5py raises for a truncated or corrupt file (mostly OSError; some metadata
+#: damage surfaces as the others).
+HDF5_ERRORS: Final = (OSError, RuntimeError, KeyError, ValueError)
+
+# Upper bound on the rows one HDF5 read may span; a sparse run reads whole chunks,
+# so this bounds the scratch memory of a read (64 RGB images are about 10 MB).
+_MAX_RUN_ROWS: Final = 64
+
+
+def open_hdf5(path: Path) -> Any:
+    """Open an HDF5 file read-only, without HDF5's file locking.
+
+    Installed files are never written in place (installs rename whole folders), and
+    locking fails on many network file systems ("unable to lock file"), where it would
+    make an intact file look damaged.
+    """
+    try:
+        return h5py.File(path, "r", locking=False)
+    except (TypeError, ValueError):
+        # An HDF5 library without the locking switch: open it the default way.
+        return h5py.File(path, "r")
+
+
+def image_relpath(index: int) -> str:
+    """Relative path of image ``index`` inside a dataset, e.g. ``images/000007.tiff``."""
+    return f"images/{index:0{_DIGITS}d}.tiff"
+
+
+def split_relpath(split: str, *, original: bool = False) -> str:
+    """Relative path of a split file, e.g. ``splits/train.txt``."""
+    return f"{'original_splits' if original else 'splits'}/{split}.txt"
+
+
+def parse_split_bytes(data: bytes) -> npt.NDArray[np.int64]:
+    """Image indices of a split file's lines, in file order; ``-1`` marks a malformed line.
+
+    One trailing newline is tolerated (upstream writes none). Empty data has no lines.
+    """
+    if not data:
+        return np.empty(0, dtype=np.int64)
+    body = data if data.endswith(b"\n") else data + b"\n"
+    row_bytes = _LINE_BYTES + 1
+    if len(body) % row_bytes == 0:
+        # Fast path: every line has the right length, so the file is a byte matrix.
+        rows = np.frombuffer(body, dtype=np.uint8).reshape(-1, row_bytes)
+        start, stop = len(_PREFIX), len(_PREFIX) + _DIGITS
+        digits = rows[:, start:stop].astype(np.int64) - ord("0")
+        ok = (
+            (rows[:, :start] == np.frombuffer(_PREFIX, dtype=np.uint8)).all(axis=1)
+            & (rows[:, stop:] == np.frombuffer(_SUFFIX + b"\n", dtype=np.uint8)).all(axis=1)
+            & ((digits >= 0) & (digits <= 9)).all(axis=1)
+        )
+        if ok.all():
+            weights = 10 ** np.arange(_DIGITS - 1, -1, -1, dtype=np.int64)
+            values: npt.NDArray[np.int64] = digits @ weights
+            return values
+        # Some row is bad: rows may not even align with lines, so take the slow path.
+    lines = body[:-1].split(b"\n")
+    out = np.empty(len(lines), dtype=np.int64)
+    for number, line in enumerate(lines):
+        number_part = line[len(_PREFIX) : len(_PREFIX) + _DIGITS]
+        well_formed = (
+            len(line) == _LINE_BYTES
+            and line.startswith(_PREFIX)
+            and line.endswith(_SUFFIX)
+            and number_part.isdigit()
+        )
+        out[number] = int(number_part) if well_formed else -1
+    return out
+
+
+def split_line(data: bytes, line_number: int) -> str:
+    """Text of line ``line_number`` (1-based) of a split file, for error messages."""
+    lines = data.split(b"\n")
+    if not 1 <= line_number <= len(lines):
+        return ""
+    text = lines[line_number - 1].decode("utf-8", errors="replace")
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _as_indices(indices: npt.NDArray[Any] | Sequence[int]) -> npt.NDArray[np.int64]:
+    """Validate and convert caller-supplied image indices to a 1-D int64 array."""
+    array = np.asarray(indices)
+    if array.size == 0:
+        return np.empty(0, dtype=np.int64)
+    if array.ndim != 1 or array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.integer):
+        raise UsageError(
+            f"image indices must be a 1-D sequence of integers, not {array.dtype} "
+            f"with shape {array.shape}",
+            hint="Pass image numbers such as those returned by split_indices().",
+        )
+    return array.astype(np.int64, copy=False)
+
+
+def _runs(rows: npt.NDArray[np.int64], chunk_rows: int, max_rows: int) -> list[tuple[int, int]]:
+    """Group sorted unique ``rows`` into ``(start, stop)`` position ranges to read at once.
+
+    Rows in the same or neighbouring chunks share a run (their chunks must be read
+    anyway); a run never skips a whole chunk and spans at most ``max_rows`` rows,
+    cut at chunk-aligned boundaries. With ``chunk_rows == 1`` (or a contiguous
+    layout) a run is a stretch of consecutive rows.
+    """
+    count = len(rows)
+    if count == 0:
+        return []
+    chunk_rows = max(1, chunk_rows)
+    max_rows = max(chunk_rows, max_rows - max_rows % chunk_rows)
+    chunk_ids = rows // chunk_rows
+    breaks = np.flatnonzero(np.diff(chunk_ids) > 1) + 1
+    starts = [0, *breaks.tolist()]
+    stops = [*breaks.tolist(), count]
+    runs: list[tuple[int, int]] = []
+    for start, stop in zip(starts, stops, strict=True):
+        first, last = int(rows[start]), int(rows[stop - 1])
+        if last - first < max_rows:
+            runs.append((start, stop))
+            continue
+        base = first - first % chunk_rows
+        boundaries = np.arange(base + max_rows, last + 1, max_rows, dtype=np.int64)
+        cuts = [start, *(start + np.searchsorted(rows[start:stop], boundaries)).tolist(), stop]
+        runs.extend((a, b) for a, b in pairwise(cuts) if a < b)
+    return runs
+
+
+class DatasetReader:
+    """Read access to one installed dataset folder ``<root>/<id>/``.
+
+    The HDF5 file is opened on first use and kept open until :meth:`close` (or the
+    end of a ``with`` block); a closed reader opens it again when used again.
+    """
+
+    def __init__(self, folder: Path, dataset: Dataset) -> None:
+        self._folder = Path(folder)
+        self._dataset = dataset
+        self._file: Any = None
+        self._images: Any = None
+        self._tiff_count: int | None = None
+
+    @classmethod
+    def open(cls, root: Path, dataset: Dataset) -> DatasetReader:
+        """A reader for ``<root>/<id>/``; :class:`NotInstalledError` if it has no info.yaml."""
+        folder = Path(root) / dataset.id
+        if not (folder / "info.yaml").is_file():
+            raise NotInstalledError(dataset.id, str(root))
+        return cls(folder, dataset)
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def folder(self) -> Path:
+        """The dataset folder."""
+        return self._folder
+
+    @property
+    def dataset(self) -> Dataset:
+        """The catalog entry of the dataset."""
+        return self._dataset
+
+    @property
+    def has_hdf5(self) -> bool:
+        """Whether ``images.hdf5`` exists (otherwise images come from the TIFF files)."""
+        return self._images is not None or (self._folder / HDF5_NAME).is_file()
+
+    @property
+    def num_images(self) -> int:
+        """Number of images: rows of images.hdf5, else TIFF files, else the catalog count."""
+        if self.has_hdf5:
+            return int(self._hdf5_images().shape[0])
+        if self._tiff_count is None:
+            images = self._folder / "images"
+            if images.is_dir():
+                with os.scandir(images) as entries:
+                    self._tiff_count = sum(1 for e in entries if e.name.endswith(".tiff"))
+            else:
+                self._tiff_count = self._dataset.num_samples
+        return self._tiff_count
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """Shape of one image: ``(H, W)`` for grayscale, ``(H, W, 3)`` for RGB."""
+        if self.has_hdf5:
+            return tuple(int(n) for n in self._hdf5_images().shape[1:])
+        return self._catalog_image_shape()
+
+    def _catalog_image_shape(self) -> tuple[int, ...]:
+        size = self._dataset.input_size
+        if size.channels == 1:
+            return (size.height, size.width)
+        return (size.height, size.width, size.channels)
+
+    # ------------------------------------------------------------------ hints
+
+    def _deep_hint(self) -> str:
+        return f"Run `medimeta verify --deep {self._dataset.id}` to see every problem."
+
+    def _full_hint(self) -> str:
+        return f"Run `medimeta verify --full {self._dataset.id}` to check the files on disk."
+
+    # ------------------------------------------------------------------ splits and labels
+
+    def split_indices(self, split: str, *, original: bool = False) -> npt.NDArray[np.int64]:
+        """Image indices listed in ``splits/<split>.txt`` (or ``original_splits/``), in file order.
+
+        An absent file means an empty split. Raises :class:`IntegrityError` naming the
+        file and line when a line is not ``images/NNNNNN.tiff`` or names an image beyond
+        the catalog's ``num_samples``.
+        """
+        if split not in SPLIT_NAMES:
+            raise UsageError(
+                f"unknown split {split!r}", hint=f"Valid splits: {', '.join(SPLIT_NAMES)}."
+            )
+        rel = split_relpath(split, original=original)
+        path = self._folder / rel
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return np.empty(0, dtype=np.int64)
+        except OSError as exc:
+            raise IntegrityError(
+                f"cannot read {rel} of {self._dataset.id!r}: {exc.strerror}",
+                hint=self._deep_hint(),
+            ) from exc
+        indices = parse_split_bytes(data)
+        bad = np.flatnonzero(indices < 0)
+        if len(bad):
+            number = int(bad[0]) + 1
+            raise IntegrityError(
+                f"{rel} of {self._dataset.id!r}, line {number}: expected "
+                f"'images/NNNNNN.tiff', found {split_line(data, number)!r}",
+                hint=self._deep_hint(),
+            )
+        total = self._dataset.num_samples
+        beyond = np.flatnonzero(indices >= total)
+        if len(beyond):
+            number = int(beyond[0]) + 1
+            raise IntegrityError(
+                f"{rel} of {self._dataset.id!r}, line {number}: image {int(indices[number - 1])} "
+                f"does not exist (the dataset has {total} images)",
+                hint=self._deep_hint(),
+            )
+        return indices
+
+    def labels(self, task: Task | str) -> npt.NDArray[Any]:
+        """The ``task_labels`` array of a task: label keys (N,) or a 0/1 matrix (N, C).
+
+        N is the catalog's ``num_samples``. Raises :class:`IntegrityError` when the file
+        is missing, unreadable or of the wrong shape, and :class:`UnknownTaskError` for a
+        task name the dataset lacks. Label values are checked by ``verify --deep``.
+        """
+        resolved = self._dataset.task(task) if isinstance(task, str) else task
+        rel = resolved.file_name
+        path = self._folder / rel
+        where = f"{rel} of {self._dataset.id!r}"
+        if not path.is_file():
+            raise IntegrityError(f"{where} is missing", hint=self._deep_hint())
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError, MemoryError) as exc:
+            raise IntegrityError(
+                f"{where} cannot be read: {_one_line(exc)}", hint=self._deep_hint()
+            ) from exc
+        if not isinstance(array, np.ndarray) or not (
+            np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
+        ):
+            raise IntegrityError(f"{where} does not hold numeric labels", hint=self._deep_hint())
+        expected_ndim = 2 if resolved.target is TaskTarget.MULTILABEL else 1
+        if array.ndim != expected_ndim:
+            raise IntegrityError(
+                f"{where} has shape {array.shape}, expected {expected_ndim} dimension(s)",
+                hint=self._deep_hint(),
+            )
+        total = self._dataset.num_samples
+        if array.shape[0] != total:
+            raise IntegrityError(
+                f"{where} has {array.shape[0]} rows, expected {total}", hint=self._deep_hint()
+            )
+        if expected_ndim == 2 and array.shape[1] != resolved.num_classes:
+            raise IntegrityError(
+                f"{where} has {array.shape[1]} columns, expected {resolved.num_classes}",
+                hint=self._deep_hint(),
+            )
+        return array
+
+    # ------------------------------------------------------------------ images
+
+    def read_images(self, indices: npt.NDArray[Any] | Sequence[int]) -> npt.NDArray[np.uint8]:
+        """Images at ``indices`` (any order, repeats allowed) as uint8 ``(len, H, W[, C])``."""
+        wanted = self._checked_indices(indices)
+        shape = self.image_shape
+        if len(wanted) == 0:
+            return np.empty((0, *shape), dtype=np.uint8)
+        # Read each image once, in ascending order, then restore the order asked for.
+        unique, inverse = np.unique(wanted, return_inverse=True)
+        if self.has_hdf5:
+            images = self._read_hdf5_sorted(unique)
+        else:
+            images = self._read_tiffs(unique, shape)
+        if len(unique) == len(wanted) and bool(np.all(unique == wanted)):
+            return images
+        result: npt.NDArray[np.uint8] = images[inverse.reshape(-1)]
+        return result
+
+    def iter_batches(
+        self, indices: npt.NDArray[Any] | Sequence[int], batch_size: int = 256
+    ) -> Iterator[tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]]:
+        """Yield ``(batch_indices, images)`` over ``indices`` in order, ``batch_size`` at most.
+
+        For ascending indices, batches end at chunk boundaries, so no HDF5 chunk is
+        read twice and memory stays bounded by one batch.
+        """
+        if batch_size < 1:
+            raise UsageError(
+                f"batch size must be positive, not {batch_size}", hint="Use a batch size >= 1."
+            )
+        wanted = self._checked_indices(indices)
+        count = len(wanted)
+        chunk_rows = self._chunk_rows() if self.has_hdf5 else 1
+        ascending = count < 2 or bool(np.all(wanted[1:] >= wanted[:-1]))
+        position = 0
+        while position < count:
+            end = min(position + batch_size, count)
+            if ascending and chunk_rows > 1 and end < count:
+                # Leave the chunk holding the next index entirely to the next batch.
+                boundary = (int(wanted[end]) // chunk_rows) * chunk_rows
+                aligned = position + int(np.searchsorted(wanted[position:end], boundary))
+                if aligned > position:
+                    end = aligned
+            batch = wanted[position:end]
+            yield batch, self.read_images(batch)
+            position = end
+
+    def _checked_indices(self, indices: npt.NDArray[Any] | Sequence[int]) -> npt.NDArray[np.int64]:
+        wanted = _as_indices(indices)
+        if len(wanted):
+            total = self.num_images
+            low, high = int(wanted.min()), int(wanted.max())
+            if low < 0 or high >= total:
+                bad = low if low < 0 else high
+                raise UsageError(
+                    f"image index {bad} is out of range: {self._dataset.id!r} has {total} images",
+                    hint=f"Use indices from 0 to {total - 1}.",
+                )
+        return wanted
+
+    def _read_hdf5_sorted(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.uint8]:
+        """Rows (sorted, unique) of the HDF5 dataset, one slice per chunk-aligned run."""
+        dset = self._hdf5_images()
+        out = np.empty((len(rows), *self.image_shape), dtype=np.uint8)
+        try:
+            for start, stop in _runs(rows, self._chunk_rows(), _MAX_RUN_ROWS):
+                first, last = int(rows[start]), int(rows[stop - 1])
+                if last - first + 1 == stop - start:
+                    dset.read_direct(out, np.s_[first : last + 1], np.s_[start:stop])
+                else:
+                    block = dset[first : last + 1]
+                    out[start:stop] = block[rows[start:stop] - first]
+        except HDF5_ERRORS as exc:
+            raise self._hdf5_error(exc) from exc
+        return out
+
+    def _read_tiffs(
+        self, rows: npt.NDArray[np.int64], shape: tuple[int, ...]
+    ) -> npt.NDArray[np.uint8]:
+        out = np.empty((len(rows), *shape), dtype=np.uint8)
+        for position, index in enumerate(rows.tolist()):
+            rel = image_relpath(index)
+            try:
+                with Image.open(self._folder / rel) as image:
+                    pixels = np.asarray(image)
+            except FileNotFoundError as exc:
+                raise IntegrityError(
+                    f"{rel} of {self._dataset.id!r} is missing (and there is no {HDF5_NAME})",
+                    hint=self._full_hint(),
+                ) from exc
+            except (OSError, ValueError) as exc:
+                raise IntegrityError(
+                    f"{rel} of {self._dataset.id!r} cannot be read: {_one_line(exc)}",
+                    hint=self._full_hint(),
+                ) from exc
+            if pixels.shape != shape or pixels.dtype != np.uint8:
+                raise IntegrityError(
+                    f"{rel} of {self._dataset.id!r} is {pixels.dtype} {pixels.shape}, "
+                    f"expected uint8 {shape}",
+                    hint=self._deep_hint(),
+                )
+            out[position] = pixels
+        return out
+
+    # ------------------------------------------------------------------ HDF5 handling
+
+    def _hdf5_error(self, exc: BaseException) -> IntegrityError:
+        return IntegrityError(
+            f"{HDF5_NAME} of {self._dataset.id!r} cannot be read (truncated or corrupt): "
+            f"{_one_line(exc)}",
+            hint=self._full_hint(),
+        )
+
+    def _hdf5_images(self) -> Any:
+        """The ``images`` dataset of the HDF5 file, opening the file on first use."""
+        if self._images is not None:
+            return self._images
+        path = self._folder / HDF5_NAME
+        try:
+            handle = open_hdf5(path)
+        except HDF5_ERRORS as exc:
+            raise self._hdf5_error(exc) from exc
+        try:
+            dset = handle.get(IMAGES_DATASET)
+            if not isinstance(dset, h5py.Dataset):
+                raise IntegrityError(
+                    f"{HDF5_NAME} of {self._dataset.id!r} has no dataset {IMAGES_DATASET!r}",
+                    hint=self._deep_hint(),
+                )
+            if dset.dtype != np.uint8 or dset.ndim not in (3, 4):
+                raise IntegrityError(
+                    f"{HDF5_NAME} of {self._dataset.id!r} holds {dset.dtype} {dset.shape}, "
+                    "expected uint8 (N, H, W) or (N, H, W, 3)",
+                    hint=self._deep_hint(),
+                )
+        except HDF5_ERRORS as exc:
+            handle.close()
+            raise self._hdf5_error(exc) from exc
+        except BaseException:
+            handle.close()
+            raise
+        self._file = handle
+        self._images = dset
+        return dset
+
+    def _chunk_rows(self) -> int:
+        chunks = self._hdf5_images().chunks
+        return int(chunks[0]) if chunks else 1
+
+    # ------------------------------------------------------------------ lifetime
+
+    def close(self) -> None:
+        """Close the HDF5 file if it is open (safe to call more than once)."""
+        handle, self._file, self._images = self._file, None, None
+        if handle is not None:
+            handle.close()
+
+    def __enter__(self) -> DatasetReader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's message folded onto one line."""
+    return " ".join(str(exc).split()) or type(exc).__name__
