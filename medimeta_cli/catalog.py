@@ -101,6 +101,9 @@ class Task:
         if self.target is TaskTarget.BINARY and len(self.labels) != 2:
             raise ValueError(f"binary task {self.name!r} must have exactly two labels")
 
+    def __hash__(self) -> int:
+        return hash((self.name, self.target))
+
     @property
     def num_classes(self) -> int:
         """Number of labels (classes, or columns of a multi-label array)."""
@@ -251,6 +254,10 @@ class Dataset:
         if len(set(names)) != len(names):
             raise ValueError(f"dataset {self.id!r} has duplicate task names")
 
+    def __hash__(self) -> int:
+        # The generated hash would fail on the label dicts; the id identifies a dataset.
+        return hash(self.id)
+
     @property
     def task_names(self) -> tuple[str, ...]:
         """Exact (upstream) names of the tasks, in upstream order."""
@@ -399,6 +406,21 @@ def closest(name: str, choices: Sequence[str]) -> str | None:
     prefix = _fold(name)
     prefixed = [choice for key, choice in folded.items() if prefix and key.startswith(prefix)]
     return prefixed[0] if prefixed else None
+
+
+# --------------------------------------------------------------------------- record URLs
+
+
+def record_api_url(base_url: str, record_id: int) -> str:
+    """``GET`` this for the record's JSON: files with key, size and md5."""
+    return f"{base_url.rstrip('/')}/api/records/{record_id}"
+
+
+def file_download_url(base_url: str, record_id: int, key: str) -> str:
+    """The URL of one archive that honours byte ranges (the API ``/content`` URL does not)."""
+    from urllib.parse import quote
+
+    return f"{base_url.rstrip('/')}/records/{record_id}/files/{quote(key)}?download=1"
 
 
 # --------------------------------------------------------------------------- loading

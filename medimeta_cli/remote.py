@@ -1,19 +1,409 @@
-"""The Zenodo record: where archives live and how to address them.
+"""The Zenodo record: its validated manifest, and polite HTTP access to its files.
 
-Kept free of heavy imports at module level so that ``info`` can show URLs
-without loading the HTTP stack.
+Only commands that talk to the record import this module (it loads httpx and
+pydantic); ``list`` and ``info`` take URLs from :mod:`medimeta_cli.catalog`.
 """
 
 from __future__ import annotations
 
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-def record_api_url(base_url: str, record_id: int) -> str:
-    """``GET`` this for the record's JSON: files with key, size and md5."""
-    return f"{base_url.rstrip('/')}/api/records/{record_id}"
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from medimeta_cli import __version__
+from medimeta_cli.cache import RootLayout, utc_now
+from medimeta_cli.catalog import file_download_url, record_api_url
+from medimeta_cli.errors import NetworkError, OfflineError, RemoteDataError
+from medimeta_cli.fsutil import atomic_write_text
+
+USER_AGENT = f"medimeta-cli/{__version__} (+https://doi.org/10.5281/zenodo.7884735)"
+
+#: Statuses worth retrying: timeouts, throttling and server trouble.
+RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
-def file_download_url(base_url: str, record_id: int, key: str) -> str:
-    """The URL of one archive that honours byte ranges (the API ``/content`` URL does not)."""
-    from urllib.parse import quote
+# ----------------------------------------------------------------------------- manifest
 
-    return f"{base_url.rstrip('/')}/records/{record_id}/files/{quote(key)}?download=1"
+
+class RecordFile(BaseModel):
+    """One file of the record, normalised from any Zenodo response shape."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    key: str = Field(min_length=1)
+    size: int = Field(ge=0)
+    md5: str = Field(pattern=r"^[0-9a-f]{32}$")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        # Older responses: filename/filesize and a bare hex checksum.
+        if "key" not in out and "filename" in out:
+            out["key"] = out["filename"]
+        if "size" not in out and "filesize" in out:
+            out["size"] = out["filesize"]
+        if "md5" not in out and "checksum" in out:
+            out["md5"] = out["checksum"]
+        return out
+
+    @field_validator("md5", mode="before")
+    @classmethod
+    def _strip_algorithm(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            algorithm, _, digest = value.rpartition(":")
+            if algorithm not in ("", "md5"):
+                raise ValueError(f"checksum is {algorithm}, expected md5")
+            return digest.lower()
+        return value
+
+
+class RecordManifest(BaseModel):
+    """The files of one record version, as fetched (or saved) at a given time."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    record_id: int
+    version: str | None = None
+    doi: str | None = None
+    files: dict[str, RecordFile]
+    fetched_at: str | None = None
+
+
+@dataclass(frozen=True)
+class ArchiveInfo:
+    """Size, md5 and URL of one archive of the record."""
+
+    key: str
+    size: int
+    md5: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The record's files, validated; plain data so callers never touch pydantic."""
+
+    record_id: int
+    version: str | None
+    doi: str | None
+    files: Mapping[str, ArchiveInfo]
+    fetched_at: str | None = None
+
+    def archive(self, key: str) -> ArchiveInfo:
+        """The archive with this key; :class:`RemoteDataError` when the record lacks it."""
+        try:
+            return self.files[key]
+        except KeyError:
+            raise RemoteDataError(
+                f"record {self.record_id} has no file {key!r}",
+                hint="The record may have changed; check MEDIMETA_RECORD and MEDIMETA_BASE_URL.",
+            ) from None
+
+    def to_json(self) -> dict[str, Any]:
+        """The saved form."""
+        return {
+            "record_id": self.record_id,
+            "version": self.version,
+            "doi": self.doi,
+            "fetched_at": self.fetched_at,
+            "files": {
+                key: {"key": f.key, "size": f.size, "md5": f.md5, "url": f.url}
+                for key, f in self.files.items()
+            },
+        }
+
+
+def parse_record(
+    payload: Any, *, record_id: int, base_url: str, fetched_at: str | None = None
+) -> Manifest:
+    """Validate a Zenodo record response (current, legacy or ``entries`` shape).
+
+    Raises :class:`RemoteDataError` naming the first field that does not validate.
+    """
+    if not isinstance(payload, dict):
+        raise RemoteDataError("the record response is not a JSON object")
+    files = payload.get("files")
+    if isinstance(files, dict):  # {"enabled": true, "entries": {key: {...}}}
+        files = list((files.get("entries") or {}).values())
+    if not isinstance(files, list):
+        raise RemoteDataError("the record response has no list of files")
+    metadata = payload.get("metadata")
+    if not isinstance(metadata, dict):
+        metadata = {}
+    raw = {
+        "record_id": payload.get("id", record_id),
+        "version": metadata.get("version"),
+        "doi": payload.get("doi") or metadata.get("doi"),
+        "fetched_at": fetched_at,
+        "files": {},
+    }
+    try:
+        parsed_files = {}
+        for index, item in enumerate(files):
+            try:
+                parsed = RecordFile.model_validate(item)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(part) for part in first["loc"]) or "file"
+                raise RemoteDataError(
+                    f"invalid record response: files[{index}].{where}: {first['msg']}"
+                ) from exc
+            parsed_files[parsed.key] = parsed
+        raw["files"] = parsed_files
+        model = RecordManifest.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise RemoteDataError(f"invalid record response: {where}: {first['msg']}") from exc
+    return Manifest(
+        record_id=model.record_id,
+        version=model.version,
+        doi=model.doi,
+        fetched_at=model.fetched_at,
+        files={
+            key: ArchiveInfo(
+                key=key,
+                size=f.size,
+                md5=f.md5,
+                url=file_download_url(base_url, model.record_id, key),
+            )
+            for key, f in model.files.items()
+        },
+    )
+
+
+def saved_record_path(layout: RootLayout, record_id: int) -> Path:
+    """Where the manifest of a record is saved inside a data root."""
+    return layout.records_dir / f"{record_id}.json"
+
+
+def save_record(layout: RootLayout, manifest: Manifest) -> None:
+    """Save a validated manifest (with the time it was fetched) for later and offline runs."""
+    atomic_write_text(
+        saved_record_path(layout, manifest.record_id), json.dumps(manifest.to_json(), indent=1)
+    )
+
+
+def load_saved_record(layout: RootLayout, record_id: int, base_url: str) -> Manifest | None:
+    """The saved manifest of a record, or None when there is none (or it is unreadable)."""
+    path = saved_record_path(layout, record_id)
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    try:
+        return parse_record(
+            {
+                "id": data["record_id"],
+                "doi": data.get("doi"),
+                "metadata": {"version": data.get("version")},
+                "files": list(data["files"].values()),
+            },
+            record_id=record_id,
+            base_url=base_url,
+            fetched_at=data.get("fetched_at"),
+        )
+    except (RemoteDataError, KeyError, TypeError, AttributeError):
+        return None
+
+
+# ----------------------------------------------------------------------------- HTTP
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    now = time.time() if now is None else now
+    return max(0.0, when.timestamp() - now)
+
+
+@dataclass
+class RetryPolicy:
+    """Bounded retries with exponential backoff and full jitter."""
+
+    retries: int = 8
+    backoff_base: float = 1.0
+    backoff_cap: float = 60.0
+    max_server_wait: float = 900.0
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait before retry ``attempt`` (1-based) when the server gave no hint."""
+        ceiling = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+
+class RateLimiter:
+    """Paces requests by the server's ``X-RateLimit-*`` headers, shared by all threads."""
+
+    def __init__(self, sleep: Callable[[float], None] = time.sleep) -> None:
+        self._lock = threading.Lock()
+        self._remaining: int | None = None
+        self._reset_at: float | None = None
+        self._sleep = sleep
+
+    def update(self, headers: Mapping[str, str]) -> None:
+        """Remember what the last response said about the budget left."""
+        remaining, reset = headers.get("x-ratelimit-remaining"), headers.get("x-ratelimit-reset")
+        with self._lock:
+            if remaining is not None and remaining.strip().isdigit():
+                self._remaining = int(remaining)
+            if reset is not None:
+                with suppress(ValueError):
+                    self._reset_at = float(reset)
+
+    def pause_needed(self, now: float | None = None) -> float:
+        """Seconds to wait before the next request so as not to run into a 429."""
+        now = time.time() if now is None else now
+        with self._lock:
+            if self._remaining is None or self._remaining > 1 or self._reset_at is None:
+                return 0.0
+            return max(0.0, min(self._reset_at - now, 120.0))
+
+    def before_request(self, on_notice: Callable[[str], None] | None) -> None:
+        """Sleep if the budget is spent, and count this request against it."""
+        pause = self.pause_needed()
+        if pause > 0:
+            if on_notice is not None:
+                on_notice(f"rate limit reached; pausing {pause:.0f} s")
+            self._sleep(pause)
+            with self._lock:
+                self._remaining = None
+        with self._lock:
+            if self._remaining is not None:
+                self._remaining -= 1
+
+
+class RemoteClient:
+    """HTTP access to one Zenodo record: the record API and ranged file downloads."""
+
+    def __init__(
+        self,
+        base_url: str,
+        record_id: int,
+        *,
+        timeout: float = 30.0,
+        policy: RetryPolicy | None = None,
+        on_notice: Callable[[str], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.record_id = record_id
+        self.policy = policy or RetryPolicy()
+        self.on_notice = on_notice
+        self.sleep = sleep
+        self.limiter = RateLimiter(sleep)
+        self.http = httpx.Client(
+            headers={"User-Agent": USER_AGENT},
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
+            follow_redirects=True,
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self.http.close()
+
+    def __enter__(self) -> RemoteClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _notice(self, message: str) -> None:
+        if self.on_notice is not None:
+            self.on_notice(message)
+
+    def retry_wait(self, attempt: int, reason: str, retry_after: float | None = None) -> None:
+        """Wait before retry ``attempt`` (1-based), or raise when retries are used up."""
+        if attempt > self.policy.retries:
+            raise NetworkError(f"giving up after {attempt} attempts: {reason}")
+        if retry_after is not None and retry_after > self.policy.max_server_wait:
+            raise NetworkError(
+                f"{reason}; the server asks to wait {retry_after:.0f} s",
+                hint="Try again later; the command resumes where it stopped.",
+            )
+        wait = retry_after if retry_after is not None else self.policy.backoff(attempt)
+        self._notice(f"{reason}; retry {attempt}/{self.policy.retries} in {wait:.1f} s")
+        self.sleep(wait)
+
+    @contextmanager
+    def stream(
+        self, url: str, headers: Mapping[str, str] | None = None
+    ) -> Iterator[httpx.Response]:
+        """``GET url`` as a stream, retrying connection errors and retryable statuses.
+
+        Yields the first response whose status is not retryable; the caller
+        decides what a 404 or a 416 means.
+        """
+        attempt = 0
+        while True:
+            self.limiter.before_request(self._notice)
+            request = self.http.build_request("GET", url, headers=headers)
+            try:
+                response = self.http.send(request, stream=True)
+            except httpx.TransportError as exc:
+                attempt += 1
+                self.retry_wait(attempt, f"{type(exc).__name__} on {url}: {exc}")
+                continue
+            self.limiter.update(response.headers)
+            if response.status_code in RETRYABLE_STATUSES:
+                retry_after = parse_retry_after(response.headers.get("retry-after"))
+                if retry_after is None and response.status_code == 429:
+                    retry_after = self.limiter.pause_needed() or None
+                response.close()
+                attempt += 1
+                self.retry_wait(attempt, f"HTTP {response.status_code} from {url}", retry_after)
+                continue
+            try:
+                yield response
+            finally:
+                response.close()
+            return
+
+    def fetch_record(self) -> Manifest:
+        """Fetch and validate the record's manifest."""
+        url = record_api_url(self.base_url, self.record_id)
+        with self.stream(url, {"Accept": "application/json"}) as response:
+            if response.status_code != 200:
+                raise RemoteDataError(
+                    f"the record API answered HTTP {response.status_code} for {url}",
+                    hint="Check MEDIMETA_BASE_URL and MEDIMETA_RECORD, or try again later.",
+                )
+            body = response.read()
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            kind = response.headers.get("content-type", "unknown content")
+            raise RemoteDataError(f"the record API sent {kind}, not JSON ({url})") from None
+        return parse_record(
+            payload, record_id=self.record_id, base_url=self.base_url, fetched_at=utc_now()
+        )
+
+
+def require_online(offline: bool, what: str) -> None:
+    """Raise :class:`OfflineError` when offline mode forbids ``what``."""
+    if offline:
+        raise OfflineError(f"offline mode is on, and {what} needs the network")

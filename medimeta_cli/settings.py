@@ -100,6 +100,14 @@ SPECS: tuple[SettingSpec, ...] = (
         "Zenodo record holding the archives",
     ),
     SettingSpec(
+        "catalog",
+        "MEDIMETA_CATALOG",
+        None,
+        _parse_path,
+        lambda: None,
+        "catalog file to use instead of the bundled one (another release, a test mirror)",
+    ),
+    SettingSpec(
         "offline",
         "MEDIMETA_OFFLINE",
         "--offline",
@@ -132,6 +140,14 @@ SPECS: tuple[SettingSpec, ...] = (
         "retries of a failing request before giving up",
     ),
     SettingSpec(
+        "locks",
+        "MEDIMETA_LOCKS",
+        None,
+        _parse_bool,
+        lambda: True,
+        "use file locks (turn off where flock hangs; installs stay safe)",
+    ),
+    SettingSpec(
         "lock_timeout",
         "MEDIMETA_LOCK_TIMEOUT",
         "--lock-timeout",
@@ -151,10 +167,12 @@ class Settings:
     root: Path
     base_url: str = DEFAULT_BASE_URL
     record_id: int = DEFAULT_RECORD_ID
+    catalog: Path | None = None
     offline: bool = False
     debug: bool = False
     timeout: float = 30.0
     retries: int = 8
+    locks: bool = True
     lock_timeout: float = 6 * 3600.0
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 

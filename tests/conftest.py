@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from typer.testing import CliRunner
+
+if TYPE_CHECKING:
+    from tests.support.zenodo_server import ZenodoServer
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE_INFO = Path(
@@ -46,3 +51,51 @@ def reference_info() -> Path:
     if not REFERENCE_INFO.is_dir():
         pytest.skip(f"reference info files not found at {REFERENCE_INFO}")
     return REFERENCE_INFO
+
+
+# ----------------------------------------------------------------------------- data fixtures
+
+
+@dataclass(frozen=True)
+class FixtureData:
+    """Small real archives in the upstream layout, and a catalog that describes them."""
+
+    archives: Path
+    catalog: Path
+    specs: dict[str, Any]
+
+    def archive(self, dataset_id: str) -> Path:
+        return self.archives / f"{dataset_id}.zip"
+
+
+@pytest.fixture(scope="session")
+def fixture_data(tmp_path_factory: pytest.TempPathFactory) -> FixtureData:
+    """Build crc (RGB), cxr (grayscale, multi-label), dr_regular (keys not 0..K-1) and
+    organs_axial (masks) once per test session, plus a catalog built from their info.yaml."""
+    from medimeta_cli.catalog import catalog_to_json
+    from medimeta_cli.catalog_build import build_catalog
+    from tests.support import archives
+
+    base = tmp_path_factory.mktemp("fixture-data")
+    info_dir = base / "info"
+    info_dir.mkdir()
+    for spec in archives.ALL_SPECS.values():
+        archives.build_archive(spec, base / "archives")
+        (info_dir / f"{spec.id}.yaml").write_text(archives.info_yaml(spec), encoding="utf-8")
+    catalog = base / "catalog.json"
+    catalog.write_text(catalog_to_json(build_catalog(info_dir)), encoding="utf-8")
+    return FixtureData(base / "archives", catalog, dict(archives.ALL_SPECS))
+
+
+@pytest.fixture
+def zenodo(fixture_data: FixtureData, monkeypatch: pytest.MonkeyPatch) -> Iterator[ZenodoServer]:
+    """A Zenodo-compatible server on 127.0.0.1 serving the fixture archives; the tool
+    under test is pointed at it (and at the fixture catalog) through its environment."""
+    from tests.support.zenodo_server import ZenodoServer
+
+    files = {path.name: path for path in sorted(fixture_data.archives.glob("*.zip"))}
+    with ZenodoServer(files) as server:
+        monkeypatch.setenv("MEDIMETA_BASE_URL", server.url)
+        monkeypatch.setenv("MEDIMETA_CATALOG", str(fixture_data.catalog))
+        monkeypatch.setenv("MEDIMETA_TIMEOUT", "10")
+        yield server
