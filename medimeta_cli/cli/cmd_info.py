@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from medimeta_cli.cache import local_status
-from medimeta_cli.catalog import Dataset, Task
+from medimeta_cli.catalog import Dataset, Task, file_download_url
 from medimeta_cli.cli.options import (
     DatasetArgument,
     DebugOption,
@@ -16,7 +16,6 @@ from medimeta_cli.cli.options import (
     RootOption,
 )
 from medimeta_cli.cli.session import session
-from medimeta_cli.remote import file_download_url
 from medimeta_cli.settings import Settings
 
 
@@ -76,7 +75,7 @@ def render_info(dataset: Dataset, tasks: tuple[Task, ...], details: dict[str, An
         ("license", license_line),
         ("archive", f"{dataset.archive}  (record {details['record_id']})"),
         ("url", details["download_url"]),
-        ("state", details["state"] + (f"  {details['path']}" if details["path"] else "")),
+        ("state", _state_line(details)),
     ]
     lines = [f"{dataset.id}: {dataset.name}", ""]
     lines += [f"  {key:<17}{value}" for key, value in facts]
@@ -94,6 +93,15 @@ def render_info(dataset: Dataset, tasks: tuple[Task, ...], details: dict[str, An
             lines.append(f"    license: {source.license}")
         lines += [f"    cite: {citation}" for citation in source.citations]
     return "\n".join(lines)
+
+
+def _state_line(details: dict[str, Any]) -> str:
+    state = str(details["state"])
+    if details.get("percent") is not None:
+        state += f" {details['percent']:.0f}%"
+    if details.get("checked_at"):
+        state += f" (checked {details['checked_at']})"
+    return state + (f"  {details['path']}" if details["path"] else "")
 
 
 def _counts(counts: dict[str, int]) -> str:

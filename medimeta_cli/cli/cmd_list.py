@@ -48,7 +48,7 @@ def list_command(
                 f"{d.num_samples:,}",
                 str(len(d.tasks)),
                 d.license.short + (" (NC)" if d.license.non_commercial else ""),
-                statuses[d.id].state.value,
+                statuses[d.id].describe(),
             ]
             for d in datasets
         ]

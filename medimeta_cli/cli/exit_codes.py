@@ -27,7 +27,7 @@ class ExitCode(IntEnum):
 
 
 # Most specific first: the first class an error is an instance of decides.
-_BY_ERROR: tuple[tuple[type[errors.MedimetaError], ExitCode], ...] = (
+_BY_ERROR: tuple[tuple[type[Exception], ExitCode], ...] = (
     (errors.UsageError, ExitCode.USAGE),
     (errors.NetworkError, ExitCode.NETWORK),
     (errors.IntegrityError, ExitCode.INTEGRITY),
@@ -36,6 +36,7 @@ _BY_ERROR: tuple[tuple[type[errors.MedimetaError], ExitCode], ...] = (
     (errors.OfflineError, ExitCode.OFFLINE),
     (errors.NotInstalledError, ExitCode.NOT_INSTALLED),
     (errors.PermissionDeniedError, ExitCode.PERMISSION),
+    (PermissionError, ExitCode.PERMISSION),
 )
 
 DESCRIPTIONS: dict[ExitCode, str] = {

@@ -74,3 +74,23 @@ TaskTypeOption = Annotated[
 DatasetArgument = Annotated[
     str, typer.Argument(help="Dataset id, e.g. crc.", autocompletion=complete_dataset_id)
 ]
+DatasetIdsArgument = Annotated[
+    list[str] | None,
+    typer.Argument(
+        help="Dataset ids, e.g. crc cxr.", autocompletion=complete_dataset_id, show_default=False
+    ),
+]
+AllOption = Annotated[bool, typer.Option("--all", help="Every dataset of MedIMeta.")]
+JobsOption = Annotated[
+    int,
+    typer.Option("--jobs", "-j", min=1, max=16, help="Datasets to download at once."),
+]
+LockTimeoutOption = Annotated[
+    float | None,
+    typer.Option(
+        "--lock-timeout",
+        min=0,
+        help="Seconds to wait for another job holding a dataset [env: MEDIMETA_LOCK_TIMEOUT].",
+        show_default=False,
+    ),
+]

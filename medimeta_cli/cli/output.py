@@ -124,3 +124,132 @@ def plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
         for line in (headers, *rows)
     ]
     return "\n".join(lines)
+
+
+class ProgressDisplay:
+    """Shows byte progress per dataset and in total on stderr, from any thread.
+
+    A live rich display with bars, rate and ETA on a colour terminal; a plain
+    line every few seconds otherwise; nothing with ``--quiet``. Feed it the
+    core's events with :meth:`handle` and use it as a context manager.
+    """
+
+    def __init__(self, out: Output, *, verb: str = "downloading", interval: float = 5.0) -> None:
+        import threading
+
+        self.out = out
+        self.verb = verb
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._live = out.stderr_color and not out.quiet
+        self._progress: Any = None
+        self._tasks: dict[str, Any] = {}
+        self._totals: dict[str, int] = {}
+        self._done: dict[str, int] = {}
+        self._total_task: Any = None
+        self._last_line = 0.0
+        self._started = 0.0
+
+    def __enter__(self) -> ProgressDisplay:
+        import time
+
+        self._started = time.monotonic()
+        if self._live:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("{task.description:<24}"),
+                BarColumn(),
+                DownloadColumn(binary_units=True),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=Console(file=self.out.stderr),
+                transient=False,
+            )
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def notice(self, message: str, *, warning: bool = False) -> None:
+        """A message that must not garble the bars."""
+        if self.out.quiet:
+            return
+        text = ("warning: " if warning else "") + message
+        with self._lock:
+            if self._progress is not None:
+                self._progress.console.print(text, markup=False, highlight=False)
+            else:
+                self.out.stderr.write(text + "\n")
+                self.out.stderr.flush()
+
+    def start(self, name: str, total: int, done: int = 0) -> None:
+        """A byte stream of ``total`` bytes begins, ``done`` of them already there."""
+        with self._lock:
+            self._totals[name] = total
+            self._done[name] = done
+            if self._progress is not None:
+                if name in self._tasks:
+                    self._progress.update(self._tasks[name], total=total, completed=done)
+                else:
+                    self._tasks[name] = self._progress.add_task(name, total=total, completed=done)
+                self._update_total()
+
+    def advance(self, name: str, count: int) -> None:
+        """``count`` more bytes of ``name``."""
+        import time
+
+        with self._lock:
+            self._done[name] = self._done.get(name, 0) + count
+            if self._progress is not None:
+                self._progress.advance(self._tasks[name], count)
+                if self._total_task is not None:
+                    self._progress.advance(self._total_task, count)
+                return
+            now = time.monotonic()
+            if self.out.quiet or now - self._last_line < self.interval:
+                return
+            self._last_line = now
+            self._plain_line(now)
+
+    def _update_total(self) -> None:
+        total, done = sum(self._totals.values()), sum(self._done.values())
+        if len(self._totals) < 2:
+            return
+        if self._total_task is None:
+            self._total_task = self._progress.add_task("total", total=total, completed=done)
+        else:
+            self._progress.update(self._total_task, total=total, completed=done)
+
+    def _plain_line(self, now: float) -> None:
+        from medimeta_cli.fsutil import human_bytes
+
+        total, done = sum(self._totals.values()), sum(self._done.values())
+        elapsed = max(now - self._started, 1e-6)
+        rate = done / elapsed
+        eta = f", ETA {(total - done) / rate:.0f} s" if rate > 0 and total > done else ""
+        percent = 100.0 * done / total if total else 100.0
+        self.out.stderr.write(
+            f"{self.verb}: {human_bytes(done)} of {human_bytes(total)} ({percent:.0f}%), "
+            f"{human_bytes(rate)}/s{eta}\n"
+        )
+        self.out.stderr.flush()
+
+    def phase(self, name: str, phase: str) -> None:
+        """A dataset moved on (extracting, installed, ...)."""
+        with self._lock:
+            if self._progress is not None and name in self._tasks:
+                self._progress.update(self._tasks[name], description=f"{name} {phase}"[:24])
+                return
+        if phase in ("extracting", "verifying", "checking partial download"):
+            self.notice(f"{name}: {phase}")

@@ -26,8 +26,8 @@ class Session:
 
     @cached_property
     def catalog(self) -> Catalog:
-        """The bundled catalog."""
-        return load_catalog()
+        """The bundled catalog, or the one ``MEDIMETA_CATALOG`` names (validated strictly)."""
+        return load_catalog(self.settings.catalog)
 
 
 def _env_debug() -> bool:
@@ -44,6 +44,7 @@ def session(
     quiet: bool = False,
     debug: bool = False,
     offline: bool = False,
+    lock_timeout: float | None = None,
 ) -> Iterator[Session]:
     """Resolve settings from the flags, yield a session, and report any error.
 
@@ -53,7 +54,12 @@ def session(
     out = Output(json_mode=json_mode, quiet=quiet, debug=debug or _env_debug())
     try:
         settings = resolve_settings(
-            {"root": root, "offline": offline or None, "debug": debug or None}
+            {
+                "root": root,
+                "offline": offline or None,
+                "debug": debug or None,
+                "lock_timeout": lock_timeout,
+            }
         )
         out.debug = settings.debug
         yield Session(settings=settings, out=out)

@@ -1,0 +1,219 @@
+"""``medimeta download``: fetch, verify and install dataset archives."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from medimeta_cli.catalog import Catalog, Dataset
+from medimeta_cli.cli.exit_codes import exit_code_for
+from medimeta_cli.cli.options import (
+    AllOption,
+    DatasetIdsArgument,
+    DebugOption,
+    DomainOption,
+    JobsOption,
+    JsonOption,
+    LockTimeoutOption,
+    OfflineOption,
+    QuietOption,
+    RootOption,
+)
+from medimeta_cli.cli.output import Output, ProgressDisplay
+from medimeta_cli.cli.session import session
+from medimeta_cli.errors import UsageError
+
+
+def select_datasets(
+    catalog: Catalog, ids: list[str] | None, domains: list[str] | None, everything: bool
+) -> tuple[Dataset, ...]:
+    """Datasets named by ids, ``--domain`` and ``--all``, without duplicates."""
+    if everything:
+        return catalog.datasets
+    chosen = list(catalog.resolve(ids or ()))
+    if domains:
+        chosen += catalog.in_domains(domains)
+    if not chosen:
+        raise UsageError(
+            "no datasets given",
+            hint="Name dataset ids (medimeta download crc), or use --domain NAME or --all.",
+        )
+    return tuple(dict.fromkeys(chosen))
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Let SIGTERM (scancel, kill) stop a transfer as cleanly as Ctrl-C does."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (embedded use): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def event_sink(display: ProgressDisplay) -> Any:
+    """Translate the download engine's events into the display."""
+    from medimeta_cli import download as engine
+
+    def handle(event: engine.Event) -> None:
+        if isinstance(event, engine.BytesTransferred):
+            display.advance(event.dataset_id, event.count)
+        elif isinstance(event, engine.TransferStarted):
+            display.start(event.dataset_id, event.total, event.done)
+        elif isinstance(event, engine.PhaseChanged):
+            display.phase(event.dataset_id, event.phase)
+        elif isinstance(event, engine.Notice):
+            prefix = f"{event.dataset_id}: " if event.dataset_id else ""
+            display.notice(prefix + event.message, warning=event.warning)
+
+    return handle
+
+
+def download_command(
+    dataset_ids: DatasetIdsArgument = None,
+    domain: DomainOption = None,
+    everything: AllOption = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Download and reinstall even if installed.")
+    ] = False,
+    keep_archive: Annotated[
+        bool,
+        typer.Option("--keep-archive", help="Keep the zip in <root>/.medimeta/archives/."),
+    ] = False,
+    jobs: JobsOption = 2,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Show what would be fetched, its size and the free space."),
+    ] = False,
+    print_urls: Annotated[
+        bool,
+        typer.Option(
+            "--print-urls",
+            help="Print URL, size, md5 and file name (tab-separated) for wget/curl/aria2.",
+        ),
+    ] = False,
+    from_paths: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--from",
+            help="Install archives fetched by other means: a folder of <id>.zip or a zip file.",
+            show_default=False,
+        ),
+    ] = None,
+    lock_timeout: LockTimeoutOption = None,
+    offline: OfflineOption = False,
+    root: RootOption = None,
+    json: JsonOption = False,
+    quiet: QuietOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Download datasets from Zenodo, verify them and install them into the data root.
+
+    Resumes interrupted downloads, waits for other jobs fetching the same dataset,
+    and never leaves a half-installed dataset behind.
+    """
+    with session(
+        root=root,
+        json_mode=json,
+        quiet=quiet,
+        debug=debug,
+        offline=offline,
+        lock_timeout=lock_timeout,
+    ) as s:
+        from medimeta_cli.download import Downloader
+
+        downloader = Downloader(s.settings, s.catalog)
+        try:
+            if from_paths:
+                with ProgressDisplay(s.out, verb="checking") as display:
+                    downloader.on_event = event_sink(display)
+                    outcomes = downloader.install_from(from_paths, force=force)
+                _report_outcomes(s.out, outcomes, json)
+                return
+            datasets = select_datasets(s.catalog, dataset_ids, domain, everything)
+            if print_urls or dry_run:
+                plan = downloader.plan(datasets, force=force, jobs=jobs)
+                if print_urls:
+                    _print_urls(s.out, plan, json)
+                else:
+                    _print_plan(s.out, plan, json)
+                return
+            with sigterm_as_interrupt(), ProgressDisplay(s.out) as display:
+                downloader.on_event = event_sink(display)
+                outcomes = downloader.download(
+                    datasets, force=force, keep_archive=keep_archive, jobs=jobs
+                )
+            _report_outcomes(s.out, outcomes, json)
+        finally:
+            downloader.close()
+
+
+def _report_outcomes(out: Output, outcomes: list[Any], json_mode: bool) -> None:
+    """Print what happened; exit with the code of the first failure."""
+    from medimeta_cli.fsutil import human_bytes
+
+    if json_mode:
+        out.emit_json([outcome.to_json() for outcome in outcomes])
+    else:
+        for outcome in outcomes:
+            if outcome.status == "failed":
+                continue
+            extra = ""
+            if outcome.downloaded_bytes:
+                extra = f"  ({human_bytes(outcome.downloaded_bytes)} in {outcome.seconds:.1f} s)"
+            detail = "" if outcome.detail == outcome.status else outcome.detail
+            where = f"  {outcome.path}" if outcome.path else ""
+            out.emit_text(f"{outcome.status:<10}{outcome.dataset_id:<17}{detail}{where}{extra}")
+    failures = [outcome for outcome in outcomes if outcome.error is not None]
+    for outcome in failures:
+        out.error(outcome.error)
+    if failures:
+        raise typer.Exit(int(exit_code_for(failures[0].error)))
+
+
+def _print_urls(out: Output, plan: Any, json_mode: bool) -> None:
+    if json_mode:
+        out.emit_json([item.to_json() for item in plan.items])
+        return
+    for item in plan.items:
+        size = "" if item.size is None else str(item.size)
+        out.emit_text(f"{item.url}\t{size}\t{item.md5 or ''}\t{item.key}")
+    if any(item.md5 is None for item in plan.items):
+        out.warn("sizes and md5s are unknown: no record manifest is saved and offline mode is on")
+
+
+def _print_plan(out: Output, plan: Any, json_mode: bool) -> None:
+    from medimeta_cli.fsutil import human_bytes
+
+    if json_mode:
+        out.emit_json(plan.to_json())
+        return
+    rows = [
+        [
+            item.dataset_id,
+            item.key,
+            "?" if item.size is None else human_bytes(item.size),
+            item.state + (f" ({human_bytes(item.partial_bytes)})" if item.partial_bytes else ""),
+            human_bytes(item.to_fetch),
+        ]
+        for item in plan.items
+    ]
+    out.emit_table(["ID", "ARCHIVE", "SIZE", "STATE", "TO FETCH"], rows)
+    out.emit_text(
+        f"to fetch: {human_bytes(plan.to_fetch)}; disk needed: {human_bytes(plan.needed_bytes)}; "
+        f"free: {human_bytes(plan.free_bytes)}"
+        + ("" if plan.needed_bytes <= plan.free_bytes else "  -- NOT ENOUGH SPACE")
+    )

@@ -1,0 +1,351 @@
+"""``medimeta download`` as scripts use it: real processes, a real server, real archives."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from medimeta_cli.cache import RootLayout, read_install_record
+from tests.conftest import FixtureData
+from tests.helpers import installed_script, invoke, invoke_json
+from tests.support import archives
+from tests.support import zenodo_server as zs
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    env.update(extra)
+    return env
+
+
+def _run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [installed_script(), *args],
+        capture_output=True,
+        text=True,
+        env=_env(**extra),
+        timeout=120,
+        check=False,
+    )
+
+
+def _wait_for(predicate: object, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)
+
+
+def _part_size(root: Path, key: str) -> int:
+    parts = list((root / ".medimeta" / "partial").glob(f"{key}.*.part"))
+    return parts[0].stat().st_size if parts else 0
+
+
+def test_json_result_on_stdout_progress_on_stderr(
+    runner: CliRunner, zenodo: zs.ZenodoServer, data_root: Path
+) -> None:
+    result = invoke(runner, "download", "cxr", "crc", "--json")
+    assert result.exit_code == 0, result.stderr
+    outcomes = json.loads(result.stdout)
+    assert [(o["id"], o["status"]) for o in outcomes] == [
+        ("cxr", "installed"),
+        ("crc", "installed"),
+    ]
+    assert outcomes[0]["archive_md5"] == zenodo.file_md5("cxr.zip")
+    assert outcomes[0]["downloaded_bytes"] == zenodo.file_size("cxr.zip")
+    assert "\x1b[" not in result.stderr
+    again = invoke_json(runner, "download", "cxr")
+    assert again[0]["status"] == "skipped"
+
+
+def test_domain_and_all_selection(runner: CliRunner, zenodo: zs.ZenodoServer) -> None:
+    installed = invoke_json(runner, "download", "--domain", "radiology")
+    assert sorted(o["id"] for o in installed) == ["cxr", "organs_axial"]
+    everything = invoke_json(runner, "download", "--all")
+    assert {o["id"]: o["status"] for o in everything} == {
+        "crc": "installed",
+        "cxr": "skipped",
+        "dr_regular": "installed",
+        "organs_axial": "skipped",
+    }
+
+
+def test_nothing_selected_and_unknown_ids_are_usage_errors(
+    runner: CliRunner, zenodo: zs.ZenodoServer
+) -> None:
+    assert invoke(runner, "download").exit_code == 2
+    result = invoke(runner, "download", "crcc")
+    assert result.exit_code == 2
+    assert "did you mean 'crc'" in result.stderr
+    assert zenodo.requests == []
+
+
+def test_dry_run_lists_sizes_states_and_space(
+    runner: CliRunner, zenodo: zs.ZenodoServer, data_root: Path
+) -> None:
+    invoke(runner, "download", "cxr")
+    plan = invoke_json(runner, "download", "--all", "--dry-run")
+    states = {item["id"]: item["state"] for item in plan["items"]}
+    assert states == {
+        "crc": "absent",
+        "cxr": "installed",
+        "dr_regular": "absent",
+        "organs_axial": "absent",
+    }
+    assert plan["to_fetch"] == sum(
+        zenodo.file_size(f"{i}.zip") for i in ("crc", "dr_regular", "organs_axial")
+    )
+    assert plan["free_bytes"] > plan["needed_bytes"] > 0
+    text = invoke(runner, "download", "crc", "--dry-run").stdout
+    assert "to fetch:" in text and "free:" in text
+    assert not (data_root / "crc").exists()
+
+
+def test_print_urls_for_other_downloaders(runner: CliRunner, zenodo: zs.ZenodoServer) -> None:
+    result = invoke(runner, "download", "crc", "cxr", "--print-urls")
+    lines = [line.split("\t") for line in result.stdout.splitlines()]
+    assert lines == [
+        [zenodo.download_url(key), str(zenodo.file_size(key)), zenodo.file_md5(key), key]
+        for key in ("crc.zip", "cxr.zip")
+    ]
+
+
+def test_print_urls_then_offline_install_from_a_folder(
+    runner: CliRunner, zenodo: zs.ZenodoServer, fixture_data: FixtureData, tmp_path: Path
+) -> None:
+    """The compute-node workflow: URLs on a login node, fetch by other means, install offline."""
+    invoke(runner, "download", "--all", "--print-urls")
+    fetched = tmp_path / "fetched"
+    fetched.mkdir()
+    for key in ("crc.zip", "cxr.zip"):
+        (fetched / key).write_bytes(fixture_data.archives.joinpath(key).read_bytes())
+    zenodo.clear_log()
+    result = invoke(runner, "download", "--from", str(fetched), "--offline", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert {o["id"]: o["status"] for o in json.loads(result.stdout)} == {
+        "crc": "installed",
+        "cxr": "installed",
+    }
+    assert zenodo.requests == []
+
+
+@pytest.mark.parametrize(
+    ("fault", "extra_env", "code", "message"),
+    [
+        (zs.corrupt(2000), {}, 4, "does not match the record"),
+        (zs.status(503), {"MEDIMETA_RETRIES": "0"}, 3, "giving up after 1 attempts"),
+        (zs.html(), {}, 3, "HTML page instead of cxr.zip"),
+    ],
+    ids=["integrity", "network", "html"],
+)
+def test_failure_exit_codes(
+    zenodo: zs.ZenodoServer,
+    data_root: Path,
+    fault: object,
+    extra_env: dict[str, str],
+    code: int,
+    message: str,
+) -> None:
+    zenodo.inject("cxr.zip", fault)
+    proc = _run("download", "cxr", **extra_env)
+    assert proc.returncode == code, proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (data_root / "cxr").exists()
+
+
+def test_offline_exit_code(zenodo: zs.ZenodoServer) -> None:
+    proc = _run("download", "crc", "--offline")
+    assert proc.returncode == 7
+    assert "offline" in proc.stderr
+    assert zenodo.requests == []
+
+
+def test_disk_space_exit_code(zenodo: zs.ZenodoServer, tmp_path: Path) -> None:
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        proc = _run("download", "crc", "--root", str(small))
+        assert proc.returncode == 5
+        assert "not enough space" in proc.stderr and "free" in proc.stderr
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)
+
+
+def test_read_only_root_exit_code(zenodo: zs.ZenodoServer) -> None:
+    import tempfile
+
+    # An unprivileged user who may read but not write the root (and reach it from /tmp).
+    root = Path(tempfile.mkdtemp(prefix="medimeta-ro-"))
+    root.chmod(0o755)
+    env = {k: v for k, v in _env().items() if k != "MEDIMETA_CATALOG"}
+    proc = subprocess.run(
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            installed_script(),
+            "download",
+            "cxr",
+            "--root",
+            str(root),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    root.rmdir()
+    if "setpriv" in proc.stderr and proc.returncode != 9:
+        pytest.skip(f"setpriv unavailable: {proc.stderr.strip()}")
+    assert proc.returncode == 9, proc.stderr
+    assert "cannot write to" in proc.stderr
+
+
+def test_many_jobs_at_once_transfer_once_and_all_succeed(
+    zenodo: zs.ZenodoServer, data_root: Path
+) -> None:
+    """A SLURM array of jobs all asking for crc: one transfer, everyone succeeds."""
+    zenodo.inject("crc.zip", zs.slow(8_000_000))
+    jobs = [
+        subprocess.Popen(
+            [installed_script(), "download", "crc"],
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(8)
+    ]
+    results = [(job.wait(timeout=120), *job.communicate()) for job in jobs]
+    assert [code for code, _, _ in results] == [0] * 8, [err for _, _, err in results]
+    assert len(zenodo.requests_for("crc.zip", method="GET")) == 1
+    waiting = [err for _, _, err in results if "waiting for crc: locked by pid" in err]
+    assert waiting, "no job said whom it waited for"
+    assert sum("installed by another job" in out for _, out, _ in results) >= 1
+    record = read_install_record(RootLayout(data_root), "crc")
+    assert record is not None and record.archive_md5 == zenodo.file_md5("crc.zip")
+
+
+def test_without_working_locks_jobs_still_install_correctly(
+    zenodo: zs.ZenodoServer, data_root: Path, runner: CliRunner
+) -> None:
+    """Where locks silently fail, unique names and atomic renames keep the install intact."""
+    for _ in range(3):
+        zenodo.inject("cxr.zip", zs.slow(2_000_000))
+    jobs = [
+        subprocess.Popen(
+            [installed_script(), "download", "cxr"],
+            env=_env(MEDIMETA_LOCKS="0"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    assert [job.wait(timeout=120) for job in jobs] == [0, 0, 0]
+    result = invoke(runner, "verify", "cxr", "--deep")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert not any((data_root / ".medimeta" / "tmp").glob("*"))
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_killed_download_resumes_with_only_the_missing_bytes(
+    zenodo: zs.ZenodoServer, data_root: Path, runner: CliRunner, how: signal.Signals
+) -> None:
+    size = zenodo.file_size("crc.zip")
+    zenodo.inject("crc.zip", zs.slow(size / 4))
+    job = subprocess.Popen(
+        [installed_script(), "download", "crc"],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for(lambda: _part_size(data_root, "crc.zip") > size // 10)
+    job.send_signal(how)
+    code = job.wait(timeout=30)
+    assert code == (-9 if how == signal.SIGKILL else 130)
+    # The root is valid: nothing half-installed, the partial download kept and visible.
+    assert not (data_root / "crc").exists()
+    done = _part_size(data_root, "crc.zip")
+    assert 0 < done < size
+    listed = {item["id"]: item for item in invoke_json(runner, "list")}
+    assert listed["crc"]["state"] == "partial" and 0 < listed["crc"]["percent"] < 100
+    zenodo.wait_idle()
+    zenodo.clear_log()
+    proc = _run("download", "crc")
+    assert proc.returncode == 0, proc.stderr
+    [resumed] = zenodo.requests_for("crc.zip", method="GET")
+    assert resumed.range == f"bytes={done}-"
+    assert resumed.bytes_sent == size - done
+    assert archives.md5_of(data_root / ".medimeta" / "records" / "7884735.json") != ""
+    record = read_install_record(RootLayout(data_root), "crc")
+    assert record is not None and record.archive_md5 == zenodo.file_md5("crc.zip")
+
+
+def test_plain_progress_lines_when_not_a_terminal(zenodo: zs.ZenodoServer) -> None:
+    zenodo.inject("crc.zip", zs.slow(zenodo.file_size("crc.zip") / 1.5))
+    proc = _run("download", "crc")
+    assert proc.returncode == 0
+    assert "downloading:" in proc.stderr and "%" in proc.stderr
+    assert "\x1b[" not in proc.stderr
+    quiet = _run("download", "cxr", "--quiet")
+    assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def _run_in_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run the script with stdout and stderr on a pseudo-terminal; return code and screen text."""
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [installed_script(), *args],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        close_fds=True,
+    )
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    return proc.wait(timeout=60), b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_live_progress_bars_on_a_terminal_and_none_with_no_color(
+    zenodo: zs.ZenodoServer, data_root: Path
+) -> None:
+    zenodo.inject("crc.zip", zs.slow(zenodo.file_size("crc.zip") / 1.5))
+    code, screen = _run_in_terminal(["download", "crc"], _env(TERM="xterm"))
+    assert code == 0, screen
+    assert "\x1b[" in screen and "crc" in screen and "MiB" in screen
+    code, screen = _run_in_terminal(["download", "cxr"], _env(TERM="xterm", NO_COLOR="1"))
+    assert code == 0, screen
+    assert "\x1b[" not in screen
+    assert "installed cxr" in screen
