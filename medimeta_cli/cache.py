@@ -24,7 +24,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
@@ -316,7 +316,7 @@ class DatasetLock:
     on_wait: Callable[[str], None] | None = None
     enabled: bool = True
     poll_interval: float = 0.5
-    _lock: Any = field(default=None, init=False, repr=False)
+    should_stop: Callable[[], bool] | None = None
 
     @property
     def path(self) -> Path:
@@ -354,6 +354,8 @@ class DatasetLock:
                 lock.acquire(timeout=self.poll_interval)
                 break
             except Timeout:
+                if self.should_stop is not None and self.should_stop():
+                    raise KeyboardInterrupt from None
                 if not announced and self.on_wait is not None:
                     self.on_wait(f"waiting for {self.name}: locked by {self.holder()}")
                     announced = True

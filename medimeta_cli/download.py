@@ -256,7 +256,7 @@ class Downloader:
     catalog: Catalog
     on_event: EventSink = _ignore
     policy: RetryPolicy | None = None
-    sleep: Callable[[float], None] = time.sleep
+    sleep: Callable[[float], None] | None = None
     transport: httpx.BaseTransport | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
     _client: RemoteClient | None = field(default=None, init=False, repr=False)
@@ -283,10 +283,15 @@ class Downloader:
                 timeout=self.settings.timeout,
                 policy=self.policy or RetryPolicy(retries=self.settings.retries),
                 on_notice=lambda message: self._notice("", message),
-                sleep=self.sleep,
+                sleep=self.sleep or self._interruptible_sleep,
                 transport=self.transport,
             )
         return self._client
+
+    def _interruptible_sleep(self, seconds: float) -> None:
+        """Wait between retries, but stop at once when the run is being cancelled."""
+        if self.cancel.wait(seconds):
+            raise KeyboardInterrupt
 
     def close(self) -> None:
         """Close network connections."""
@@ -466,6 +471,7 @@ class Downloader:
                 timeout=self.settings.lock_timeout,
                 on_wait=lambda message: self._notice(dataset.id, message),
                 enabled=self.settings.locks,
+                should_stop=self.cancel.is_set,
             )
             with lock.hold():
                 if not force and self.is_installed(dataset):
@@ -776,6 +782,7 @@ class Downloader:
                     timeout=self.settings.lock_timeout,
                     on_wait=partial(self._notice, dataset.id),
                     enabled=self.settings.locks,
+                    should_stop=self.cancel.is_set,
                 ).hold():
                     detail = self.install_archive(dataset, path, info, force=force)
             except MedimetaError as error:

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -349,3 +350,41 @@ def test_live_progress_bars_on_a_terminal_and_none_with_no_color(
     assert code == 0, screen
     assert "\x1b[" not in screen
     assert "installed cxr" in screen
+
+
+def test_sigterm_while_waiting_for_a_lock_stops_promptly(
+    zenodo: zs.ZenodoServer, data_root: Path
+) -> None:
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path;"
+            "from medimeta_cli.cache import DatasetLock, RootLayout;"
+            "lock = DatasetLock(RootLayout(Path(sys.argv[1])), 'crc', timeout=30);"
+            "cm = lock.hold(); cm.__enter__(); print('held', flush=True); time.sleep(60)",
+            str(data_root),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        waiter = subprocess.Popen(
+            [installed_script(), "download", "crc"],
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(2.0)
+        waiter.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        code = waiter.wait(timeout=20)
+        _, err = waiter.communicate()
+        assert code == 130, err
+        assert time.monotonic() - started < 5
+        assert f"locked by pid {holder.pid}" in err
+    finally:
+        holder.kill()
+        holder.wait()
