@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+from medimeta_cli.cache import RootLayout
+from medimeta_cli.catalog import Catalog, Dataset, load_catalog
+from medimeta_cli.catalog_build import dataset_from_info, read_info_yaml
 from medimeta_cli.cli.app import app
+from medimeta_cli.download import Downloader, Event
+from medimeta_cli.remote import RetryPolicy
+from medimeta_cli.settings import resolve_settings
 
 
 def install_stub(root: Path, dataset_id: str) -> Path:
@@ -41,3 +47,36 @@ def installed_script() -> str:
     if found is None:
         pytest.skip("the medimeta script is not installed")
     return found
+
+
+def make_downloader(retries: int = 3, **flags: Any) -> tuple[Downloader, list[Event]]:
+    """A download engine configured from the environment (as the CLI would be), with fast
+    retries, and the list its events are collected in."""
+    settings = resolve_settings(dict(flags))
+    events: list[Event] = []
+    downloader = Downloader(
+        settings,
+        load_catalog(settings.catalog),
+        on_event=events.append,
+        policy=RetryPolicy(retries=retries, backoff_base=0.01, backoff_cap=0.05),
+    )
+    return downloader, events
+
+
+def install_from_server(*dataset_ids: str, root: Path | None = None) -> tuple[RootLayout, Catalog]:
+    """Install datasets from the test server with the real engine; assert they installed."""
+    downloader, _ = make_downloader(retries=1, root=root)
+    try:
+        outcomes = downloader.download([downloader.catalog.get(i) for i in dataset_ids])
+    finally:
+        downloader.close()
+    assert [o.status for o in outcomes] == ["installed"] * len(dataset_ids), outcomes
+    return RootLayout(downloader.settings.root), downloader.catalog
+
+
+def write_installed(spec: Any, root: Path) -> tuple[Path, Dataset]:
+    """Write a fixture dataset below ``root``; its catalog entry comes from its own info.yaml."""
+    from tests.support.archives import write_dataset_dir
+
+    folder = write_dataset_dir(spec, root)
+    return folder, dataset_from_info(read_info_yaml(folder / "info.yaml"))

@@ -13,32 +13,13 @@ import numpy as np
 from typer.testing import CliRunner
 
 from medimeta_cli.cache import RootLayout, read_install_record
-from medimeta_cli.catalog import load_catalog
-from medimeta_cli.download import Downloader
 from medimeta_cli.fsutil import human_bytes
-from medimeta_cli.remote import RetryPolicy
-from medimeta_cli.settings import resolve_settings
 from tests.conftest import FixtureData
-from tests.helpers import installed_script, invoke, invoke_json
+from tests.helpers import install_from_server, installed_script, invoke, invoke_json
 from tests.support import archives
 from tests.support import zenodo_server as zs
 
 LABELS = "task_labels/disease labels.npy"
-
-
-def install(*dataset_ids: str) -> None:
-    """Install datasets from the test server with the real engine."""
-    settings = resolve_settings()
-    downloader = Downloader(
-        settings,
-        load_catalog(settings.catalog),
-        policy=RetryPolicy(retries=1, backoff_base=0.01, backoff_cap=0.05),
-    )
-    try:
-        outcomes = downloader.download([downloader.catalog.get(i) for i in dataset_ids])
-    finally:
-        downloader.close()
-    assert [o.status for o in outcomes] == ["installed"] * len(dataset_ids), outcomes
 
 
 def flip_byte(path: Path, offset: int) -> None:
@@ -57,7 +38,7 @@ def states(runner: CliRunner) -> dict[str, str]:
 
 
 def test_clean_install_exits_0(runner: CliRunner, zenodo: zs.ZenodoServer, data_root: Path) -> None:
-    install("cxr")
+    install_from_server("cxr")
     result = invoke(runner, "verify", "cxr")
     assert result.exit_code == 0, result.stderr
     [line] = result.stdout.splitlines()
@@ -68,7 +49,7 @@ def test_clean_install_exits_0(runner: CliRunner, zenodo: zs.ZenodoServer, data_
 
 def test_installed_script_exit_codes(zenodo: zs.ZenodoServer, data_root: Path) -> None:
     script = installed_script()
-    install("cxr")
+    install_from_server("cxr")
     clean = subprocess.run([script, "verify", "cxr"], capture_output=True, text=True, timeout=60)
     assert clean.returncode == 0, clean.stderr
     assert clean.stdout.startswith("ok")
@@ -85,7 +66,7 @@ def test_installed_script_exit_codes(zenodo: zs.ZenodoServer, data_root: Path) -
 def test_damage_exits_4_with_a_report_per_dataset(
     runner: CliRunner, zenodo: zs.ZenodoServer, data_root: Path
 ) -> None:
-    install("crc", "cxr")
+    install_from_server("crc", "cxr")
     (data_root / "cxr" / "images" / "000001.tiff").unlink()
     (data_root / "cxr" / "stray.txt").write_text("?")
     result = invoke(runner, "verify")
@@ -106,7 +87,7 @@ def test_damage_exits_4_with_a_report_per_dataset(
 
 
 def test_json_report_shape(runner: CliRunner, zenodo: zs.ZenodoServer, data_root: Path) -> None:
-    install("cxr", "crc")
+    install_from_server("cxr", "crc")
     with open(data_root / "cxr" / LABELS, "r+b") as handle:
         handle.truncate(40)
     result = invoke(runner, "verify", "cxr", "crc", "--json")
@@ -129,7 +110,7 @@ def test_no_ids_checks_every_installed_dataset(
     assert invoke_json(runner, "verify") == []
     empty = invoke(runner, "verify")
     assert empty.exit_code == 0 and "no installed datasets" in empty.stderr
-    install("organs_axial", "crc")
+    install_from_server("organs_axial", "crc")
     reports = invoke_json(runner, "verify")
     assert sorted(r["id"] for r in reports) == ["crc", "organs_axial"]
     assert all(r["ok"] for r in reports)
@@ -138,7 +119,7 @@ def test_no_ids_checks_every_installed_dataset(
 def test_dataset_not_installed_exits_8_with_a_download_hint(
     runner: CliRunner, zenodo: zs.ZenodoServer
 ) -> None:
-    install("crc")
+    install_from_server("crc")
     result = invoke(runner, "verify", "crc", "cxr")
     assert result.exit_code == 8
     assert "medimeta download cxr" in result.stderr
@@ -153,7 +134,7 @@ def test_dataset_not_installed_exits_8_with_a_download_hint(
 def test_full_reports_throughput(
     runner: CliRunner, zenodo: zs.ZenodoServer, data_root: Path
 ) -> None:
-    install("cxr")
+    install_from_server("cxr")
     record = read_install_record(RootLayout(data_root), "cxr")
     assert record is not None
     fast = invoke(runner, "verify", "cxr")
@@ -168,7 +149,7 @@ def test_full_reports_throughput(
 def test_full_and_deep_find_what_fast_cannot(
     runner: CliRunner, zenodo: zs.ZenodoServer, data_root: Path
 ) -> None:
-    install("cxr")
+    install_from_server("cxr")
     hdf5 = data_root / "cxr" / "images.hdf5"
     flip_byte(hdf5, hdf5.stat().st_size - 10)
     assert invoke(runner, "verify", "cxr").exit_code == 0
@@ -185,7 +166,7 @@ def test_full_and_deep_find_what_fast_cannot(
 def test_deep_catches_a_truncated_label_file(
     runner: CliRunner, zenodo: zs.ZenodoServer, data_root: Path
 ) -> None:
-    install("cxr")
+    install_from_server("cxr")
     with open(data_root / "cxr" / LABELS, "r+b") as handle:
         handle.truncate(100)
     result = invoke(runner, "verify", "--deep", "cxr")
@@ -196,7 +177,7 @@ def test_deep_catches_a_truncated_label_file(
 def test_repair_downloads_the_damaged_dataset_again(
     runner: CliRunner, zenodo: zs.ZenodoServer, data_root: Path, fixture_data: FixtureData
 ) -> None:
-    install("crc", "cxr")
+    install_from_server("crc", "cxr")
     hdf5 = data_root / "cxr" / "images.hdf5"
     flip_byte(hdf5, 4096)
     (data_root / "cxr" / "LICENSE").unlink()

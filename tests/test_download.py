@@ -11,7 +11,7 @@ import pytest
 
 from medimeta_cli.cache import RootLayout, read_file_manifest, read_install_record
 from medimeta_cli.catalog import load_catalog
-from medimeta_cli.download import BytesTransferred, Downloader, Event, Notice
+from medimeta_cli.download import BytesTransferred, Notice
 from medimeta_cli.errors import (
     DiskSpaceError,
     IntegrityError,
@@ -20,23 +20,10 @@ from medimeta_cli.errors import (
     PermissionDeniedError,
     RemoteDataError,
 )
-from medimeta_cli.remote import RetryPolicy
-from medimeta_cli.settings import resolve_settings
 from tests.conftest import FixtureData
+from tests.helpers import make_downloader
 from tests.support import archives
 from tests.support import zenodo_server as zs
-
-
-def make_downloader(retries: int = 3, **flags: object) -> tuple[Downloader, list[Event]]:
-    settings = resolve_settings(dict(flags))
-    events: list[Event] = []
-    downloader = Downloader(
-        settings,
-        load_catalog(settings.catalog),
-        on_event=events.append,
-        policy=RetryPolicy(retries=retries, backoff_base=0.01, backoff_cap=0.05),
-    )
-    return downloader, events
 
 
 def test_fresh_download_installs_the_upstream_layout(

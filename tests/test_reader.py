@@ -11,8 +11,6 @@ import h5py  # type: ignore[import-untyped]
 import numpy as np
 import pytest
 
-from medimeta_cli.catalog import Dataset
-from medimeta_cli.catalog_build import dataset_from_info, read_info_yaml
 from medimeta_cli.errors import (
     IntegrityError,
     NotInstalledError,
@@ -20,6 +18,7 @@ from medimeta_cli.errors import (
     UsageError,
 )
 from medimeta_cli.reader import DatasetReader, _runs, parse_split_bytes
+from tests.helpers import write_installed
 from tests.support.archives import (
     ALL_SPECS,
     CRC,
@@ -31,16 +30,9 @@ from tests.support.archives import (
     expected_labels,
     split_file_text,
     split_indices,
-    write_dataset_dir,
 )
 
 SPECS = list(ALL_SPECS.values())
-
-
-def install(spec: DatasetSpec, root: Path) -> tuple[Path, Dataset]:
-    """Write ``spec`` below ``root`` and build its catalog entry from its own info.yaml."""
-    folder = write_dataset_dir(spec, root)
-    return folder, dataset_from_info(read_info_yaml(folder / "info.yaml"))
 
 
 def rewrite_hdf5(folder: Path, data: np.ndarray[Any, Any], *, chunks: Any = None) -> None:
@@ -81,7 +73,7 @@ def recording(reader: DatasetReader) -> RecordingImages:
 
 
 def test_open_needs_info_yaml(tmp_path: Path) -> None:
-    folder, dataset = install(CRC, tmp_path)
+    folder, dataset = write_installed(CRC, tmp_path)
     (folder / "info.yaml").unlink()
     with pytest.raises(NotInstalledError) as caught:
         DatasetReader.open(tmp_path, dataset)
@@ -89,7 +81,7 @@ def test_open_needs_info_yaml(tmp_path: Path) -> None:
 
 
 def test_open_finds_the_dataset_folder(tmp_path: Path) -> None:
-    folder, dataset = install(CRC, tmp_path)
+    folder, dataset = write_installed(CRC, tmp_path)
     with DatasetReader.open(tmp_path, dataset) as reader:
         assert reader.folder == folder
         assert reader.dataset is dataset
@@ -98,7 +90,7 @@ def test_open_finds_the_dataset_folder(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("spec", [CRC, CXR], ids=["rgb", "grayscale"])
 def test_size_and_shape(tmp_path: Path, spec: DatasetSpec) -> None:
-    _, dataset = install(spec, tmp_path)
+    _, dataset = write_installed(spec, tmp_path)
     with DatasetReader.open(tmp_path, dataset) as reader:
         assert reader.num_images == spec.num_images
         assert reader.image_shape == spec.image_shape
@@ -109,7 +101,7 @@ def test_size_and_shape(tmp_path: Path, spec: DatasetSpec) -> None:
 
 @pytest.mark.parametrize("spec", SPECS, ids=[s.id for s in SPECS])
 def test_reads_every_image(tmp_path: Path, spec: DatasetSpec) -> None:
-    _, dataset = install(spec, tmp_path)
+    _, dataset = write_installed(spec, tmp_path)
     with DatasetReader.open(tmp_path, dataset) as reader:
         images = reader.read_images(np.arange(spec.num_images))
     assert images.dtype == np.uint8
@@ -118,7 +110,7 @@ def test_reads_every_image(tmp_path: Path, spec: DatasetSpec) -> None:
 
 @pytest.mark.parametrize("spec", [CRC, CXR], ids=["rgb", "grayscale"])
 def test_random_order_and_repeats(tmp_path: Path, spec: DatasetSpec) -> None:
-    _, dataset = install(spec, tmp_path)
+    _, dataset = write_installed(spec, tmp_path)
     rng = np.random.default_rng(7)
     wanted = np.concatenate([rng.permutation(spec.num_images), [3, 3, 0, spec.num_images - 1]])
     with DatasetReader.open(tmp_path, dataset) as reader:
@@ -129,7 +121,7 @@ def test_random_order_and_repeats(tmp_path: Path, spec: DatasetSpec) -> None:
 
 
 def test_no_indices_gives_an_empty_batch(tmp_path: Path) -> None:
-    _, dataset = install(CXR, tmp_path)
+    _, dataset = write_installed(CXR, tmp_path)
     with DatasetReader.open(tmp_path, dataset) as reader:
         images = reader.read_images([])
     assert images.shape == (0, *CXR.image_shape)
@@ -140,14 +132,14 @@ def test_no_indices_gives_an_empty_batch(tmp_path: Path) -> None:
     "bad", [[0, CRC.num_images], [-1], np.array([0.5, 1.0]), np.zeros((2, 2), int)]
 )
 def test_bad_indices_are_usage_errors(tmp_path: Path, bad: Any) -> None:
-    _, dataset = install(CRC, tmp_path)
+    _, dataset = write_installed(CRC, tmp_path)
     with DatasetReader.open(tmp_path, dataset) as reader, pytest.raises(UsageError):
         reader.read_images(bad)
 
 
 def test_a_shuffled_pass_reads_sorted_runs(tmp_path: Path) -> None:
     """Random order costs nothing extra: the reads are ascending, contiguous slices."""
-    _, dataset = install(CRC, tmp_path)
+    _, dataset = write_installed(CRC, tmp_path)
     with DatasetReader.open(tmp_path, dataset) as reader:
         spy = recording(reader)
         wanted = np.random.default_rng(1).permutation(CRC.num_images)
@@ -161,7 +153,7 @@ def test_a_shuffled_pass_reads_sorted_runs(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("chunks", [None, 4, 5], ids=["contiguous", "chunks4", "chunks5"])
 def test_other_hdf5_layouts(tmp_path: Path, chunks: int | None) -> None:
-    folder, dataset = install(CRC, tmp_path)
+    folder, dataset = write_installed(CRC, tmp_path)
     expected = expected_images(CRC)
     rewrite_hdf5(folder, expected, chunks=chunks)
     wanted = np.array([35, 0, 7, 8, 21, 3, 3, 17, 34, 12])
@@ -171,7 +163,7 @@ def test_other_hdf5_layouts(tmp_path: Path, chunks: int | None) -> None:
 
 
 def test_hdf5_is_opened_once_per_reader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _, dataset = install(CXR, tmp_path)
+    _, dataset = write_installed(CXR, tmp_path)
     opened: list[Path] = []
     real_file = h5py.File
 
@@ -192,7 +184,7 @@ def test_hdf5_is_opened_once_per_reader(tmp_path: Path, monkeypatch: pytest.Monk
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage"])
 def test_unreadable_hdf5_is_an_integrity_error(tmp_path: Path, damage: str) -> None:
-    folder, dataset = install(CRC, tmp_path)
+    folder, dataset = write_installed(CRC, tmp_path)
     path = folder / "images.hdf5"
     if damage == "truncate":
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
@@ -205,7 +197,7 @@ def test_unreadable_hdf5_is_an_integrity_error(tmp_path: Path, damage: str) -> N
 
 
 def test_hdf5_without_images_dataset(tmp_path: Path) -> None:
-    folder, dataset = install(CXR, tmp_path)
+    folder, dataset = write_installed(CXR, tmp_path)
     path = folder / "images.hdf5"
     path.unlink()
     with h5py.File(path, "w") as handle:
@@ -216,7 +208,7 @@ def test_hdf5_without_images_dataset(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("spec", [CRC, CXR], ids=["rgb", "grayscale"])
 def test_tiff_fallback_without_hdf5(tmp_path: Path, spec: DatasetSpec) -> None:
-    folder, dataset = install(spec, tmp_path)
+    folder, dataset = write_installed(spec, tmp_path)
     (folder / "images.hdf5").unlink()
     wanted = np.array([4, 1, 4, spec.num_images - 1, 0])
     with DatasetReader.open(tmp_path, dataset) as reader:
@@ -229,7 +221,7 @@ def test_tiff_fallback_without_hdf5(tmp_path: Path, spec: DatasetSpec) -> None:
 
 
 def test_tiff_fallback_reports_a_missing_tiff(tmp_path: Path) -> None:
-    folder, dataset = install(CXR, tmp_path)
+    folder, dataset = write_installed(CXR, tmp_path)
     (folder / "images.hdf5").unlink()
     (folder / "images" / "000003.tiff").unlink()
     with DatasetReader.open(tmp_path, dataset) as reader, pytest.raises(IntegrityError) as caught:
@@ -241,7 +233,7 @@ def test_tiff_fallback_reports_a_missing_tiff(tmp_path: Path) -> None:
 
 
 def test_batches_keep_the_requested_order(tmp_path: Path) -> None:
-    _, dataset = install(CRC, tmp_path)
+    _, dataset = write_installed(CRC, tmp_path)
     wanted = np.random.default_rng(3).permutation(CRC.num_images)
     with DatasetReader.open(tmp_path, dataset) as reader:
         batches = list(reader.iter_batches(wanted, batch_size=5))
@@ -253,7 +245,7 @@ def test_batches_keep_the_requested_order(tmp_path: Path) -> None:
 
 
 def test_batches_end_at_chunk_boundaries(tmp_path: Path) -> None:
-    folder, dataset = install(CRC, tmp_path)
+    folder, dataset = write_installed(CRC, tmp_path)
     rewrite_hdf5(folder, expected_images(CRC), chunks=4)
     wanted = np.arange(1, CRC.num_images)
     with DatasetReader.open(tmp_path, dataset) as reader:
@@ -269,7 +261,7 @@ def test_batches_end_at_chunk_boundaries(tmp_path: Path) -> None:
 
 
 def test_batch_size_must_be_positive(tmp_path: Path) -> None:
-    _, dataset = install(CXR, tmp_path)
+    _, dataset = write_installed(CXR, tmp_path)
     with DatasetReader.open(tmp_path, dataset) as reader, pytest.raises(UsageError):
         next(reader.iter_batches([0, 1], batch_size=0))
 
@@ -305,7 +297,7 @@ def test_runs_are_bounded_and_cover_every_row() -> None:
 
 @pytest.mark.parametrize("spec", SPECS, ids=[s.id for s in SPECS])
 def test_labels_of_every_task(tmp_path: Path, spec: DatasetSpec) -> None:
-    _, dataset = install(spec, tmp_path)
+    _, dataset = write_installed(spec, tmp_path)
     with DatasetReader.open(tmp_path, dataset) as reader:
         for task in dataset.tasks:
             np.testing.assert_array_equal(reader.labels(task), expected_labels(spec, task.name))
@@ -315,28 +307,28 @@ def test_labels_of_every_task(tmp_path: Path, spec: DatasetSpec) -> None:
 
 
 def test_label_keys_are_kept_as_stored(tmp_path: Path) -> None:
-    _, dataset = install(DR_REGULAR, tmp_path)
+    _, dataset = write_installed(DR_REGULAR, tmp_path)
     with DatasetReader.open(tmp_path, dataset) as reader:
         clarity = reader.labels("Clarity")
     assert set(np.unique(clarity).tolist()) == {1, 4, 6, 8, 10}
 
 
 def test_multilabel_labels_are_a_matrix(tmp_path: Path) -> None:
-    _, dataset = install(CXR, tmp_path)
+    _, dataset = write_installed(CXR, tmp_path)
     with DatasetReader.open(tmp_path, dataset) as reader:
         labels = reader.labels("disease labels")
     assert labels.shape == (CXR.num_images, 14)
 
 
 def test_unknown_task(tmp_path: Path) -> None:
-    _, dataset = install(CXR, tmp_path)
+    _, dataset = write_installed(CXR, tmp_path)
     with DatasetReader.open(tmp_path, dataset) as reader, pytest.raises(UnknownTaskError):
         reader.labels("patient age")
 
 
 @pytest.mark.parametrize("damage", ["missing", "truncated", "short", "not numeric", "2-D"])
 def test_damaged_labels(tmp_path: Path, damage: str) -> None:
-    folder, dataset = install(DR_REGULAR, tmp_path)
+    folder, dataset = write_installed(DR_REGULAR, tmp_path)
     path = folder / "task_labels" / "DR level.npy"
     if damage == "missing":
         path.unlink()
@@ -359,7 +351,7 @@ def test_damaged_labels(tmp_path: Path, damage: str) -> None:
 
 @pytest.mark.parametrize("spec", SPECS, ids=[s.id for s in SPECS])
 def test_split_indices_match_the_fixture(tmp_path: Path, spec: DatasetSpec) -> None:
-    _, dataset = install(spec, tmp_path)
+    _, dataset = write_installed(spec, tmp_path)
     with DatasetReader.open(tmp_path, dataset) as reader:
         for original in (False, True):
             for split in SPLIT_NAMES:
@@ -369,7 +361,7 @@ def test_split_indices_match_the_fixture(tmp_path: Path, spec: DatasetSpec) -> N
 
 
 def test_an_absent_split_file_is_an_empty_split(tmp_path: Path) -> None:
-    folder, dataset = install(CRC, tmp_path)
+    folder, dataset = write_installed(CRC, tmp_path)
     assert not (folder / "original_splits" / "test.txt").exists()
     with DatasetReader.open(tmp_path, dataset) as reader:
         found = reader.split_indices("test", original=True)
@@ -378,7 +370,7 @@ def test_an_absent_split_file_is_an_empty_split(tmp_path: Path) -> None:
 
 
 def test_split_indices_keep_file_order(tmp_path: Path) -> None:
-    folder, dataset = install(CRC, tmp_path)
+    folder, dataset = write_installed(CRC, tmp_path)
     (folder / "splits" / "val.txt").write_text("images/000031.tiff\nimages/000002.tiff")
     with DatasetReader.open(tmp_path, dataset) as reader:
         assert reader.split_indices("val").tolist() == [31, 2]
@@ -390,7 +382,7 @@ def test_split_indices_keep_file_order(tmp_path: Path) -> None:
     ids=["malformed", "out of range", "blank"],
 )
 def test_bad_split_line(tmp_path: Path, line: str, what: str) -> None:
-    folder, dataset = install(CRC, tmp_path)
+    folder, dataset = write_installed(CRC, tmp_path)
     path = folder / "splits" / "train.txt"
     lines = path.read_text().split("\n")
     lines[2] = line
@@ -403,7 +395,7 @@ def test_bad_split_line(tmp_path: Path, line: str, what: str) -> None:
 
 
 def test_unknown_split_name(tmp_path: Path) -> None:
-    _, dataset = install(CRC, tmp_path)
+    _, dataset = write_installed(CRC, tmp_path)
     with DatasetReader.open(tmp_path, dataset) as reader, pytest.raises(UsageError):
         reader.split_indices("validation")
 

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 import yaml
 
-from medimeta_cli.catalog import Dataset, load_catalog
+from medimeta_cli.catalog import load_catalog
 from medimeta_cli.catalog_build import dataset_from_info, read_info_yaml
 from medimeta_cli.structure import StructureProblem, check_structure
+from tests.helpers import write_installed
 from tests.support.archives import (
     ALL_SPECS,
     CRC,
@@ -29,16 +30,9 @@ from tests.support.archives import (
     split_file_text,
     split_indices,
     with_num_images,
-    write_dataset_dir,
 )
 
 SPECS = list(ALL_SPECS.values())
-
-
-def install(spec: DatasetSpec, root: Path) -> tuple[Path, Dataset]:
-    """Write ``spec`` below ``root`` and build its catalog entry from its own info.yaml."""
-    folder = write_dataset_dir(spec, root)
-    return folder, dataset_from_info(read_info_yaml(folder / "info.yaml"))
 
 
 def problems_at(problems: list[StructureProblem], path: str) -> list[str]:
@@ -62,7 +56,7 @@ def read_lines(path: Path) -> list[str]:
 
 @pytest.mark.parametrize("spec", SPECS, ids=[s.id for s in SPECS])
 def test_a_clean_dataset_has_no_problems(tmp_path: Path, spec: DatasetSpec) -> None:
-    folder, dataset = install(spec, tmp_path)
+    folder, dataset = write_installed(spec, tmp_path)
     assert check_structure(folder, dataset) == []
 
 
@@ -117,7 +111,7 @@ def edit_info(folder: Path, edit: Callable[[dict[str, Any]], None]) -> None:
 
 
 def test_info_yaml_with_other_counts(tmp_path: Path) -> None:
-    folder, dataset = install(CXR, tmp_path)
+    folder, dataset = write_installed(CXR, tmp_path)
 
     def one_more(info: dict[str, Any]) -> None:
         info["total_num_samples"] += 1
@@ -141,7 +135,7 @@ def test_info_yaml_with_other_counts(tmp_path: Path) -> None:
 
 def test_info_yaml_of_another_release(tmp_path: Path) -> None:
     """The fixture's crc is far smaller than the real one: every differing count is named."""
-    folder, _ = install(CRC, tmp_path)
+    folder, _ = write_installed(CRC, tmp_path)
     messages = problems_at(check_structure(folder, load_catalog().get("crc")), "info.yaml")
     assert len(messages) == 1
     assert f"num_samples is {CRC.num_images} (catalog: 107180)" in messages[0]
@@ -150,7 +144,7 @@ def test_info_yaml_of_another_release(tmp_path: Path) -> None:
 
 
 def test_info_yaml_with_a_changed_task(tmp_path: Path) -> None:
-    folder, dataset = install(DR_REGULAR, tmp_path)
+    folder, dataset = write_installed(DR_REGULAR, tmp_path)
 
     def rename_key(info: dict[str, Any]) -> None:
         task = next(t for t in info["tasks"] if t["task_name"] == "Clarity")
@@ -162,7 +156,7 @@ def test_info_yaml_with_a_changed_task(tmp_path: Path) -> None:
 
 
 def test_info_yaml_with_another_target(tmp_path: Path) -> None:
-    folder, dataset = install(DR_REGULAR, tmp_path)
+    folder, dataset = write_installed(DR_REGULAR, tmp_path)
 
     def change_target(info: dict[str, Any]) -> None:
         task = next(t for t in info["tasks"] if t["task_name"] == "DR level")
@@ -185,7 +179,7 @@ def test_info_yaml_with_another_target(tmp_path: Path) -> None:
     ],
 )
 def test_broken_info_yaml(tmp_path: Path, damage: str, expected: str) -> None:
-    folder, dataset = install(CRC, tmp_path)
+    folder, dataset = write_installed(CRC, tmp_path)
     path = folder / "info.yaml"
     if damage == "missing":
         path.unlink()
@@ -202,7 +196,7 @@ def test_broken_info_yaml(tmp_path: Path, damage: str, expected: str) -> None:
 
 @pytest.mark.parametrize("name", ["LICENSE", "annotations.csv"])
 def test_missing_plain_file(tmp_path: Path, name: str) -> None:
-    folder, dataset = install(ORGANS_AXIAL, tmp_path)
+    folder, dataset = write_installed(ORGANS_AXIAL, tmp_path)
     (folder / name).unlink()
     assert check_structure(folder, dataset) == [StructureProblem(name, "is missing")]
 
@@ -241,7 +235,7 @@ def test_wrong_hdf5(
     dtype: Any,
     expected: str,
 ) -> None:
-    folder, dataset = install(spec, tmp_path)
+    folder, dataset = write_installed(spec, tmp_path)
     replace_hdf5(folder, name, shape, dtype)
     problems = check_structure(folder, dataset)
     assert paths(problems) == {"images.hdf5"}
@@ -249,7 +243,7 @@ def test_wrong_hdf5(
 
 
 def test_extra_hdf5_member(tmp_path: Path) -> None:
-    folder, dataset = install(CXR, tmp_path)
+    folder, dataset = write_installed(CXR, tmp_path)
     with h5py.File(folder / "images.hdf5", "a") as handle:
         handle.create_dataset("extra", data=np.zeros(3))
     messages = problems_at(check_structure(folder, dataset), "images.hdf5")
@@ -258,7 +252,7 @@ def test_extra_hdf5_member(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "missing"])
 def test_unreadable_hdf5(tmp_path: Path, damage: str) -> None:
-    folder, dataset = install(CRC, tmp_path)
+    folder, dataset = write_installed(CRC, tmp_path)
     path = folder / "images.hdf5"
     if damage == "truncated":
         path.write_bytes(path.read_bytes()[: path.stat().st_size - 1000])
@@ -276,7 +270,7 @@ def test_unreadable_hdf5(tmp_path: Path, damage: str) -> None:
 
 
 def test_truncated_label_file(tmp_path: Path) -> None:
-    folder, dataset = install(CRC, tmp_path)
+    folder, dataset = write_installed(CRC, tmp_path)
     path = folder / "task_labels" / "tissue class.npy"
     path.write_bytes(path.read_bytes()[:-40])
     problems = check_structure(folder, dataset)
@@ -285,7 +279,7 @@ def test_truncated_label_file(tmp_path: Path) -> None:
 
 
 def test_missing_label_file(tmp_path: Path) -> None:
-    folder, dataset = install(CXR, tmp_path)
+    folder, dataset = write_installed(CXR, tmp_path)
     (folder / "task_labels" / "patient sex.npy").unlink()
     assert check_structure(folder, dataset) == [
         StructureProblem("task_labels/patient sex.npy", "is missing")
@@ -295,7 +289,7 @@ def test_missing_label_file(tmp_path: Path) -> None:
 def test_label_value_that_is_not_a_key(tmp_path: Path) -> None:
     """dr_regular's Clarity keys are 1, 4, 6, 8, 10: 0 and 3 are not keys."""
     assert DR_REGULAR.task("Clarity").keys == (1, 4, 6, 8, 10)
-    folder, dataset = install(DR_REGULAR, tmp_path)
+    folder, dataset = write_installed(DR_REGULAR, tmp_path)
     path = folder / "task_labels" / "Clarity.npy"
     labels = np.load(path)
     labels[5] = 3
@@ -310,7 +304,7 @@ def test_label_value_that_is_not_a_key(tmp_path: Path) -> None:
 
 def test_keys_of_other_tasks_are_not_accepted(tmp_path: Path) -> None:
     """A key valid for DR level (0..4) is wrong for Clarity, and the other way round."""
-    folder, dataset = install(DR_REGULAR, tmp_path)
+    folder, dataset = write_installed(DR_REGULAR, tmp_path)
     clarity = folder / "task_labels" / "Clarity.npy"
     level = folder / "task_labels" / "DR level.npy"
     np.save(clarity, np.load(level))
@@ -321,7 +315,7 @@ def test_keys_of_other_tasks_are_not_accepted(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("change", [-1, 1])
 def test_wrong_label_length(tmp_path: Path, change: int) -> None:
-    folder, dataset = install(DR_REGULAR, tmp_path)
+    folder, dataset = write_installed(DR_REGULAR, tmp_path)
     total = DR_REGULAR.num_images
     np.save(folder / "task_labels" / "DR level.npy", np.zeros(total + change, np.int64))
     assert check_structure(folder, dataset) == [
@@ -330,14 +324,14 @@ def test_wrong_label_length(tmp_path: Path, change: int) -> None:
 
 
 def test_single_label_task_with_a_matrix(tmp_path: Path) -> None:
-    folder, dataset = install(CXR, tmp_path)
+    folder, dataset = write_installed(CXR, tmp_path)
     np.save(folder / "task_labels" / "patient sex.npy", np.zeros((N_CXR, 2), np.int64))
     messages = problems_at(check_structure(folder, dataset), "task_labels/patient sex.npy")
     assert messages == [f"has shape ({N_CXR}, 2), expected ({N_CXR},)"]
 
 
 def test_multilabel_values_must_be_zero_or_one(tmp_path: Path) -> None:
-    folder, dataset = install(CXR, tmp_path)
+    folder, dataset = write_installed(CXR, tmp_path)
     path = folder / "task_labels" / "disease labels.npy"
     labels = np.load(path)
     labels[4, -1] = 2
@@ -347,7 +341,7 @@ def test_multilabel_values_must_be_zero_or_one(tmp_path: Path) -> None:
 
 
 def test_multilabel_needs_a_column_per_label(tmp_path: Path) -> None:
-    folder, dataset = install(CXR, tmp_path)
+    folder, dataset = write_installed(CXR, tmp_path)
     path = folder / "task_labels" / "disease labels.npy"
     columns = len(CXR.task("disease labels").labels)
     np.save(path, np.load(path)[:, :-1])
@@ -356,7 +350,7 @@ def test_multilabel_needs_a_column_per_label(tmp_path: Path) -> None:
 
 
 def test_multilabel_as_a_vector(tmp_path: Path) -> None:
-    folder, dataset = install(CXR, tmp_path)
+    folder, dataset = write_installed(CXR, tmp_path)
     columns = len(CXR.task("disease labels").labels)
     np.save(folder / "task_labels" / "disease labels.npy", np.zeros(N_CXR, np.uint8))
     messages = problems_at(check_structure(folder, dataset), "task_labels/disease labels.npy")
@@ -368,7 +362,7 @@ def test_multilabel_as_a_vector(tmp_path: Path) -> None:
 
 def test_a_flipped_split_line(tmp_path: Path) -> None:
     """A train line that names a val image: train and val overlap, one image is lost."""
-    folder, dataset = install(CRC, tmp_path)
+    folder, dataset = write_installed(CRC, tmp_path)
     train = folder / "splits" / "train.txt"
     lines = read_lines(train)
     lost = lines[4]
@@ -382,7 +376,7 @@ def test_a_flipped_split_line(tmp_path: Path) -> None:
 
 
 def test_a_repeated_split_line(tmp_path: Path) -> None:
-    folder, dataset = install(CRC, tmp_path)
+    folder, dataset = write_installed(CRC, tmp_path)
     train = folder / "splits" / "train.txt"
     lines = read_lines(train)
     lines[4] = lines[0]
@@ -395,7 +389,7 @@ def test_a_repeated_split_line(tmp_path: Path) -> None:
 
 
 def test_a_missing_split_line(tmp_path: Path) -> None:
-    folder, dataset = install(CXR, tmp_path)
+    folder, dataset = write_installed(CXR, tmp_path)
     test = folder / "original_splits" / "test.txt"
     lines = read_lines(test)
     write_lines(test, lines[:-1])
@@ -409,7 +403,7 @@ def test_a_missing_split_line(tmp_path: Path) -> None:
 
 
 def test_an_extra_split_line(tmp_path: Path) -> None:
-    folder, dataset = install(CXR, tmp_path)
+    folder, dataset = write_installed(CXR, tmp_path)
     val = folder / "splits" / "val.txt"
     extra = f"images/{int(split_indices(CXR, 'test')[1]):06d}.tiff"
     write_lines(val, [*read_lines(val), extra])
@@ -428,7 +422,7 @@ def test_an_extra_split_line(tmp_path: Path) -> None:
     ],
 )
 def test_bad_split_lines(tmp_path: Path, line: str, expected: str) -> None:
-    folder, dataset = install(CRC, tmp_path)
+    folder, dataset = write_installed(CRC, tmp_path)
     test = folder / "splits" / "test.txt"
     lines = read_lines(test)
     lines[2] = line
@@ -439,7 +433,7 @@ def test_bad_split_lines(tmp_path: Path, line: str, expected: str) -> None:
 
 def test_a_split_file_for_an_empty_split(tmp_path: Path) -> None:
     """crc's original test split is empty, so upstream writes no file for it."""
-    folder, dataset = install(CRC, tmp_path)
+    folder, dataset = write_installed(CRC, tmp_path)
     assert dataset.original_splits.test == 0
     (folder / "original_splits" / "test.txt").write_text("")
     problems = check_structure(folder, dataset)
@@ -449,7 +443,7 @@ def test_a_split_file_for_an_empty_split(tmp_path: Path) -> None:
 
 
 def test_a_missing_split_file(tmp_path: Path) -> None:
-    folder, dataset = install(ORGANS_AXIAL, tmp_path)
+    folder, dataset = write_installed(ORGANS_AXIAL, tmp_path)
     (folder / "splits" / "val.txt").unlink()
     problems = check_structure(folder, dataset)
     count = ORGANS_AXIAL.split_count("val")
@@ -457,7 +451,7 @@ def test_a_missing_split_file(tmp_path: Path) -> None:
 
 
 def test_a_trailing_newline_is_tolerated(tmp_path: Path) -> None:
-    folder, dataset = install(CRC, tmp_path)
+    folder, dataset = write_installed(CRC, tmp_path)
     train = folder / "splits" / "train.txt"
     train.write_text(train.read_text() + "\n")
     assert check_structure(folder, dataset) == []
@@ -467,7 +461,7 @@ def test_a_trailing_newline_is_tolerated(tmp_path: Path) -> None:
 
 
 def test_every_problem_is_collected(tmp_path: Path) -> None:
-    folder, dataset = install(DR_REGULAR, tmp_path)
+    folder, dataset = write_installed(DR_REGULAR, tmp_path)
     (folder / "LICENSE").unlink()
     (folder / "images.hdf5").write_bytes(b"")
     (folder / "task_labels" / "Artifact.npy").write_bytes(b"\x93NUMPY")
@@ -484,7 +478,7 @@ def test_every_problem_is_collected(tmp_path: Path) -> None:
 
 
 def test_an_empty_folder(tmp_path: Path) -> None:
-    folder, dataset = install(CXR, tmp_path)
+    folder, dataset = write_installed(CXR, tmp_path)
     problems = check_structure(tmp_path / "elsewhere", dataset)
     assert {p.path for p in problems if p.message.startswith("is missing")} == {
         "info.yaml",

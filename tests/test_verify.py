@@ -21,11 +21,10 @@ from medimeta_cli.cache import (
     read_install_record,
     write_install_record,
 )
-from medimeta_cli.catalog import Catalog, Dataset, load_catalog
-from medimeta_cli.download import Downloader
-from medimeta_cli.remote import RetryPolicy
+from medimeta_cli.catalog import Dataset, load_catalog
 from medimeta_cli.settings import resolve_settings
 from medimeta_cli.verify import Problem, bytes_to_hash, hash_blocks, verify_dataset
+from tests.helpers import install_from_server
 from tests.support import zenodo_server as zs
 
 LABELS = "task_labels/disease labels.npy"
@@ -34,25 +33,9 @@ LABELS = "task_labels/disease labels.npy"
 # ----------------------------------------------------------------------------- helpers
 
 
-def install(*dataset_ids: str, root: Path | None = None) -> tuple[RootLayout, Catalog]:
-    """Install datasets from the test server with the real engine."""
-    settings = resolve_settings({"root": root})
-    downloader = Downloader(
-        settings,
-        load_catalog(settings.catalog),
-        policy=RetryPolicy(retries=1, backoff_base=0.01, backoff_cap=0.05),
-    )
-    try:
-        outcomes = downloader.download([downloader.catalog.get(i) for i in dataset_ids])
-    finally:
-        downloader.close()
-    assert [o.status for o in outcomes] == ["installed"] * len(dataset_ids), outcomes
-    return RootLayout(settings.root), downloader.catalog
-
-
 @pytest.fixture
 def cxr(zenodo: zs.ZenodoServer) -> tuple[RootLayout, Dataset]:
-    layout, catalog = install("cxr")
+    layout, catalog = install_from_server("cxr")
     return layout, catalog.get("cxr")
 
 
@@ -335,7 +318,7 @@ def read_only_root(zenodo: zs.ZenodoServer, tmp_path: Path) -> Iterator[tuple[Pa
     source, mounted = tmp_path / "src", tmp_path / "ro"
     source.mkdir()
     mounted.mkdir()
-    install("cxr", root=source)
+    install_from_server("cxr", root=source)
     done = subprocess.run(
         ["mount", "--bind", str(source), str(mounted)], capture_output=True, text=True
     )
