@@ -80,3 +80,17 @@ def write_installed(spec: Any, root: Path) -> tuple[Path, Dataset]:
 
     folder = write_dataset_dir(spec, root)
     return folder, dataset_from_info(read_info_yaml(folder / "info.yaml"))
+
+
+def flip_byte(path: Path, offset: int) -> None:
+    """Invert one byte in place and put the modification stamp back, as bit rot would."""
+    import os
+
+    before = path.stat()
+    with open(path, "r+b") as handle:
+        handle.seek(offset)
+        value = handle.read(1)[0]
+        handle.seek(offset)
+        handle.write(bytes([value ^ 0xFF]))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_mtime_ns == before.st_mtime_ns

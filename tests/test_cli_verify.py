@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -15,22 +14,11 @@ from typer.testing import CliRunner
 from medimeta_cli.cache import RootLayout, read_install_record
 from medimeta_cli.fsutil import human_bytes
 from tests.conftest import FixtureData
-from tests.helpers import install_from_server, installed_script, invoke, invoke_json
+from tests.helpers import flip_byte, install_from_server, installed_script, invoke, invoke_json
 from tests.support import archives
 from tests.support import zenodo_server as zs
 
 LABELS = "task_labels/disease labels.npy"
-
-
-def flip_byte(path: Path, offset: int) -> None:
-    """Invert one byte and restore the modification stamp."""
-    before = path.stat()
-    with open(path, "r+b") as handle:
-        handle.seek(offset)
-        value = handle.read(1)[0]
-        handle.seek(offset)
-        handle.write(bytes([value ^ 0xFF]))
-    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
 
 
 def states(runner: CliRunner) -> dict[str, str]:

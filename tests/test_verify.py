@@ -24,7 +24,7 @@ from medimeta_cli.cache import (
 from medimeta_cli.catalog import Dataset, load_catalog
 from medimeta_cli.settings import resolve_settings
 from medimeta_cli.verify import Problem, bytes_to_hash, hash_blocks, verify_dataset
-from tests.helpers import install_from_server
+from tests.helpers import flip_byte, install_from_server
 from tests.support import zenodo_server as zs
 
 LABELS = "task_labels/disease labels.npy"
@@ -37,19 +37,6 @@ LABELS = "task_labels/disease labels.npy"
 def cxr(zenodo: zs.ZenodoServer) -> tuple[RootLayout, Dataset]:
     layout, catalog = install_from_server("cxr")
     return layout, catalog.get("cxr")
-
-
-def flip_byte(path: Path, offset: int) -> None:
-    """Invert one byte in place and put the modification stamp back, as bit rot would."""
-    before = path.stat()
-    with open(path, "r+b") as handle:
-        handle.seek(offset)
-        value = handle.read(1)[0]
-        handle.seek(offset)
-        handle.write(bytes([value ^ 0xFF]))
-    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
-    assert path.stat().st_mtime_ns == before.st_mtime_ns
-    assert path.stat().st_size == before.st_size
 
 
 def truncate_half(path: Path) -> tuple[int, int]:
