@@ -35,6 +35,7 @@ class UnknownNameError(UsageError):
     """A name (dataset, task, domain, ...) is not one of the valid choices."""
 
     kind: str = "name"
+    kinds: str = "names"
 
     def __init__(
         self,
@@ -51,25 +52,42 @@ class UnknownNameError(UsageError):
         message = f"unknown {self.kind} {name!r}{where}"
         if suggestion is not None:
             message += f"; did you mean {suggestion!r}?"
-        super().__init__(message, hint=f"Valid {self.kind}s: {', '.join(self.choices)}.")
+        super().__init__(message, hint=f"Valid {self.kinds}: {', '.join(self.choices)}.")
 
 
 class UnknownDatasetError(UnknownNameError):
     """No dataset of MedIMeta has this id."""
 
     kind = "dataset"
+    kinds = "datasets"
 
 
 class UnknownDomainError(UnknownNameError):
     """The name is neither a domain, a domain alias nor a dataset id."""
 
     kind = "domain"
+    kinds = "domains"
 
 
 class UnknownTaskError(UnknownNameError):
     """The dataset has no task of this name."""
 
     kind = "task"
+    kinds = "tasks"
+
+
+class UnknownClassError(UnknownNameError):
+    """The task has no label of this name or key."""
+
+    kind = "class"
+    kinds = "classes"
+
+
+class UnknownSplitError(UnknownNameError):
+    """Not one of train, val, test."""
+
+    kind = "split"
+    kinds = "splits"
 
 
 class ConfigError(UsageError):

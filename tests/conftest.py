@@ -99,3 +99,37 @@ def zenodo(fixture_data: FixtureData, monkeypatch: pytest.MonkeyPatch) -> Iterat
         monkeypatch.setenv("MEDIMETA_CATALOG", str(fixture_data.catalog))
         monkeypatch.setenv("MEDIMETA_TIMEOUT", "10")
         yield server
+
+
+@dataclass(frozen=True)
+class InstalledData:
+    """The fixture datasets unpacked in a data root, as the official loader reads them."""
+
+    root: Path
+    catalog_path: Path
+    specs: dict[str, Any]
+
+    def catalog(self) -> Any:
+        from medimeta_cli.catalog import load_catalog
+
+        return load_catalog(self.catalog_path)
+
+
+@pytest.fixture(scope="session")
+def installed_session(
+    fixture_data: FixtureData, tmp_path_factory: pytest.TempPathFactory
+) -> InstalledData:
+    from tests.support import archives
+
+    root = tmp_path_factory.mktemp("installed")
+    for spec in fixture_data.specs.values():
+        archives.write_dataset_dir(spec, root)
+    return InstalledData(root, fixture_data.catalog, fixture_data.specs)
+
+
+@pytest.fixture
+def installed(installed_session: InstalledData, monkeypatch: pytest.MonkeyPatch) -> InstalledData:
+    """Commands of this test read the installed fixture datasets (and must not change them)."""
+    monkeypatch.setenv("MEDIMETA_HOME", str(installed_session.root))
+    monkeypatch.setenv("MEDIMETA_CATALOG", str(installed_session.catalog_path))
+    return installed_session

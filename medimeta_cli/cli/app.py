@@ -7,7 +7,15 @@ from typing import Annotated
 import typer
 
 from medimeta_cli import __version__
-from medimeta_cli.cli import cmd_download, cmd_info, cmd_list, cmd_paths, cmd_verify
+from medimeta_cli.cli import (
+    cmd_download,
+    cmd_export,
+    cmd_info,
+    cmd_list,
+    cmd_paths,
+    cmd_sample,
+    cmd_verify,
+)
 
 app = typer.Typer(
     name="medimeta",
@@ -45,6 +53,8 @@ app.command("list")(cmd_list.list_command)
 app.command("info")(cmd_info.info_command)
 app.command("download")(cmd_download.download_command)
 app.command("verify")(cmd_verify.verify_command)
+app.command("export")(cmd_export.export_command)
+app.command("sample")(cmd_sample.sample_command)
 app.command("paths")(cmd_paths.paths_command)
 
 

@@ -94,3 +94,27 @@ LockTimeoutOption = Annotated[
         show_default=False,
     ),
 ]
+TaskOption = Annotated[
+    str | None,
+    typer.Option(
+        "--task",
+        help="Task name (case-insensitive); needed when the dataset has several.",
+        show_default=False,
+    ),
+]
+OriginalSplitOption = Annotated[
+    bool,
+    typer.Option(
+        "--original-split",
+        help="Use the source datasets' own splits (original_splits/) instead of MedIMeta's.",
+    ),
+]
+ClassesOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--classes",
+        help="Only these classes: label names or keys, repeated or comma-separated.",
+        show_default=False,
+    ),
+]
+SeedOption = Annotated[int, typer.Option("--seed", help="Seed of every random choice.")]

@@ -134,11 +134,19 @@ class ProgressDisplay:
     core's events with :meth:`handle` and use it as a context manager.
     """
 
-    def __init__(self, out: Output, *, verb: str = "downloading", interval: float = 5.0) -> None:
+    def __init__(
+        self,
+        out: Output,
+        *,
+        verb: str = "downloading",
+        interval: float = 5.0,
+        unit: str = "bytes",
+    ) -> None:
         import threading
 
         self.out = out
         self.verb = verb
+        self.unit = unit
         self.interval = interval
         self._lock = threading.Lock()
         self._live = out.stderr_color and not out.quiet
@@ -159,17 +167,23 @@ class ProgressDisplay:
             from rich.progress import (
                 BarColumn,
                 DownloadColumn,
+                MofNCompleteColumn,
                 Progress,
                 TextColumn,
+                TimeElapsedColumn,
                 TimeRemainingColumn,
                 TransferSpeedColumn,
             )
 
+            counts: tuple[Any, ...] = (
+                (DownloadColumn(binary_units=True), TransferSpeedColumn())
+                if self.unit == "bytes"
+                else (MofNCompleteColumn(), TimeElapsedColumn())
+            )
             self._progress = Progress(
                 TextColumn("{task.description:<24}"),
                 BarColumn(),
-                DownloadColumn(binary_units=True),
-                TransferSpeedColumn(),
+                *counts,
                 TimeRemainingColumn(),
                 console=Console(file=self.out.stderr),
                 transient=False,
@@ -239,10 +253,13 @@ class ProgressDisplay:
         rate = done / elapsed
         eta = f", ETA {(total - done) / rate:.0f} s" if rate > 0 and total > done else ""
         percent = 100.0 * done / total if total else 100.0
-        self.out.stderr.write(
-            f"{self.verb}: {human_bytes(done)} of {human_bytes(total)} ({percent:.0f}%), "
-            f"{human_bytes(rate)}/s{eta}\n"
-        )
+        if self.unit == "bytes":
+            amounts = f"{human_bytes(done)} of {human_bytes(total)}"
+            speed = f"{human_bytes(rate)}/s"
+        else:
+            amounts = f"{done:,} of {total:,} {self.unit}"
+            speed = f"{rate:,.0f} {self.unit}/s"
+        self.out.stderr.write(f"{self.verb}: {amounts} ({percent:.0f}%), {speed}{eta}\n")
         self.out.stderr.flush()
 
     def phase(self, name: str, phase: str) -> None:

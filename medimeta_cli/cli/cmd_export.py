@@ -1,0 +1,168 @@
+"""``medimeta export ID``: a subset of an installed dataset as class folders or NumPy arrays."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from medimeta_cli.cli.options import (
+    ClassesOption,
+    DatasetArgument,
+    DebugOption,
+    JsonOption,
+    OriginalSplitOption,
+    QuietOption,
+    RootOption,
+    SeedOption,
+    TaskOption,
+)
+from medimeta_cli.cli.output import ProgressDisplay
+from medimeta_cli.cli.session import session
+
+
+def split_values(values: list[str] | None) -> tuple[str, ...] | None:
+    """``["a,b", "c"]`` -> ``("a", "b", "c")``; None stays None."""
+    if not values:
+        return None
+    return tuple(v.strip() for value in values for v in value.split(",") if v.strip())
+
+
+def default_out(dataset_id: str, task: str) -> Path:
+    """``./<id>-<task>`` with the task name made safe for a folder name."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", task).strip("_") or "task"
+    return Path(f"{dataset_id}-{safe}")
+
+
+def export_command(
+    dataset_id: DatasetArgument,
+    task: TaskOption = None,
+    split: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--split", help="train, val and/or test (repeat or comma-separate).", show_default="all"
+        ),
+    ] = None,
+    original_split: OriginalSplitOption = False,
+    classes: ClassesOption = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "--limit",
+            min=1,
+            help="At most N images per split, stratified by class.",
+            show_default=False,
+        ),
+    ] = None,
+    seed: SeedOption = 0,
+    export_format: Annotated[
+        str, typer.Option("--format", help="imagefolder or numpy.")
+    ] = "imagefolder",
+    image_format: Annotated[
+        str, typer.Option("--image-format", help="png (lossless), jpeg or tiff.")
+    ] = "png",
+    rgb: Annotated[bool, typer.Option("--rgb", help="Write 3-channel images.")] = False,
+    grayscale: Annotated[bool, typer.Option("--grayscale", help="Write 1-channel images.")] = False,
+    npz: Annotated[
+        bool, typer.Option("--npz", help="numpy: one .npz per split instead of .npy files.")
+    ] = False,
+    compress: Annotated[
+        bool, typer.Option("--compress", help="numpy with --npz: compress the .npz files.")
+    ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Output folder [default: ./<id>-<task>].", show_default=False
+        ),
+    ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=1,
+            help="Encoding processes [default: all cores].",
+            show_default=False,
+        ),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing output folder.")
+    ] = False,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            help="Export part I of N (e.g. 3/8) of the selection; N jobs "
+            "together write one complete export.",
+            show_default=False,
+        ),
+    ] = None,
+    root: RootOption = None,
+    json: JsonOption = False,
+    quiet: QuietOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Export a subset of an installed dataset as class folders or NumPy arrays.
+
+    Deterministic and idempotent: the same command writes the same bytes, and an
+    export that is already complete is left alone (or replaced with --overwrite).
+    """
+    with session(root=root, json_mode=json, quiet=quiet, debug=debug) as s:
+        from medimeta_cli.errors import UsageError
+        from medimeta_cli.export import ExportOptions, export_dataset
+        from medimeta_cli.selection import SelectionSpec, choose_task, parse_shard
+
+        if rgb and grayscale:
+            raise UsageError("--rgb and --grayscale exclude each other", hint="Choose one.")
+        dataset = s.catalog.get(dataset_id)
+        chosen_task = choose_task(dataset, task)
+        spec = SelectionSpec(
+            task=chosen_task.name,
+            splits=split_values(split) or ("train", "val", "test"),
+            original=original_split,
+            classes=split_values(classes),
+            limit=limit,
+            seed=seed,
+            shard=parse_shard(shard) if shard else None,
+        )
+        options = ExportOptions(
+            format=export_format,
+            image_format=image_format,
+            color="rgb" if rgb else "grayscale" if grayscale else None,
+            npz=npz,
+            compress=compress,
+            jobs=jobs or os.cpu_count() or 1,
+            overwrite=overwrite,
+            command=shlex.join(["medimeta", *sys.argv[1:]]),
+        )
+        target = (out or default_out(dataset.id, chosen_task.name)).absolute()
+        if chosen_task.target.value == "multilabel" and export_format == "imagefolder":
+            s.out.warn(
+                f"{chosen_task.name!r} is multi-label: images go straight into each split "
+                "folder, with their labels as 0/1 columns in metadata.csv"
+            )
+        with ProgressDisplay(s.out, verb="exporting", unit="images") as display:
+            result = export_dataset(
+                s.settings.root,
+                dataset,
+                spec,
+                target,
+                options,
+                on_start=lambda total: display.start(dataset.id, total),
+                on_progress=lambda count: display.advance(dataset.id, count),
+            )
+        if json:
+            s.out.emit_json(result.to_json())
+            return
+        rate = result.images / max(result.seconds, 1e-6)
+        s.out.emit_text(
+            f"{result.status}: {result.out}  ({result.images:,} images"
+            + (f", {rate:,.0f}/s)" if result.status != "up to date" else ")")
+        )
+        if not result.complete:
+            s.out.status("other shards are still to come; the last one completes the export")

@@ -1,0 +1,149 @@
+"""``medimeta export`` as users and SLURM arrays run it."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import InstalledData
+from tests.helpers import installed_script, invoke, invoke_json
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+    }
+
+
+def test_default_output_folder_and_json(
+    runner: CliRunner, installed: InstalledData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = invoke_json(runner, "export", "crc", "--split", "train,val", "--jobs", "1")
+    assert result["out"] == str(tmp_path / "crc-tissue_class")
+    assert result["status"] == "exported" and result["complete"] is True
+    assert set(result["counts"]) == {"train", "val"}
+    assert (tmp_path / "crc-tissue_class" / "train" / "metadata.csv").is_file()
+    assert not (tmp_path / "crc-tissue_class" / "test").exists()
+
+
+def test_metadata_csv_reads_as_an_imagefolder_table(
+    runner: CliRunner, installed: InstalledData, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    invoke(runner, "export", "cxr", "--task", "patient sex", "--out", str(out), "-j", "1")
+    for split in ("train", "val", "test"):
+        with open(out / split / "metadata.csv", newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        assert rows and all((out / split / row["file_name"]).is_file() for row in rows)
+        assert {row["label_name"] for row in rows} <= {"F", "M"}
+        assert {row["file_name"].split("/")[0] for row in rows} <= {"F", "M"}
+
+
+def test_multilabel_export_says_how_labels_are_stored(
+    runner: CliRunner, installed: InstalledData, tmp_path: Path
+) -> None:
+    result = invoke(
+        runner, "export", "cxr", "--task", "disease labels", "--out", str(tmp_path / "o"), "-j", "1"
+    )
+    assert result.exit_code == 0
+    assert "multi-label" in result.stderr and "0/1 columns in metadata.csv" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["crc", "--classes", "ADI,lymfocytes"], 2, "did you mean 'lymphocytes (LYM)'"),
+        (["cxr"], 2, "choose one with --task"),
+        (["crc", "--split", "training"], 2, "unknown split 'training'"),
+        (["crc", "--rgb", "--grayscale"], 2, "exclude each other"),
+        (["crc", "--shard", "4/3"], 2, "shard 4/3 does not exist"),
+        (["crc", "--format", "parquet"], 2, "unknown format"),
+        (["pneumonia"], 2, "unknown dataset"),
+    ],
+)
+def test_bad_input_exit_codes(
+    runner: CliRunner,
+    installed: InstalledData,
+    tmp_path: Path,
+    args: list[str],
+    code: int,
+    message: str,
+) -> None:
+    result = invoke(runner, "export", *args, "--out", str(tmp_path / "o"))
+    assert result.exit_code == code, result.stderr
+    assert message in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_not_installed_exit_code(
+    runner: CliRunner, fixture_data: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEDIMETA_CATALOG", str(fixture_data.catalog))  # type: ignore[attr-defined]
+    result = invoke(runner, "export", "crc", "--out", str(tmp_path / "o"))
+    assert result.exit_code == 8
+    assert "medimeta download crc" in result.stderr
+
+
+def test_existing_output_needs_overwrite(
+    runner: CliRunner, installed: InstalledData, tmp_path: Path
+) -> None:
+    out = tmp_path / "o"
+    assert invoke(runner, "export", "crc", "--out", str(out), "-j", "1").exit_code == 0
+    again = invoke(runner, "export", "crc", "--out", str(out), "-j", "1")
+    assert again.exit_code == 0 and "up to date" in again.stdout
+    other = invoke(runner, "export", "crc", "--out", str(out), "--limit", "2")
+    assert other.exit_code == 2 and "--overwrite" in other.stderr
+    replaced = invoke(runner, "export", "crc", "--out", str(out), "--limit", "2", "--overwrite")
+    assert replaced.exit_code == 0
+
+
+def test_slurm_array_of_shards_makes_one_export(installed: InstalledData, tmp_path: Path) -> None:
+    """Shards run at the same time, as array jobs do, and together equal one whole export."""
+    env = {
+        **os.environ,
+        "MEDIMETA_HOME": str(installed.root),
+        "MEDIMETA_CATALOG": str(installed.catalog_path),
+    }
+    whole, sharded = tmp_path / "whole", tmp_path / "sharded"
+    base = [installed_script(), "export", "dr_regular", "--task", "DR level", "-j", "1", "--quiet"]
+    subprocess.run([*base, "--out", str(whole)], env=env, check=True)
+    jobs = [
+        subprocess.Popen([*base, "--out", str(sharded), "--shard", f"{i}/4"], env=env)
+        for i in (1, 2, 3, 4)
+    ]
+    assert [job.wait(timeout=120) for job in jobs] == [0, 0, 0, 0]
+    provenance = {
+        name: json.loads((folder / "provenance.json").read_text())
+        for name, folder in (("whole", whole), ("sharded", sharded))
+    }
+    assert provenance["whole"]["command"] != provenance["sharded"]["command"]
+    files = {name: files_of(folder) for name, folder in (("whole", whole), ("sharded", sharded))}
+    files["whole"].pop("provenance.json")
+    files["sharded"].pop("provenance.json")
+    assert files["whole"] == files["sharded"]
+
+
+def test_progress_is_plain_when_piped(installed: InstalledData, tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "MEDIMETA_HOME": str(installed.root),
+        "MEDIMETA_CATALOG": str(installed.catalog_path),
+    }
+    proc = subprocess.run(
+        [installed_script(), "export", "crc", "--out", str(tmp_path / "o"), "--format", "numpy"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "exporting:" in proc.stderr and "images" in proc.stderr
+    assert "\x1b[" not in proc.stderr
+    assert proc.stdout.startswith("exported: ")

@@ -1,0 +1,110 @@
+"""Few-shot episodes, per-class subsets and contact sheets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from medimeta_cli.errors import UsageError
+from medimeta_cli.reader import DatasetReader
+from medimeta_cli.sample import (
+    LABEL_WIDTH,
+    THUMB,
+    contact_sheet,
+    sample_episodes,
+    sample_per_class,
+    sheet_size,
+)
+from medimeta_cli.selection import Selection, SelectionSpec, select
+from tests.conftest import InstalledData
+from tests.support import archives
+
+
+def selection_of(installed: InstalledData, dataset_id: str, **spec: object) -> Selection:
+    with DatasetReader.open(installed.root, installed.catalog().get(dataset_id)) as reader:
+        return select(reader, SelectionSpec(**spec))  # type: ignore[arg-type]
+
+
+def test_episodes_have_the_requested_shape(installed: InstalledData) -> None:
+    spec = installed.specs["crc"]
+    selection = selection_of(installed, "crc", splits=("train",))
+    labels = archives.expected_labels(spec, "tissue class")
+    train = set(archives.split_indices(spec, "train"))
+    episodes = sample_episodes(selection, ways=3, shots=1, queries=1, episodes=20, seed=5)
+    assert len(episodes) == 20
+    for episode in episodes:
+        assert len(set(episode.classes)) == 3
+        assert len(episode.support) == 3 and len(episode.query) == 3
+        support = {i for i, _ in episode.support}
+        query = {i for i, _ in episode.query}
+        assert not support & query
+        for index, key in episode.support + episode.query:
+            assert index in train and labels[index] == key and key in episode.classes
+
+
+def test_same_seed_same_episodes(installed: InstalledData) -> None:
+    selection = selection_of(installed, "crc", splits=("train",))
+    first = sample_episodes(selection, ways=2, shots=1, queries=1, episodes=10, seed=9)
+    again = sample_episodes(selection, ways=2, shots=1, queries=1, episodes=10, seed=9)
+    other = sample_episodes(selection, ways=2, shots=1, queries=1, episodes=10, seed=10)
+    assert first == again
+    assert first != other
+
+
+def test_seeded_draws_do_not_depend_on_this_machine(installed: InstalledData) -> None:
+    """random.Random is specified: these draws are the same everywhere (and stay so)."""
+    selection = selection_of(installed, "dr_regular", task="DR level", splits=("train",))
+    [episode] = sample_episodes(selection, ways=2, shots=1, queries=0, episodes=1, seed=0)
+    import random
+
+    rng = random.Random(0)
+    members = {
+        k: sorted(selection.parts[0].indices[selection.parts[0].labels == k].tolist())
+        for k in selection.classes
+    }
+    eligible = [k for k, m in members.items() if len(m) >= 1]
+    classes = rng.sample(eligible, 2)
+    assert episode.classes == tuple(classes)
+    assert [i for i, _ in episode.support] == [rng.sample(members[k], 1)[0] for k in classes]
+
+
+def test_too_few_images_names_the_classes(installed: InstalledData) -> None:
+    selection = selection_of(installed, "crc", splits=("val",))
+    with pytest.raises(UsageError) as caught:
+        sample_episodes(selection, ways=5, shots=5, queries=15, episodes=1, seed=0)
+    assert "20 images (5 shots + 15 queries)" in caught.value.message
+    assert "adipose (ADI)" in caught.value.message
+
+
+def test_multilabel_tasks_are_refused(installed: InstalledData) -> None:
+    selection = selection_of(installed, "cxr", task="disease labels", splits=("train",))
+    with pytest.raises(UsageError, match="multi-label") as caught:
+        sample_episodes(selection, ways=2, shots=1, queries=1, episodes=1, seed=0)
+    assert "'patient sex'" in caught.value.hint
+
+
+def test_per_class_subset(installed: InstalledData) -> None:
+    spec = installed.specs["crc"]
+    selection = selection_of(installed, "crc", splits=("train",))
+    chosen = sample_per_class(selection, per_class=2, seed=1)
+    labels = archives.expected_labels(spec, "tissue class")
+    assert set(chosen) == set(range(9))
+    for key, indices in chosen.items():
+        assert len(indices) == 2 and indices == sorted(indices)
+        assert all(labels[i] == key for i in indices)
+    assert chosen == sample_per_class(selection, per_class=2, seed=1)
+
+
+def test_contact_sheet_size_and_content(installed: InstalledData, tmp_path: Path) -> None:
+    spec = installed.specs["crc"]
+    path = tmp_path / "sheet.png"
+    with DatasetReader.open(installed.root, installed.catalog().get("crc")) as reader:
+        contact_sheet(reader, [("a", [0, 1, 2]), ("b", [3])], path)
+    sheet = Image.open(path)
+    assert sheet.size == sheet_size(2, 3)
+    thumb = np.asarray(sheet.crop((LABEL_WIDTH + 4, 4, LABEL_WIDTH + 4 + THUMB, 4 + THUMB)))
+    expected = np.asarray(Image.fromarray(archives.expected_images(spec)[0]).resize((THUMB, THUMB)))
+    np.testing.assert_array_equal(thumb, expected)
