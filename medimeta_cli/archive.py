@@ -12,9 +12,11 @@ import hashlib
 import os
 import stat
 import zipfile
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from medimeta_cli.cache import HASH_BLOCK_SIZE, FileEntry
 from medimeta_cli.catalog import Dataset
@@ -74,28 +76,56 @@ def inspect_archive(path: Path, dataset: Dataset, *, archive_size: int) -> Archi
             members = archive.infolist()
     except (zipfile.BadZipFile, OSError) as exc:
         raise IntegrityError(f"{path.name} is not a readable zip archive: {exc}") from exc
+    return check_members(members, dataset, archive_size=archive_size, name=path.name)
+
+
+def check_members(
+    members: Sequence[zipfile.ZipInfo], dataset: Dataset, *, archive_size: int, name: str
+) -> ArchiveListing:
+    """Refuse members that are unsafe (paths, links, devices, duplicates) or too large."""
     seen: set[str] = set()
     total = 0
     for info in members:
         problem = _member_problem(info, dataset.id)
         if problem is not None:
             raise IntegrityError(
-                f"refusing {path.name}: member {info.filename!r} {problem}",
+                f"refusing {name}: member {info.filename!r} {problem}",
                 hint="The archive is not a genuine MedIMeta archive; delete it and download again.",
             )
         key = "/".join(_member_parts(info.filename))
         if key in seen:
-            raise IntegrityError(f"refusing {path.name}: member {info.filename!r} appears twice")
+            raise IntegrityError(f"refusing {name}: member {info.filename!r} appears twice")
         seen.add(key)
         total += info.file_size
     limit = max_extracted_bytes(dataset, archive_size)
     if total > limit:
         raise IntegrityError(
-            f"refusing {path.name}: it declares {total:,} bytes of content, more than "
+            f"refusing {name}: it declares {total:,} bytes of content, more than "
             f"{dataset.id} can hold ({limit:,})",
             hint="The archive is not a genuine MedIMeta archive; delete it and download again.",
         )
     return ArchiveListing(tuple(members), total)
+
+
+def member_path(info: zipfile.ZipInfo) -> str:
+    """A member's path inside the dataset folder (``images.hdf5``), normalised so that
+    ``<id>//a`` cannot become the absolute path ``/a``; empty for the top folder."""
+    return "/".join(_member_parts(info.filename)[1:])
+
+
+#: What the official loader reads; the TIFF copies of the images are not among it.
+LOADER_FILES = frozenset({"info.yaml", "LICENSE", "annotations.csv", "images.hdf5"})
+LOADER_FOLDERS = ("task_labels/", "splits/", "original_splits/")
+LAYOUTS = ("full", "hdf5")
+
+
+def wanted_in_layout(path: str, layout: str, *, with_masks: bool = False) -> bool:
+    """Whether a dataset file belongs to an install of this layout."""
+    if layout == "full":
+        return True
+    if path in LOADER_FILES or path.startswith(LOADER_FOLDERS):
+        return True
+    return with_masks and path.startswith("masks/")
 
 
 def extract_archive(
@@ -105,9 +135,11 @@ def extract_archive(
     dest: Path,
     *,
     on_bytes: Callable[[int], None] | None = None,
+    wanted: Callable[[str], bool] | None = None,
 ) -> tuple[FileEntry, ...]:
     """Extract the archive's ``<id>/`` folder into ``dest``, hashing every file as it is written.
 
+    ``wanted`` limits extraction to some files (by path inside the dataset folder).
     Returns one :class:`FileEntry` per file, with paths relative to ``dest``.
     Sizes and CRC-32 are checked against the archive's directory while streaming.
     """
@@ -116,18 +148,13 @@ def extract_archive(
         dest.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(path) as archive:
             for info in listing.members:
-                # Normalised, so that "<id>//a" cannot become the absolute path "/a".
-                relative = "/".join(_member_parts(info.filename)[1:])
-                if not relative:
+                relative = member_path(info)
+                if not relative or info.is_dir():
                     continue
-                target = dest / relative
-                if info.is_dir():
-                    target.mkdir(parents=True, exist_ok=True)
+                if wanted is not None and not wanted(relative):
                     continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                entries.append(
-                    _extract_member(archive, info, target, relative.rstrip("/"), on_bytes)
-                )
+                with archive.open(info) as source:
+                    entries.append(copy_member(source, info, dest, relative, on_bytes=on_bytes))
     except zipfile.BadZipFile as exc:
         raise IntegrityError(f"{path.name} is damaged: {exc}") from exc
     except OSError as exc:
@@ -135,37 +162,78 @@ def extract_archive(
     return tuple(entries)
 
 
-def _extract_member(
-    archive: zipfile.ZipFile,
+class HashedWriter:
+    """Writes a file and computes the SHA-256 of each block of it on the way."""
+
+    def __init__(self, target: Path, relative: str, *, append: bool = False) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self.target = target
+        self.relative = relative
+        self.written = 0
+        self.crc = 0  # CRC-32 of what was written, as zip records it
+        self._hashes: list[str] = []
+        self._block = hashlib.sha256()
+        self._in_block = 0
+        if append and target.exists():
+            # Hash what an earlier run wrote, once, before appending to it.
+            with open(target, "rb") as earlier:
+                while chunk := earlier.read(_COPY_CHUNK):
+                    self._hash(chunk)
+        self._sink = open(target, "ab" if append else "wb")  # noqa: SIM115 (closed in finish)
+
+    def _hash(self, chunk: bytes) -> None:
+        self.written += len(chunk)
+        self.crc = zlib.crc32(chunk, self.crc)
+        view = memoryview(chunk)
+        while view:
+            take = min(len(view), HASH_BLOCK_SIZE - self._in_block)
+            self._block.update(view[:take])
+            self._in_block += take
+            view = view[take:]
+            if self._in_block == HASH_BLOCK_SIZE:
+                self._hashes.append(self._block.hexdigest())
+                self._block, self._in_block = hashlib.sha256(), 0
+
+    def write(self, chunk: bytes) -> None:
+        """Append a chunk."""
+        self._sink.write(chunk)
+        self._hash(chunk)
+
+    def close(self) -> None:
+        """Close without producing an entry (the file stays, e.g. for a later resume)."""
+        self._sink.close()
+
+    def finish(self) -> FileEntry:
+        """Close the file and describe it for the install record."""
+        self._sink.close()
+        hashes = list(self._hashes)
+        if self._in_block or not hashes:
+            hashes.append(self._block.hexdigest())
+        return FileEntry(
+            self.relative, self.written, os.stat(self.target).st_mtime_ns, tuple(hashes)
+        )
+
+
+def copy_member(
+    source: Any,
     info: zipfile.ZipInfo,
-    target: Path,
+    dest: Path,
     relative: str,
-    on_bytes: Callable[[int], None] | None,
+    *,
+    on_bytes: Callable[[int], None] | None = None,
 ) -> FileEntry:
-    hashes: list[str] = []
-    block = hashlib.sha256()
-    in_block = 0
-    written = 0
-    with archive.open(info) as source, open(target, "wb") as sink:
+    """Copy one member's (decompressed) bytes from ``source`` to ``dest/relative``."""
+    writer = HashedWriter(dest / relative, relative)
+    try:
         while chunk := source.read(_COPY_CHUNK):
-            written += len(chunk)
-            if written > info.file_size:
+            if writer.written + len(chunk) > info.file_size:
                 raise IntegrityError(f"member {info.filename!r} is longer than it declares")
-            sink.write(chunk)
-            view = memoryview(chunk)
-            while view:
-                take = min(len(view), HASH_BLOCK_SIZE - in_block)
-                block.update(view[:take])
-                in_block += take
-                view = view[take:]
-                if in_block == HASH_BLOCK_SIZE:
-                    hashes.append(block.hexdigest())
-                    block, in_block = hashlib.sha256(), 0
+            writer.write(chunk)
             if on_bytes is not None:
                 on_bytes(len(chunk))
+    finally:
+        writer.close()
     # zipfile has checked the CRC-32 on reaching the end of the member.
-    if written != info.file_size:
+    if writer.written != info.file_size:
         raise IntegrityError(f"member {info.filename!r} is shorter than it declares")
-    if in_block or not hashes:
-        hashes.append(block.hexdigest())
-    return FileEntry(relative, written, os.stat(target).st_mtime_ns, tuple(hashes))
+    return writer.finish()

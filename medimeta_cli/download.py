@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import socket
 import threading
 import time
@@ -34,13 +33,16 @@ from typing import Any
 import httpx
 
 from medimeta_cli import __version__
-from medimeta_cli.archive import extract_archive, inspect_archive
+from medimeta_cli.archive import extract_archive, inspect_archive, member_path, wanted_in_layout
 from medimeta_cli.cache import (
     DatasetLock,
+    FileEntry,
     FileManifest,
     InstallRecord,
     RootLayout,
+    partial_in_use,
     read_install_record,
+    saved_archive_sizes,
     utc_now,
     write_install_record,
 )
@@ -62,6 +64,13 @@ from medimeta_cli.fsutil import (
     remove_tree,
     translate_os_error,
     unique_suffix,
+)
+from medimeta_cli.ranged import (
+    MemberFetcher,
+    RangesUnsupported,
+    RemoteListing,
+    claim_members_folder,
+    read_listing,
 )
 from medimeta_cli.remote import (
     ArchiveInfo,
@@ -191,13 +200,16 @@ class PlanItem:
     md5: str | None
     state: str  # "installed", "partial" or "absent"
     partial_bytes: int = 0
+    hdf5_size: int | None = None  # what --layout hdf5 fetches, when known
+    layout: str = "full"
 
     @property
     def to_fetch(self) -> int:
         """Bytes still to transfer (0 when installed or unknown)."""
-        if self.state == "installed" or self.size is None:
+        size = self.hdf5_size if self.layout == "hdf5" and self.hdf5_size else self.size
+        if self.state == "installed" or size is None:
             return 0
-        return max(0, self.size - self.partial_bytes)
+        return max(0, size - self.partial_bytes)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready mapping."""
@@ -209,6 +221,8 @@ class PlanItem:
             "md5": self.md5,
             "state": self.state,
             "partial_bytes": self.partial_bytes,
+            "hdf5_size": self.hdf5_size,
+            "layout": self.layout,
             "to_fetch": self.to_fetch,
         }
 
@@ -355,6 +369,14 @@ class Downloader:
         """Installed means the folder the loader reads holds ``info.yaml``."""
         return (self.layout.dataset_dir(dataset.id) / "info.yaml").is_file()
 
+    def shared_copy(self, dataset: Dataset) -> Path | None:
+        """The dataset's folder in the first shared root (``MEDIMETA_PATH``) holding it."""
+        for root in self.settings.shared_roots:
+            folder = RootLayout(root).dataset_dir(dataset.id)
+            if (folder / "info.yaml").is_file():
+                return folder
+        return None
+
     def partial_bytes(self, key: str, md5: str | None) -> int:
         """Bytes already downloaded of this archive version (0 when none)."""
         for sidecar in self.layout.partial_sidecars(key):
@@ -366,8 +388,18 @@ class Downloader:
                 continue
         return 0
 
-    def plan(self, datasets: Sequence[Dataset], *, force: bool = False, jobs: int = 2) -> Plan:
-        """Sizes, URLs and states of the archives, and the disk space a download needs."""
+    def plan(
+        self,
+        datasets: Sequence[Dataset],
+        *,
+        force: bool = False,
+        jobs: int = 2,
+        layout: str = "full",
+        with_masks: bool = False,
+    ) -> Plan:
+        """Sizes (of both layouts where known), URLs and states of the archives, and the disk
+        space a download needs. For ``layout="hdf5"`` online, the archives' directories are
+        read (one or two small range requests each) to give exact sizes."""
         try:
             manifest: Manifest | None = self.manifest(prefer_saved=self.settings.offline)
         except OfflineError:
@@ -375,10 +407,13 @@ class Downloader:
         items = []
         for dataset in datasets:
             info = manifest.files.get(dataset.archive) if manifest else None
-            installed = self.is_installed(dataset) and not force
+            installed = not force and (
+                self.is_installed(dataset) or self.shared_copy(dataset) is not None
+            )
             done = (
                 0 if installed else self.partial_bytes(dataset.archive, info.md5 if info else None)
             )
+            hdf5_size = self._hdf5_size(dataset, info, layout, with_masks, installed)
             items.append(
                 PlanItem(
                     dataset_id=dataset.id,
@@ -388,14 +423,42 @@ class Downloader:
                     md5=info.md5 if info else None,
                     state="installed" if installed else ("partial" if done else "absent"),
                     partial_bytes=done,
+                    hdf5_size=hdf5_size,
+                    layout=layout,
                 )
             )
         return Plan(
             items=tuple(items),
-            needed_bytes=_space_needed(items, jobs),
+            # hdf5 installs write the fetched members straight into place: no archive copy.
+            needed_bytes=sum(i.to_fetch for i in items)
+            if layout == "hdf5"
+            else space_needed(items, jobs),
             free_bytes=free_bytes(self.settings.root),
             record_version=manifest.version if manifest else None,
         )
+
+    def _hdf5_size(
+        self,
+        dataset: Dataset,
+        info: ArchiveInfo | None,
+        layout: str,
+        with_masks: bool,
+        installed: bool,
+    ) -> int | None:
+        """The hdf5 layout's size: saved by an earlier download, or read from the archive's
+        directory now (online, when that layout is asked for and the dataset is needed)."""
+        if info is None:
+            return None
+        field = "hdf5_with_masks" if with_masks else "hdf5"
+        saved = saved_archive_sizes(self.layout, info.key, info.md5).get(field)
+        if saved is not None or layout != "hdf5" or installed or self.settings.offline:
+            return saved
+        try:
+            listing, _ = read_listing(self.client(), info, dataset)
+        except RangesUnsupported:
+            return None
+        self._save_sizes(info, listing)
+        return listing.wanted_bytes(partial(wanted_in_layout, layout="hdf5", with_masks=with_masks))
 
     # -- download -----------------------------------------------------------------
 
@@ -406,8 +469,13 @@ class Downloader:
         force: bool = False,
         keep_archive: bool = False,
         jobs: int = 2,
+        layout: str = "full",
+        with_masks: bool = False,
     ) -> list[Outcome]:
         """Download and install datasets, ``jobs`` at a time; one outcome per dataset.
+
+        ``layout="hdf5"`` fetches only the archive members the official loader reads,
+        with range requests (the TIFF copies of the images are left out).
 
         Errors of one dataset do not stop the others; they are returned in its
         outcome. Errors that concern every dataset (offline, no space, read-only
@@ -416,12 +484,18 @@ class Downloader:
         outcomes: dict[str, Outcome] = {}
         pending = []
         for dataset in datasets:
+            shared = self.shared_copy(dataset)
             if not force and self.is_installed(dataset):
                 outcomes[dataset.id] = Outcome(
                     dataset.id,
                     "skipped",
                     "already installed",
                     path=self.layout.dataset_dir(dataset.id),
+                )
+                self.on_event(PhaseChanged(dataset.id, "skipped"))
+            elif not force and shared is not None:
+                outcomes[dataset.id] = Outcome(
+                    dataset.id, "skipped", "in a shared root (MEDIMETA_PATH)", path=shared
                 )
                 self.on_event(PhaseChanged(dataset.id, "skipped"))
             else:
@@ -442,14 +516,17 @@ class Downloader:
                 )
                 for d in pending
             ]
-            ensure_space(
-                self.settings.root,
-                _space_needed(plan_items, jobs if not keep_archive else len(plan_items)),
-                f"{len(pending)} dataset(s) (archives plus extraction)",
-            )
+            if layout == "full":  # hdf5 installs check their exact size once listed
+                ensure_space(
+                    self.settings.root,
+                    space_needed(plan_items, jobs if not keep_archive else len(plan_items)),
+                    f"{len(pending)} dataset(s) (archives plus extraction)",
+                )
             with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
                 futures = {
-                    d.id: pool.submit(self._download_one, d, infos[d.id], force, keep_archive)
+                    d.id: pool.submit(
+                        self._download_one, d, infos[d.id], force, keep_archive, layout, with_masks
+                    )
                     for d in pending
                 }
                 try:
@@ -461,7 +538,13 @@ class Downloader:
         return [outcomes[d.id] for d in datasets]
 
     def _download_one(
-        self, dataset: Dataset, info: ArchiveInfo, force: bool, keep_archive: bool
+        self,
+        dataset: Dataset,
+        info: ArchiveInfo,
+        force: bool,
+        keep_archive: bool,
+        layout: str = "full",
+        with_masks: bool = False,
     ) -> Outcome:
         started = time.monotonic()
         try:
@@ -483,9 +566,25 @@ class Downloader:
                         path=self.layout.dataset_dir(dataset.id),
                         seconds=time.monotonic() - started,
                     )
-                archive, resumed_from, fetched = self.fetch_archive(dataset.id, info)
-                detail = self.install_archive(dataset, archive, info, force=force)
-                self._dispose(archive, info.key, keep_archive)
+                if layout == "hdf5":
+                    try:
+                        detail, resumed_from, fetched = self._install_members(
+                            dataset, info, force, with_masks
+                        )
+                        layout_done = True
+                    except RangesUnsupported:
+                        self._notice(
+                            dataset.id,
+                            "the server does not honour byte ranges; fetching the whole archive",
+                            warning=True,
+                        )
+                        layout_done = False
+                if layout == "full" or not layout_done:
+                    archive, resumed_from, fetched = self.fetch_archive(dataset.id, info)
+                    detail = self.install_archive(
+                        dataset, archive, info, force=force, layout=layout, with_masks=with_masks
+                    )
+                    self._dispose(archive, info.key, keep_archive)
         except MedimetaError as error:
             self.on_event(PhaseChanged(dataset.id, "failed"))
             return Outcome(
@@ -502,6 +601,58 @@ class Downloader:
             resumed_from=resumed_from,
             seconds=time.monotonic() - started,
         )
+
+    def _install_members(
+        self, dataset: Dataset, info: ArchiveInfo, force: bool, with_masks: bool
+    ) -> tuple[str, int, int]:
+        """Fetch the loader's members with range requests and install them (hdf5 layout)."""
+        client = self.client()
+        self.on_event(PhaseChanged(dataset.id, "reading the archive's directory"))
+        listing, _ = read_listing(client, info, dataset)
+        spans = listing.spans(partial(wanted_in_layout, layout="hdf5", with_masks=with_masks))
+        self._save_sizes(info, listing)
+        total = sum(end - start for _, start, end in spans)
+        ensure_space(self.settings.root, total, f"the hdf5 layout of {info.key}")
+        folder = claim_members_folder(self.layout.partial_dir, info)
+        fetched = [0]
+
+        def count(n: int) -> None:
+            fetched[0] += n
+            self.on_event(BytesTransferred(dataset.id, n))
+
+        fetcher = MemberFetcher(
+            client, info, folder, on_bytes=count, should_stop=self.cancel.is_set
+        )
+        fetcher.load_progress()
+        resumed = sum(end - start for i, start, end in spans if member_path(i) in fetcher.done)
+        self.on_event(TransferStarted(dataset.id, total=total, done=resumed))
+        try:
+            entries = fetcher.fetch(spans)
+        except OSError as exc:
+            raise translate_os_error(exc, f"{info.key} into {folder}") from exc
+        detail = self.install_folder(
+            dataset, fetcher.data, entries, info, force=force, layout="hdf5"
+        )
+        remove_tree(folder)
+        return detail, resumed, fetched[0]
+
+    def _save_sizes(self, info: ArchiveInfo, listing: RemoteListing) -> None:
+        """Remember both layouts' sizes, so ``info`` can show them without the network."""
+        path = self.layout.records_dir / "sizes.json"
+        try:
+            sizes = json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            sizes = {}
+        sizes[info.key] = {
+            "md5": info.md5,
+            "full": info.size,
+            "hdf5": listing.wanted_bytes(partial(wanted_in_layout, layout="hdf5")),
+            "hdf5_with_masks": listing.wanted_bytes(
+                partial(wanted_in_layout, layout="hdf5", with_masks=True)
+            ),
+        }
+        with contextlib.suppress(OSError):
+            atomic_write_text(path, json.dumps(sizes, indent=1))
 
     def _dispose(self, archive: Path, key: str, keep_archive: bool) -> None:
         archive.with_suffix(".json").unlink(missing_ok=True)
@@ -524,7 +675,7 @@ class Downloader:
                 data = json.loads(sidecar.read_bytes())
             except (OSError, ValueError):
                 continue
-            if _in_use(data, sidecar.with_suffix(".part")):
+            if partial_in_use(data, sidecar.with_suffix(".part")):
                 continue  # another live job is writing it (locks are off or do not work)
             if (data.get("md5"), data.get("size")) != (info.md5, info.size):
                 self._notice(
@@ -700,28 +851,63 @@ class Downloader:
     # -- install ------------------------------------------------------------------
 
     def install_archive(
-        self, dataset: Dataset, archive: Path, info: ArchiveInfo, *, force: bool = False
+        self,
+        dataset: Dataset,
+        archive: Path,
+        info: ArchiveInfo,
+        *,
+        force: bool = False,
+        layout: str = "full",
+        with_masks: bool = False,
     ) -> str:
         """Extract a verified archive into place atomically and write its install record.
 
+        With ``layout="hdf5"`` only the files the loader reads are extracted.
         Returns ``"installed"``, or ``"installed by another job"`` when another
         process got there first (possible only where locks do not work).
         """
-        layout = self.layout
         self.on_event(PhaseChanged(dataset.id, "extracting"))
         listing = inspect_archive(archive, dataset, archive_size=info.size)
-        ensure_space(layout.root, listing.total_bytes, f"extracting {info.key}")
-        layout.tmp_dir.mkdir(parents=True, exist_ok=True)
-        staging = layout.tmp_dir / f"{dataset.id}.{unique_suffix()}"
-        final = layout.dataset_dir(dataset.id)
+        ensure_space(self.layout.root, listing.total_bytes, f"extracting {info.key}")
+        staging = self.new_staging(dataset)
+        try:
+            entries = extract_archive(
+                archive,
+                dataset,
+                listing,
+                staging,
+                wanted=lambda path: wanted_in_layout(path, layout, with_masks=with_masks),
+            )
+            return self.install_folder(dataset, staging, entries, info, force=force, layout=layout)
+        except OSError as exc:
+            raise translate_os_error(exc, f"{dataset.id} into {self.layout.root}") from exc
+        finally:
+            remove_tree(staging)
+
+    def new_staging(self, dataset: Dataset) -> Path:
+        """A fresh extraction folder on the data root's file system."""
+        self.layout.tmp_dir.mkdir(parents=True, exist_ok=True)
+        return self.layout.tmp_dir / f"{dataset.id}.{unique_suffix()}"
+
+    def install_folder(
+        self,
+        dataset: Dataset,
+        staging: Path,
+        entries: Sequence[FileEntry],
+        info: ArchiveInfo,
+        *,
+        force: bool,
+        layout: str,
+    ) -> str:
+        """Rename a complete staging folder into ``<root>/<id>`` and record what it holds."""
+        _check_info_id(staging, dataset.id, info.key)
+        final = self.layout.dataset_dir(dataset.id)
         old: Path | None = None
         try:
-            entries = extract_archive(archive, dataset, listing, staging)
-            _check_info_id(staging, dataset.id, info.key)
             if final.exists():
                 if not force:
                     return "installed by another job"
-                old = layout.tmp_dir / f"{dataset.id}.old.{unique_suffix()}"
+                old = self.layout.tmp_dir / f"{dataset.id}.old.{unique_suffix()}"
                 os.rename(final, old)
             try:
                 os.rename(staging, final)
@@ -731,7 +917,7 @@ class Downloader:
                 raise
             manifest = self._manifest
             write_install_record(
-                layout,
+                self.layout,
                 InstallRecord(
                     dataset_id=dataset.id,
                     archive_key=info.key,
@@ -743,13 +929,11 @@ class Downloader:
                     tool_version=__version__,
                     file_count=len(entries),
                     total_bytes=sum(entry.size for entry in entries),
+                    layout=layout,
                 ),
-                FileManifest(entries),
+                FileManifest(tuple(entries)),
             )
-        except OSError as exc:
-            raise translate_os_error(exc, f"{dataset.id} into {layout.root}") from exc
         finally:
-            remove_tree(staging)
             if old is not None:
                 remove_tree(old)
         return "installed"
@@ -870,35 +1054,12 @@ def _archive_url(settings: Settings, key: str) -> str:
     return file_download_url(settings.base_url, settings.record_id, key)
 
 
-def _space_needed(items: Sequence[PlanItem], parallel_archives: int) -> int:
+def space_needed(items: Sequence[PlanItem], parallel_archives: int) -> int:
     """Extraction of everything plus the largest archives that exist at the same time."""
     pending = [item for item in items if item.state != "installed" and item.size is not None]
     extraction = sum(item.size or 0 for item in pending)  # stored zips unpack to about their size
     downloads = sorted((item.to_fetch for item in pending), reverse=True)
     return extraction + sum(downloads[: max(1, parallel_archives)])
-
-
-#: A partial file written to this recently by a job on another host is left alone.
-_ACTIVE_SECONDS = 120.0
-
-
-def _in_use(sidecar: dict[str, Any], part: Path) -> bool:
-    """Whether another live job is still writing this partial download."""
-    if sidecar.get("host") == socket.gethostname():
-        pid = sidecar.get("pid")
-        if not isinstance(pid, int) or pid == os.getpid():
-            return False
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True  # alive, owned by another user
-        return True
-    try:
-        return time.time() - part.stat().st_mtime < _ACTIVE_SECONDS
-    except OSError:
-        return False
 
 
 def _hash_prefix(part: Path, digest: Any) -> int:
@@ -960,9 +1121,3 @@ def _find_archives(paths: Iterable[Path]) -> list[Path]:
     if not found:
         raise UsageError("no .zip archives found", hint=_FROM_HINT)
     return found
-
-
-def copy_into(source: Path, target: Path) -> None:
-    """Copy a file, creating the target's folder (used for kept archives)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, target)

@@ -142,7 +142,7 @@ def test_print_urls_then_offline_install_from_a_folder(
     ("fault", "extra_env", "code", "message"),
     [
         (zs.corrupt(2000), {}, 4, "does not match the record"),
-        (zs.status(503), {"MEDIMETA_RETRIES": "0"}, 3, "giving up after 1 attempts"),
+        (zs.status(503), {"MEDIMETA_RETRIES": "0"}, 3, "giving up after 1 attempt:"),
         (zs.html(), {}, 3, "HTML page instead of cxr.zip"),
     ],
     ids=["integrity", "network", "html"],
@@ -394,3 +394,42 @@ def test_sigterm_while_waiting_for_a_lock_stops_promptly(
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_layout_hdf5_dry_run_shows_both_sizes_and_info_remembers_them(
+    runner: CliRunner, zenodo: zs.ZenodoServer, fixture_data: FixtureData
+) -> None:
+    import zipfile
+
+    from medimeta_cli.archive import member_path, wanted_in_layout
+
+    plan = invoke_json(runner, "download", "crc", "--dry-run", "--layout", "hdf5")
+    [item] = plan["items"]
+    with zipfile.ZipFile(fixture_data.archive("crc")) as archive:
+        infos = sorted(archive.infolist(), key=lambda i: i.header_offset)
+        ends = [i.header_offset for i in infos[1:]] + [archive.start_dir]
+        expected = sum(
+            end - i.header_offset
+            for i, end in zip(infos, ends, strict=True)
+            if not i.is_dir() and wanted_in_layout(member_path(i), "hdf5")
+        )
+    assert item["hdf5_size"] == expected
+    assert item["size"] == zenodo.file_size("crc.zip")
+    assert item["to_fetch"] == expected < 0.55 * item["size"]
+    assert plan["needed_bytes"] == expected
+    info = invoke_json(runner, "info", "crc")
+    assert info["sizes"] == {"full": item["size"], "hdf5": expected, "hdf5_estimated": False}
+    text = invoke(runner, "info", "crc").stdout
+    assert "--layout hdf5" in text and "~" not in text.split("archive size")[1].splitlines()[0]
+
+
+def test_layout_hdf5_through_the_cli(
+    runner: CliRunner, zenodo: zs.ZenodoServer, data_root: Path
+) -> None:
+    result = invoke(runner, "download", "cxr", "--layout", "hdf5", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert not (data_root / "cxr" / "images").exists()
+    assert (data_root / "cxr" / "images.hdf5").is_file()
+    assert invoke(runner, "verify", "cxr", "--deep").exit_code == 0
+    bad = invoke(runner, "download", "crc", "--layout", "tiff")
+    assert bad.exit_code == 2 and "unknown layout" in bad.stderr

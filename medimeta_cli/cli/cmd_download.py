@@ -94,6 +94,16 @@ def download_command(
         typer.Option("--keep-archive", help="Keep the zip in <root>/.medimeta/archives/."),
     ] = False,
     jobs: JobsOption = 2,
+    layout: Annotated[
+        str,
+        typer.Option(
+            "--layout",
+            help="full: the whole archive; hdf5: only what the loader reads (about half).",
+        ),
+    ] = "full",
+    with_masks: Annotated[
+        bool, typer.Option("--with-masks", help="hdf5 layout: also fetch the organ masks.")
+    ] = False,
     dry_run: Annotated[
         bool,
         typer.Option("--dry-run", help="Show what would be fetched, its size and the free space."),
@@ -135,6 +145,8 @@ def download_command(
     ) as s:
         from medimeta_cli.download import Downloader
 
+        if layout not in ("full", "hdf5"):
+            raise UsageError(f"unknown layout {layout!r}", hint="Use --layout full or hdf5.")
         downloader = Downloader(s.settings, s.catalog)
         try:
             if from_paths:
@@ -145,7 +157,9 @@ def download_command(
                 return
             datasets = select_datasets(s.catalog, dataset_ids, domain, everything)
             if print_urls or dry_run:
-                plan = downloader.plan(datasets, force=force, jobs=jobs)
+                plan = downloader.plan(
+                    datasets, force=force, jobs=jobs, layout=layout, with_masks=with_masks
+                )
                 if print_urls:
                     _print_urls(s.out, plan, json)
                 else:
@@ -154,7 +168,12 @@ def download_command(
             with sigterm_as_interrupt(), ProgressDisplay(s.out) as display:
                 downloader.on_event = event_sink(display)
                 outcomes = downloader.download(
-                    datasets, force=force, keep_archive=keep_archive, jobs=jobs
+                    datasets,
+                    force=force,
+                    keep_archive=keep_archive,
+                    jobs=jobs,
+                    layout=layout,
+                    with_masks=with_masks,
                 )
             _report_outcomes(s.out, outcomes, json)
         finally:
@@ -206,12 +225,13 @@ def _print_plan(out: Output, plan: Any, json_mode: bool) -> None:
             item.dataset_id,
             item.key,
             "?" if item.size is None else human_bytes(item.size),
+            "?" if item.hdf5_size is None else human_bytes(item.hdf5_size),
             item.state + (f" ({human_bytes(item.partial_bytes)})" if item.partial_bytes else ""),
             human_bytes(item.to_fetch),
         ]
         for item in plan.items
     ]
-    out.emit_table(["ID", "ARCHIVE", "SIZE", "STATE", "TO FETCH"], rows)
+    out.emit_table(["ID", "ARCHIVE", "FULL", "HDF5 LAYOUT", "STATE", "TO FETCH"], rows)
     out.emit_text(
         f"to fetch: {human_bytes(plan.to_fetch)}; disk needed: {human_bytes(plan.needed_bytes)}; "
         f"free: {human_bytes(plan.free_bytes)}"
