@@ -6,6 +6,7 @@ calls :func:`resolve_settings` once and passes the result down.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,10 @@ def _parse_path(text: str) -> Path:
     if not text.strip():
         raise ValueError("expected a path")
     return Path(text).expanduser().absolute()
+
+
+def _parse_path_list(text: str) -> tuple[Path, ...]:
+    return tuple(_parse_path(part) for part in text.split(os.pathsep) if part.strip())
 
 
 def _parse_url(text: str) -> str:
@@ -82,6 +87,14 @@ SPECS: tuple[SettingSpec, ...] = (
         _parse_path,
         _default_root,
         "data root holding <root>/<id>/ datasets and the .medimeta/ state folder",
+    ),
+    SettingSpec(
+        "shared_roots",
+        "MEDIMETA_PATH",
+        None,
+        _parse_path_list,
+        tuple,
+        "extra data roots, read-only to the tool, searched after the data root",
     ),
     SettingSpec(
         "base_url",
@@ -165,6 +178,7 @@ class Settings:
     """Every setting of one invocation, and where each value came from."""
 
     root: Path
+    shared_roots: tuple[Path, ...] = ()
     base_url: str = DEFAULT_BASE_URL
     record_id: int = DEFAULT_RECORD_ID
     catalog: Path | None = None
@@ -184,13 +198,21 @@ class Settings:
             rows.append(
                 {
                     "name": spec.name,
-                    "value": str(value) if isinstance(value, Path) else value,
+                    "value": _json_value(value),
                     "source": self.sources.get(spec.name, "default"),
                     "env": spec.env,
                     "help": spec.help,
                 }
             )
         return rows
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return [_json_value(item) for item in value]
+    return value
 
 
 def resolve_settings(
@@ -201,8 +223,6 @@ def resolve_settings(
 
     Raises :class:`ConfigError` naming the variable whose value cannot be parsed.
     """
-    import os
-
     flags = flags or {}
     environ = os.environ if environ is None else environ
     unknown = set(flags) - set(_SPEC_BY_NAME)

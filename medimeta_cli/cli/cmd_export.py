@@ -148,7 +148,7 @@ def export_command(
             )
         with ProgressDisplay(s.out, verb="exporting", unit="images") as display:
             result = export_dataset(
-                s.settings.root,
+                s.installed_root(dataset.id),
                 dataset,
                 spec,
                 target,

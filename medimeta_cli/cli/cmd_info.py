@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from medimeta_cli.cache import local_status
+from medimeta_cli.cache import LocalStatus
 from medimeta_cli.catalog import Dataset, Task, file_download_url
 from medimeta_cli.cli.options import (
     DatasetArgument,
@@ -25,6 +25,10 @@ def info_command(
         str | None,
         typer.Option("--task", help="Show only this task (case-insensitive).", show_default=False),
     ] = None,
+    cite: Annotated[
+        bool,
+        typer.Option("--cite", help="Print BibTeX for MedIMeta and the dataset's sources."),
+    ] = False,
     root: RootOption = None,
     json: JsonOption = False,
     quiet: QuietOption = False,
@@ -34,19 +38,31 @@ def info_command(
     with session(root=root, json_mode=json, quiet=quiet, debug=debug) as s:
         dataset = s.catalog.get(dataset_id)
         tasks = (dataset.task(task),) if task is not None else dataset.tasks
-        details = info_json(dataset, tasks, s.settings)
+        if cite:
+            from medimeta_cli.citation import bibtex_for
+
+            bibtex = bibtex_for(dataset)
+            if json:
+                s.out.emit_json({"id": dataset.id, "bibtex": bibtex})
+            else:
+                s.out.emit_text(bibtex)
+            return
+        details = info_json(dataset, tasks, s.settings, s.locate(dataset.id))
         if json:
             s.out.emit_json(details)
         else:
             s.out.emit_text(render_info(dataset, tasks, details))
 
 
-def info_json(dataset: Dataset, tasks: tuple[Task, ...], settings: Settings) -> dict[str, Any]:
+def info_json(
+    dataset: Dataset, tasks: tuple[Task, ...], settings: Settings, status: LocalStatus
+) -> dict[str, Any]:
     """The ``info --json`` object: a ``list --json`` element plus the details."""
     record_id, base_url = settings.record_id, settings.base_url
     return {
         **dataset.to_json(),
-        **local_status(settings.root, dataset.id).to_json(),
+        **status.to_json(),
+        "sizes": archive_sizes(dataset, settings),
         "tasks": [task.to_json() for task in tasks],
         "summary": dataset.summary,
         "channels": dataset.input_size.channels,
@@ -57,6 +73,32 @@ def info_json(dataset: Dataset, tasks: tuple[Task, ...], settings: Settings) -> 
         "doi": "10.5281/zenodo.7884735" if record_id == 7884735 else None,
         "download_url": file_download_url(base_url, record_id, dataset.archive),
     }
+
+
+def archive_sizes(dataset: Dataset, settings: Settings) -> dict[str, Any]:
+    """Both layouts' sizes: exact when a download has read the archive, else estimated."""
+    from medimeta_cli.cache import RootLayout, estimated_hdf5_bytes, saved_archive_sizes
+
+    sizes = saved_archive_sizes(RootLayout(settings.root), dataset.archive)
+    full = sizes.get("full")
+    hdf5 = sizes.get("hdf5")
+    estimated = hdf5 is None and full is not None
+    if estimated and full is not None:
+        size = dataset.input_size
+        hdf5 = estimated_hdf5_bytes(
+            full, dataset.num_samples, size.channels * size.height * size.width
+        )
+    return {"full": full, "hdf5": hdf5, "hdf5_estimated": estimated}
+
+
+def _size_text(sizes: dict[str, Any]) -> str:
+    from medimeta_cli.fsutil import human_bytes
+
+    if sizes["full"] is None:
+        return "size known after the first download or --print-urls"
+    hdf5 = human_bytes(sizes["hdf5"]) if sizes["hdf5"] is not None else "?"
+    approx = "~" if sizes["hdf5_estimated"] else ""
+    return f"{human_bytes(sizes['full'])}; --layout hdf5 {approx}{hdf5}"
 
 
 def render_info(dataset: Dataset, tasks: tuple[Task, ...], details: dict[str, Any]) -> str:
@@ -74,6 +116,7 @@ def render_info(dataset: Dataset, tasks: tuple[Task, ...], details: dict[str, An
         ("original splits", _counts(dataset.original_splits.as_dict())),
         ("license", license_line),
         ("archive", f"{dataset.archive}  (record {details['record_id']})"),
+        ("archive size", _size_text(details["sizes"])),
         ("url", details["download_url"]),
         ("state", _state_line(details)),
     ]

@@ -77,7 +77,7 @@ def sample_command(
         from medimeta_cli.selection import SelectionSpec, select
 
         dataset = s.catalog.get(dataset_id)
-        with DatasetReader.open(s.settings.root, dataset) as reader:
+        with DatasetReader.open(s.installed_root(dataset.id), dataset) as reader:
             selection = select(
                 reader,
                 SelectionSpec(
@@ -167,5 +167,6 @@ def _export_sample(s: Any, selection: Any, picked: dict[int, list[int]], out: Pa
         selection.dataset, selection.task, selection.classes, (part,), selection.spec
     )
     options = ExportOptions(jobs=1, command=shlex.join(["medimeta", *sys.argv[1:]]))
-    result = export_selection(s.settings.root, subset, out.absolute(), options)
+    root = s.installed_root(selection.dataset.id)
+    result = export_selection(root, subset, out.absolute(), options)
     s.out.status(f"sampled images {result.status} in {result.out}")

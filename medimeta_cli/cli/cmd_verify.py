@@ -18,10 +18,11 @@ from medimeta_cli.cli.options import (
 )
 from medimeta_cli.cli.output import ProgressDisplay
 from medimeta_cli.cli.session import session
-from medimeta_cli.errors import NotInstalledError
 
 if TYPE_CHECKING:
+    from medimeta_cli.catalog import Dataset
     from medimeta_cli.cli.output import Output
+    from medimeta_cli.cli.session import Session
     from medimeta_cli.verify import Report
 
 
@@ -56,31 +57,24 @@ def verify_command(
     With no ids, every installed dataset is checked. Exits with code 4 when anything is wrong.
     """
     with session(root=root, json_mode=json, quiet=quiet, debug=debug) as s:
-        from medimeta_cli.cache import RootLayout
-        from medimeta_cli.cli.cmd_download import event_sink, select_datasets
+        from medimeta_cli.cache import RootLayout, root_of
+        from medimeta_cli.cli.cmd_download import select_datasets
         from medimeta_cli.verify import bytes_to_hash, verify_dataset
 
-        layout = RootLayout(s.settings.root)
         if dataset_ids or domain:
             datasets = select_datasets(s.catalog, dataset_ids, domain, False)
-            named = {d.id for d in s.catalog.resolve(dataset_ids or ())}  # ids are case-insensitive
-            for dataset in datasets:
-                if (
-                    dataset.id in named
-                    and not (layout.dataset_dir(dataset.id) / "info.yaml").is_file()
-                ):
-                    raise NotInstalledError(dataset.id, str(s.settings.root))
-            datasets = tuple(
-                d for d in datasets if (layout.dataset_dir(d.id) / "info.yaml").is_file()
-            )
+            for named in s.catalog.resolve(dataset_ids or ()):  # ids are case-insensitive
+                s.installed_root(named.id)  # NotInstalledError for a named dataset
         else:
-            datasets = tuple(
-                d for d in s.catalog.datasets if (layout.dataset_dir(d.id) / "info.yaml").is_file()
-            )
+            datasets = s.catalog.datasets
+        # Each dataset is checked where it lives: the data root or a shared root.
+        roots = {d.id: root for d in datasets if (root := root_of(s.locate(d.id))) is not None}
+        datasets = tuple(d for d in datasets if d.id in roots)
         mode = "deep" if deep else "full" if full else "fast"
         reports = []
         with ProgressDisplay(s.out, verb="hashing") as display:
             for dataset in datasets:
+                layout = RootLayout(roots[dataset.id])
                 if mode != "fast":
                     display.start(dataset.id, bytes_to_hash(layout, dataset))
                 reports.append(
@@ -97,31 +91,41 @@ def verify_command(
         else:
             _print_reports(s.out, reports)
         damaged = [r for r in reports if not r.ok]
-        if repair and damaged:
-            from medimeta_cli.download import Downloader
-
-            downloader = Downloader(s.settings, s.catalog)
-            try:
-                with ProgressDisplay(s.out) as display:
-                    downloader.on_event = event_sink(display)
-                    outcomes = downloader.download(
-                        [s.catalog.get(r.dataset_id) for r in damaged],
-                        force=True,
-                    )
-            finally:
-                downloader.close()
-            for outcome in outcomes:
-                if outcome.error is not None:
-                    s.out.error(outcome.error)
-                else:
-                    s.out.status(f"repaired {outcome.dataset_id}")
-            if any(outcome.error is not None for outcome in outcomes):
-                raise typer.Exit(int(ExitCode.INTEGRITY))
-            return
+        shared = [r.dataset_id for r in damaged if s.locate(r.dataset_id).shared]
+        if repair and shared:
+            s.out.warn(
+                f"not repairing {', '.join(shared)}: in a shared root, which the tool never "
+                "changes; tell whoever maintains it"
+            )
+        repairable = [r for r in damaged if r.dataset_id not in shared]
+        if repair and repairable:
+            _repair(s, [s.catalog.get(r.dataset_id) for r in repairable])
+            damaged = [r for r in damaged if r.dataset_id in shared]
         if not reports:
             s.out.status("no installed datasets to verify")
         if damaged:
             raise typer.Exit(int(ExitCode.INTEGRITY))
+
+
+def _repair(s: Session, datasets: list[Dataset]) -> None:
+    """Download damaged datasets again; exit with the integrity code if that fails."""
+    from medimeta_cli.cli.cmd_download import event_sink
+    from medimeta_cli.download import Downloader
+
+    downloader = Downloader(s.settings, s.catalog)
+    try:
+        with ProgressDisplay(s.out) as display:
+            downloader.on_event = event_sink(display)
+            outcomes = downloader.download(datasets, force=True)
+    finally:
+        downloader.close()
+    for outcome in outcomes:
+        if outcome.error is not None:
+            s.out.error(outcome.error)
+        else:
+            s.out.status(f"repaired {outcome.dataset_id}")
+    if any(outcome.error is not None for outcome in outcomes):
+        raise typer.Exit(int(ExitCode.INTEGRITY))
 
 
 def _print_reports(out: Output, reports: list[Report]) -> None:

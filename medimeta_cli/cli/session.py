@@ -10,10 +10,11 @@ from pathlib import Path
 
 import typer
 
+from medimeta_cli.cache import LocalStatus, locate, root_of
 from medimeta_cli.catalog import Catalog, load_catalog
 from medimeta_cli.cli.exit_codes import ExitCode, exit_code_for
 from medimeta_cli.cli.output import Output
-from medimeta_cli.errors import MedimetaError
+from medimeta_cli.errors import MedimetaError, NotInstalledError
 from medimeta_cli.settings import Settings, resolve_settings
 
 
@@ -23,6 +24,18 @@ class Session:
 
     settings: Settings
     out: Output
+
+    def locate(self, dataset_id: str) -> LocalStatus:
+        """State of a dataset in the data root, or in a shared root (``MEDIMETA_PATH``)."""
+        return locate(self.settings.root, self.settings.shared_roots, dataset_id)
+
+    def installed_root(self, dataset_id: str) -> Path:
+        """The data root an installed dataset is read from; :class:`NotInstalledError` if none."""
+        root = root_of(self.locate(dataset_id))
+        if root is None:
+            roots = ", ".join(str(r) for r in (self.settings.root, *self.settings.shared_roots))
+            raise NotInstalledError(dataset_id, roots)
+        return root
 
     @cached_property
     def catalog(self) -> Catalog:
