@@ -66,7 +66,16 @@ def test_table_is_plain_text_when_not_a_terminal(runner: CliRunner) -> None:
     result = invoke(runner, "list", "--domain", "Abdominal CT")
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["ID", "NAME", "DOMAIN", "IMAGES", "TASKS", "LICENSE", "STATE"]
+    assert lines[0].split() == [
+        "ID",
+        "NAME",
+        "DOMAIN",
+        "IMAGES",
+        "TASKS",
+        "LICENSE",
+        "STATE",
+        "SIZE",
+    ]
     assert len(lines) == 4
     assert "CC BY-NC-SA 4.0 (NC)" in lines[1]
     assert "\x1b[" not in result.stdout + result.stderr

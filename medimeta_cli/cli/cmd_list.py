@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from medimeta_cli.cache import State, local_status
+from medimeta_cli.cache import LocalStatus, State
 from medimeta_cli.cli.options import (
     DebugOption,
     DomainOption,
@@ -34,7 +34,7 @@ def list_command(
         datasets = s.catalog.in_domains(domain) if domain else s.catalog.datasets
         if task_type:
             datasets = tuple(d for d in datasets if d.targets & set(task_type))
-        statuses = {d.id: local_status(s.settings.root, d.id) for d in datasets}
+        statuses = {d.id: s.locate(d.id) for d in datasets}
         if installed:
             datasets = tuple(d for d in datasets if statuses[d.id].state is not State.ABSENT)
         if json:
@@ -49,11 +49,23 @@ def list_command(
                 str(len(d.tasks)),
                 d.license.short + (" (NC)" if d.license.non_commercial else ""),
                 statuses[d.id].describe(),
+                _size(statuses[d.id]),
             ]
             for d in datasets
         ]
-        s.out.emit_table(["ID", "NAME", "DOMAIN", "IMAGES", "TASKS", "LICENSE", "STATE"], rows)
+        s.out.emit_table(
+            ["ID", "NAME", "DOMAIN", "IMAGES", "TASKS", "LICENSE", "STATE", "SIZE"], rows
+        )
         if not datasets:
             s.out.status("no dataset matches these filters")
         elif any(d.license.non_commercial for d in datasets):
             s.out.status("(NC) = non-commercial use only")
+
+
+def _size(status: LocalStatus) -> str:
+    """Size on disk from the install record: ``?`` when there is none, ``-`` when absent."""
+    from medimeta_cli.fsutil import human_bytes
+
+    if status.state in (State.ABSENT, State.PARTIAL):
+        return "-"
+    return "?" if status.size_bytes is None else human_bytes(status.size_bytes)
