@@ -105,7 +105,9 @@ class CatalogError(MedimetaError):
 class NetworkError(MedimetaError):
     """The server could not be reached or kept failing after all retries."""
 
-    default_hint = "Check your connection (or proxy) and run the same command again: it resumes."
+    default_hint = (
+        "Check your connection (or proxy) and try again; downloads resume where they stopped."
+    )
 
 
 class RemoteDataError(NetworkError):

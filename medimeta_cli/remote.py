@@ -339,7 +339,8 @@ class RemoteClient:
     def retry_wait(self, attempt: int, reason: str, retry_after: float | None = None) -> None:
         """Wait before retry ``attempt`` (1-based), or raise when retries are used up."""
         if attempt > self.policy.retries:
-            raise NetworkError(f"giving up after {attempt} attempts: {reason}")
+            tries = "1 attempt" if attempt == 1 else f"{attempt} attempts"
+            raise NetworkError(f"giving up after {tries}: {reason}")
         if retry_after is not None and retry_after > self.policy.max_server_wait:
             raise NetworkError(
                 f"{reason}; the server asks to wait {retry_after:.0f} s",

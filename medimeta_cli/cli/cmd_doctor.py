@@ -1,0 +1,56 @@
+"""``medimeta doctor``: check everything a download depends on, and say what to fix."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import typer
+
+from medimeta_cli.cli.exit_codes import ExitCode
+from medimeta_cli.cli.options import DebugOption, JsonOption, OfflineOption, QuietOption, RootOption
+from medimeta_cli.cli.session import session
+
+if TYPE_CHECKING:
+    from medimeta_cli.cli.output import Output
+    from medimeta_cli.doctor import Check
+
+
+def doctor_command(
+    root: RootOption = None,
+    offline: OfflineOption = False,
+    json: JsonOption = False,
+    quiet: QuietOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Check the record API, proxy, certificates, disk space, write permission, file locks,
+    clock, versions and shared roots; each check says ok, warn, fail or skip, with a hint.
+
+    Exits with code 1 when a check fails (warnings do not count).
+    """
+    with session(root=root, json_mode=json, quiet=quiet, debug=debug, offline=offline) as s:
+        # Imported here: the checks load httpx, and `doctor --help` must stay fast.
+        from medimeta_cli.doctor import any_failed, run_checks
+
+        checks = run_checks(s.settings, on_notice=s.out.status)
+        failed = any_failed(checks)
+        if json:
+            s.out.emit_json({"ok": not failed, "checks": [check.to_json() for check in checks]})
+        else:
+            _print_checks(s.out, checks)
+        if failed:
+            raise typer.Exit(int(ExitCode.FAILURE))
+
+
+def _print_checks(out: Output, checks: list[Check]) -> None:
+    rows: list[list[str]] = []
+    for check in checks:
+        rows.append([check.name, check.status, check.detail])
+        # The hint sits right under the row it explains; ok rows need none.
+        if check.hint and check.status in ("warn", "fail"):
+            rows.append(["", "", f"hint: {check.hint}"])
+    out.emit_table(["CHECK", "STATUS", "DETAIL"], rows)
+    counts = {status: sum(c.status == status for c in checks) for status in ("fail", "warn")}
+    if counts["fail"] or counts["warn"]:
+        out.status(f"{counts['fail']} failed, {counts['warn']} warning(s)")
+    else:
+        out.status("all checks passed")
