@@ -38,6 +38,7 @@ import numpy.typing as npt
 from medimeta_cli import __version__
 from medimeta_cli.cache import RootLayout, read_install_record
 from medimeta_cli.catalog import Dataset, Task
+from medimeta_cli.citation import bibtex_for
 from medimeta_cli.errors import OutputExistsError, UsageError
 from medimeta_cli.fsutil import (
     atomic_write_bytes,
@@ -283,6 +284,7 @@ def _provenance(root: Path, full: Selection, options: ExportOptions) -> dict[str
         "tool_version": __version__,
         "counts": full.counts(),
         "sources": [source.to_json() for source in dataset.sources],
+        "bibtex": bibtex_for(dataset),
         "doi": "10.5281/zenodo.7884735",
     }
 

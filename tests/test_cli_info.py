@@ -79,3 +79,12 @@ def test_unknown_task_lists_the_tasks(runner: CliRunner) -> None:
     assert result.exit_code == 2
     assert "unknown task 'sex' for dataset 'cxr'" in result.stderr
     assert "disease labels, patient sex" in result.stderr
+
+
+def test_cite_prints_bibtex(runner: CliRunner) -> None:
+    result = invoke(runner, "info", "mammo_calc", "--cite")
+    assert result.exit_code == 0
+    assert result.stdout.startswith("@article{woerner2025medimeta,")
+    assert "@misc{mammo_calc_source1," in result.stdout
+    data = invoke_json(runner, "info", "mammo_calc", "--cite")
+    assert data["bibtex"] == result.stdout.rstrip("\n") + "\n"

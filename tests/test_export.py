@@ -85,6 +85,8 @@ def test_imagefolder_pixels_labels_and_metadata(installed: InstalledData, tmp_pa
     assert provenance["dataset"] == "dr_regular" and provenance["task"] == "Clarity"
     assert provenance["command"] == "x" and provenance["license"].startswith("Creative")
     assert provenance["counts"] == result.counts
+    assert provenance["bibtex"].startswith("@article{woerner2025medimeta,")
+    assert "@misc{dr_regular_source1," in provenance["bibtex"]
     assert provenance["selection"]["splits"] == ["train", "val", "test"]
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
 

@@ -8,11 +8,14 @@ import typer
 
 from medimeta_cli import __version__
 from medimeta_cli.cli import (
+    cmd_doctor,
     cmd_download,
     cmd_export,
     cmd_info,
     cmd_list,
     cmd_paths,
+    cmd_prune,
+    cmd_remove,
     cmd_sample,
     cmd_verify,
 )
@@ -56,6 +59,9 @@ app.command("verify")(cmd_verify.verify_command)
 app.command("export")(cmd_export.export_command)
 app.command("sample")(cmd_sample.sample_command)
 app.command("paths")(cmd_paths.paths_command)
+app.command("remove")(cmd_remove.remove_command)
+app.command("prune")(cmd_prune.prune_command)
+app.command("doctor")(cmd_doctor.doctor_command)
 
 
 def main() -> None:
