@@ -77,3 +77,70 @@ def drop_file(path: Path) -> None:
         shutil.rmtree(path)
     else:
         path.unlink(missing_ok=True)
+
+
+def install_synthetic(
+    work: Path, spec: archives.DatasetSpec, *, chunk_rows: int = 1, pixels: bool = True
+) -> tuple[Path, Path]:
+    """``<work>/root/<id>/`` in the upstream layout without TIFFs, and a catalog for it.
+
+    ``images.hdf5`` holds uint8 rows chunked ``chunk_rows`` images at a time, filled with
+    seeded random bytes batch by batch (or, with ``pixels=False``, never written: no chunk
+    is allocated, the file stays about 1 kB and its rows read as zeros). Labels, splits,
+    info.yaml, LICENSE and annotations.csv are those of ``spec``. Reused between runs when
+    already built.
+    """
+    import h5py
+    import numpy as np
+
+    root, catalog = work / "root", work / "catalog.json"
+    stamp = work / f"installed-{spec.id}-{spec.num_images}-{chunk_rows}-{int(pixels)}"
+    if stamp.exists():
+        return root, catalog
+    folder, info_dir = root / spec.id, work / "info"
+    for old in (root, info_dir, catalog, *work.glob("installed-*")):
+        drop_file(old)  # only what an earlier build made here
+    for sub in ("task_labels", "splits", "original_splits"):
+        (folder / sub).mkdir(parents=True)
+    info_dir.mkdir()
+    info = archives.info_yaml(spec)
+    (folder / "info.yaml").write_text(info, encoding="utf-8")
+    (info_dir / f"{spec.id}.yaml").write_text(info, encoding="utf-8")
+    (folder / "LICENSE").write_text(f"{spec.license}\n", encoding="utf-8")
+    labels = {task.name: archives.expected_labels(spec, task.name) for task in spec.tasks}
+    for task in spec.tasks:
+        np.save(folder / task.labels_relpath, labels[task.name], allow_pickle=False)
+    split_of = {False: [""] * spec.num_images, True: [""] * spec.num_images}
+    for original, sub in ((False, "splits"), (True, "original_splits")):
+        for split in archives.SPLIT_NAMES:
+            indices = archives.split_indices(spec, split, original=original)
+            for index in indices.tolist():
+                split_of[original][index] = split
+            text = archives.split_file_text(spec, split, original=original)
+            if text is not None:
+                (folder / sub / f"{split}.txt").write_text(text, encoding="utf-8")
+    rows = ["index,image_path,split,original_split," + ",".join(t.name for t in spec.tasks)]
+    rows += [
+        f"{i},{archives.image_relpath(i)},{split_of[False][i]},{split_of[True][i]},"
+        + ",".join(str(int(labels[t.name][i])) for t in spec.tasks)
+        for i in range(spec.num_images)
+    ]
+    (folder / "annotations.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    with h5py.File(folder / "images.hdf5", "w") as handle:
+        dset = handle.create_dataset(
+            "images",
+            shape=spec.hdf5_shape,
+            dtype=np.uint8,
+            chunks=(chunk_rows, *spec.image_shape),
+            track_times=False,
+        )
+        batch = max(1, 256 // chunk_rows) * chunk_rows
+        row_bytes = int(np.prod(spec.image_shape))
+        for start in range(0, spec.num_images if pixels else 0, batch):
+            stop = min(start + batch, spec.num_images)
+            noise = np.random.default_rng([spec.seed, start]).bytes((stop - start) * row_bytes)
+            shape = (stop - start, *spec.image_shape)
+            dset[start:stop] = np.frombuffer(noise, np.uint8).reshape(shape)
+    catalog.write_text(catalog_to_json(build_catalog(info_dir)), encoding="utf-8")
+    stamp.touch()
+    return root, catalog

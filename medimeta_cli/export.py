@@ -444,15 +444,16 @@ def _write_image_files(
     atomic: bool,
 ) -> None:
     paths = _image_paths(selection, options)
+    # About eight units per worker, so that no worker idles long at the end and small
+    # splits are shared too; never so small that hand-offs dominate.
+    unit = max(16, min(2 * _BATCH, selection.total // max(1, options.jobs * 8)))
     units: list[tuple[npt.NDArray[np.int64], list[str]]] = []
     for part in selection.parts:
         absolute = [str(target / rel) for rel in paths[part.split]]
         for parent in sorted({os.path.dirname(p) for p in absolute}):
             os.makedirs(parent, exist_ok=True)
-        for start in range(0, len(part.indices), _BATCH * 2):
-            units.append(
-                (part.indices[start : start + _BATCH * 2], absolute[start : start + _BATCH * 2])
-            )
+        for start in range(0, len(part.indices), unit):
+            units.append((part.indices[start : start + unit], absolute[start : start + unit]))
     args = (options.image_format, options.color, atomic)
     if options.jobs <= 1 or len(units) <= 1:
         _init_worker(str(folder), selection.dataset)
@@ -560,7 +561,7 @@ def _image_batches(
     color: str | None,
     progress: ProgressCallback,
 ) -> Iterator[npt.NDArray[np.uint8]]:
-    for batch_indices, images in reader.iter_batches(indices, batch_size=256):
+    for batch_indices, images in reader.iter_batches(indices, batch_size=256, reuse_buffer=True):
         yield convert_color(images, color)
         progress(len(batch_indices))
 

@@ -424,3 +424,15 @@ def test_parse_a_crc_sized_split_file_quickly() -> None:
     elapsed = time.perf_counter() - start
     np.testing.assert_array_equal(indices, np.arange(107_180))
     assert elapsed < 0.5
+
+
+def test_iter_batches_can_reuse_one_buffer(tmp_path: Path) -> None:
+    folder, dataset = write_installed(CRC, tmp_path)
+    with DatasetReader(folder, dataset) as reader:
+        indices = np.arange(CRC.num_images)
+        fresh = [images.copy() for _, images in reader.iter_batches(indices, batch_size=8)]
+        reused = list(reader.iter_batches(indices, batch_size=8, reuse_buffer=True))
+    assert np.shares_memory(reused[0][1], reused[1][1])
+    expected = expected_images(CRC)
+    for (batch, _), images in zip(reused, fresh, strict=True):
+        np.testing.assert_array_equal(images, expected[batch])

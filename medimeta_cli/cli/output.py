@@ -49,7 +49,9 @@ class Output:
 
     def emit_json(self, data: Any) -> None:
         """Print one JSON document on stdout."""
-        self.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        # Indented for people; compact for pipes, where it is also several times faster.
+        indent = 2 if getattr(self.stdout, "isatty", lambda: False)() else None
+        self.stdout.write(json.dumps(data, indent=indent, ensure_ascii=False) + "\n")
         self.stdout.flush()
 
     def emit_text(self, text: str) -> None:
