@@ -40,7 +40,6 @@ from medimeta_cli.cache import (
     FileManifest,
     InstallRecord,
     RootLayout,
-    partial_in_use,
     read_install_record,
     saved_archive_sizes,
     utc_now,
@@ -65,6 +64,7 @@ from medimeta_cli.fsutil import (
     translate_os_error,
     unique_suffix,
 )
+from medimeta_cli.maintenance import partial_in_use
 from medimeta_cli.ranged import (
     MemberFetcher,
     RangesUnsupported,

@@ -151,3 +151,37 @@ def test_no_color_in_pipes_even_with_force(data_root: Path) -> None:
         [installed_script(), "info", "crx"], capture_output=True, text=True, env=env, check=False
     )
     assert "\x1b[" not in proc.stderr
+
+
+def test_a_command_imports_no_other_command_module(data_root: Path) -> None:
+    probe = (
+        "import sys, json; sys.argv=['medimeta','list','--json']\n"
+        "from medimeta_cli.cli.app import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "sys.stderr.write('MODS=' + json.dumps(sorted(m for m in sys.modules "
+        "if m.startswith('medimeta_cli.cli.cmd_'))) + '\\n')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        env=_env(data_root),
+        check=False,
+    )
+    line = next(x for x in proc.stderr.splitlines() if x.startswith("MODS="))
+    assert json.loads(line.removeprefix("MODS=")) == ["medimeta_cli.cli.cmd_list"]
+
+
+def test_help_of_the_script_lists_every_command(data_root: Path) -> None:
+    from medimeta_cli.cli.app import COMMANDS
+
+    proc = subprocess.run(
+        [installed_script(), "--help"],
+        capture_output=True,
+        text=True,
+        env={**_env(data_root), "COLUMNS": "200"},
+        check=False,
+    )
+    assert proc.returncode == 0
+    for name in COMMANDS:
+        assert name in proc.stdout, name

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from medimeta_cli.cache import RootLayout, apply_prune, plan_prune
+from medimeta_cli.cache import RootLayout
+from medimeta_cli.maintenance import apply_prune, plan_prune
 from tests.helpers import install_stub, installed_script, invoke, invoke_json, make_downloader
 from tests.support import zenodo_server as zs
 

@@ -21,10 +21,10 @@ from medimeta_cli.cli.session import session
 from medimeta_cli.errors import PermissionDeniedError, UsageError
 
 if TYPE_CHECKING:
-    from medimeta_cli.cache import DiskUsage, RemovedInfo
     from medimeta_cli.catalog import Dataset
     from medimeta_cli.cli.output import Output
     from medimeta_cli.cli.session import Session
+    from medimeta_cli.maintenance import DiskUsage, RemovedInfo
 
 
 def stdin_is_terminal() -> bool:
@@ -51,8 +51,9 @@ def remove_command(
     with session(
         root=root, json_mode=json, quiet=quiet, debug=debug, lock_timeout=lock_timeout
     ) as s:
-        from medimeta_cli.cache import RootLayout, dataset_usage, remove_dataset
+        from medimeta_cli.cache import RootLayout
         from medimeta_cli.fsutil import human_bytes
+        from medimeta_cli.maintenance import dataset_usage, remove_dataset
 
         targets = _targets(s, dataset_ids, domain)
         if not targets:

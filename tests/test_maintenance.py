@@ -21,16 +21,18 @@ from medimeta_cli.cache import (
     DatasetLock,
     RootLayout,
     current_umask,
-    dataset_usage,
     lock_file_mode,
-    owner_from_name,
-    partial_in_use,
-    plan_prune,
     read_install_record,
-    remove_dataset,
 )
 from medimeta_cli.errors import NotInstalledError
 from medimeta_cli.fsutil import human_bytes
+from medimeta_cli.maintenance import (
+    dataset_usage,
+    owner_from_name,
+    partial_in_use,
+    plan_prune,
+    remove_dataset,
+)
 from tests.helpers import install_from_server, install_stub, invoke, invoke_json, make_downloader
 from tests.support import zenodo_server as zs
 
