@@ -423,8 +423,6 @@ class DatasetLock:
 # ``<host>.<pid>.<8 hex>``, so the process that made it can be found from the name.
 
 
-
-
 def current_umask() -> int:
     """The umask of this process, read without changing it where ``/proc`` tells it.
 

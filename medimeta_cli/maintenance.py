@@ -606,5 +606,3 @@ def apply_prune(items: Iterable[PruneItem]) -> PruneResult:
         else:
             (skipped if outcome == "skipped" else failed).append((item, why))
     return PruneResult(tuple(removed), tuple(skipped), tuple(failed))
-
-
