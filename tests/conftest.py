@@ -135,47 +135,17 @@ def installed(installed_session: InstalledData, monkeypatch: pytest.MonkeyPatch)
     return installed_session
 
 
-def mount_read_only(source: Path, target: Path) -> None:
-    """Bind-mount ``source`` read-only at ``target``: permission bits stop no write for root,
-    a read-only mount does. Skips the test where mounting is not allowed."""
-    import subprocess
-
-    target.mkdir(parents=True, exist_ok=True)
-    bind = subprocess.run(
-        ["mount", "--bind", str(source), str(target)], capture_output=True, text=True, check=False
-    )
-    if bind.returncode != 0:
-        pytest.skip(f"cannot bind-mount here: {bind.stderr.strip()}")
-    remount = subprocess.run(
-        ["mount", "-o", "remount,bind,ro", str(target)], capture_output=True, text=True, check=False
-    )
-    if remount.returncode != 0:
-        subprocess.run(["umount", "-l", str(target)], check=False)
-        pytest.skip(f"cannot make the mount read-only: {remount.stderr.strip()}")
-
-
-def unmount(target: Path) -> None:
-    """Undo :func:`mount_read_only`."""
-    import subprocess
-
-    subprocess.run(["umount", "-l", str(target)], check=False)
-
-
 @pytest.fixture
 def shared_root(
     zenodo: ZenodoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Path]:
     """A lab's shared root: crc and cxr installed by the tool, then mounted read-only and
     listed in MEDIMETA_PATH; the personal data root stays empty."""
-    from tests.helpers import install_from_server
+    from tests.helpers import install_from_server, read_only_view
 
     source = tmp_path / "lab-data"
     install_from_server("crc", "cxr", root=source)
-    shared = tmp_path / "shared"
-    mount_read_only(source, shared)
-    monkeypatch.setenv("MEDIMETA_PATH", str(shared))
-    zenodo.clear_log()
-    try:
+    with read_only_view(source, tmp_path / "shared") as shared:
+        monkeypatch.setenv("MEDIMETA_PATH", str(shared))
+        zenodo.clear_log()
         yield shared
-    finally:
-        unmount(shared)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +96,53 @@ def flip_byte(path: Path, offset: int) -> None:
         handle.write(bytes([value ^ 0xFF]))
     os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert path.stat().st_mtime_ns == before.st_mtime_ns
+
+
+@contextmanager
+def tmpfs(path: Path, options: str = "size=1m") -> Iterator[Path]:
+    """A small tmpfs mounted at ``path`` (a real full disk, for root); skips the test
+    where mounting is not allowed."""
+    path.mkdir(parents=True, exist_ok=True)
+    _mount_or_skip("-t", "tmpfs", "-o", options, "tmpfs", str(path))
+    try:
+        yield path
+    finally:
+        _unmount(path)
+
+
+@contextmanager
+def read_only_view(source: Path, target: Path) -> Iterator[Path]:
+    """``source`` bind-mounted read-only at ``target``: permission bits stop no write for
+    root, a read-only mount does. Skips the test where mounting is not allowed."""
+    target.mkdir(parents=True, exist_ok=True)
+    _mount_or_skip("--bind", str(source), str(target))
+    try:
+        _mount_or_skip("-o", "remount,bind,ro", str(target))
+        yield target
+    finally:
+        _unmount(target)
+
+
+def _mount_or_skip(*args: str) -> None:
+    import subprocess
+
+    done = subprocess.run(["mount", *args], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount here ({done.stderr.strip()})")
+
+
+def _unmount(path: Path) -> None:
+    import subprocess
+
+    subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Poll ``predicate`` until it holds; fail the test after ``timeout`` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)

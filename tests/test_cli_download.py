@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from medimeta_cli.cache import RootLayout, read_install_record
 from tests.conftest import FixtureData
-from tests.helpers import installed_script, invoke, invoke_json
+from tests.helpers import installed_script, invoke, invoke_json, tmpfs, wait_for
 from tests.support import archives
 from tests.support import zenodo_server as zs
 
@@ -35,14 +35,6 @@ def _run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
         timeout=120,
         check=False,
     )
-
-
-def _wait_for(predicate: object, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
 
 
 def _part_size(root: Path, key: str) -> int:
@@ -171,21 +163,10 @@ def test_offline_exit_code(zenodo: zs.ZenodoServer) -> None:
 
 
 def test_disk_space_exit_code(zenodo: zs.ZenodoServer, tmp_path: Path) -> None:
-    small = tmp_path / "small"
-    small.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
+    with tmpfs(tmp_path / "small") as small:
         proc = _run("download", "crc", "--root", str(small))
-        assert proc.returncode == 5
-        assert "not enough space" in proc.stderr and "free" in proc.stderr
-    finally:
-        subprocess.run(["umount", "-l", str(small)], check=False)
+    assert proc.returncode == 5
+    assert "not enough space" in proc.stderr and "free" in proc.stderr
 
 
 def test_read_only_root_exit_code(zenodo: zs.ZenodoServer) -> None:
@@ -286,7 +267,7 @@ def test_killed_download_resumes_with_only_the_missing_bytes(
         stderr=subprocess.PIPE,
         text=True,
     )
-    _wait_for(lambda: _part_size(data_root, "crc.zip") > size // 10)
+    wait_for(lambda: _part_size(data_root, "crc.zip") > size // 10)
     job.send_signal(how)
     code = job.wait(timeout=30)
     assert code == (-9 if how == signal.SIGKILL else 130)

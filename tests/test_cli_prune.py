@@ -17,7 +17,14 @@ from typer.testing import CliRunner
 
 from medimeta_cli.cache import RootLayout
 from medimeta_cli.maintenance import apply_prune, plan_prune
-from tests.helpers import install_stub, installed_script, invoke, invoke_json, make_downloader
+from tests.helpers import (
+    install_stub,
+    installed_script,
+    invoke,
+    invoke_json,
+    make_downloader,
+    wait_for,
+)
 from tests.support import zenodo_server as zs
 
 HOST = socket.gethostname()
@@ -25,14 +32,6 @@ HOST = socket.gethostname()
 
 def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
-
-
-def _wait_for(predicate: object, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
 
 
 def _parts(root: Path, key: str) -> list[Path]:
@@ -75,10 +74,10 @@ def test_killed_download_is_pruned_a_live_one_is_left(
     killed = _start_download("crc")
     live = _start_download("cxr")
     try:
-        _wait_for(lambda: _part_size(data_root, "crc.zip") > zenodo.file_size("crc.zip") // 10)
+        wait_for(lambda: _part_size(data_root, "crc.zip") > zenodo.file_size("crc.zip") // 10)
         killed.send_signal(signal.SIGKILL)
         assert killed.wait(timeout=30) == -9
-        _wait_for(lambda: _part_size(data_root, "cxr.zip") > 0)
+        wait_for(lambda: _part_size(data_root, "cxr.zip") > 0)
         [crc_part] = _parts(data_root, "crc.zip")
         [cxr_part] = _parts(data_root, "cxr.zip")
         done = crc_part.stat().st_size

@@ -40,7 +40,7 @@ from medimeta_cli.fsutil import human_bytes
 from medimeta_cli.remote import ArchiveInfo, Manifest, save_record
 from medimeta_cli.settings import resolve_settings
 from tests.conftest import FixtureData
-from tests.helpers import install_stub
+from tests.helpers import install_stub, read_only_view, tmpfs
 from tests.support.zenodo_server import RECORD, ZenodoServer, status
 
 
@@ -55,16 +55,6 @@ def closed_port_url() -> str:
 def all_files(root: Path) -> list[str]:
     """Every path below ``root``, for 'nothing left behind' assertions."""
     return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
-
-
-def mount_or_skip(*args: str) -> None:
-    proc = subprocess.run(["mount", *args], capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount here: {proc.stderr.strip()}")
-
-
-def umount(path: Path) -> None:
-    subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
 
 
 # ----------------------------------------------------------------------------- record API
@@ -242,13 +232,8 @@ def _manifest(catalog: Catalog, size: int) -> Manifest:
 @pytest.fixture
 def tiny_fs(tmp_path: Path) -> Iterator[Path]:
     """A 1 MiB tmpfs."""
-    mount_point = tmp_path / "tiny"
-    mount_point.mkdir()
-    mount_or_skip("-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point))
-    try:
+    with tmpfs(tmp_path / "tiny") as mount_point:
         yield mount_point
-    finally:
-        umount(mount_point)
 
 
 def test_disk_space_fails_with_the_numbers_on_a_small_file_system(
@@ -338,15 +323,10 @@ def test_write_permission_keeps_existing_state(tmp_path: Path) -> None:
 
 
 def test_write_permission_fails_on_a_read_only_mount(tmp_path: Path) -> None:
-    source, target = tmp_path / "src", tmp_path / "ro"
+    source = tmp_path / "src"
     source.mkdir()
-    target.mkdir()
-    mount_or_skip("--bind", str(source), str(target))
-    try:
-        mount_or_skip("-o", "remount,bind,ro", str(target))
+    with read_only_view(source, tmp_path / "ro") as target:
         check = check_write_permission(target)
-    finally:
-        umount(target)
     assert check.status == "fail", check
     assert "Read-only file system" in check.detail
     assert check.hint == PermissionDeniedError.default_hint

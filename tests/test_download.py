@@ -21,7 +21,7 @@ from medimeta_cli.errors import (
     RemoteDataError,
 )
 from tests.conftest import FixtureData
-from tests.helpers import make_downloader
+from tests.helpers import make_downloader, read_only_view, tmpfs
 from tests.support import archives
 from tests.support import zenodo_server as zs
 
@@ -293,43 +293,21 @@ def test_plan_reports_sizes_states_and_space(zenodo: zs.ZenodoServer, data_root:
     assert plan.free_bytes > 0 and plan.needed_bytes >= plan.to_fetch
 
 
-def _mount_or_skip(*args: str) -> None:
-    import subprocess
-
-    proc = subprocess.run(["mount", *args], capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount here ({proc.stderr.strip()})")
-
-
-def _umount(path: Path) -> None:
-    import subprocess
-
-    subprocess.run(["umount", "-l", str(path)], check=False)
-
-
 def test_disk_too_small_fails_early_and_loses_nothing(
     zenodo: zs.ZenodoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    small = tmp_path / "small"
-    small.mkdir()
-    _mount_or_skip("-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small))
-    try:
+    with tmpfs(tmp_path / "small") as small:
         downloader, _ = make_downloader(root=small)
         with pytest.raises(DiskSpaceError, match=r"need .* free"):
             downloader.download([downloader.catalog.get("crc")])
         assert zenodo.requests_for("crc.zip", method="GET") == []
-    finally:
-        _umount(small)
 
 
 def test_disk_filling_up_mid_transfer_keeps_the_partial(
     zenodo: zs.ZenodoServer, tmp_path: Path, fixture_data: FixtureData
 ) -> None:
-    small = tmp_path / "small"
-    small.mkdir()
     size = zenodo.file_size("crc.zip")
-    _mount_or_skip("-t", "tmpfs", "-o", f"size={size // 2}", "tmpfs", str(small))
-    try:
+    with tmpfs(tmp_path / "small", f"size={size // 2}") as small:
         downloader, _ = make_downloader(root=small)
         # Pretend the space check passed, as it may when another job fills the disk meanwhile.
         import medimeta_cli.download as engine
@@ -343,20 +321,13 @@ def test_disk_filling_up_mid_transfer_keeps_the_partial(
         assert isinstance(outcome.error, DiskSpaceError)
         [part] = (small / ".medimeta" / "partial").glob("crc.zip.*.part")
         assert 0 < part.stat().st_size < size
-    finally:
-        _umount(small)
 
 
 def test_read_only_root_is_a_permission_error(zenodo: zs.ZenodoServer, tmp_path: Path) -> None:
-    source, root = tmp_path / "src", tmp_path / "ro"
+    source = tmp_path / "src"
     source.mkdir()
-    root.mkdir()
-    _mount_or_skip("--bind", str(source), str(root))
-    try:
-        _mount_or_skip("-o", "remount,bind,ro", str(root))
+    with read_only_view(source, tmp_path / "ro") as root:
         downloader, _ = make_downloader(root=root)
         with pytest.raises(PermissionDeniedError, match="cannot write"):
             downloader.download([downloader.catalog.get("cxr")])
-        assert list(source.iterdir()) == []
-    finally:
-        _umount(root)
+    assert list(source.iterdir()) == []

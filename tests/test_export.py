@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,7 @@ from medimeta_cli.export import (
 )
 from medimeta_cli.selection import SelectionSpec
 from tests.conftest import InstalledData
-from tests.helpers import write_installed
+from tests.helpers import read_only_view, tmpfs, write_installed
 from tests.support import archives
 
 
@@ -313,33 +312,17 @@ def test_damaged_hdf5_says_to_verify(installed: InstalledData, tmp_path: Path) -
 def test_disk_full_mid_export_leaves_nothing(
     installed: InstalledData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    small = tmp_path / "small"
-    small.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(small)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
+    with tmpfs(tmp_path / "small", "size=600k") as small:
         with pytest.raises(DiskSpaceError):
             run(installed, "crc", small / "out", format="numpy")  # fails the early check
         monkeypatch.setattr(export_module, "ensure_space", lambda *a, **k: None)
         with pytest.raises(DiskSpaceError, match="disk full"):
             run(installed, "crc", small / "out", format="numpy")
         assert list(small.iterdir()) == []
-    finally:
-        subprocess.run(["umount", "-l", str(small)], check=False)
 
 
 def test_read_only_root_can_be_exported(installed: InstalledData, tmp_path: Path) -> None:
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    if subprocess.run(["mount", "--bind", str(installed.root), str(ro)], check=False).returncode:
-        pytest.skip("cannot bind-mount here")
-    try:
-        subprocess.run(["mount", "-o", "remount,bind,ro", str(ro)], check=True)
+    with read_only_view(installed.root, tmp_path / "ro") as ro:
         dataset = installed.catalog().get("crc")
         result = export_dataset(
             ro,
@@ -349,5 +332,3 @@ def test_read_only_root_can_be_exported(installed: InstalledData, tmp_path: Path
             ExportOptions(format="numpy"),
         )
         assert result.images == installed.specs["crc"].split_count("train", original=True)
-    finally:
-        subprocess.run(["umount", "-l", str(ro)], check=False)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,16 +21,7 @@ from medimeta_cli.fsutil import (
     translate_os_error,
     unique_suffix,
 )
-
-
-def _mount_or_skip(*args: str) -> None:
-    done = subprocess.run(["mount", *args], capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount here ({done.stderr.strip()})")
-
-
-def _umount(path: Path) -> None:
-    subprocess.run(["umount", "-l", str(path)], check=False)
+from tests.helpers import read_only_view, tmpfs
 
 
 @pytest.fixture
@@ -40,25 +30,15 @@ def read_only_dir(tmp_path: Path) -> Iterator[Path]:
     source, mounted = tmp_path / "src", tmp_path / "ro"
     source.mkdir()
     (source / "kept.txt").write_text("kept")
-    mounted.mkdir()
-    _mount_or_skip("--bind", str(source), str(mounted))
-    try:
-        _mount_or_skip("-o", "remount,bind,ro", str(mounted))
+    with read_only_view(source, mounted):
         yield mounted
-    finally:
-        _umount(mounted)
 
 
 @pytest.fixture
 def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A 1 MiB tmpfs."""
-    small = tmp_path / "small"
-    small.mkdir()
-    _mount_or_skip("-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small))
-    try:
+    with tmpfs(tmp_path / "small") as small:
         yield small
-    finally:
-        _umount(small)
 
 
 # ----------------------------------------------------------------------------- atomic writes
@@ -170,18 +150,13 @@ def test_ensure_writable_dir_on_a_read_only_mount(read_only_dir: Path) -> None:
 
 def test_ensure_writable_dir_on_a_full_disk(tmp_path: Path) -> None:
     # A tmpfs with 3 inodes: its root and two files; the write probe finds no room.
-    full = tmp_path / "full"
-    full.mkdir()
-    _mount_or_skip("-t", "tmpfs", "-o", "size=1m,nr_inodes=3", "tmpfs", str(full))
-    try:
+    with tmpfs(tmp_path / "full", "size=1m,nr_inodes=3") as full:
         (full / "a").write_text("a")
         (full / "b").write_text("b")
         with pytest.raises(DiskSpaceError, match="no space left") as caught:
             ensure_writable_dir(full)
         assert str(full) in caught.value.message
         assert sorted(os.listdir(full)) == ["a", "b"]
-    finally:
-        _umount(full)
 
 
 # ----------------------------------------------------------------------------- errors

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -24,7 +23,7 @@ from medimeta_cli.cache import (
 from medimeta_cli.catalog import Dataset, load_catalog
 from medimeta_cli.settings import resolve_settings
 from medimeta_cli.verify import Problem, bytes_to_hash, hash_blocks, verify_dataset
-from tests.helpers import flip_byte, install_from_server
+from tests.helpers import flip_byte, install_from_server, read_only_view
 from tests.support import zenodo_server as zs
 
 LABELS = "task_labels/disease labels.npy"
@@ -306,20 +305,8 @@ def read_only_root(zenodo: zs.ZenodoServer, tmp_path: Path) -> Iterator[tuple[Pa
     source.mkdir()
     mounted.mkdir()
     install_from_server("cxr", root=source)
-    done = subprocess.run(
-        ["mount", "--bind", str(source), str(mounted)], capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot bind-mount here ({done.stderr.strip()})")
-    try:
-        done = subprocess.run(
-            ["mount", "-o", "remount,bind,ro", str(mounted)], capture_output=True, text=True
-        )
-        if done.returncode != 0:
-            pytest.skip(f"cannot remount read-only here ({done.stderr.strip()})")
+    with read_only_view(source, mounted):
         yield source, mounted
-    finally:
-        subprocess.run(["umount", "-l", str(mounted)], check=False)
 
 
 def test_read_only_root_can_be_verified(read_only_root: tuple[Path, Path]) -> None:
