@@ -68,14 +68,14 @@ def main() -> int:
     args = parser.parse_args()
     if shutil.which("curl") is None:
         sys.exit("curl is needed as the baseline")
-    archive, catalog = build_dataset(args.work / "data", args.size_mb * 1024 * 1024)
+    archive, _ = build_dataset(args.work / "data", args.size_mb * 1024 * 1024)
     size = archive.stat().st_size
     server = start_server(archive)
     url = server.download_url("crc.zip")
     root = args.work / "root"
     curl_out = args.work / "curl.zip"
     try:
-        env = tool_env(server, catalog, root)
+        env = tool_env(server, None, root)
         timed(["curl", "-sf", "-o", str(curl_out), url])  # warm the server's md5 cache
         links = [0.0] + ([args.link_mb_s] if args.link_mb_s else [])
         results = {}

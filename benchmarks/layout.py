@@ -43,7 +43,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "medimeta-bench")
     args = parser.parse_args()
-    archive, catalog = build_dataset(args.work / "data", args.size_mb * 1024 * 1024)
+    archive, _ = build_dataset(args.work / "data", args.size_mb * 1024 * 1024)
     size = archive.stat().st_size
     server = start_server(archive)
     times: dict[str, list[float]] = {"full": [], "hdf5": []}
@@ -56,7 +56,7 @@ def main() -> int:
                 root = args.work / f"layout-{layout}"
                 drop_file(root)
                 server.clear_log()
-                env = tool_env(server, catalog, root)
+                env = tool_env(server, None, root)
                 start = time.perf_counter()
                 subprocess.run(
                     [medimeta_script(), "download", "crc", "--layout", layout, "--quiet"],
