@@ -619,12 +619,12 @@ lock = FileLock(sys.argv[1])
 try:
     lock.acquire(timeout=0)
 except Timeout:
-    print("busy")
+    sys.stdout.write("busy\n")
 except OSError as exc:
-    print("error", exc)
+    sys.stdout.write(f"error {exc}\n")
 else:
     lock.release()
-    print("acquired")
+    sys.stdout.write("acquired\n")
 """
 
 
