@@ -612,7 +612,7 @@ def check_write_permission(root: Path) -> Check:
 # ----------------------------------------------------------------------------- file locks
 
 #: Run by the second process: try the lock once, without waiting, and say what happened.
-_CHILD_SCRIPT = """
+_CHILD_SCRIPT = r"""
 import sys
 from filelock import FileLock, Timeout
 lock = FileLock(sys.argv[1])
