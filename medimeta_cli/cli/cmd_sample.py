@@ -7,7 +7,7 @@ import io
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -21,7 +21,10 @@ from medimeta_cli.cli.options import (
     SeedOption,
     TaskOption,
 )
-from medimeta_cli.cli.session import session
+from medimeta_cli.cli.session import Session, session
+
+if TYPE_CHECKING:
+    from medimeta_cli.selection import Selection
 
 
 def sample_command(
@@ -150,7 +153,9 @@ def sample_command(
             s.out.emit_json(document)
 
 
-def _export_sample(s: Any, selection: Any, picked: dict[int, list[int]], out: Path) -> None:
+def _export_sample(
+    s: Session, selection: Selection, picked: dict[int, list[int]], out: Path
+) -> None:
     """Write the sampled images in the imagefolder layout of ``medimeta export``."""
     import numpy as np
 
