@@ -367,6 +367,12 @@ class RemoteClient:
                 response = self.http.send(request, stream=True)
             except httpx.TransportError as exc:
                 attempt += 1
+                if attempt >= _NAME_RETRIES and _unresolvable(exc):
+                    raise NetworkError(
+                        f"cannot resolve the server's name for {url} ({exc})",
+                        hint="No network here? Compute nodes often have none: use --offline "
+                        "with data installed elsewhere, or `medimeta download --from PATH`.",
+                    ) from exc
                 self.retry_wait(attempt, f"{type(exc).__name__} on {url}: {exc}")
                 continue
             self.limiter.update(response.headers)
@@ -402,6 +408,24 @@ class RemoteClient:
         return parse_record(
             payload, record_id=self.record_id, base_url=self.base_url, fetched_at=utc_now()
         )
+
+
+#: A name that does not resolve twice in a row will not resolve in the next minutes either:
+#: say so at once instead of backing off for minutes (compute nodes without network).
+_NAME_RETRIES = 2
+
+
+def _unresolvable(exc: BaseException) -> bool:
+    """Whether a connection failed because the host name could not be resolved."""
+    import socket
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, socket.gaierror):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc)
+    return "Name or service not known" in text or "name resolution" in text
 
 
 def require_online(offline: bool, what: str) -> None:

@@ -220,3 +220,24 @@ def test_non_json_record_response() -> None:
     )
     with pytest.raises(RemoteDataError, match="sent text/html, not JSON"):
         client.fetch_record()
+
+
+def test_an_unresolvable_name_fails_fast_with_an_offline_hint() -> None:
+    calls: list[httpx.Request] = []
+
+    def no_dns(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        raise httpx.ConnectError("[Errno -2] Name or service not known", request=request)
+
+    waits: list[float] = []
+    client = RemoteClient(
+        BASE,
+        1,
+        policy=RetryPolicy(retries=8),
+        sleep=waits.append,
+        transport=httpx.MockTransport(no_dns),
+    )
+    with pytest.raises(NetworkError, match="cannot resolve the server's name") as caught:
+        client.fetch_record()
+    assert len(calls) == 2 and len(waits) == 1
+    assert "--offline" in caught.value.hint
