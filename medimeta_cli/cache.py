@@ -79,6 +79,11 @@ class RootLayout:
         return self.state_dir / "locks"
 
     @property
+    def archives_dir(self) -> Path:
+        """Archives kept with ``download --keep-archive``."""
+        return self.state_dir / "archives"
+
+    @property
     def installed_dir(self) -> Path:
         """Install records."""
         return self.state_dir / "installed"

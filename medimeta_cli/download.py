@@ -19,7 +19,6 @@ import errno
 import hashlib
 import json
 import os
-import re
 import socket
 import threading
 import time
@@ -77,6 +76,7 @@ from medimeta_cli.remote import (
     Manifest,
     RemoteClient,
     RetryPolicy,
+    content_range,
     load_saved_record,
     save_record,
 )
@@ -101,7 +101,6 @@ def _use_large_reads() -> None:
 
 _use_large_reads()
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
-_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
 # ----------------------------------------------------------------------------- events
@@ -657,7 +656,7 @@ class Downloader:
     def _dispose(self, archive: Path, key: str, keep_archive: bool) -> None:
         archive.with_suffix(".json").unlink(missing_ok=True)
         if keep_archive:
-            kept = self.layout.state_dir / "archives" / key
+            kept = self.layout.archives_dir / key
             kept.parent.mkdir(parents=True, exist_ok=True)
             os.replace(archive, kept)
         else:
@@ -788,10 +787,8 @@ class Downloader:
             self._notice(dataset_id, f"server rejected resuming {info.key}; starting over")
             return self._restart(part), hashlib.md5()
         if status == 206:
-            match = _CONTENT_RANGE.fullmatch(response.headers.get("content-range", "").strip())
-            start = int(match.group(1)) if match else -1
-            total = match.group(3) if match else "*"
-            if start != offset or (total != "*" and int(total) != info.size):
+            start, total = content_range(response) or (-1, None)
+            if start != offset or (total is not None and total != info.size):
                 self._notice(dataset_id, f"unexpected Content-Range for {info.key}; starting over")
                 part.unlink(missing_ok=True)
                 raise httpx.RemoteProtocolError("mismatched Content-Range")

@@ -141,11 +141,6 @@ def dataset_usage(layout: RootLayout, dataset_id: str) -> DiskUsage:
     return DiskUsage(size, files, recorded=False)
 
 
-def archives_dir(layout: RootLayout) -> Path:
-    """Where ``download --keep-archive`` keeps archives."""
-    return layout.state_dir / "archives"
-
-
 def _delete_tree(path: Path) -> tuple[int, int, list[OSError]]:
     """Delete a folder bottom-up, never following links; return bytes, files and errors."""
     freed = files = 0
@@ -284,7 +279,7 @@ def remove_dataset(
             raise translate_os_error(exc, f"{folder} (removing it)") from exc
         partial_bytes = _drop_partials(layout, key)
     freed, files, errors = _delete_tree(aside)
-    kept = archives_dir(layout) / key
+    kept = layout.archives_dir / key
     return RemovedInfo(
         dataset_id,
         folder,
@@ -518,7 +513,7 @@ def kept_archives(layout: RootLayout) -> list[PruneItem]:
     """Archives kept by ``download --keep-archive`` (deleted by ``prune`` only on request)."""
     return [
         PruneItem(path, "archive", path.lstat().st_size, "kept by download --keep-archive")
-        for path in _entries(archives_dir(layout))
+        for path in _entries(layout.archives_dir)
         if path.is_file()
     ]
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 import socket
 import struct
 import zipfile
@@ -38,14 +37,13 @@ from medimeta_cli.catalog import Dataset
 from medimeta_cli.errors import IntegrityError, RemoteDataError
 from medimeta_cli.fsutil import atomic_write_text, remove_tree, unique_suffix
 from medimeta_cli.maintenance import partial_in_use
-from medimeta_cli.remote import ArchiveInfo, RemoteClient
+from medimeta_cli.remote import ArchiveInfo, RemoteClient, content_range
 
 #: Wanted members closer than this are fetched in one request (the gap is read and dropped).
 MERGE_GAP = 1024 * 1024
 #: Enough for the end-of-central-directory records, zip64 ones included, and a short comment.
 _TAIL = 64 * 1024 + 22 + 20 + 56
 _LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
-_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 #: Members larger than this record where their data starts, so a later run can resume them.
 _RESUMABLE = 1024 * 1024
 
@@ -135,8 +133,8 @@ def _check_partial(response: httpx.Response, start: int) -> None:
         raise RangesUnsupported("the server does not honour byte ranges")
     if response.status_code != 206:
         raise RemoteDataError(f"HTTP {response.status_code} for a range of {response.url}")
-    match = _CONTENT_RANGE.fullmatch(response.headers.get("content-range", "").strip())
-    if not match or int(match.group(1)) != start:
+    found = content_range(response)
+    if found is None or found[0] != start:
         raise RemoteDataError(f"the server sent the wrong range of {response.url}")
 
 

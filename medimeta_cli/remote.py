@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -220,6 +221,18 @@ def load_saved_record(layout: RootLayout, record_id: int, base_url: str) -> Mani
 
 
 # ----------------------------------------------------------------------------- HTTP
+
+
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+def content_range(response: httpx.Response) -> tuple[int, int | None] | None:
+    """First byte and total size (None for ``*``) of a 206 answer's ``Content-Range``."""
+    match = _CONTENT_RANGE.fullmatch(response.headers.get("content-range", "").strip())
+    if match is None:
+        return None
+    total = match.group(3)
+    return int(match.group(1)), None if total == "*" else int(total)
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

@@ -165,9 +165,13 @@ def verify_dataset(
     mode: str = "fast",
     jobs: int | None = None,
     on_bytes: Callable[[int], None] = lambda count: None,
+    on_start: Callable[[int], None] | None = None,
     record_result: bool = True,
 ) -> Report:
-    """Verify one installed dataset at the given depth."""
+    """Verify one installed dataset at the given depth.
+
+    ``on_start`` learns how many bytes a full or deep check will hash, before it starts.
+    """
     started = time.monotonic()
     folder = layout.dataset_dir(dataset.id)
     if not (folder / "info.yaml").is_file():
@@ -179,6 +183,8 @@ def verify_dataset(
         status = "untracked"
         problems.append(Problem(".", "untracked", "no install record; only --deep can check it"))
     else:
+        if on_start is not None and mode != "fast":
+            on_start(sum(entry.size for entry in manifest.files))
         found, stale = _stat_problems(folder, manifest)
         problems += found
         checked = len(manifest.files)

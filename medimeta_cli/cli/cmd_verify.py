@@ -59,7 +59,7 @@ def verify_command(
     with session(root=root, json_mode=json, quiet=quiet, debug=debug) as s:
         from medimeta_cli.cache import RootLayout, root_of
         from medimeta_cli.cli.cmd_download import select_datasets
-        from medimeta_cli.verify import bytes_to_hash, verify_dataset
+        from medimeta_cli.verify import verify_dataset
 
         if dataset_ids or domain:
             datasets = select_datasets(s.catalog, dataset_ids, domain, False)
@@ -74,16 +74,14 @@ def verify_command(
         reports = []
         with ProgressDisplay(s.out, verb="hashing") as display:
             for dataset in datasets:
-                layout = RootLayout(roots[dataset.id])
-                if mode != "fast":
-                    display.start(dataset.id, bytes_to_hash(layout, dataset))
                 reports.append(
                     verify_dataset(
-                        layout,
+                        RootLayout(roots[dataset.id]),
                         dataset,
                         mode=mode,
                         jobs=jobs,
                         on_bytes=partial(display.advance, dataset.id),
+                        on_start=partial(display.start, dataset.id),
                     )
                 )
         if json:
