@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from medimeta_cli.cache import HASH_BLOCK_SIZE, FileEntry
 from medimeta_cli.catalog import Dataset
 from medimeta_cli.errors import IntegrityError
 from medimeta_cli.fsutil import translate_os_error
+from medimeta_cli.records import HASH_BLOCK_SIZE, FileEntry
 
 _COPY_CHUNK = 1024 * 1024
 

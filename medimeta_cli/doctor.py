@@ -26,7 +26,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, Protocol
 
-from medimeta_cli.cache import RootLayout
 from medimeta_cli.errors import (
     DiskSpaceError,
     MedimetaError,
@@ -34,11 +33,13 @@ from medimeta_cli.errors import (
     PermissionDeniedError,
 )
 from medimeta_cli.fsutil import free_bytes, human_bytes, unique_suffix
+from medimeta_cli.layout import RootLayout
 from medimeta_cli.settings import Settings
 
 if TYPE_CHECKING:
     from medimeta_cli.catalog import Catalog
-    from medimeta_cli.remote import Manifest, RemoteClient
+    from medimeta_cli.record import Manifest
+    from medimeta_cli.remote import RemoteClient
 
 Status = Literal["ok", "warn", "fail", "skip"]
 
@@ -461,7 +462,7 @@ def check_disk_space(
     extraction, resumed downloads counted).
     """
     from medimeta_cli.download import Downloader, PlanItem, space_needed
-    from medimeta_cli.remote import load_saved_record
+    from medimeta_cli.record import load_saved_record
 
     name = "disk space"
     root = settings.root

@@ -33,17 +33,6 @@ import httpx
 
 from medimeta_cli import __version__
 from medimeta_cli.archive import extract_archive, inspect_archive, member_path, wanted_in_layout
-from medimeta_cli.cache import (
-    DatasetLock,
-    FileEntry,
-    FileManifest,
-    InstallRecord,
-    RootLayout,
-    read_install_record,
-    saved_archive_sizes,
-    utc_now,
-    write_install_record,
-)
 from medimeta_cli.catalog import Catalog, Dataset
 from medimeta_cli.errors import (
     IntegrityError,
@@ -62,7 +51,10 @@ from medimeta_cli.fsutil import (
     remove_tree,
     translate_os_error,
     unique_suffix,
+    utc_now,
 )
+from medimeta_cli.layout import RootLayout
+from medimeta_cli.locking import DatasetLock
 from medimeta_cli.maintenance import partial_in_use
 from medimeta_cli.ranged import (
     MemberFetcher,
@@ -71,15 +63,16 @@ from medimeta_cli.ranged import (
     claim_members_folder,
     read_listing,
 )
-from medimeta_cli.remote import (
-    ArchiveInfo,
-    Manifest,
-    RemoteClient,
-    RetryPolicy,
-    content_range,
-    load_saved_record,
-    save_record,
+from medimeta_cli.record import ArchiveInfo, Manifest, load_saved_record, save_record
+from medimeta_cli.records import (
+    FileEntry,
+    FileManifest,
+    InstallRecord,
+    read_install_record,
+    saved_archive_sizes,
+    write_install_record,
 )
+from medimeta_cli.remote import RemoteClient, RetryPolicy, content_range
 from medimeta_cli.settings import Settings
 
 _READ_CHUNK = 1024 * 1024

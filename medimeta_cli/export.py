@@ -36,7 +36,6 @@ import numpy as np
 import numpy.typing as npt
 
 from medimeta_cli import __version__
-from medimeta_cli.cache import RootLayout, read_install_record
 from medimeta_cli.catalog import Dataset, Task
 from medimeta_cli.citation import bibtex_for
 from medimeta_cli.errors import OutputExistsError, UsageError
@@ -49,7 +48,9 @@ from medimeta_cli.fsutil import (
     translate_os_error,
     unique_suffix,
 )
+from medimeta_cli.layout import RootLayout
 from medimeta_cli.reader import DatasetReader
+from medimeta_cli.records import read_install_record
 from medimeta_cli.selection import Selection, SelectionSpec, select
 
 FORMATS = ("imagefolder", "numpy")

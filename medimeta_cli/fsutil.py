@@ -12,9 +12,15 @@ import os
 import shutil
 import socket
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
 from medimeta_cli.errors import DiskSpaceError, PermissionDeniedError
+
+
+def utc_now() -> str:
+    """The current time as an ISO 8601 string in UTC (seconds)."""
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
 
 
 def unique_suffix() -> str:

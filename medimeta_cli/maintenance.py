@@ -1,6 +1,6 @@
 """Care of a data root: removing datasets, pruning what killed jobs left, disk usage.
 
-Kept apart from :mod:`medimeta_cli.cache`, which ``list`` imports on every start,
+Kept apart from :mod:`medimeta_cli.status`, which ``list`` imports on every start,
 because only ``remove``, ``prune``, ``doctor`` and the download engine need it.
 """
 
@@ -15,14 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medimeta_cli.cache import (
-    DatasetLock,
-    RootLayout,
-    forget_install,
-    read_install_record,
-)
 from medimeta_cli.errors import NotInstalledError
 from medimeta_cli.fsutil import unique_suffix
+from medimeta_cli.layout import RootLayout
+from medimeta_cli.locking import DatasetLock
+from medimeta_cli.records import forget_install, read_install_record
 
 #: A temporary file of a job on another host (which cannot be asked whether the job is
 #: alive) counts as abandoned once it has not changed for this long.

@@ -32,12 +32,13 @@ from medimeta_cli.archive import (
     check_members,
     member_path,
 )
-from medimeta_cli.cache import FileEntry
 from medimeta_cli.catalog import Dataset
 from medimeta_cli.errors import IntegrityError, RemoteDataError
 from medimeta_cli.fsutil import atomic_write_text, remove_tree, unique_suffix
 from medimeta_cli.maintenance import partial_in_use
-from medimeta_cli.remote import ArchiveInfo, RemoteClient, content_range
+from medimeta_cli.record import ArchiveInfo
+from medimeta_cli.records import FileEntry
+from medimeta_cli.remote import RemoteClient, content_range
 
 #: Wanted members closer than this are fetched in one request (the gap is read and dropped).
 MERGE_GAP = 1024 * 1024

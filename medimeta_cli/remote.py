@@ -1,7 +1,7 @@
-"""The Zenodo record: its validated manifest, and polite HTTP access to its files.
+"""Polite HTTP access to the Zenodo record: retries, rate limits and streamed bodies.
 
-Only commands that talk to the record import this module (it loads httpx and
-pydantic); ``list`` and ``info`` take URLs from :mod:`medimeta_cli.catalog`.
+Only commands that talk to the record import this module (it loads httpx);
+``list`` and ``info`` take URLs from :mod:`medimeta_cli.catalog`.
 """
 
 from __future__ import annotations
@@ -14,213 +14,19 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from medimeta_cli import __version__
-from medimeta_cli.cache import RootLayout, utc_now
-from medimeta_cli.catalog import file_download_url, record_api_url
+from medimeta_cli.catalog import record_api_url
 from medimeta_cli.errors import NetworkError, OfflineError, RemoteDataError
-from medimeta_cli.fsutil import atomic_write_text
+from medimeta_cli.fsutil import utc_now
+from medimeta_cli.record import Manifest, parse_record
 
 USER_AGENT = f"medimeta-cli/{__version__} (+https://doi.org/10.5281/zenodo.7884735)"
 
 #: Statuses worth retrying: timeouts, throttling and server trouble.
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
-
-
-# ----------------------------------------------------------------------------- manifest
-
-
-class RecordFile(BaseModel):
-    """One file of the record, normalised from any Zenodo response shape."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    key: str = Field(min_length=1)
-    size: int = Field(ge=0)
-    md5: str = Field(pattern=r"^[0-9a-f]{32}$")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _normalise(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        out = dict(data)
-        # Older responses: filename/filesize and a bare hex checksum.
-        if "key" not in out and "filename" in out:
-            out["key"] = out["filename"]
-        if "size" not in out and "filesize" in out:
-            out["size"] = out["filesize"]
-        if "md5" not in out and "checksum" in out:
-            out["md5"] = out["checksum"]
-        return out
-
-    @field_validator("md5", mode="before")
-    @classmethod
-    def _strip_algorithm(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            algorithm, _, digest = value.rpartition(":")
-            if algorithm not in ("", "md5"):
-                raise ValueError(f"checksum is {algorithm}, expected md5")
-            return digest.lower()
-        return value
-
-
-class RecordManifest(BaseModel):
-    """The files of one record version, as fetched (or saved) at a given time."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    record_id: int
-    version: str | None = None
-    doi: str | None = None
-    files: dict[str, RecordFile]
-    fetched_at: str | None = None
-
-
-@dataclass(frozen=True)
-class ArchiveInfo:
-    """Size, md5 and URL of one archive of the record."""
-
-    key: str
-    size: int
-    md5: str
-    url: str
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """The record's files, validated; plain data so callers never touch pydantic."""
-
-    record_id: int
-    version: str | None
-    doi: str | None
-    files: Mapping[str, ArchiveInfo]
-    fetched_at: str | None = None
-
-    def archive(self, key: str) -> ArchiveInfo:
-        """The archive with this key; :class:`RemoteDataError` when the record lacks it."""
-        try:
-            return self.files[key]
-        except KeyError:
-            raise RemoteDataError(
-                f"record {self.record_id} has no file {key!r}",
-                hint="The record may have changed; check MEDIMETA_RECORD and MEDIMETA_BASE_URL.",
-            ) from None
-
-    def to_json(self) -> dict[str, Any]:
-        """The saved form."""
-        return {
-            "record_id": self.record_id,
-            "version": self.version,
-            "doi": self.doi,
-            "fetched_at": self.fetched_at,
-            "files": {
-                key: {"key": f.key, "size": f.size, "md5": f.md5, "url": f.url}
-                for key, f in self.files.items()
-            },
-        }
-
-
-def parse_record(
-    payload: Any, *, record_id: int, base_url: str, fetched_at: str | None = None
-) -> Manifest:
-    """Validate a Zenodo record response (current, legacy or ``entries`` shape).
-
-    Raises :class:`RemoteDataError` naming the first field that does not validate.
-    """
-    if not isinstance(payload, dict):
-        raise RemoteDataError("the record response is not a JSON object")
-    files = payload.get("files")
-    if isinstance(files, dict):  # {"enabled": true, "entries": {key: {...}}}
-        files = list((files.get("entries") or {}).values())
-    if not isinstance(files, list):
-        raise RemoteDataError("the record response has no list of files")
-    metadata = payload.get("metadata")
-    if not isinstance(metadata, dict):
-        metadata = {}
-    raw = {
-        "record_id": payload.get("id", record_id),
-        "version": metadata.get("version"),
-        "doi": payload.get("doi") or metadata.get("doi"),
-        "fetched_at": fetched_at,
-        "files": {},
-    }
-    try:
-        parsed_files = {}
-        for index, item in enumerate(files):
-            try:
-                parsed = RecordFile.model_validate(item)
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                where = ".".join(str(part) for part in first["loc"]) or "file"
-                raise RemoteDataError(
-                    f"invalid record response: files[{index}].{where}: {first['msg']}"
-                ) from exc
-            parsed_files[parsed.key] = parsed
-        raw["files"] = parsed_files
-        model = RecordManifest.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise RemoteDataError(f"invalid record response: {where}: {first['msg']}") from exc
-    return Manifest(
-        record_id=model.record_id,
-        version=model.version,
-        doi=model.doi,
-        fetched_at=model.fetched_at,
-        files={
-            key: ArchiveInfo(
-                key=key,
-                size=f.size,
-                md5=f.md5,
-                url=file_download_url(base_url, model.record_id, key),
-            )
-            for key, f in model.files.items()
-        },
-    )
-
-
-def saved_record_path(layout: RootLayout, record_id: int) -> Path:
-    """Where the manifest of a record is saved inside a data root."""
-    return layout.records_dir / f"{record_id}.json"
-
-
-def save_record(layout: RootLayout, manifest: Manifest) -> None:
-    """Save a validated manifest (with the time it was fetched) for later and offline runs."""
-    atomic_write_text(
-        saved_record_path(layout, manifest.record_id), json.dumps(manifest.to_json(), indent=1)
-    )
-
-
-def load_saved_record(layout: RootLayout, record_id: int, base_url: str) -> Manifest | None:
-    """The saved manifest of a record, or None when there is none (or it is unreadable)."""
-    path = saved_record_path(layout, record_id)
-    try:
-        data = json.loads(path.read_bytes())
-    except (OSError, ValueError):
-        return None
-    try:
-        return parse_record(
-            {
-                "id": data["record_id"],
-                "doi": data.get("doi"),
-                "metadata": {"version": data.get("version")},
-                "files": list(data["files"].values()),
-            },
-            record_id=record_id,
-            base_url=base_url,
-            fetched_at=data.get("fetched_at"),
-        )
-    except (RemoteDataError, KeyError, TypeError, AttributeError):
-        return None
-
-
-# ----------------------------------------------------------------------------- HTTP
 
 
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")

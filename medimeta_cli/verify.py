@@ -25,18 +25,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from medimeta_cli.cache import (
+from medimeta_cli.catalog import Dataset
+from medimeta_cli.fsutil import utc_now
+from medimeta_cli.layout import RootLayout
+from medimeta_cli.records import (
     CheckStamp,
     FileEntry,
     FileManifest,
-    RootLayout,
     read_file_manifest,
     read_install_record,
     stamp_check,
-    utc_now,
     write_install_record,
 )
-from medimeta_cli.catalog import Dataset
 
 MODES = ("fast", "full", "deep")
 _READ = 4 * 1024 * 1024

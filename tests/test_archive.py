@@ -18,9 +18,9 @@ from medimeta_cli.archive import (
     inspect_archive,
     max_extracted_bytes,
 )
-from medimeta_cli.cache import HASH_BLOCK_SIZE
 from medimeta_cli.catalog import Dataset, SplitCounts, load_catalog
 from medimeta_cli.errors import IntegrityError
+from medimeta_cli.records import HASH_BLOCK_SIZE
 from tests.conftest import FixtureData
 from tests.support import archives
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from medimeta_cli.cache import RootLayout, read_install_record
+from medimeta_cli.layout import RootLayout
+from medimeta_cli.records import read_install_record
 from tests.conftest import FixtureData
 from tests.helpers import installed_script, invoke, invoke_json, tmpfs, wait_for
 from tests.support import archives
@@ -347,7 +348,8 @@ def test_sigterm_while_waiting_for_a_lock_stops_promptly(
             sys.executable,
             "-c",
             "import sys, time; from pathlib import Path;"
-            "from medimeta_cli.cache import DatasetLock, RootLayout;"
+            "from medimeta_cli.locking import DatasetLock;"
+            "from medimeta_cli.layout import RootLayout;"
             "lock = DatasetLock(RootLayout(Path(sys.argv[1])), 'crc', timeout=30);"
             "cm = lock.hold(); cm.__enter__(); print('held', flush=True); time.sleep(60)",
             str(data_root),

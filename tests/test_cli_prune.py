@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from medimeta_cli.cache import RootLayout
+from medimeta_cli.layout import RootLayout
 from medimeta_cli.maintenance import apply_prune, plan_prune
 from tests.helpers import (
     install_stub,
@@ -184,7 +184,8 @@ _HOLDER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from medimeta_cli.cache import DatasetLock, RootLayout
+    from medimeta_cli.layout import RootLayout
+    from medimeta_cli.locking import DatasetLock
     with DatasetLock(RootLayout(Path(sys.argv[1])), sys.argv[2], timeout=30).hold():
         print("held", flush=True)
         time.sleep(60)

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from medimeta_cli.cache import RootLayout, read_install_record
 from medimeta_cli.cli import cmd_remove
 from medimeta_cli.cli.app import app
 from medimeta_cli.fsutil import human_bytes
+from medimeta_cli.layout import RootLayout
+from medimeta_cli.records import read_install_record
 from tests.helpers import install_from_server, installed_script, invoke, invoke_json
 from tests.support import zenodo_server as zs
 
@@ -162,7 +163,8 @@ _HOLDER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from medimeta_cli.cache import DatasetLock, RootLayout
+    from medimeta_cli.layout import RootLayout
+    from medimeta_cli.locking import DatasetLock
     with DatasetLock(RootLayout(Path(sys.argv[1])), "cxr", timeout=30).hold():
         print("held", flush=True)
         time.sleep(60)

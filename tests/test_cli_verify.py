@@ -11,8 +11,9 @@ import h5py  # type: ignore[import-untyped]  # h5py ships no type information
 import numpy as np
 from typer.testing import CliRunner
 
-from medimeta_cli.cache import RootLayout, read_install_record
 from medimeta_cli.fsutil import human_bytes
+from medimeta_cli.layout import RootLayout
+from medimeta_cli.records import read_install_record
 from tests.conftest import FixtureData
 from tests.helpers import flip_byte, install_from_server, installed_script, invoke, invoke_json
 from tests.support import archives

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from medimeta_cli import __version__
-from medimeta_cli.cache import RootLayout
 from medimeta_cli.catalog import Catalog, load_catalog
 from medimeta_cli.doctor import (
     LOCK_CHILD_TIMEOUT,
@@ -37,7 +36,8 @@ from medimeta_cli.doctor import (
 )
 from medimeta_cli.errors import PermissionDeniedError
 from medimeta_cli.fsutil import human_bytes
-from medimeta_cli.remote import ArchiveInfo, Manifest, save_record
+from medimeta_cli.layout import RootLayout
+from medimeta_cli.record import ArchiveInfo, Manifest, save_record
 from medimeta_cli.settings import resolve_settings
 from tests.conftest import FixtureData
 from tests.helpers import install_stub, read_only_view, tmpfs

@@ -9,7 +9,6 @@ import h5py
 import numpy as np
 import pytest
 
-from medimeta_cli.cache import RootLayout, read_file_manifest, read_install_record
 from medimeta_cli.catalog import load_catalog
 from medimeta_cli.download import BytesTransferred, Notice
 from medimeta_cli.errors import (
@@ -20,6 +19,8 @@ from medimeta_cli.errors import (
     PermissionDeniedError,
     RemoteDataError,
 )
+from medimeta_cli.layout import RootLayout
+from medimeta_cli.records import read_file_manifest, read_install_record
 from tests.conftest import FixtureData
 from tests.helpers import make_downloader, read_only_view, tmpfs
 from tests.support import archives

@@ -17,15 +17,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from medimeta_cli.cache import (
-    DatasetLock,
-    RootLayout,
-    current_umask,
-    lock_file_mode,
-    read_install_record,
-)
 from medimeta_cli.errors import NotInstalledError
 from medimeta_cli.fsutil import human_bytes
+from medimeta_cli.layout import RootLayout
+from medimeta_cli.locking import DatasetLock, current_umask, lock_file_mode
 from medimeta_cli.maintenance import (
     dataset_usage,
     owner_from_name,
@@ -33,6 +28,7 @@ from medimeta_cli.maintenance import (
     plan_prune,
     remove_dataset,
 )
+from medimeta_cli.records import read_install_record
 from tests.helpers import install_from_server, install_stub, invoke, invoke_json, make_downloader
 from tests.support import zenodo_server as zs
 

@@ -9,10 +9,11 @@ import h5py
 import numpy as np
 import pytest
 
-from medimeta_cli.cache import RootLayout, read_install_record
 from medimeta_cli.download import Notice
 from medimeta_cli.errors import IntegrityError, NetworkError
+from medimeta_cli.layout import RootLayout
 from medimeta_cli.ranged import _runs
+from medimeta_cli.records import read_install_record
 from medimeta_cli.verify import verify_dataset
 from tests.conftest import FixtureData
 from tests.helpers import make_downloader

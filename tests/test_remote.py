@@ -10,12 +10,12 @@ import httpx
 import pytest
 
 from medimeta_cli.errors import NetworkError, RemoteDataError
+from medimeta_cli.record import parse_record
 from medimeta_cli.remote import (
     USER_AGENT,
     RateLimiter,
     RemoteClient,
     RetryPolicy,
-    parse_record,
     parse_retry_after,
 )
 from tests.support import zenodo_server as zs

@@ -10,18 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from medimeta_cli.cache import (
+from medimeta_cli.catalog import Dataset, load_catalog
+from medimeta_cli.layout import RootLayout
+from medimeta_cli.records import (
     FileManifest,
-    RootLayout,
-    State,
     forget_install,
-    local_status,
     read_file_manifest,
     read_install_record,
     write_install_record,
 )
-from medimeta_cli.catalog import Dataset, load_catalog
 from medimeta_cli.settings import resolve_settings
+from medimeta_cli.status import State, local_status
 from medimeta_cli.verify import Problem, bytes_to_hash, hash_blocks, verify_dataset
 from tests.helpers import flip_byte, install_from_server, read_only_view
 from tests.support import zenodo_server as zs

@@ -6,7 +6,6 @@ from typing import Annotated, Any
 
 import typer
 
-from medimeta_cli.cache import LocalStatus
 from medimeta_cli.catalog import Dataset, Task, file_download_url
 from medimeta_cli.cli.options import (
     DatasetArgument,
@@ -17,6 +16,7 @@ from medimeta_cli.cli.options import (
 )
 from medimeta_cli.cli.session import session
 from medimeta_cli.settings import Settings
+from medimeta_cli.status import LocalStatus
 
 
 def info_command(
@@ -77,7 +77,8 @@ def info_json(
 
 def archive_sizes(dataset: Dataset, settings: Settings) -> dict[str, Any]:
     """Both layouts' sizes: exact when a download has read the archive, else estimated."""
-    from medimeta_cli.cache import RootLayout, estimated_hdf5_bytes, saved_archive_sizes
+    from medimeta_cli.layout import RootLayout
+    from medimeta_cli.records import estimated_hdf5_bytes, saved_archive_sizes
 
     sizes = saved_archive_sizes(RootLayout(settings.root), dataset.archive)
     full = sizes.get("full")

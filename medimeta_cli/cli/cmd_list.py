@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from medimeta_cli.cache import LocalStatus, State
 from medimeta_cli.cli.options import (
     DebugOption,
     DomainOption,
@@ -16,6 +15,7 @@ from medimeta_cli.cli.options import (
     TaskTypeOption,
 )
 from medimeta_cli.cli.session import session
+from medimeta_cli.status import LocalStatus, State
 
 
 def list_command(

@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from medimeta_cli.cache import RootLayout
 from medimeta_cli.cli.options import DebugOption, JsonOption, OfflineOption, QuietOption, RootOption
 from medimeta_cli.cli.session import session
+from medimeta_cli.layout import RootLayout
 
 
 def root_state(path: Path, kind: str, dataset_ids: tuple[str, ...]) -> dict[str, Any]:

@@ -30,8 +30,8 @@ def prune_command(
     Only <root>/.medimeta/ is touched: no dataset, no shared root, nothing a live job uses.
     """
     with session(root=root, json_mode=json, quiet=quiet, debug=debug) as s:
-        from medimeta_cli.cache import RootLayout
         from medimeta_cli.fsutil import human_bytes
+        from medimeta_cli.layout import RootLayout
         from medimeta_cli.maintenance import apply_prune, kept_archives, plan_prune
 
         layout = RootLayout(s.settings.root)

@@ -51,8 +51,8 @@ def remove_command(
     with session(
         root=root, json_mode=json, quiet=quiet, debug=debug, lock_timeout=lock_timeout
     ) as s:
-        from medimeta_cli.cache import RootLayout
         from medimeta_cli.fsutil import human_bytes
+        from medimeta_cli.layout import RootLayout
         from medimeta_cli.maintenance import dataset_usage, remove_dataset
 
         targets = _targets(s, dataset_ids, domain)
@@ -91,9 +91,9 @@ def remove_command(
 
 def _targets(s: Session, ids: list[str] | None, domains: list[str] | None) -> list[Dataset]:
     """The datasets to remove; named ones must be installed in the data root itself."""
-    from medimeta_cli.cache import State, root_of
     from medimeta_cli.cli.cmd_download import select_datasets
     from medimeta_cli.errors import NotInstalledError
+    from medimeta_cli.status import State, root_of
 
     if not ids and not domains:
         raise UsageError(

@@ -57,8 +57,9 @@ def verify_command(
     With no ids, every installed dataset is checked. Exits with code 4 when anything is wrong.
     """
     with session(root=root, json_mode=json, quiet=quiet, debug=debug) as s:
-        from medimeta_cli.cache import RootLayout, root_of
         from medimeta_cli.cli.cmd_download import select_datasets
+        from medimeta_cli.layout import RootLayout
+        from medimeta_cli.status import root_of
         from medimeta_cli.verify import verify_dataset
 
         if dataset_ids or domain:

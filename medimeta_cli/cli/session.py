@@ -10,12 +10,12 @@ from pathlib import Path
 
 import typer
 
-from medimeta_cli.cache import LocalStatus, locate, root_of
 from medimeta_cli.catalog import Catalog, load_catalog
 from medimeta_cli.cli.exit_codes import ExitCode, exit_code_for
 from medimeta_cli.cli.output import Output
 from medimeta_cli.errors import MedimetaError, NotInstalledError
 from medimeta_cli.settings import Settings, resolve_settings
+from medimeta_cli.status import LocalStatus, locate, root_of
 
 
 @dataclass

@@ -13,21 +13,20 @@ from pathlib import Path
 
 import pytest
 
-from medimeta_cli.cache import (
+from medimeta_cli.errors import LockTimeoutError
+from medimeta_cli.layout import RootLayout
+from medimeta_cli.locking import DatasetLock
+from medimeta_cli.records import (
     CheckStamp,
-    DatasetLock,
     FileEntry,
     FileManifest,
     InstallRecord,
-    RootLayout,
-    State,
-    local_status,
     read_file_manifest,
     read_install_record,
     stamp_check,
     write_install_record,
 )
-from medimeta_cli.errors import LockTimeoutError
+from medimeta_cli.status import State, local_status
 from tests.helpers import install_stub
 
 
@@ -100,7 +99,8 @@ _HOLDER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from medimeta_cli.cache import DatasetLock, RootLayout
+    from medimeta_cli.layout import RootLayout
+    from medimeta_cli.locking import DatasetLock
     lock = DatasetLock(RootLayout(Path(sys.argv[1])), "crc", timeout=30)
     with lock.hold():
         print("held", flush=True)
