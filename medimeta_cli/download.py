@@ -55,7 +55,7 @@ from medimeta_cli.fsutil import (
 )
 from medimeta_cli.layout import RootLayout
 from medimeta_cli.locking import DatasetLock
-from medimeta_cli.maintenance import partial_in_use
+from medimeta_cli.ownership import partial_in_use
 from medimeta_cli.ranged import (
     MemberFetcher,
     RangesUnsupported,

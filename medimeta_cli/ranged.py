@@ -35,7 +35,7 @@ from medimeta_cli.archive import (
 from medimeta_cli.catalog import Dataset
 from medimeta_cli.errors import IntegrityError, RemoteDataError
 from medimeta_cli.fsutil import atomic_write_text, remove_tree, unique_suffix
-from medimeta_cli.maintenance import partial_in_use
+from medimeta_cli.ownership import partial_in_use
 from medimeta_cli.record import ArchiveInfo
 from medimeta_cli.records import FileEntry
 from medimeta_cli.remote import RemoteClient, content_range

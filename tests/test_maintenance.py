@@ -21,13 +21,8 @@ from medimeta_cli.errors import NotInstalledError
 from medimeta_cli.fsutil import human_bytes
 from medimeta_cli.layout import RootLayout
 from medimeta_cli.locking import DatasetLock, current_umask, lock_file_mode
-from medimeta_cli.maintenance import (
-    dataset_usage,
-    owner_from_name,
-    partial_in_use,
-    plan_prune,
-    remove_dataset,
-)
+from medimeta_cli.maintenance import dataset_usage, plan_prune, remove_dataset
+from medimeta_cli.ownership import owner_from_name, partial_in_use
 from medimeta_cli.records import read_install_record
 from tests.helpers import install_from_server, install_stub, invoke, invoke_json, make_downloader
 from tests.support import zenodo_server as zs
