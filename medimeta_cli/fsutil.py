@@ -8,14 +8,20 @@ half-written file.
 from __future__ import annotations
 
 import errno
+import json
+import logging
 import os
 import shutil
 import socket
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from medimeta_cli.errors import DiskSpaceError, PermissionDeniedError
+
+logger = logging.getLogger(__name__)
 
 
 def utc_now() -> str:
@@ -51,6 +57,15 @@ def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None
 def atomic_write_text(path: Path, text: str) -> None:
     """Text version of :func:`atomic_write_bytes` (UTF-8)."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def read_json_object(path: Path) -> dict[str, Any] | None:
+    """The JSON object stored in ``path``; None when it is missing, unreadable or no object."""
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def free_bytes(path: Path) -> int:
@@ -107,9 +122,87 @@ def translate_os_error(exc: OSError, what: str) -> Exception:
     return exc
 
 
-def remove_tree(path: Path) -> None:
-    """Delete a folder or file if it exists, ignoring what vanished meanwhile."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
+@dataclass(frozen=True)
+class TreeRemoval:
+    """What :func:`remove_tree` deleted, and what it could not delete."""
+
+    bytes: int
+    files: int
+    errors: tuple[OSError, ...] = ()
+
+    @property
+    def complete(self) -> bool:
+        """Whether everything below the path is gone."""
+        return not self.errors
+
+    def first_error(self) -> str | None:
+        """``"<reason>: <path>"`` of the first error, or None when there was none."""
+        if not self.errors:
+            return None
+        error = self.errors[0]
+        return f"{error.strerror or error}: {error.filename}"
+
+
+def remove_tree(path: Path) -> TreeRemoval:
+    """Delete a folder (bottom-up) or a file if it exists, never following links.
+
+    A link, even to a folder, is deleted itself and not what it points to. What vanished
+    meanwhile is skipped; what cannot be deleted is collected in the result's ``errors``
+    (and the walk goes on), so a caller decides whether a leftover matters.
+    """
+    errors: list[OSError] = []
+    if path.is_symlink() or not path.is_dir():
+        try:
+            size = path.lstat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            return TreeRemoval(0, 0)
+        except OSError as exc:
+            logger.debug("could not delete %s: %s", path, exc)
+            return TreeRemoval(0, 0, (exc,))
+        return TreeRemoval(size, 1)
+    freed = files = 0
+    for folder, dirs, names in os.walk(path, topdown=False, onerror=errors.append):
+        for name in names:
+            unlinked = _unlink_counted(os.path.join(folder, name), errors)
+            if unlinked is not None:
+                freed += unlinked
+                files += 1
+        for name in dirs:
+            target = os.path.join(folder, name)
+            if os.path.islink(target):  # os.walk lists links to folders among the folders
+                unlinked = _unlink_counted(target, errors)
+                if unlinked is not None:
+                    freed += unlinked
+                    files += 1
+                continue
+            try:
+                os.rmdir(target)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                errors.append(exc)
+    try:
+        path.rmdir()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        errors.append(exc)
+    if errors:
+        logger.debug(
+            "could not delete all of %s: %d error(s), first %s", path, len(errors), errors[0]
+        )
+    return TreeRemoval(freed, files, tuple(errors))
+
+
+def _unlink_counted(target: str, errors: list[OSError]) -> int | None:
+    """Delete one file or link; its size, or None when it was gone or could not be deleted."""
+    try:
+        size = os.lstat(target).st_size
+        os.unlink(target)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        errors.append(exc)
+        return None
+    return size

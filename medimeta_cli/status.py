@@ -32,7 +32,6 @@ class LocalStatus:
     path: Path | None = None
     percent: float | None = None
     checked_at: str | None = None
-    tracked: bool = True
     shared: bool = False
     size_bytes: int | None = None
 
@@ -70,9 +69,7 @@ def local_status(root: Path, dataset_id: str) -> LocalStatus:
         check = record.last_check if record else None
         size = record.total_bytes if record else None
         if check is None:
-            return LocalStatus(
-                dataset_id, State.INSTALLED, folder, tracked=record is not None, size_bytes=size
-            )
+            return LocalStatus(dataset_id, State.INSTALLED, folder, size_bytes=size)
         state = State.VERIFIED if check.ok else State.DAMAGED
         return LocalStatus(dataset_id, state, folder, checked_at=check.at, size_bytes=size)
     for sidecar in layout.partial_sidecars(f"{dataset_id}.zip"):

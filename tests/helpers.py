@@ -18,6 +18,7 @@ from medimeta_cli.catalog_build import dataset_from_info, read_info_yaml
 from medimeta_cli.cli.app import app
 from medimeta_cli.download import Downloader, Event
 from medimeta_cli.layout import RootLayout
+from medimeta_cli.records import InstallRecord
 from medimeta_cli.remote import RetryPolicy
 from medimeta_cli.settings import resolve_settings
 
@@ -146,3 +147,19 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         time.sleep(0.05)
+
+
+def sample_install_record(dataset_id: str = "crc") -> InstallRecord:
+    """An install record of a small dataset, for tests of records and states."""
+    return InstallRecord(
+        dataset_id=dataset_id,
+        archive_key=f"{dataset_id}.zip",
+        archive_size=10,
+        archive_md5="0" * 32,
+        record_id=7884735,
+        record_version="1.0",
+        installed_at="2026-11-28T00:00:00+00:00",
+        tool_version="0",
+        file_count=1,
+        total_bytes=5,
+    )

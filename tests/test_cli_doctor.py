@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from tests.helpers import installed_script, invoke, invoke_json
 from tests.support.zenodo_server import ZenodoServer
-from tests.test_doctor import closed_port_url
+from tests.test_doctor_network import closed_port_url
 
 CHECKS = [
     "record API",

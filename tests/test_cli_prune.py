@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from medimeta_cli.layout import RootLayout
-from medimeta_cli.maintenance import apply_prune, plan_prune
+from medimeta_cli.prune import apply_prune, plan_prune
 from tests.helpers import (
     install_stub,
     installed_script,

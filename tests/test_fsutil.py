@@ -12,6 +12,7 @@ import pytest
 
 from medimeta_cli.errors import DiskSpaceError, PermissionDeniedError
 from medimeta_cli.fsutil import (
+    TreeRemoval,
     atomic_write_bytes,
     atomic_write_text,
     ensure_space,
@@ -226,3 +227,29 @@ def test_remove_tree(tmp_path: Path) -> None:
     single.write_text("x")
     remove_tree(single)
     assert sorted(os.listdir(tmp_path)) == ["kept"]
+
+
+def test_remove_tree_counts_what_it_freed_and_collects_errors(tmp_path: Path) -> None:
+    folder = tmp_path / "folder"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "a").write_bytes(b"x" * 100)
+    (folder / "b").write_bytes(b"y" * 20)
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "file").write_bytes(b"keep me")
+    (folder / "link").symlink_to(kept, target_is_directory=True)
+    removal = remove_tree(folder)
+    link_size = len(str(kept))  # a link's own size is the length of its target
+    assert (removal.bytes, removal.files, removal.errors) == (120 + link_size, 3, ())
+    assert removal.complete and removal.first_error() is None
+    assert not folder.exists() and (kept / "file").read_bytes() == b"keep me"
+    assert remove_tree(folder) == TreeRemoval(0, 0)  # already gone: nothing freed
+    source = tmp_path / "source"
+    (source / "inner").mkdir(parents=True)
+    (source / "inner" / "file").write_bytes(b"z")
+    with read_only_view(source, tmp_path / "ro") as view:
+        partial = remove_tree(view / "inner")
+    assert not partial.complete and (partial.bytes, partial.files) == (0, 0)
+    first = partial.first_error()
+    assert first is not None and "Read-only file system" in first
+    assert (source / "inner" / "file").exists()

@@ -32,7 +32,7 @@ def prune_command(
     with session(root=root, json_mode=json, quiet=quiet, debug=debug) as s:
         from medimeta_cli.fsutil import human_bytes
         from medimeta_cli.layout import RootLayout
-        from medimeta_cli.maintenance import apply_prune, kept_archives, plan_prune
+        from medimeta_cli.prune import apply_prune, kept_archives, plan_prune
 
         layout = RootLayout(s.settings.root)
         items = plan_prune(layout, archives=archives)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from medimeta_cli.catalog import Dataset
     from medimeta_cli.cli.output import Output
     from medimeta_cli.cli.session import Session
-    from medimeta_cli.maintenance import DiskUsage, RemovedInfo
+    from medimeta_cli.remove import DiskUsage, RemovedInfo
 
 
 def stdin_is_terminal() -> bool:
@@ -53,7 +53,7 @@ def remove_command(
     ) as s:
         from medimeta_cli.fsutil import human_bytes
         from medimeta_cli.layout import RootLayout
-        from medimeta_cli.maintenance import dataset_usage, remove_dataset
+        from medimeta_cli.remove import dataset_usage, remove_dataset
 
         targets = _targets(s, dataset_ids, domain)
         if not targets:
