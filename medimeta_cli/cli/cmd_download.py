@@ -10,7 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
-from medimeta_cli.catalog import Catalog, Dataset
+from medimeta_cli.cli._events import event_sink
+from medimeta_cli.cli._selection import select_datasets
 from medimeta_cli.cli.exit_codes import exit_code_for
 from medimeta_cli.cli.options import (
     AllOption,
@@ -29,23 +30,6 @@ from medimeta_cli.cli.session import session
 from medimeta_cli.errors import UsageError
 
 
-def select_datasets(
-    catalog: Catalog, ids: list[str] | None, domains: list[str] | None, everything: bool
-) -> tuple[Dataset, ...]:
-    """Datasets named by ids, ``--domain`` and ``--all``, without duplicates."""
-    if everything:
-        return catalog.datasets
-    chosen = list(catalog.resolve(ids or ()))
-    if domains:
-        chosen += catalog.in_domains(domains)
-    if not chosen:
-        raise UsageError(
-            "no datasets given",
-            hint="Name dataset ids (medimeta download crc), or use --domain NAME or --all.",
-        )
-    return tuple(dict.fromkeys(chosen))
-
-
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """Let SIGTERM (scancel, kill) stop a transfer as cleanly as Ctrl-C does."""
@@ -62,24 +46,6 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def event_sink(display: ProgressDisplay) -> Any:
-    """Translate the download engine's events into the display."""
-    from medimeta_cli import download as engine
-
-    def handle(event: engine.Event) -> None:
-        if isinstance(event, engine.BytesTransferred):
-            display.advance(event.dataset_id, event.count)
-        elif isinstance(event, engine.TransferStarted):
-            display.start(event.dataset_id, event.total, event.done)
-        elif isinstance(event, engine.PhaseChanged):
-            display.phase(event.dataset_id, event.phase)
-        elif isinstance(event, engine.Notice):
-            prefix = f"{event.dataset_id}: " if event.dataset_id else ""
-            display.notice(prefix + event.message, warning=event.warning)
-
-    return handle
 
 
 def download_command(

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from medimeta_cli.cli._selection import split_values
 from medimeta_cli.cli.options import (
     ClassesOption,
     DatasetArgument,
@@ -24,13 +25,6 @@ from medimeta_cli.cli.options import (
 )
 from medimeta_cli.cli.output import ProgressDisplay
 from medimeta_cli.cli.session import session
-
-
-def split_values(values: list[str] | None) -> tuple[str, ...] | None:
-    """``["a,b", "c"]`` -> ``("a", "b", "c")``; None stays None."""
-    if not values:
-        return None
-    return tuple(v.strip() for value in values for v in value.split(",") if v.strip())
 
 
 def default_out(dataset_id: str, task: str) -> Path:

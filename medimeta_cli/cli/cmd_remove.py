@@ -91,7 +91,7 @@ def remove_command(
 
 def _targets(s: Session, ids: list[str] | None, domains: list[str] | None) -> list[Dataset]:
     """The datasets to remove; named ones must be installed in the data root itself."""
-    from medimeta_cli.cli.cmd_download import select_datasets
+    from medimeta_cli.cli._selection import select_datasets
     from medimeta_cli.errors import NotInstalledError
     from medimeta_cli.status import State, root_of
 

@@ -74,7 +74,7 @@ def sample_command(
     seed gives the same episodes on any machine.
     """
     with session(root=root, json_mode=True, quiet=quiet, debug=debug) as s:
-        from medimeta_cli.cli.cmd_export import split_values
+        from medimeta_cli.cli._selection import split_values
         from medimeta_cli.reader import DatasetReader
         from medimeta_cli.sample import contact_sheet, sample_episodes, sample_per_class
         from medimeta_cli.selection import SelectionSpec, select

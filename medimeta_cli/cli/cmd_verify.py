@@ -57,7 +57,7 @@ def verify_command(
     With no ids, every installed dataset is checked. Exits with code 4 when anything is wrong.
     """
     with session(root=root, json_mode=json, quiet=quiet, debug=debug) as s:
-        from medimeta_cli.cli.cmd_download import select_datasets
+        from medimeta_cli.cli._selection import select_datasets
         from medimeta_cli.layout import RootLayout
         from medimeta_cli.status import root_of
         from medimeta_cli.verify import verify_dataset
@@ -108,7 +108,7 @@ def verify_command(
 
 def _repair(s: Session, datasets: list[Dataset]) -> None:
     """Download damaged datasets again; exit with the integrity code if that fails."""
-    from medimeta_cli.cli.cmd_download import event_sink
+    from medimeta_cli.cli._events import event_sink
     from medimeta_cli.download import Downloader
 
     downloader = Downloader(s.settings, s.catalog)
