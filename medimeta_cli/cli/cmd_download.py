@@ -15,15 +15,11 @@ from medimeta_cli.cli._selection import select_datasets
 from medimeta_cli.cli.exit_codes import exit_code_for
 from medimeta_cli.cli.options import (
     AllOption,
+    CommonOptions,
     DatasetIdsArgument,
-    DebugOption,
     DomainOption,
     JobsOption,
-    JsonOption,
-    LockTimeoutOption,
-    OfflineOption,
-    QuietOption,
-    RootOption,
+    with_common_options,
 )
 from medimeta_cli.cli.output import Output, ProgressDisplay
 from medimeta_cli.cli.session import session
@@ -48,7 +44,9 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@with_common_options(offline=True, lock_timeout=True)
 def download_command(
+    common: CommonOptions,
     dataset_ids: DatasetIdsArgument = None,
     domain: DomainOption = None,
     everything: AllOption = False,
@@ -89,26 +87,13 @@ def download_command(
             show_default=False,
         ),
     ] = None,
-    lock_timeout: LockTimeoutOption = None,
-    offline: OfflineOption = False,
-    root: RootOption = None,
-    json: JsonOption = False,
-    quiet: QuietOption = False,
-    debug: DebugOption = False,
 ) -> None:
     """Download datasets from Zenodo, verify them and install them into the data root.
 
     Resumes interrupted downloads, waits for other jobs fetching the same dataset,
     and never leaves a half-installed dataset behind.
     """
-    with session(
-        root=root,
-        json_mode=json,
-        quiet=quiet,
-        debug=debug,
-        offline=offline,
-        lock_timeout=lock_timeout,
-    ) as s:
+    with session(common) as s:
         from medimeta_cli.download import Downloader
 
         if layout not in ("full", "hdf5"):
@@ -119,7 +104,7 @@ def download_command(
                 with ProgressDisplay(s.out, verb="checking") as display:
                     downloader.on_event = event_sink(display)
                     outcomes = downloader.install_from(from_paths, force=force)
-                _report_outcomes(s.out, outcomes, json)
+                _report_outcomes(s.out, outcomes, common.json)
                 return
             datasets = select_datasets(s.catalog, dataset_ids, domain, everything)
             if print_urls or dry_run:
@@ -127,9 +112,9 @@ def download_command(
                     datasets, force=force, jobs=jobs, layout=layout, with_masks=with_masks
                 )
                 if print_urls:
-                    _print_urls(s.out, plan, json)
+                    _print_urls(s.out, plan, common.json)
                 else:
-                    _print_plan(s.out, plan, json)
+                    _print_plan(s.out, plan, common.json)
                 return
             with sigterm_as_interrupt(), ProgressDisplay(s.out) as display:
                 downloader.on_event = event_sink(display)
@@ -141,7 +126,7 @@ def download_command(
                     layout=layout,
                     with_masks=with_masks,
                 )
-            _report_outcomes(s.out, outcomes, json)
+            _report_outcomes(s.out, outcomes, common.json)
         finally:
             downloader.close()
 

@@ -6,7 +6,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from medimeta_cli.cli.options import DebugOption, JsonOption, OfflineOption, QuietOption, RootOption
+from medimeta_cli.cli.options import (
+    CommonOptions,
+    with_common_options,
+)
 from medimeta_cli.cli.session import session
 from medimeta_cli.layout import RootLayout
 
@@ -25,22 +28,19 @@ def root_state(path: Path, kind: str, dataset_ids: tuple[str, ...]) -> dict[str,
     }
 
 
+@with_common_options(offline=True)
 def paths_command(
-    root: RootOption = None,
-    offline: OfflineOption = False,
-    json: JsonOption = False,
-    quiet: QuietOption = False,
-    debug: DebugOption = False,
+    common: CommonOptions,
 ) -> None:
     """Show every setting with where its value came from, and every data root with its state."""
-    with session(root=root, json_mode=json, quiet=quiet, debug=debug, offline=offline) as s:
+    with session(common) as s:
         settings = s.settings.describe()
         layout = RootLayout(s.settings.root)
         ids = s.catalog.ids
         roots = [root_state(s.settings.root, "data root", ids)] + [
             root_state(shared, "shared (read-only)", ids) for shared in s.settings.shared_roots
         ]
-        if json:
+        if common.json:
             s.out.emit_json(
                 {"settings": settings, "state_dir": str(layout.state_dir), "roots": roots}
             )
