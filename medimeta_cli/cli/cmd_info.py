@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from medimeta_cli.catalog import Dataset, Task, file_download_url
+from medimeta_cli.catalog import DOI, RECORD_ID, Dataset, Task, file_download_url
 from medimeta_cli.cli.options import (
     CommonOptions,
     DatasetArgument,
@@ -66,7 +66,7 @@ def info_json(
         "domain_overlaps": list(dataset.domain_overlaps),
         "subject_overlaps": list(dataset.subject_overlaps),
         "record_id": record_id,
-        "doi": "10.5281/zenodo.7884735" if record_id == 7884735 else None,
+        "doi": DOI if record_id == RECORD_ID else None,
         "download_url": file_download_url(base_url, record_id, dataset.archive),
     }
 
