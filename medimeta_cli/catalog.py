@@ -309,6 +309,16 @@ class Dataset:
             "archive": self.archive,
         }
 
+    def details_json(self) -> dict[str, Any]:
+        """What ``info --json`` tells about the dataset beyond :meth:`to_json`."""
+        return {
+            "summary": self.summary,
+            "channels": self.input_size.channels,
+            "sources": [source.to_json() for source in self.sources],
+            "domain_overlaps": list(self.domain_overlaps),
+            "subject_overlaps": list(self.subject_overlaps),
+        }
+
 
 @dataclass(frozen=True)
 class Record:

@@ -7,10 +7,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from medimeta_cli.cli.exit_codes import ExitCode
-from medimeta_cli.cli.options import (
-    CommonOptions,
-    with_common_options,
-)
+from medimeta_cli.cli.options import CommonOptions, with_common_options
 from medimeta_cli.cli.session import session
 
 if TYPE_CHECKING:
@@ -19,9 +16,7 @@ if TYPE_CHECKING:
 
 
 @with_common_options(offline=True)
-def doctor_command(
-    common: CommonOptions,
-) -> None:
+def doctor_command(common: CommonOptions) -> None:
     """Check the record API, proxy, certificates, disk space, write permission, file locks,
     clock, versions and shared roots; each check says ok, warn, fail or skip, with a hint.
 

@@ -7,11 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from medimeta_cli.catalog import DOI, RECORD_ID, Dataset, Task, file_download_url
-from medimeta_cli.cli.options import (
-    CommonOptions,
-    DatasetArgument,
-    with_common_options,
-)
+from medimeta_cli.cli.options import CommonOptions, DatasetArgument, with_common_options
 from medimeta_cli.cli.session import session
 from medimeta_cli.settings import Settings
 from medimeta_cli.status import LocalStatus
@@ -60,11 +56,7 @@ def info_json(
         **status.to_json(),
         "sizes": archive_sizes(dataset, settings),
         "tasks": [task.to_json() for task in tasks],
-        "summary": dataset.summary,
-        "channels": dataset.input_size.channels,
-        "sources": [source.to_json() for source in dataset.sources],
-        "domain_overlaps": list(dataset.domain_overlaps),
-        "subject_overlaps": list(dataset.subject_overlaps),
+        **dataset.details_json(),
         "record_id": record_id,
         "doi": DOI if record_id == RECORD_ID else None,
         "download_url": file_download_url(base_url, record_id, dataset.archive),

@@ -8,10 +8,7 @@ from typing import Annotated
 import typer
 
 from medimeta_cli.cli.exit_codes import ExitCode
-from medimeta_cli.cli.options import (
-    CommonOptions,
-    with_common_options,
-)
+from medimeta_cli.cli.options import CommonOptions, with_common_options
 from medimeta_cli.cli.session import session
 
 
