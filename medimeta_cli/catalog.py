@@ -10,10 +10,10 @@ schema machinery. A catalog from any other file is always validated.
 
 from __future__ import annotations
 
-import contextlib
 import json
+import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from functools import cached_property
@@ -26,6 +26,12 @@ from medimeta_cli.errors import (
     UnknownDomainError,
     UnknownTaskError,
 )
+
+logger = logging.getLogger(__name__)
+
+#: The Zenodo record MedIMeta is published in, and its DOI.
+RECORD_ID = 7884735
+DOI = f"10.5281/zenodo.{RECORD_ID}"
 
 BUNDLED_CATALOG = Path(__file__).with_name("data") / "catalog.json"
 
@@ -303,6 +309,16 @@ class Dataset:
             "archive": self.archive,
         }
 
+    def details_json(self) -> dict[str, Any]:
+        """What ``info --json`` tells about the dataset beyond :meth:`to_json`."""
+        return {
+            "summary": self.summary,
+            "channels": self.input_size.channels,
+            "sources": [source.to_json() for source in self.sources],
+            "domain_overlaps": list(self.domain_overlaps),
+            "subject_overlaps": list(self.subject_overlaps),
+        }
+
 
 @dataclass(frozen=True)
 class Record:
@@ -430,6 +446,9 @@ def load_catalog(path: Path | None = None) -> Catalog:
     """Load the bundled catalog, or validate and load the catalog file at ``path``."""
     if path is None:
         return _bundled_catalog()
+    logger.debug("loading the catalog %s (validated strictly)", path)
+    from medimeta_cli.catalog_file import validate_catalog
+
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -442,93 +461,8 @@ _CACHE: dict[str, Catalog] = {}
 
 def _bundled_catalog() -> Catalog:
     if "bundled" not in _CACHE:
+        logger.debug("loading the bundled catalog %s", BUNDLED_CATALOG)
+        from medimeta_cli.catalog_file import catalog_from_mapping
+
         _CACHE["bundled"] = catalog_from_mapping(json.loads(BUNDLED_CATALOG.read_bytes()))
     return _CACHE["bundled"]
-
-
-def validate_catalog(raw: bytes | str, *, source: str = "<catalog>") -> Catalog:
-    """Validate catalog JSON strictly with pydantic.
-
-    Raises :class:`CatalogError` naming the file and the first bad field, e.g.
-    ``datasets[3] (crc).tasks[0].target: Input should be 'binary', ...``.
-    """
-    from pydantic import TypeAdapter, ValidationError
-
-    try:
-        return TypeAdapter(Catalog).validate_json(raw)
-    except ValidationError as exc:
-        errors = exc.errors()
-        first = errors[0]
-        location = _describe_location(first["loc"], raw)
-        more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
-        raise CatalogError(
-            f"invalid catalog {source}: {location}: {first['msg']}{more}",
-        ) from exc
-
-
-def catalog_to_json(catalog: Catalog) -> str:
-    """Serialise a catalog to the JSON form :func:`validate_catalog` reads."""
-    from pydantic import TypeAdapter
-
-    data = TypeAdapter(Catalog).dump_python(catalog, mode="json")
-    return json.dumps(data, indent=1, ensure_ascii=False) + "\n"
-
-
-def _describe_location(loc: Sequence[int | str], raw: bytes | str) -> str:
-    """Render a pydantic error location, naming a dataset by its id where possible."""
-    parts: list[str] = []
-    dataset_ids: list[Any] = []
-    with contextlib.suppress(ValueError, AttributeError):
-        dataset_ids = [d.get("id") for d in json.loads(raw).get("datasets", [])]
-    for index, item in enumerate(loc):
-        if isinstance(item, int):
-            label = f"[{item}]"
-            if index == 1 and loc[0] == "datasets" and item < len(dataset_ids):
-                label += f" ({dataset_ids[item]})"
-            parts.append(label)
-        else:
-            parts.append(("." if parts else "") + item)
-    return "".join(parts) or "<top level>"
-
-
-def catalog_from_mapping(data: Mapping[str, Any]) -> Catalog:
-    """Build a catalog from already-validated JSON data without pydantic (fast path)."""
-    return Catalog(
-        record=Record(**data["record"]),
-        datasets=tuple(_dataset_from_mapping(item) for item in data["datasets"]),
-    )
-
-
-def _dataset_from_mapping(item: Mapping[str, Any]) -> Dataset:
-    return Dataset(
-        id=item["id"],
-        name=item["name"],
-        domain=item["domain"],
-        input_size=InputSize(**item["input_size"]),
-        num_samples=item["num_samples"],
-        splits=SplitCounts(**item["splits"]),
-        original_splits=SplitCounts(**item["original_splits"]),
-        tasks=tuple(
-            Task(
-                name=task["name"],
-                target=TaskTarget(task["target"]),
-                labels={int(key): value for key, value in task["labels"].items()},
-            )
-            for task in item["tasks"]
-        ),
-        license=License(**item["license"]),
-        archive=item["archive"],
-        summary=item.get("summary"),
-        sources=tuple(
-            Source(
-                **{
-                    **source,
-                    "citations": tuple(source.get("citations", ())),
-                    "other_urls": tuple(source.get("other_urls", ())),
-                }
-            )
-            for source in item.get("sources", ())
-        ),
-        domain_overlaps=tuple(item.get("domain_overlaps", ())),
-        subject_overlaps=tuple(item.get("subject_overlaps", ())),
-    )

@@ -17,6 +17,8 @@ from typing import Any
 
 from medimeta_cli.catalog import (
     BUNDLED_CATALOG,
+    DOI,
+    RECORD_ID,
     SPLIT_NAMES,
     Catalog,
     Dataset,
@@ -27,15 +29,15 @@ from medimeta_cli.catalog import (
     SplitCounts,
     Task,
     TaskTarget,
-    catalog_to_json,
-    validate_catalog,
 )
+from medimeta_cli.catalog_file import catalog_to_json, validate_catalog
 from medimeta_cli.errors import CatalogError
+from medimeta_cli.settings import DEFAULT_BASE_URL
 
 RECORD = Record(
-    record_id=7884735,
-    doi="10.5281/zenodo.7884735",
-    base_url="https://zenodo.org",
+    record_id=RECORD_ID,
+    doi=DOI,
+    base_url=DEFAULT_BASE_URL,
     version="1.0",
     project_url="https://www.woerner.eu/projects/medimeta/",
 )

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 
-from medimeta_cli.catalog import Dataset, Source
+from medimeta_cli.catalog import DOI, Dataset, Source
 
-MEDIMETA_BIBTEX = """@article{woerner2025medimeta,
+MEDIMETA_BIBTEX = (
+    """@article{woerner2025medimeta,
   author  = {Woerner, Stefano and Jaques, Arthur and Baumgartner, Christian F.},
   title   = {A comprehensive and easy-to-use multi-domain multi-task medical imaging
              meta-dataset},
@@ -19,9 +20,14 @@ MEDIMETA_BIBTEX = """@article{woerner2025medimeta,
   author    = {Woerner, Stefano and Jaques, Arthur and Baumgartner, Christian F.},
   title     = {{MedIMeta}: the Medical Imaging Meta-Dataset},
   publisher = {Zenodo},
-  doi       = {10.5281/zenodo.7884735},
-  url       = {https://doi.org/10.5281/zenodo.7884735}
+  doi       = {"""
+    + DOI
+    + """},
+  url       = {https://doi.org/"""
+    + DOI
+    + """}
 }"""
+)
 
 _SPECIAL = re.compile(r"([&%$#_{}])")
 

@@ -6,16 +6,19 @@ calls :func:`resolve_settings` once and passes the result down.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medimeta_cli.catalog import RECORD_ID
 from medimeta_cli.errors import ConfigError
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_BASE_URL = "https://zenodo.org"
-DEFAULT_RECORD_ID = 7884735
 
 
 def _default_root() -> Path:
@@ -69,7 +72,7 @@ def _non_negative_int(text: str) -> int:
 
 @dataclass(frozen=True)
 class SettingSpec:
-    """How one setting is named, parsed and defaulted."""
+    """How one setting is named, parsed and defaulted: the one place each default is written."""
 
     name: str
     env: str
@@ -109,7 +112,7 @@ SPECS: tuple[SettingSpec, ...] = (
         "MEDIMETA_RECORD",
         None,
         _positive(int),
-        lambda: DEFAULT_RECORD_ID,
+        lambda: RECORD_ID,
         "Zenodo record holding the archives",
     ),
     SettingSpec(
@@ -175,19 +178,22 @@ _SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
 
 @dataclass(frozen=True)
 class Settings:
-    """Every setting of one invocation, and where each value came from."""
+    """Every setting of one invocation, and where each value came from.
+
+    Built by :func:`resolve_settings`; the defaults are in :data:`SPECS`.
+    """
 
     root: Path
-    shared_roots: tuple[Path, ...] = ()
-    base_url: str = DEFAULT_BASE_URL
-    record_id: int = DEFAULT_RECORD_ID
-    catalog: Path | None = None
-    offline: bool = False
-    debug: bool = False
-    timeout: float = 30.0
-    retries: int = 8
-    locks: bool = True
-    lock_timeout: float = 6 * 3600.0
+    shared_roots: tuple[Path, ...]
+    base_url: str
+    record_id: int
+    catalog: Path | None
+    offline: bool
+    debug: bool
+    timeout: float
+    retries: int
+    locks: bool
+    lock_timeout: float
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def describe(self) -> list[dict[str, Any]]:
@@ -248,4 +254,5 @@ def resolve_settings(
         else:
             values[spec.name] = spec.default()
             sources[spec.name] = "default"
+        logger.debug("setting %s = %s (from %s)", spec.name, values[spec.name], sources[spec.name])
     return Settings(**values, sources=sources)

@@ -72,8 +72,8 @@ class FixtureData:
 def fixture_data(tmp_path_factory: pytest.TempPathFactory) -> FixtureData:
     """Build crc (RGB), cxr (grayscale, multi-label), dr_regular (keys not 0..K-1) and
     organs_axial (masks) once per test session, plus a catalog built from their info.yaml."""
-    from medimeta_cli.catalog import catalog_to_json
     from medimeta_cli.catalog_build import build_catalog
+    from medimeta_cli.catalog_file import catalog_to_json
     from tests.support import archives
 
     base = tmp_path_factory.mktemp("fixture-data")

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from medimeta_cli.catalog import RECORD_ID
 from medimeta_cli.errors import ConfigError
-from medimeta_cli.settings import DEFAULT_BASE_URL, DEFAULT_RECORD_ID, resolve_settings
+from medimeta_cli.settings import DEFAULT_BASE_URL, resolve_settings
 
 
 def test_defaults_come_from_platformdirs() -> None:
@@ -16,7 +17,7 @@ def test_defaults_come_from_platformdirs() -> None:
     settings = resolve_settings({}, environ={})
     assert settings.root == Path(platformdirs.user_cache_dir("medimeta", appauthor=False))
     assert settings.base_url == DEFAULT_BASE_URL
-    assert settings.record_id == DEFAULT_RECORD_ID
+    assert settings.record_id == RECORD_ID
     assert not settings.offline
     assert set(settings.sources.values()) == {"default"}
 

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from medimeta_cli import __version__
+from medimeta_cli.catalog import RECORD_ID
 
 #: Command name -> (module under medimeta_cli.cli, function), in the order ``--help`` lists them.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -58,7 +59,7 @@ def build_app(only: str | None = None) -> typer.Typer:
     application = typer.Typer(
         name="medimeta",
         help="Download, verify and export MedIMeta, the Medical Imaging Meta-Dataset "
-        "(19 datasets, 10 domains, 54 tasks; Zenodo record 7884735).",
+        f"(19 datasets, 10 domains, 54 tasks; Zenodo record {RECORD_ID}).",
         no_args_is_help=True,
         pretty_exceptions_enable=False,
         context_settings={"help_option_names": ["-h", "--help"]},

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from medimeta_cli.cli.exit_codes import ExitCode
-from medimeta_cli.cli.options import DebugOption, JsonOption, OfflineOption, QuietOption, RootOption
+from medimeta_cli.cli.options import CommonOptions, with_common_options
 from medimeta_cli.cli.session import session
 
 if TYPE_CHECKING:
@@ -15,25 +15,20 @@ if TYPE_CHECKING:
     from medimeta_cli.doctor import Check
 
 
-def doctor_command(
-    root: RootOption = None,
-    offline: OfflineOption = False,
-    json: JsonOption = False,
-    quiet: QuietOption = False,
-    debug: DebugOption = False,
-) -> None:
+@with_common_options(offline=True)
+def doctor_command(common: CommonOptions) -> None:
     """Check the record API, proxy, certificates, disk space, write permission, file locks,
     clock, versions and shared roots; each check says ok, warn, fail or skip, with a hint.
 
     Exits with code 1 when a check fails (warnings do not count).
     """
-    with session(root=root, json_mode=json, quiet=quiet, debug=debug, offline=offline) as s:
+    with session(common) as s:
         # Imported here: the checks load httpx, and `doctor --help` must stay fast.
         from medimeta_cli.doctor import any_failed, run_checks
 
         checks = run_checks(s.settings, on_notice=s.out.status)
         failed = any_failed(checks)
-        if json:
+        if common.json:
             s.out.emit_json({"ok": not failed, "checks": [check.to_json() for check in checks]})
         else:
             _print_checks(s.out, checks)

@@ -10,40 +10,20 @@ from typing import Annotated, Any
 
 import typer
 
-from medimeta_cli.catalog import Catalog, Dataset
+from medimeta_cli.cli._events import event_sink
+from medimeta_cli.cli._selection import select_datasets
 from medimeta_cli.cli.exit_codes import exit_code_for
 from medimeta_cli.cli.options import (
     AllOption,
+    CommonOptions,
     DatasetIdsArgument,
-    DebugOption,
     DomainOption,
     JobsOption,
-    JsonOption,
-    LockTimeoutOption,
-    OfflineOption,
-    QuietOption,
-    RootOption,
+    with_common_options,
 )
 from medimeta_cli.cli.output import Output, ProgressDisplay
 from medimeta_cli.cli.session import session
 from medimeta_cli.errors import UsageError
-
-
-def select_datasets(
-    catalog: Catalog, ids: list[str] | None, domains: list[str] | None, everything: bool
-) -> tuple[Dataset, ...]:
-    """Datasets named by ids, ``--domain`` and ``--all``, without duplicates."""
-    if everything:
-        return catalog.datasets
-    chosen = list(catalog.resolve(ids or ()))
-    if domains:
-        chosen += catalog.in_domains(domains)
-    if not chosen:
-        raise UsageError(
-            "no datasets given",
-            hint="Name dataset ids (medimeta download crc), or use --domain NAME or --all.",
-        )
-    return tuple(dict.fromkeys(chosen))
 
 
 @contextmanager
@@ -64,25 +44,9 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def event_sink(display: ProgressDisplay) -> Any:
-    """Translate the download engine's events into the display."""
-    from medimeta_cli import download as engine
-
-    def handle(event: engine.Event) -> None:
-        if isinstance(event, engine.BytesTransferred):
-            display.advance(event.dataset_id, event.count)
-        elif isinstance(event, engine.TransferStarted):
-            display.start(event.dataset_id, event.total, event.done)
-        elif isinstance(event, engine.PhaseChanged):
-            display.phase(event.dataset_id, event.phase)
-        elif isinstance(event, engine.Notice):
-            prefix = f"{event.dataset_id}: " if event.dataset_id else ""
-            display.notice(prefix + event.message, warning=event.warning)
-
-    return handle
-
-
+@with_common_options(offline=True, lock_timeout=True)
 def download_command(
+    common: CommonOptions,
     dataset_ids: DatasetIdsArgument = None,
     domain: DomainOption = None,
     everything: AllOption = False,
@@ -123,26 +87,13 @@ def download_command(
             show_default=False,
         ),
     ] = None,
-    lock_timeout: LockTimeoutOption = None,
-    offline: OfflineOption = False,
-    root: RootOption = None,
-    json: JsonOption = False,
-    quiet: QuietOption = False,
-    debug: DebugOption = False,
 ) -> None:
     """Download datasets from Zenodo, verify them and install them into the data root.
 
     Resumes interrupted downloads, waits for other jobs fetching the same dataset,
     and never leaves a half-installed dataset behind.
     """
-    with session(
-        root=root,
-        json_mode=json,
-        quiet=quiet,
-        debug=debug,
-        offline=offline,
-        lock_timeout=lock_timeout,
-    ) as s:
+    with session(common) as s:
         from medimeta_cli.download import Downloader
 
         if layout not in ("full", "hdf5"):
@@ -153,7 +104,7 @@ def download_command(
                 with ProgressDisplay(s.out, verb="checking") as display:
                     downloader.on_event = event_sink(display)
                     outcomes = downloader.install_from(from_paths, force=force)
-                _report_outcomes(s.out, outcomes, json)
+                _report_outcomes(s.out, outcomes, common.json)
                 return
             datasets = select_datasets(s.catalog, dataset_ids, domain, everything)
             if print_urls or dry_run:
@@ -161,9 +112,9 @@ def download_command(
                     datasets, force=force, jobs=jobs, layout=layout, with_masks=with_masks
                 )
                 if print_urls:
-                    _print_urls(s.out, plan, json)
+                    _print_urls(s.out, plan, common.json)
                 else:
-                    _print_plan(s.out, plan, json)
+                    _print_plan(s.out, plan, common.json)
                 return
             with sigterm_as_interrupt(), ProgressDisplay(s.out) as display:
                 downloader.on_event = event_sink(display)
@@ -175,7 +126,7 @@ def download_command(
                     layout=layout,
                     with_masks=with_masks,
                 )
-            _report_outcomes(s.out, outcomes, json)
+            _report_outcomes(s.out, outcomes, common.json)
         finally:
             downloader.close()
 

@@ -11,26 +11,18 @@ from typing import Annotated
 
 import typer
 
+from medimeta_cli.cli._selection import split_values
 from medimeta_cli.cli.options import (
     ClassesOption,
+    CommonOptions,
     DatasetArgument,
-    DebugOption,
-    JsonOption,
     OriginalSplitOption,
-    QuietOption,
-    RootOption,
     SeedOption,
     TaskOption,
+    with_common_options,
 )
 from medimeta_cli.cli.output import ProgressDisplay
 from medimeta_cli.cli.session import session
-
-
-def split_values(values: list[str] | None) -> tuple[str, ...] | None:
-    """``["a,b", "c"]`` -> ``("a", "b", "c")``; None stays None."""
-    if not values:
-        return None
-    return tuple(v.strip() for value in values for v in value.split(",") if v.strip())
 
 
 def default_out(dataset_id: str, task: str) -> Path:
@@ -39,7 +31,9 @@ def default_out(dataset_id: str, task: str) -> Path:
     return Path(f"{dataset_id}-{safe}")
 
 
+@with_common_options()
 def export_command(
+    common: CommonOptions,
     dataset_id: DatasetArgument,
     task: TaskOption = None,
     split: Annotated[
@@ -102,17 +96,13 @@ def export_command(
             show_default=False,
         ),
     ] = None,
-    root: RootOption = None,
-    json: JsonOption = False,
-    quiet: QuietOption = False,
-    debug: DebugOption = False,
 ) -> None:
     """Export a subset of an installed dataset as class folders or NumPy arrays.
 
     Deterministic and idempotent: the same command writes the same bytes, and an
     export that is already complete is left alone (or replaced with --overwrite).
     """
-    with session(root=root, json_mode=json, quiet=quiet, debug=debug) as s:
+    with session(common) as s:
         from medimeta_cli.errors import UsageError
         from medimeta_cli.export import ExportOptions, export_dataset
         from medimeta_cli.selection import SelectionSpec, choose_task, parse_shard
@@ -156,7 +146,7 @@ def export_command(
                 on_start=lambda total: display.start(dataset.id, total),
                 on_progress=lambda count: display.advance(dataset.id, count),
             )
-        if json:
+        if common.json:
             s.out.emit_json(result.to_json())
             return
         rate = result.images / max(result.seconds, 1e-6)

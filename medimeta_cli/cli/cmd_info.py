@@ -6,20 +6,16 @@ from typing import Annotated, Any
 
 import typer
 
-from medimeta_cli.catalog import Dataset, Task, file_download_url
-from medimeta_cli.cli.options import (
-    DatasetArgument,
-    DebugOption,
-    JsonOption,
-    QuietOption,
-    RootOption,
-)
+from medimeta_cli.catalog import DOI, RECORD_ID, Dataset, Task, file_download_url
+from medimeta_cli.cli.options import CommonOptions, DatasetArgument, with_common_options
 from medimeta_cli.cli.session import session
 from medimeta_cli.settings import Settings
 from medimeta_cli.status import LocalStatus
 
 
+@with_common_options()
 def info_command(
+    common: CommonOptions,
     dataset_id: DatasetArgument,
     task: Annotated[
         str | None,
@@ -29,26 +25,22 @@ def info_command(
         bool,
         typer.Option("--cite", help="Print BibTeX for MedIMeta and the dataset's sources."),
     ] = False,
-    root: RootOption = None,
-    json: JsonOption = False,
-    quiet: QuietOption = False,
-    debug: DebugOption = False,
 ) -> None:
     """Show a dataset's domain, image size, splits, tasks and labels, license and sources."""
-    with session(root=root, json_mode=json, quiet=quiet, debug=debug) as s:
+    with session(common) as s:
         dataset = s.catalog.get(dataset_id)
         tasks = (dataset.task(task),) if task is not None else dataset.tasks
         if cite:
             from medimeta_cli.citation import bibtex_for
 
             bibtex = bibtex_for(dataset)
-            if json:
+            if common.json:
                 s.out.emit_json({"id": dataset.id, "bibtex": bibtex})
             else:
                 s.out.emit_text(bibtex)
             return
         details = info_json(dataset, tasks, s.settings, s.locate(dataset.id))
-        if json:
+        if common.json:
             s.out.emit_json(details)
         else:
             s.out.emit_text(render_info(dataset, tasks, details))
@@ -64,13 +56,9 @@ def info_json(
         **status.to_json(),
         "sizes": archive_sizes(dataset, settings),
         "tasks": [task.to_json() for task in tasks],
-        "summary": dataset.summary,
-        "channels": dataset.input_size.channels,
-        "sources": [source.to_json() for source in dataset.sources],
-        "domain_overlaps": list(dataset.domain_overlaps),
-        "subject_overlaps": list(dataset.subject_overlaps),
+        **dataset.details_json(),
         "record_id": record_id,
-        "doi": "10.5281/zenodo.7884735" if record_id == 7884735 else None,
+        "doi": DOI if record_id == RECORD_ID else None,
         "download_url": file_download_url(base_url, record_id, dataset.archive),
     }
 

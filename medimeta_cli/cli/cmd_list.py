@@ -7,37 +7,33 @@ from typing import Annotated
 import typer
 
 from medimeta_cli.cli.options import (
-    DebugOption,
+    CommonOptions,
     DomainOption,
-    JsonOption,
-    QuietOption,
-    RootOption,
     TaskTypeOption,
+    with_common_options,
 )
 from medimeta_cli.cli.session import session
 from medimeta_cli.status import LocalStatus, State
 
 
+@with_common_options()
 def list_command(
+    common: CommonOptions,
     domain: DomainOption = None,
     task_type: TaskTypeOption = None,
     installed: Annotated[
         bool, typer.Option("--installed", help="Only datasets installed in the data root.")
     ] = False,
-    root: RootOption = None,
-    json: JsonOption = False,
-    quiet: QuietOption = False,
-    debug: DebugOption = False,
 ) -> None:
     """List the datasets, optionally filtered by domain, task type or local state."""
-    with session(root=root, json_mode=json, quiet=quiet, debug=debug) as s:
+    with session(common) as s:
         datasets = s.catalog.in_domains(domain) if domain else s.catalog.datasets
         if task_type:
             datasets = tuple(d for d in datasets if d.targets & set(task_type))
         statuses = {d.id: s.locate(d.id) for d in datasets}
         if installed:
             datasets = tuple(d for d in datasets if statuses[d.id].state is not State.ABSENT)
-        if json:
+        if common.json:
             s.out.emit_json([{**d.to_json(), **statuses[d.id].to_json()} for d in datasets])
             return
         rows = [

@@ -8,11 +8,13 @@ from typing import Annotated
 import typer
 
 from medimeta_cli.cli.exit_codes import ExitCode
-from medimeta_cli.cli.options import DebugOption, JsonOption, QuietOption, RootOption
+from medimeta_cli.cli.options import CommonOptions, with_common_options
 from medimeta_cli.cli.session import session
 
 
+@with_common_options()
 def prune_command(
+    common: CommonOptions,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only show what would be deleted and how much.")
     ] = False,
@@ -20,16 +22,12 @@ def prune_command(
         bool,
         typer.Option("--archives", help="Delete archives kept with download --keep-archive too."),
     ] = False,
-    root: RootOption = None,
-    json: JsonOption = False,
-    quiet: QuietOption = False,
-    debug: DebugOption = False,
 ) -> None:
     """Delete stale partial downloads, temporary folders and locks left by killed jobs.
 
     Only <root>/.medimeta/ is touched: no dataset, no shared root, nothing a live job uses.
     """
-    with session(root=root, json_mode=json, quiet=quiet, debug=debug) as s:
+    with session(common) as s:
         from medimeta_cli.fsutil import human_bytes
         from medimeta_cli.layout import RootLayout
         from medimeta_cli.prune import apply_prune, kept_archives, plan_prune
@@ -41,7 +39,7 @@ def prune_command(
         result = None if dry_run else apply_prune(items)
         skipped = list(result.skipped) if result else []
         failed = list(result.failed) if result else []
-        if json:
+        if common.json:
             s.out.emit_json(
                 {
                     "root": str(layout.root),

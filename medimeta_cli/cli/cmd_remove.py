@@ -9,13 +9,10 @@ import typer
 
 from medimeta_cli.cli.exit_codes import ExitCode
 from medimeta_cli.cli.options import (
+    CommonOptions,
     DatasetIdsArgument,
-    DebugOption,
     DomainOption,
-    JsonOption,
-    LockTimeoutOption,
-    QuietOption,
-    RootOption,
+    with_common_options,
 )
 from medimeta_cli.cli.session import session
 from medimeta_cli.errors import PermissionDeniedError, UsageError
@@ -32,25 +29,20 @@ def stdin_is_terminal() -> bool:
     return sys.stdin is not None and sys.stdin.isatty()
 
 
+@with_common_options(lock_timeout=True)
 def remove_command(
+    common: CommonOptions,
     dataset_ids: DatasetIdsArgument = None,
     domain: DomainOption = None,
     yes: Annotated[
         bool, typer.Option("--yes", "-y", help="Remove without asking (needed in scripts).")
     ] = False,
-    lock_timeout: LockTimeoutOption = None,
-    root: RootOption = None,
-    json: JsonOption = False,
-    quiet: QuietOption = False,
-    debug: DebugOption = False,
 ) -> None:
     """Delete installed datasets from the data root, after showing what and how much.
 
     Asks first unless --yes. Datasets in shared roots (MEDIMETA_PATH) are never touched.
     """
-    with session(
-        root=root, json_mode=json, quiet=quiet, debug=debug, lock_timeout=lock_timeout
-    ) as s:
+    with session(common) as s:
         from medimeta_cli.fsutil import human_bytes
         from medimeta_cli.layout import RootLayout
         from medimeta_cli.remove import dataset_usage, remove_dataset
@@ -58,7 +50,7 @@ def remove_command(
         targets = _targets(s, dataset_ids, domain)
         if not targets:
             s.out.status("nothing to remove")
-            if json:
+            if common.json:
                 s.out.emit_json([])
             return
         layout = RootLayout(s.settings.root)
@@ -76,7 +68,7 @@ def remove_command(
                 on_wait=s.out.status,
             )
             results.append(result)
-            if not json:
+            if not common.json:
                 extra = ""
                 if result.partial_bytes:
                     extra = f" + {human_bytes(result.partial_bytes)} of partial downloads"
@@ -84,14 +76,14 @@ def remove_command(
                     f"removed   {result.dataset_id:<17}{result.path}  "
                     f"({human_bytes(result.bytes_freed)}, {result.files:,} files{extra})"
                 )
-        if json:
+        if common.json:
             s.out.emit_json([result.to_json() for result in results])
         _report_leftovers(s.out, results)
 
 
 def _targets(s: Session, ids: list[str] | None, domains: list[str] | None) -> list[Dataset]:
     """The datasets to remove; named ones must be installed in the data root itself."""
-    from medimeta_cli.cli.cmd_download import select_datasets
+    from medimeta_cli.cli._selection import select_datasets
     from medimeta_cli.errors import NotInstalledError
     from medimeta_cli.status import State, root_of
 

@@ -13,13 +13,13 @@ import typer
 
 from medimeta_cli.cli.options import (
     ClassesOption,
+    CommonOptions,
     DatasetArgument,
-    DebugOption,
-    JsonOption,
     OriginalSplitOption,
-    RootOption,
+    QuietLongOption,
     SeedOption,
     TaskOption,
+    with_common_options,
 )
 from medimeta_cli.cli.session import Session, session
 
@@ -27,7 +27,9 @@ if TYPE_CHECKING:
     from medimeta_cli.selection import Selection
 
 
+@with_common_options(always_json=True, quiet=QuietLongOption)
 def sample_command(
+    common: CommonOptions,
     dataset_id: DatasetArgument,
     task: TaskOption = None,
     split: Annotated[str, typer.Option("--split", help="train, val or test.")] = "train",
@@ -61,20 +63,14 @@ def sample_command(
             show_default=False,
         ),
     ] = None,
-    root: RootOption = None,
-    json: JsonOption = False,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", help="Print nothing on stderr but errors.")
-    ] = False,
-    debug: DebugOption = False,
 ) -> None:
     """Sample few-shot episodes (N-way K-shot with queries) or K images per class.
 
     Prints JSON (or --csv) with the upstream indices of every chosen image. The same
     seed gives the same episodes on any machine.
     """
-    with session(root=root, json_mode=True, quiet=quiet, debug=debug) as s:
-        from medimeta_cli.cli.cmd_export import split_values
+    with session(common) as s:
+        from medimeta_cli.cli._selection import split_values
         from medimeta_cli.reader import DatasetReader
         from medimeta_cli.sample import contact_sheet, sample_episodes, sample_per_class
         from medimeta_cli.selection import SelectionSpec, select

@@ -9,12 +9,10 @@ import typer
 
 from medimeta_cli.cli.exit_codes import ExitCode
 from medimeta_cli.cli.options import (
+    CommonOptions,
     DatasetIdsArgument,
-    DebugOption,
     DomainOption,
-    JsonOption,
-    QuietOption,
-    RootOption,
+    with_common_options,
 )
 from medimeta_cli.cli.output import ProgressDisplay
 from medimeta_cli.cli.session import session
@@ -26,7 +24,9 @@ if TYPE_CHECKING:
     from medimeta_cli.verify import Report
 
 
+@with_common_options()
 def verify_command(
+    common: CommonOptions,
     dataset_ids: DatasetIdsArgument = None,
     domain: DomainOption = None,
     full: Annotated[
@@ -46,18 +46,14 @@ def verify_command(
         int | None,
         typer.Option("--jobs", "-j", min=1, help="Threads hashing at once [default: all cores]."),
     ] = None,
-    root: RootOption = None,
-    json: JsonOption = False,
-    quiet: QuietOption = False,
-    debug: DebugOption = False,
 ) -> None:
     """Check installed datasets: files present with their recorded size and stamp (default),
     content hashes (--full) or the upstream structure too (--deep).
 
     With no ids, every installed dataset is checked. Exits with code 4 when anything is wrong.
     """
-    with session(root=root, json_mode=json, quiet=quiet, debug=debug) as s:
-        from medimeta_cli.cli.cmd_download import select_datasets
+    with session(common) as s:
+        from medimeta_cli.cli._selection import select_datasets
         from medimeta_cli.layout import RootLayout
         from medimeta_cli.status import root_of
         from medimeta_cli.verify import verify_dataset
@@ -85,7 +81,7 @@ def verify_command(
                         on_start=partial(display.start, dataset.id),
                     )
                 )
-        if json:
+        if common.json:
             s.out.emit_json([report.to_json() for report in reports])
         else:
             _print_reports(s.out, reports)
@@ -108,7 +104,7 @@ def verify_command(
 
 def _repair(s: Session, datasets: list[Dataset]) -> None:
     """Download damaged datasets again; exit with the integrity code if that fails."""
-    from medimeta_cli.cli.cmd_download import event_sink
+    from medimeta_cli.cli._events import event_sink
     from medimeta_cli.download import Downloader
 
     downloader = Downloader(s.settings, s.catalog)

@@ -1,17 +1,35 @@
 """Options shared by several commands, declared once.
 
 Every command accepts the common options after its name (``medimeta list --json
---root DIR``), which is how shell scripts write them.
+--root DIR``), which is how shell scripts write them. Commands do not declare them
+one by one: :func:`with_common_options` adds them to a command's signature and hands the
+command their values as one :class:`CommonOptions`, which the command opens its
+session with::
+
+    @with_common_options(offline=True)
+    def paths_command(common: CommonOptions) -> None:
+        with session(common) as s:
+            ...
+
+The values are collected in one place (:func:`with_common_options`), so options given
+before the command name (``medimeta --root X list``) can later be merged there from the
+root callback without touching the commands.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Concatenate, ParamSpec, cast
 
 import typer
 
 from medimeta_cli.catalog import TaskTarget
+
+P = ParamSpec("P")
 
 
 def complete_dataset_id(incomplete: str) -> list[str]:
@@ -41,6 +59,10 @@ RootOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 QuietOption = Annotated[
     bool, typer.Option("--quiet", "-q", help="Print nothing on stderr but errors.")
+]
+#: ``--quiet`` for a command whose ``-q`` means something else (``sample --queries``).
+QuietLongOption = Annotated[
+    bool, typer.Option("--quiet", help="Print nothing on stderr but errors.")
 ]
 DebugOption = Annotated[
     bool,
@@ -118,3 +140,98 @@ ClassesOption = Annotated[
     ),
 ]
 SeedOption = Annotated[int, typer.Option("--seed", help="Seed of every random choice.")]
+
+
+@dataclass(frozen=True)
+class CommonOptions:
+    """The common options as given on one command line.
+
+    Off and None mean "not given", so the matching ``MEDIMETA_*`` variable can still
+    turn a setting on.
+    """
+
+    root: Path | None = None
+    json: bool = False
+    quiet: bool = False
+    debug: bool = False
+    offline: bool = False
+    lock_timeout: float | None = None
+
+    def setting_flags(self) -> dict[str, Any]:
+        """The flags :func:`medimeta_cli.settings.resolve_settings` takes (None: not given)."""
+        return {
+            "root": self.root,
+            "offline": self.offline or None,
+            "debug": self.debug or None,
+            "lock_timeout": self.lock_timeout,
+        }
+
+
+def common_parameters(
+    *, offline: bool = False, lock_timeout: bool = False, quiet: Any = QuietOption
+) -> list[inspect.Parameter]:
+    """The common options as function parameters, in the order ``--help`` lists them.
+
+    ``--root``, ``--json``, ``--quiet`` and ``--debug`` are always there; ``--offline``
+    and ``--lock-timeout`` only for the commands that can use them. ``quiet`` replaces
+    the ``--quiet`` declaration where ``-q`` is taken. Each parameter's name is the
+    :class:`CommonOptions` field it fills.
+    """
+    chosen: list[tuple[str, Any, Any]] = []
+    if lock_timeout:
+        chosen.append(("lock_timeout", LockTimeoutOption, None))
+    if offline:
+        chosen.append(("offline", OfflineOption, False))
+    chosen += [
+        ("root", RootOption, None),
+        ("json", JsonOption, False),
+        ("quiet", quiet, False),
+        ("debug", DebugOption, False),
+    ]
+    return [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
+        for name, kind, default in chosen
+    ]
+
+
+def with_common_options(
+    *,
+    offline: bool = False,
+    lock_timeout: bool = False,
+    always_json: bool = False,
+    quiet: Any = QuietOption,
+) -> Callable[[Callable[Concatenate[CommonOptions, P], None]], Callable[..., None]]:
+    """Add the common options to a command whose first parameter takes a :class:`CommonOptions`.
+
+    The returned command has the function's own parameters followed by the common
+    options (that is what Typer reads for ``--help`` and parsing); it collects their
+    values and calls the function with them first. ``offline`` and ``lock_timeout``
+    add ``--offline`` and ``--lock-timeout``; ``always_json`` is for a command whose
+    result is JSON whatever ``--json`` says; ``quiet`` replaces the ``--quiet``
+    declaration (see :func:`common_parameters`).
+    """
+    added = common_parameters(offline=offline, lock_timeout=lock_timeout, quiet=quiet)
+    names = [parameter.name for parameter in added]
+
+    def decorate(function: Callable[Concatenate[CommonOptions, P], None]) -> Callable[..., None]:
+        # Typer reads the signature with its annotations evaluated; the command modules
+        # postpone annotations, so they are evaluated here, in the command's own module.
+        first, *own = inspect.signature(function, eval_str=True).parameters.values()
+        if first.annotation is not CommonOptions:
+            raise TypeError(f"{function.__name__}: the first parameter must take CommonOptions")
+        clash = sorted({parameter.name for parameter in own} & set(names))
+        if clash:
+            raise TypeError(f"{function.__name__} declares common options itself: {clash}")
+        body = cast(Callable[..., None], function)
+
+        @functools.wraps(function)
+        def command(**values: Any) -> None:
+            common = CommonOptions(**{name: values.pop(name) for name in names})
+            body(replace(common, json=True) if always_json else common, **values)
+
+        signature = inspect.Signature([*own, *added], return_annotation=None)
+        command.__signature__ = signature  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in signature.parameters.values()}
+        return command
+
+    return decorate

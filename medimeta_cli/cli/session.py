@@ -1,4 +1,9 @@
-"""One invocation: settings resolved once, an output, and errors turned into exit codes."""
+"""One invocation: settings resolved once, an output, logging, and errors turned into exit codes.
+
+Every command runs its body in ``with session(common) as s:``, where ``common`` is the
+:class:`~medimeta_cli.cli.options.CommonOptions` that
+:func:`~medimeta_cli.cli.options.with_common_options` collected from its command line.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,9 @@ from pathlib import Path
 import typer
 
 from medimeta_cli.catalog import Catalog, load_catalog
+from medimeta_cli.cli._logs import log_to_stderr
 from medimeta_cli.cli.exit_codes import ExitCode, exit_code_for
+from medimeta_cli.cli.options import CommonOptions
 from medimeta_cli.cli.output import Output
 from medimeta_cli.errors import MedimetaError, NotInstalledError
 from medimeta_cli.settings import Settings, resolve_settings
@@ -50,32 +57,20 @@ def _env_debug() -> bool:
 
 
 @contextmanager
-def session(
-    *,
-    root: Path | None = None,
-    json_mode: bool = False,
-    quiet: bool = False,
-    debug: bool = False,
-    offline: bool = False,
-    lock_timeout: float | None = None,
-) -> Iterator[Session]:
-    """Resolve settings from the flags, yield a session, and report any error.
+def session(options: CommonOptions | None = None) -> Iterator[Session]:
+    """Resolve settings from the common options, yield a session, and report any error.
 
-    Flags that are off are passed on as "not given", so the matching
-    ``MEDIMETA_*`` variable can still turn them on.
+    The package's log records go to stderr meanwhile: debug records with ``--debug``
+    or ``MEDIMETA_DEBUG``, warnings otherwise, errors only with ``--quiet``.
     """
-    out = Output(json_mode=json_mode, quiet=quiet, debug=debug or _env_debug())
+    options = options or CommonOptions()
+    debug = options.debug or _env_debug()
+    out = Output(json_mode=options.json, quiet=options.quiet, debug=debug)
     try:
-        settings = resolve_settings(
-            {
-                "root": root,
-                "offline": offline or None,
-                "debug": debug or None,
-                "lock_timeout": lock_timeout,
-            }
-        )
-        out.debug = settings.debug
-        yield Session(settings=settings, out=out)
+        with log_to_stderr(debug=debug, quiet=options.quiet):
+            settings = resolve_settings(options.setting_flags())
+            out.debug = settings.debug
+            yield Session(settings=settings, out=out)
     except (typer.Exit, typer.Abort):
         raise
     except (MedimetaError, KeyboardInterrupt) as error:
