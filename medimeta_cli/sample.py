@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from medimeta_cli.catalog import TaskTarget
 from medimeta_cli.errors import UsageError
 from medimeta_cli.reader import DatasetReader
 from medimeta_cli.selection import Selection, SplitPart
@@ -44,7 +45,7 @@ class Episode:
 def _single_part(selection: Selection) -> tuple[str, npt.NDArray[np.int64], npt.NDArray[Any]]:
     if selection.multilabel:
         task = selection.task
-        single = [t.name for t in selection.dataset.tasks if t.target.value != "multilabel"]
+        single = [t.name for t in selection.dataset.tasks if t.target is not TaskTarget.MULTILABEL]
         raise UsageError(
             f"task {task.name!r} of {selection.dataset.id} is multi-label; episodes and per-class "
             "subsets need one label per image",
