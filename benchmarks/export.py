@@ -296,7 +296,9 @@ def compare_numpy(tool_out: Path, bare_out: Path, hdf5: Path) -> str:
                 assert x.read(128) == y.read(128), f"{split}/images.npy headers differ"
             a, b = (np.load(p, mmap_mode="r") for p in paths)
             assert a.shape == b.shape == (len(indices), *dset.shape[1:])
-            rows = sorted({0, len(a) - 1, *random.Random(split).sample(range(len(a)), 100)})
+            rows = sorted(
+                {0, len(a) - 1, *random.Random(split).sample(range(len(a)), min(100, len(a)))}
+            )
             for row in rows:
                 source = dset[int(indices[row])]
                 assert np.array_equal(a[row], source), f"{split} row {row} differs from HDF5"

@@ -13,8 +13,8 @@ Measured, medians of ``--runs`` runs, interleaved:
   subprocess, wall time with start-up and the JSON on stdout (sent to /dev/null);
 * ``medimeta list --json``, the in-run baseline: what any command pays to start;
 * in this process, the parts of the command: reading the split and labels
-  (``select``), ``sample_episodes`` itself, and the JSON document written as the
-  command writes it.
+  (``select``), ``EpisodeSample.draw`` (``sample_episodes``) itself, and the JSON
+  document written as the command writes it.
 
 Target: the command, and ``sample_episodes`` alone, under 1 s each.
 """
@@ -63,7 +63,7 @@ def in_process(
     """Seconds for select, sample_episodes, and the JSON document, as the command does them."""
     from medimeta_cli.catalog import load_catalog
     from medimeta_cli.reader import DatasetReader
-    from medimeta_cli.sample import sample_episodes
+    from medimeta_cli.sample import EpisodeSample
     from medimeta_cli.selection import SelectionSpec, select
 
     dataset = load_catalog(catalog_path).get("crc")
@@ -71,17 +71,11 @@ def in_process(
     with DatasetReader.open(root, dataset) as reader:
         selection = select(reader, SelectionSpec(splits=("train",), seed=1))
     selected = time.perf_counter()
-    episodes = sample_episodes(
+    result = EpisodeSample.draw(
         selection, ways=5, shots=5, queries=15, episodes=args.episodes, seed=1
     )
     sampled = time.perf_counter()
-    labels = selection.task.labels
-    document = {
-        "dataset": "crc",
-        "ways": 5,
-        "labels": {str(k): n for k, n in labels.items()},
-        "episodes": [episode.to_json() for episode in episodes],
-    }
+    document = result.to_json()
     with open(os.devnull, "w", encoding="utf-8") as sink:
         sink.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     written = time.perf_counter()

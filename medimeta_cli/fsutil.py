@@ -14,10 +14,12 @@ import os
 import shutil
 import socket
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from medimeta_cli.errors import DiskSpaceError, PermissionDeniedError
 
@@ -34,17 +36,20 @@ def unique_suffix() -> str:
     return f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
 
 
-def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None:
-    """Write ``data`` to ``path`` so readers see either the old or the new content.
+@contextmanager
+def atomic_output(path: Path, *, durable: bool = True) -> Iterator[BinaryIO]:
+    """Write ``path`` through the handle yielded, so readers see the old or the new content.
 
-    ``durable`` also waits for the data to reach the disk: right for state files,
-    too slow for the thousands of images of an export.
+    The bytes go to ``.<name>.<unique>.tmp`` next to ``path``, which is renamed over
+    ``path`` when the block ends without error and deleted when it fails. ``durable``
+    also waits for the data to reach the disk before the rename: right for state
+    files, too slow for the thousands of images of an export.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{unique_suffix()}.tmp")
     try:
         with open(tmp, "wb") as handle:
-            handle.write(data)
+            yield handle
             if durable:
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -52,6 +57,37 @@ def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def atomic_directory(target: Path) -> Iterator[Path]:
+    """A hidden folder to fill, which replaces ``target`` when the block ends without error.
+
+    The folder is ``.<name>.partial-<unique>`` next to ``target``, so an interrupted
+    write never looks complete; an existing ``target`` is moved aside first and deleted
+    after the rename. On failure the hidden folder is deleted and ``target`` is untouched.
+    """
+    staging = target.parent / f".{target.name}.partial-{unique_suffix()}"
+    old: Path | None = None
+    try:
+        staging.mkdir()
+        yield staging
+        if target.exists():
+            old = target.parent / f".{target.name}.old-{unique_suffix()}"
+            logger.debug("moving the previous %s aside to %s", target, old)
+            os.rename(target, old)
+        logger.debug("renaming %s to %s", staging, target)
+        os.rename(staging, target)
+    finally:
+        remove_tree(staging)
+        if old is not None:
+            remove_tree(old)
+
+
+def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` through :func:`atomic_output`."""
+    with atomic_output(path, durable=durable) as handle:
+        handle.write(data)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -9,16 +9,18 @@ by upstream index before sampling, so nothing depends on file order either.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from medimeta_cli.catalog import TaskTarget
 from medimeta_cli.errors import UsageError
 from medimeta_cli.reader import DatasetReader
-from medimeta_cli.selection import Selection
+from medimeta_cli.selection import Selection, SplitPart
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ class Episode:
 def _single_part(selection: Selection) -> tuple[str, npt.NDArray[np.int64], npt.NDArray[Any]]:
     if selection.multilabel:
         task = selection.task
-        single = [t.name for t in selection.dataset.tasks if t.target.value != "multilabel"]
+        single = [t.name for t in selection.dataset.tasks if t.target is not TaskTarget.MULTILABEL]
         raise UsageError(
             f"task {task.name!r} of {selection.dataset.id} is multi-label; episodes and per-class "
             "subsets need one label per image",
@@ -112,6 +114,151 @@ def sample_per_class(selection: Selection, *, per_class: int, seed: int) -> dict
         key: sorted(rng.sample(group, min(per_class, len(group))))
         for key, group in class_members(selection).items()
     }
+
+
+#: Columns of :meth:`SampleResult.rows`, as the CSV output names them.
+ROW_COLUMNS = ("episode", "set", "class_key", "class_name", "index")
+Row = tuple[str, str, str, str, str]
+
+
+@dataclass(frozen=True)
+class SampleResult(ABC):
+    """What was sampled from one split of a selection; renders itself as JSON or rows."""
+
+    selection: Selection
+    seed: int
+
+    def header(self) -> dict[str, Any]:
+        """The fields every sample document starts with."""
+        return {
+            "dataset": self.selection.dataset.id,
+            "task": self.selection.task.name,
+            "split": self.selection.parts[0].split,
+            "original_split": self.selection.spec.original,
+            "seed": self.seed,
+        }
+
+    @abstractmethod
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready mapping."""
+
+    @abstractmethod
+    def rows(self) -> list[Row]:
+        """One row per chosen image, with the columns :data:`ROW_COLUMNS`."""
+
+    @abstractmethod
+    def picked(self) -> dict[int, list[int]]:
+        """The images a contact sheet or an export of the sample shows, per label key."""
+
+    def sheet_rows(self) -> list[tuple[str, list[int]]]:
+        """Rows for :func:`contact_sheet`: class name and its picked images."""
+        labels = self.selection.task.labels
+        return [(labels[key], indices) for key, indices in self.picked().items()]
+
+    def picked_selection(self) -> Selection:
+        """The picked images as a selection of their own (to export them)."""
+        pairs = sorted((index, key) for key, indices in self.picked().items() for index in indices)
+        part = SplitPart(
+            self.selection.parts[0].split,
+            np.array([i for i, _ in pairs], dtype=np.int64),
+            np.array([k for _, k in pairs], dtype=np.int64),
+        )
+        return replace(self.selection, parts=(part,))
+
+
+@dataclass(frozen=True)
+class EpisodeSample(SampleResult):
+    """N-way K-shot episodes with their query images."""
+
+    ways: int
+    shots: int
+    queries: int
+    episodes: tuple[Episode, ...]
+
+    @classmethod
+    def draw(
+        cls, selection: Selection, *, ways: int, shots: int, queries: int, episodes: int, seed: int
+    ) -> EpisodeSample:
+        """Sample episodes (see :func:`sample_episodes`)."""
+        drawn = sample_episodes(
+            selection, ways=ways, shots=shots, queries=queries, episodes=episodes, seed=seed
+        )
+        return cls(selection, seed, ways, shots, queries, tuple(drawn))
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready mapping: the header, the shape, label names and every episode."""
+        return {
+            **self.header(),
+            "ways": self.ways,
+            "shots": self.shots,
+            "queries": self.queries,
+            "labels": {str(k): n for k, n in self.selection.task.labels.items()},
+            "episodes": [episode.to_json() for episode in self.episodes],
+        }
+
+    def rows(self) -> list[Row]:
+        """One row per support and query image of every episode."""
+        labels = self.selection.task.labels
+        return [
+            (str(e.number), role, str(k), labels[k], str(i))
+            for e in self.episodes
+            for role, items in (("support", e.support), ("query", e.query))
+            for i, k in items
+        ]
+
+    def picked(self) -> dict[int, list[int]]:
+        """The support images of the first episode."""
+        first = self.episodes[0]
+        return {key: [i for i, k in first.support if k == key] for key in first.classes}
+
+
+@dataclass(frozen=True)
+class ClassSubset(SampleResult):
+    """Up to ``per_class`` images of every selected class."""
+
+    per_class: int
+    chosen: dict[int, list[int]]
+
+    @classmethod
+    def draw(cls, selection: Selection, *, per_class: int, seed: int) -> ClassSubset:
+        """Sample the subset (see :func:`sample_per_class`)."""
+        return cls(
+            selection, seed, per_class, sample_per_class(selection, per_class=per_class, seed=seed)
+        )
+
+    def short_classes(self) -> list[tuple[str, int]]:
+        """Name and image count of the classes that have fewer than ``per_class`` images."""
+        labels = self.selection.task.labels
+        return [
+            (labels[key], len(indices))
+            for key, indices in self.chosen.items()
+            if len(indices) < self.per_class
+        ]
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready mapping: the header and the chosen images of every class."""
+        labels = self.selection.task.labels
+        return {
+            **self.header(),
+            "per_class": self.per_class,
+            "classes": [
+                {"key": key, "name": labels[key], "indices": indices}
+                for key, indices in self.chosen.items()
+            ],
+        }
+
+    def rows(self) -> list[Row]:
+        """One row per chosen image (episode 0, set ``subset``)."""
+        labels = self.selection.task.labels
+        return [
+            ("0", "subset", str(k), labels[k], str(i))
+            for k, indices in self.chosen.items()
+            for i in indices
+        ]
+
+    def picked(self) -> dict[int, list[int]]:
+        """Every chosen image."""
+        return dict(self.chosen)
 
 
 #: Contact sheet geometry, in pixels.

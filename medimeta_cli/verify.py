@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +40,36 @@ from medimeta_cli.records import (
     write_install_record,
 )
 
-MODES = ("fast", "full", "deep")
+logger = logging.getLogger(__name__)
+
 _READ = 4 * 1024 * 1024
+
+
+class VerifyMode(str, Enum):
+    """How deeply to check (see the module docstring)."""
+
+    FAST = "fast"
+    FULL = "full"
+    DEEP = "deep"
+
+
+class VerifyStatus(str, Enum):
+    """The verdict on one dataset."""
+
+    OK = "ok"
+    DAMAGED = "damaged"
+    UNTRACKED = "untracked"  # installed without a file manifest: only --deep can check it
+    ABSENT = "absent"
+
+
+class ProblemKind(str, Enum):
+    """What is wrong with a file (or with the dataset as a whole)."""
+
+    MISSING = "missing"
+    CHANGED = "changed"
+    EXTRA = "extra"
+    STRUCTURE = "structure"
+    UNTRACKED = "untracked"
 
 
 @dataclass(frozen=True)
@@ -47,16 +77,16 @@ class Problem:
     """One thing wrong with an installed dataset."""
 
     path: str
-    kind: str  # missing, changed, extra, structure, untracked
+    kind: ProblemKind
     detail: str = ""
 
     def to_json(self) -> dict[str, str]:
         """A JSON-ready mapping."""
-        return {"path": self.path, "kind": self.kind, "detail": self.detail}
+        return {"path": self.path, "kind": self.kind.value, "detail": self.detail}
 
     def describe(self) -> str:
         """One line for people."""
-        return f"{self.kind}: {self.path}" + (f" ({self.detail})" if self.detail else "")
+        return f"{self.kind.value}: {self.path}" + (f" ({self.detail})" if self.detail else "")
 
 
 @dataclass(frozen=True)
@@ -64,8 +94,8 @@ class Report:
     """The outcome of verifying one dataset."""
 
     dataset_id: str
-    mode: str
-    status: str  # ok, damaged, untracked, absent
+    mode: VerifyMode
+    status: VerifyStatus
     problems: tuple[Problem, ...] = ()
     files_checked: int = 0
     bytes_hashed: int = 0
@@ -74,14 +104,14 @@ class Report:
     @property
     def ok(self) -> bool:
         """Nothing is wrong (an untracked dataset is not wrong, only unverifiable)."""
-        return self.status in ("ok", "untracked")
+        return self.status in (VerifyStatus.OK, VerifyStatus.UNTRACKED)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready mapping."""
         return {
             "id": self.dataset_id,
-            "mode": self.mode,
-            "status": self.status,
+            "mode": self.mode.value,
+            "status": self.status.value,
             "ok": self.ok,
             "files_checked": self.files_checked,
             "bytes_hashed": self.bytes_hashed,
@@ -145,16 +175,21 @@ def _stat_problems(folder: Path, manifest: FileManifest) -> tuple[list[Problem],
         try:
             info = os.stat(folder / entry.path)
         except FileNotFoundError:
-            problems.append(Problem(entry.path, "missing"))
+            problems.append(Problem(entry.path, ProblemKind.MISSING))
             continue
         if info.st_size != entry.size:
             problems.append(
-                Problem(entry.path, "changed", f"{info.st_size:,} bytes, expected {entry.size:,}")
+                Problem(
+                    entry.path,
+                    ProblemKind.CHANGED,
+                    f"{info.st_size:,} bytes, expected {entry.size:,}",
+                )
             )
         elif info.st_mtime_ns != entry.mtime_ns:
             stale.append(entry)
     known = {entry.path for entry in manifest.files}
-    problems += [Problem(path, "extra") for path in sorted(_listed_files(folder) - known)]
+    extra = sorted(_listed_files(folder) - known)
+    problems += [Problem(path, ProblemKind.EXTRA) for path in extra]
     return problems, stale
 
 
@@ -162,7 +197,7 @@ def verify_dataset(
     layout: RootLayout,
     dataset: Dataset,
     *,
-    mode: str = "fast",
+    mode: VerifyMode = VerifyMode.FAST,
     jobs: int | None = None,
     on_bytes: Callable[[int], None] = lambda count: None,
     on_start: Callable[[int], None] | None = None,
@@ -173,48 +208,66 @@ def verify_dataset(
     ``on_start`` learns how many bytes a full or deep check will hash, before it starts.
     """
     started = time.monotonic()
+    mode = VerifyMode(mode)  # also from callers that pass the plain string
     folder = layout.dataset_dir(dataset.id)
+    logger.debug("verifying %s in %s (%s)", dataset.id, folder, mode.value)
     if not (folder / "info.yaml").is_file():
-        return Report(dataset.id, mode, "absent", seconds=time.monotonic() - started)
+        logger.debug("%s has no info.yaml: absent", dataset.id)
+        return Report(dataset.id, mode, VerifyStatus.ABSENT, seconds=time.monotonic() - started)
     manifest = read_file_manifest(layout, dataset.id)
     problems: list[Problem] = []
     checked = hashed = 0
+    status: VerifyStatus
     if manifest is None:
-        status = "untracked"
-        problems.append(Problem(".", "untracked", "no install record; only --deep can check it"))
+        status = VerifyStatus.UNTRACKED
+        problems.append(
+            Problem(".", ProblemKind.UNTRACKED, "no install record; only --deep can check it")
+        )
     else:
-        if on_start is not None and mode != "fast":
+        if on_start is not None and mode is not VerifyMode.FAST:
             on_start(sum(entry.size for entry in manifest.files))
         found, stale = _stat_problems(folder, manifest)
         problems += found
         checked = len(manifest.files)
-        if mode == "fast":
-            problems += [Problem(e.path, "changed", "modified since install") for e in stale]
+        if mode is VerifyMode.FAST:
+            problems += [
+                Problem(e.path, ProblemKind.CHANGED, "modified since install") for e in stale
+            ]
         else:
             bad_paths = {p.path for p in found}
             mismatched, hashed = _rehash(folder, manifest, bad_paths, jobs, on_bytes)
             problems += [
-                Problem(path, "changed", "content differs from the install record")
+                Problem(path, ProblemKind.CHANGED, "content differs from the install record")
                 for path in mismatched
             ]
             refreshed = [e for e in stale if e.path not in set(mismatched)]
             if refreshed and record_result:
                 _refresh_stamps(layout, dataset.id, folder, manifest, refreshed)
-        status = "damaged" if problems else "ok"
-    if mode == "deep":
+        status = VerifyStatus.DAMAGED if problems else VerifyStatus.OK
+    if mode is VerifyMode.DEEP:
         from medimeta_cli.structure import check_structure
 
         structure = check_structure(folder, dataset)
-        problems += [Problem(p.path, "structure", p.message) for p in structure]
+        problems += [Problem(p.path, ProblemKind.STRUCTURE, p.message) for p in structure]
         if structure:
-            status = "damaged"
+            status = VerifyStatus.DAMAGED
     report = Report(
         dataset.id, mode, status, tuple(problems), checked, hashed, time.monotonic() - started
     )
+    logger.debug(
+        "%s: %s, %d files checked, %d bytes hashed, %d problems in %.1f s",
+        dataset.id,
+        status.value,
+        checked,
+        hashed,
+        len(problems),
+        report.seconds,
+    )
     if record_result and manifest is not None:
         # A read-only root can be verified, just not stamped.
+        stamp = CheckStamp(utc_now(), report.ok, mode.value, len(problems))
         with contextlib.suppress(OSError):
-            stamp_check(layout, dataset.id, CheckStamp(utc_now(), report.ok, mode, len(problems)))
+            stamp_check(layout, dataset.id, stamp)
     return report
 
 
@@ -259,6 +312,9 @@ def _rehash(
         return bad, total
 
     workers = jobs or os.cpu_count() or 1
+    logger.debug(
+        "hashing %d files in %d units on %d threads", len(manifest.files), len(units), workers
+    )
     mismatched: set[str] = set()
     hashed = 0
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -283,9 +339,3 @@ def _refresh_stamps(
         return
     with contextlib.suppress(OSError):
         write_install_record(layout, record, FileManifest(files, manifest.block_size))
-
-
-def bytes_to_hash(layout: RootLayout, dataset: Dataset) -> int:
-    """How many bytes a full verification of this dataset reads (for progress bars)."""
-    manifest = read_file_manifest(layout, dataset.id)
-    return sum(entry.size for entry in manifest.files) if manifest else 0

@@ -64,7 +64,7 @@ def test_multilabel_export_says_how_labels_are_stored(
         (["crc", "--split", "training"], 2, "unknown split 'training'"),
         (["crc", "--rgb", "--grayscale"], 2, "exclude each other"),
         (["crc", "--shard", "4/3"], 2, "shard 4/3 does not exist"),
-        (["crc", "--format", "parquet"], 2, "unknown format"),
+        (["crc", "--format", "parquet"], 2, "'parquet' is not one of"),
         (["pneumonia"], 2, "unknown dataset"),
     ],
 )
@@ -147,3 +147,29 @@ def test_progress_is_plain_when_piped(installed: InstalledData, tmp_path: Path) 
     assert "exporting:" in proc.stderr and "images" in proc.stderr
     assert "\x1b[" not in proc.stderr
     assert proc.stdout.startswith("exported: ")
+
+
+def test_choices_match_case_insensitively_and_help_lists_them(
+    runner: CliRunner, installed: InstalledData, tmp_path: Path
+) -> None:
+    out = tmp_path / "o"
+    result = invoke(
+        runner, "export", "crc", "--split", "val", "--format", "NumPy", "--out", str(out), "-j", "1"
+    )
+    assert result.exit_code == 0, result.stderr
+    assert (out / "val" / "images.npy").is_file()
+    jpeg = invoke(
+        runner,
+        "export",
+        "crc",
+        "--split",
+        "val",
+        "--image-format",
+        "JPEG",
+        "-o",
+        str(tmp_path / "j"),
+    )
+    assert jpeg.exit_code == 0, jpeg.stderr
+    assert next((tmp_path / "j" / "val").rglob("*.jpg"))
+    usage = invoke(runner, "export", "--help")
+    assert "imagefolder|numpy" in usage.stdout and "png|jpeg|tiff" in usage.stdout

@@ -13,6 +13,8 @@ import pytest
 from medimeta_cli.errors import DiskSpaceError, PermissionDeniedError
 from medimeta_cli.fsutil import (
     TreeRemoval,
+    atomic_directory,
+    atomic_output,
     atomic_write_bytes,
     atomic_write_text,
     ensure_space,
@@ -89,6 +91,36 @@ def test_a_failed_rename_leaves_no_temp_file(tmp_path: Path) -> None:
         atomic_write_text(blocked, "text")
     assert os.listdir(tmp_path) == ["state.json"]
     assert os.listdir(blocked) == ["inside"]
+
+
+def test_atomic_output_streams_and_cleans_up_after_a_failure(tmp_path: Path) -> None:
+    target = tmp_path / "arrays.npy"
+    with atomic_output(target, durable=False) as handle:
+        handle.write(b"first ")
+        handle.write(b"part")
+        assert not target.exists()  # nothing visible until the block ends
+    assert target.read_bytes() == b"first part"
+    with pytest.raises(RuntimeError), atomic_output(target) as handle:
+        handle.write(b"half")
+        raise RuntimeError("stopped")
+    assert target.read_bytes() == b"first part"
+    assert os.listdir(tmp_path) == ["arrays.npy"]
+
+
+def test_atomic_directory_replaces_the_target_only_when_complete(tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    with atomic_directory(target) as staging:
+        assert staging.name.startswith(".out.partial-") and not target.exists()
+        (staging / "a.txt").write_text("one")
+    assert os.listdir(target) == ["a.txt"]
+    with pytest.raises(KeyboardInterrupt), atomic_directory(target) as staging:
+        (staging / "b.txt").write_text("two")
+        raise KeyboardInterrupt
+    assert os.listdir(target) == ["a.txt"]
+    with atomic_directory(target) as staging:
+        (staging / "c.txt").write_text("three")
+    assert os.listdir(target) == ["c.txt"]
+    assert os.listdir(tmp_path) == ["out"]
 
 
 def test_atomic_write_on_a_full_disk(tiny_tmpfs: Path) -> None:

@@ -14,7 +14,7 @@ from medimeta_cli.errors import IntegrityError, NetworkError
 from medimeta_cli.layout import RootLayout
 from medimeta_cli.ranged import _runs
 from medimeta_cli.records import read_install_record
-from medimeta_cli.verify import verify_dataset
+from medimeta_cli.verify import VerifyMode, verify_dataset
 from tests.conftest import FixtureData
 from tests.helpers import make_downloader
 from tests.support import archives
@@ -61,7 +61,7 @@ def test_hdf5_layout_installs_what_the_loader_reads_with_half_the_bytes(
     record = read_install_record(layout, "crc")
     assert record is not None and record.layout == "hdf5"
     catalog = downloader.catalog
-    assert verify_dataset(layout, catalog.get("crc"), mode="deep").status == "ok"
+    assert verify_dataset(layout, catalog.get("crc"), mode=VerifyMode.DEEP).status == "ok"
     assert not any(layout.partial_dir.iterdir())
 
 

@@ -12,7 +12,10 @@ from medimeta_cli.errors import UsageError
 from medimeta_cli.reader import DatasetReader
 from medimeta_cli.sample import (
     LABEL_WIDTH,
+    ROW_COLUMNS,
     THUMB,
+    ClassSubset,
+    EpisodeSample,
     contact_sheet,
     sample_episodes,
     sample_per_class,
@@ -108,3 +111,46 @@ def test_contact_sheet_size_and_content(installed: InstalledData, tmp_path: Path
     thumb = np.asarray(sheet.crop((LABEL_WIDTH + 4, 4, LABEL_WIDTH + 4 + THUMB, 4 + THUMB)))
     expected = np.asarray(Image.fromarray(archives.expected_images(spec)[0]).resize((THUMB, THUMB)))
     np.testing.assert_array_equal(thumb, expected)
+
+
+def test_episode_document_rows_and_picked_images(installed: InstalledData) -> None:
+    selection = selection_of(installed, "crc", splits=("train",), seed=4)
+    result = EpisodeSample.draw(selection, ways=2, shots=1, queries=1, episodes=3, seed=4)
+    assert result.episodes == tuple(
+        sample_episodes(selection, ways=2, shots=1, queries=1, episodes=3, seed=4)
+    )
+    document = result.to_json()
+    assert list(document) == [
+        *("dataset", "task", "split", "original_split", "seed"),
+        *("ways", "shots", "queries", "labels", "episodes"),
+    ]
+    assert (document["dataset"], document["split"], document["seed"]) == ("crc", "train", 4)
+    assert document["labels"]["0"] == selection.task.labels[0]
+    assert document["episodes"] == [e.to_json() for e in result.episodes]
+    rows = result.rows()
+    assert len(ROW_COLUMNS) == len(rows[0]) and len(rows) == 3 * (2 + 2)
+    assert [row[1] for row in rows[:4]] == ["support", "support", "query", "query"]
+    first = result.episodes[0]
+    assert result.picked() == {
+        k: [i for i, key in first.support if key == k] for k in first.classes
+    }
+    picked = result.picked_selection()
+    assert picked.parts[0].indices.tolist() == sorted(i for i, _ in first.support)
+    assert picked.task == selection.task and picked.total == 2
+
+
+def test_per_class_document_rows_and_short_classes(installed: InstalledData) -> None:
+    selection = selection_of(installed, "crc", splits=("val",))
+    result = ClassSubset.draw(selection, per_class=2, seed=1)
+    assert result.chosen == sample_per_class(selection, per_class=2, seed=1)
+    document = result.to_json()
+    assert list(document)[-2:] == ["per_class", "classes"]
+    assert document["original_split"] is False and document["per_class"] == 2
+    assert [c["indices"] for c in document["classes"]] == list(result.chosen.values())
+    labels = selection.task.labels
+    assert result.short_classes() == [
+        (labels[k], len(v)) for k, v in result.chosen.items() if len(v) < 2
+    ]
+    assert all(row[:2] == ("0", "subset") for row in result.rows())
+    assert len(result.rows()) == sum(len(v) for v in result.chosen.values())
+    assert result.sheet_rows() == [(labels[k], v) for k, v in result.chosen.items()]

@@ -21,7 +21,7 @@ from medimeta_cli.records import (
 )
 from medimeta_cli.settings import resolve_settings
 from medimeta_cli.status import State, local_status
-from medimeta_cli.verify import Problem, bytes_to_hash, hash_blocks, verify_dataset
+from medimeta_cli.verify import Problem, VerifyMode, hash_blocks, verify_dataset
 from tests.helpers import flip_byte, install_from_server, read_only_view
 from tests.support import zenodo_server as zs
 
@@ -63,12 +63,19 @@ def test_clean_install_is_ok_in_every_mode(cxr: tuple[RootLayout, Dataset]) -> N
     record = read_install_record(layout, "cxr")
     assert record is not None
     on_disk = files_on_disk(layout.dataset_dir("cxr"))
-    for mode in ("fast", "full", "deep"):
+    for mode in VerifyMode:
         report = verify_dataset(layout, dataset, mode=mode)
         assert (report.status, report.ok, report.problems) == ("ok", True, ()), report
         assert report.mode == mode
         assert report.files_checked == len(on_disk) == record.file_count
-    assert verify_dataset(layout, dataset, mode="fast").bytes_hashed == 0
+    assert verify_dataset(layout, dataset, mode=VerifyMode.FAST).bytes_hashed == 0
+
+
+def test_modes_given_as_plain_strings_are_the_same_modes(cxr: tuple[RootLayout, Dataset]) -> None:
+    layout, dataset = cxr
+    report = verify_dataset(layout, dataset, mode="deep")  # type: ignore[arg-type]
+    assert report.mode is VerifyMode.DEEP and report.to_json()["mode"] == "deep"
+    assert report.bytes_hashed > 0  # hashed, as a deep check does
 
 
 def test_fast_finds_missing_extra_and_truncated_files(cxr: tuple[RootLayout, Dataset]) -> None:
@@ -79,7 +86,7 @@ def test_fast_finds_missing_extra_and_truncated_files(cxr: tuple[RootLayout, Dat
     (folder / "images" / "copy.tiff").write_bytes(b"II*\x00")
     old, new = truncate_half(folder / LABELS)
 
-    report = verify_dataset(layout, dataset, mode="fast")
+    report = verify_dataset(layout, dataset, mode=VerifyMode.FAST)
 
     assert (report.status, report.ok) == ("damaged", False)
     assert kinds(report.problems) == {
@@ -100,14 +107,14 @@ def test_fast_does_not_read_contents_but_full_finds_a_flipped_byte_in_hdf5(
     hdf5 = layout.dataset_dir("cxr") / "images.hdf5"
     flip_byte(hdf5, hdf5.stat().st_size // 2)
 
-    fast = verify_dataset(layout, dataset, mode="fast")
+    fast = verify_dataset(layout, dataset, mode=VerifyMode.FAST)
     assert (fast.status, fast.problems) == ("ok", ())
 
-    full = verify_dataset(layout, dataset, mode="full")
+    full = verify_dataset(layout, dataset, mode=VerifyMode.FULL)
     assert (full.status, full.ok) == ("damaged", False)
     assert kinds(full.problems) == {("images.hdf5", "changed")}
     # The damaged file is not "refreshed" into the record: it stays damaged.
-    assert not verify_dataset(layout, dataset, mode="full").ok
+    assert not verify_dataset(layout, dataset, mode=VerifyMode.FULL).ok
 
 
 # ----------------------------------------------------------------------------- full
@@ -127,10 +134,11 @@ def test_full_hashes_every_byte_and_agrees_with_the_record(
         assert entry.size == len(data)
         assert entry.sha256 == (hashlib.sha256(data).hexdigest(),)
     counted: list[int] = []
-    report = verify_dataset(layout, dataset, mode="full", jobs=2, on_bytes=counted.append)
+    report = verify_dataset(layout, dataset, mode=VerifyMode.FULL, jobs=2, on_bytes=counted.append)
     total = sum(files_on_disk(folder).values())
     assert report.ok and report.problems == ()
-    assert report.bytes_hashed == total == record.total_bytes == bytes_to_hash(layout, dataset)
+    hashable = sum(entry.size for entry in manifest.files)
+    assert report.bytes_hashed == total == record.total_bytes == hashable
     assert sum(counted) == total
 
 
@@ -142,21 +150,21 @@ def test_touched_file_is_changed_for_fast_ok_for_full_and_then_refreshed(
     info = license_file.stat()
     os.utime(license_file, ns=(info.st_atime_ns, info.st_mtime_ns + 5_000_000_000))
 
-    fast = verify_dataset(layout, dataset, mode="fast")
+    fast = verify_dataset(layout, dataset, mode=VerifyMode.FAST)
     assert not fast.ok
     assert kinds(fast.problems) == {("LICENSE", "changed")}
 
     # Without recording, nothing is refreshed.
-    assert verify_dataset(layout, dataset, mode="full", record_result=False).ok
-    assert not verify_dataset(layout, dataset, mode="fast", record_result=False).ok
+    assert verify_dataset(layout, dataset, mode=VerifyMode.FULL, record_result=False).ok
+    assert not verify_dataset(layout, dataset, mode=VerifyMode.FAST, record_result=False).ok
 
-    full = verify_dataset(layout, dataset, mode="full")
+    full = verify_dataset(layout, dataset, mode=VerifyMode.FULL)
     assert (full.status, full.problems) == ("ok", ())
     manifest = read_file_manifest(layout, "cxr")
     assert manifest is not None
     [entry] = [e for e in manifest.files if e.path == "LICENSE"]
     assert entry.mtime_ns == info.st_mtime_ns + 5_000_000_000
-    again = verify_dataset(layout, dataset, mode="fast")
+    again = verify_dataset(layout, dataset, mode=VerifyMode.FAST)
     assert (again.status, again.problems) == ("ok", ())
 
 
@@ -189,13 +197,13 @@ def test_multi_block_files_are_checked_block_by_block(cxr: tuple[RootLayout, Dat
         hashlib.sha256(data[i : i + block]).hexdigest() for i in range(0, len(data), block)
     )
 
-    clean = verify_dataset(layout, dataset, mode="full", jobs=3)
+    clean = verify_dataset(layout, dataset, mode=VerifyMode.FULL, jobs=3)
     assert (clean.status, clean.problems) == ("ok", ())
     assert clean.bytes_hashed == sum(e.size for e in manifest.files)
 
     flip_byte(hdf5, 2 * block + 123)  # inside the third block
-    assert verify_dataset(layout, dataset, mode="fast").ok
-    damaged = verify_dataset(layout, dataset, mode="full", jobs=3)
+    assert verify_dataset(layout, dataset, mode=VerifyMode.FAST).ok
+    damaged = verify_dataset(layout, dataset, mode=VerifyMode.FULL, jobs=3)
     assert kinds(damaged.problems) == {("images.hdf5", "changed")}
     assert hashlib.sha256(hdf5.read_bytes()[2 * block : 3 * block]).hexdigest() != entry.sha256[2]
 
@@ -211,7 +219,7 @@ def test_a_record_missing_block_hashes_is_not_taken_as_proof(
         replace(e, sha256=e.sha256[:2]) if e.path == "images.hdf5" else e for e in manifest.files
     )
     write_install_record(layout, record, FileManifest(files, manifest.block_size))
-    report = verify_dataset(layout, dataset, mode="full")
+    report = verify_dataset(layout, dataset, mode=VerifyMode.FULL)
     assert kinds(report.problems) == {("images.hdf5", "changed")}
 
 
@@ -221,14 +229,14 @@ def test_a_record_missing_block_hashes_is_not_taken_as_proof(
 def test_deep_finds_a_truncated_label_file(cxr: tuple[RootLayout, Dataset]) -> None:
     layout, dataset = cxr
     truncate_half(layout.dataset_dir("cxr") / LABELS)
-    report = verify_dataset(layout, dataset, mode="deep")
+    report = verify_dataset(layout, dataset, mode=VerifyMode.DEEP)
     assert (report.status, report.ok) == ("damaged", False)
     structure = [p for p in report.problems if p.kind == "structure"]
     assert [p.path for p in structure] == [LABELS]
     assert structure[0].detail
     # fast and full only see a size change, never a structure problem.
     assert "structure" not in {
-        p.kind for p in verify_dataset(layout, dataset, mode="full").problems
+        p.kind for p in verify_dataset(layout, dataset, mode=VerifyMode.FULL).problems
     }
 
 
@@ -240,14 +248,14 @@ def test_untracked_dataset_is_ok_and_deep_still_checks_its_structure(
 ) -> None:
     layout, dataset = cxr
     forget_install(layout, "cxr")
-    for mode in ("fast", "full", "deep"):
+    for mode in VerifyMode:
         report = verify_dataset(layout, dataset, mode=mode)
         assert (report.status, report.ok) == ("untracked", True), report
         assert kinds(report.problems) == {(".", "untracked")}
         assert report.bytes_hashed == 0
     truncate_half(layout.dataset_dir("cxr") / LABELS)
-    assert verify_dataset(layout, dataset, mode="full").ok  # nothing to compare with
-    deep = verify_dataset(layout, dataset, mode="deep")
+    assert verify_dataset(layout, dataset, mode=VerifyMode.FULL).ok  # nothing to compare with
+    deep = verify_dataset(layout, dataset, mode=VerifyMode.DEEP)
     assert (deep.status, deep.ok) == ("damaged", False)
     assert (LABELS, "structure") in kinds(deep.problems)
     # Nothing is recorded for a dataset without a record.
@@ -268,7 +276,7 @@ def test_results_are_stamped_into_the_install_record(cxr: tuple[RootLayout, Data
     layout, dataset = cxr
     assert local_status(layout.root, "cxr").state is State.INSTALLED
 
-    verify_dataset(layout, dataset, mode="full")
+    verify_dataset(layout, dataset, mode=VerifyMode.FULL)
     status = local_status(layout.root, "cxr")
     assert status.state is State.VERIFIED and status.checked_at
     record = read_install_record(layout, "cxr")
@@ -281,7 +289,7 @@ def test_results_are_stamped_into_the_install_record(cxr: tuple[RootLayout, Data
 
     (layout.dataset_dir("cxr") / "LICENSE").unlink()
     (layout.dataset_dir("cxr") / "extra.txt").write_text("x")
-    verify_dataset(layout, dataset, mode="fast")
+    verify_dataset(layout, dataset, mode=VerifyMode.FAST)
     assert local_status(layout.root, "cxr").state is State.DAMAGED
     record = read_install_record(layout, "cxr")
     assert record is not None and record.last_check is not None
@@ -293,7 +301,7 @@ def test_results_are_stamped_into_the_install_record(cxr: tuple[RootLayout, Data
 
     # record_result=False leaves the stamp alone.
     (layout.dataset_dir("cxr") / "extra.txt").unlink()
-    verify_dataset(layout, dataset, mode="fast", record_result=False)
+    verify_dataset(layout, dataset, mode=VerifyMode.FAST, record_result=False)
     assert local_status(layout.root, "cxr").state is State.DAMAGED
 
 
@@ -316,7 +324,7 @@ def test_read_only_root_can_be_verified(read_only_root: tuple[Path, Path]) -> No
         (mounted / "probe").write_text("x")
     record_before = layout.install_record_path("cxr").read_bytes()
 
-    for mode in ("fast", "full", "deep"):
+    for mode in VerifyMode:
         report = verify_dataset(layout, dataset, mode=mode)
         assert (report.status, report.problems) == ("ok", ()), report
     assert layout.install_record_path("cxr").read_bytes() == record_before
@@ -327,11 +335,11 @@ def test_read_only_root_can_be_verified(read_only_root: tuple[Path, Path]) -> No
     flip_byte(hdf5, 100)
     license_file = source / "cxr" / "LICENSE"
     os.utime(license_file, ns=(0, license_file.stat().st_mtime_ns + 10**9))
-    full = verify_dataset(layout, dataset, mode="full")
+    full = verify_dataset(layout, dataset, mode=VerifyMode.FULL)
     assert kinds(full.problems) == {("images.hdf5", "changed")}
     # The touched file could not be re-stamped, so fast still flags it.
     assert (
         "LICENSE",
         "changed",
-    ) in kinds(verify_dataset(layout, dataset, mode="fast").problems)
+    ) in kinds(verify_dataset(layout, dataset, mode=VerifyMode.FAST).problems)
     assert layout.install_record_path("cxr").read_bytes() == record_before

@@ -23,6 +23,7 @@ from medimeta_cli.cli.options import (
 )
 from medimeta_cli.cli.output import ProgressDisplay
 from medimeta_cli.cli.session import session
+from medimeta_cli.export.options import Color, ExportFormat, ExportStatus, ImageFormat
 
 
 def default_out(dataset_id: str, task: str) -> Path:
@@ -55,11 +56,13 @@ def export_command(
     ] = None,
     seed: SeedOption = 0,
     export_format: Annotated[
-        str, typer.Option("--format", help="imagefolder or numpy.")
-    ] = "imagefolder",
+        ExportFormat,
+        typer.Option("--format", case_sensitive=False, help="Class folders or NumPy arrays."),
+    ] = ExportFormat.IMAGEFOLDER,
     image_format: Annotated[
-        str, typer.Option("--image-format", help="png (lossless), jpeg or tiff.")
-    ] = "png",
+        ImageFormat,
+        typer.Option("--image-format", case_sensitive=False, help="imagefolder: png is lossless."),
+    ] = ImageFormat.PNG,
     rgb: Annotated[bool, typer.Option("--rgb", help="Write 3-channel images.")] = False,
     grayscale: Annotated[bool, typer.Option("--grayscale", help="Write 1-channel images.")] = False,
     npz: Annotated[
@@ -103,6 +106,7 @@ def export_command(
     export that is already complete is left alone (or replaced with --overwrite).
     """
     with session(common) as s:
+        from medimeta_cli.catalog import TaskTarget
         from medimeta_cli.errors import UsageError
         from medimeta_cli.export import ExportOptions, export_dataset
         from medimeta_cli.selection import SelectionSpec, choose_task, parse_shard
@@ -123,7 +127,7 @@ def export_command(
         options = ExportOptions(
             format=export_format,
             image_format=image_format,
-            color="rgb" if rgb else "grayscale" if grayscale else None,
+            color=Color.RGB if rgb else Color.GRAYSCALE if grayscale else None,
             npz=npz,
             compress=compress,
             jobs=jobs or os.cpu_count() or 1,
@@ -131,7 +135,10 @@ def export_command(
             command=shlex.join(["medimeta", *sys.argv[1:]]),
         )
         target = (out or default_out(dataset.id, chosen_task.name)).absolute()
-        if chosen_task.target.value == "multilabel" and export_format == "imagefolder":
+        if (
+            chosen_task.target is TaskTarget.MULTILABEL
+            and export_format is ExportFormat.IMAGEFOLDER
+        ):
             s.out.warn(
                 f"{chosen_task.name!r} is multi-label: images go straight into each split "
                 "folder, with their labels as 0/1 columns in metadata.csv"
@@ -151,8 +158,8 @@ def export_command(
             return
         rate = result.images / max(result.seconds, 1e-6)
         s.out.emit_text(
-            f"{result.status}: {result.out}  ({result.images:,} images"
-            + (f", {rate:,.0f}/s)" if result.status != "up to date" else ")")
+            f"{result.status.value}: {result.out}  ({result.images:,} images"
+            + (f", {rate:,.0f}/s)" if result.status is not ExportStatus.UP_TO_DATE else ")")
         )
         if not result.complete:
             s.out.status("other shards are still to come; the last one completes the export")

@@ -7,7 +7,7 @@ import io
 import shlex
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -72,7 +72,13 @@ def sample_command(
     with session(common) as s:
         from medimeta_cli.cli._selection import split_values
         from medimeta_cli.reader import DatasetReader
-        from medimeta_cli.sample import contact_sheet, sample_episodes, sample_per_class
+        from medimeta_cli.sample import (
+            ROW_COLUMNS,
+            ClassSubset,
+            EpisodeSample,
+            SampleResult,
+            contact_sheet,
+        )
         from medimeta_cli.selection import SelectionSpec, select
 
         dataset = s.catalog.get(dataset_id)
@@ -87,87 +93,36 @@ def sample_command(
                     seed=seed,
                 ),
             )
-            labels = selection.task.labels
-            header: dict[str, Any] = {
-                "dataset": dataset.id,
-                "task": selection.task.name,
-                "split": split,
-                "original_split": original_split,
-                "seed": seed,
-            }
+            result: SampleResult
             if per_class is not None:
-                chosen = sample_per_class(selection, per_class=per_class, seed=seed)
-                for key, indices in chosen.items():
-                    if len(indices) < per_class:
-                        s.out.warn(f"class {labels[key]!r} has only {len(indices)} images")
-                document = {
-                    **header,
-                    "per_class": per_class,
-                    "classes": [
-                        {"key": key, "name": labels[key], "indices": indices}
-                        for key, indices in chosen.items()
-                    ],
-                }
-                table = [
-                    ("0", "subset", str(k), labels[k], str(i))
-                    for k, indices in chosen.items()
-                    for i in indices
-                ]
-                picked = {k: indices for k, indices in chosen.items()}
+                subset = ClassSubset.draw(selection, per_class=per_class, seed=seed)
+                for name, count in subset.short_classes():
+                    s.out.warn(f"class {name!r} has only {count} images")
+                result = subset
             else:
-                result = sample_episodes(
+                result = EpisodeSample.draw(
                     selection, ways=ways, shots=shots, queries=queries, episodes=episodes, seed=seed
                 )
-                document = {
-                    **header,
-                    "ways": ways,
-                    "shots": shots,
-                    "queries": queries,
-                    "labels": {str(k): n for k, n in labels.items()},
-                    "episodes": [episode.to_json() for episode in result],
-                }
-                table = [
-                    (str(e.number), role, str(k), labels[k], str(i))
-                    for e in result
-                    for role, items in (("support", e.support), ("query", e.query))
-                    for i, k in items
-                ]
-                first = result[0]
-                picked = {key: [i for i, k in first.support if k == key] for key in first.classes}
             if grid is not None:
-                contact_sheet(reader, [(labels[k], v) for k, v in picked.items()], grid)
+                contact_sheet(reader, result.sheet_rows(), grid)
                 s.out.status(f"contact sheet written to {grid}")
         if export_dir is not None:
-            _export_sample(s, selection, picked, export_dir)
+            _export_sample(s, result.picked_selection(), export_dir)
         if as_csv:
             buffer = io.StringIO()
             writer = csv.writer(buffer, lineterminator="\n")
-            writer.writerow(["episode", "set", "class_key", "class_name", "index"])
-            writer.writerows(table)
+            writer.writerow(ROW_COLUMNS)
+            writer.writerows(result.rows())
             s.out.emit_text(buffer.getvalue().rstrip("\n"))
         else:
-            s.out.emit_json(document)
+            s.out.emit_json(result.to_json())
 
 
-def _export_sample(
-    s: Session, selection: Selection, picked: dict[int, list[int]], out: Path
-) -> None:
+def _export_sample(s: Session, picked: Selection, out: Path) -> None:
     """Write the sampled images in the imagefolder layout of ``medimeta export``."""
-    import numpy as np
-
     from medimeta_cli.export import ExportOptions, export_selection
-    from medimeta_cli.selection import Selection, SplitPart
 
-    pairs = sorted((index, key) for key, indices in picked.items() for index in indices)
-    part = SplitPart(
-        selection.parts[0].split,
-        np.array([i for i, _ in pairs], dtype=np.int64),
-        np.array([k for _, k in pairs], dtype=np.int64),
-    )
-    subset = Selection(
-        selection.dataset, selection.task, selection.classes, (part,), selection.spec
-    )
     options = ExportOptions(jobs=1, command=shlex.join(["medimeta", *sys.argv[1:]]))
-    root = s.installed_root(selection.dataset.id)
-    result = export_selection(root, subset, out.absolute(), options)
-    s.out.status(f"sampled images {result.status} in {result.out}")
+    root = s.installed_root(picked.dataset.id)
+    result = export_selection(root, picked, out.absolute(), options)
+    s.out.status(f"sampled images {result.status.value} in {result.out}")

@@ -56,7 +56,7 @@ def verify_command(
         from medimeta_cli.cli._selection import select_datasets
         from medimeta_cli.layout import RootLayout
         from medimeta_cli.status import root_of
-        from medimeta_cli.verify import verify_dataset
+        from medimeta_cli.verify import VerifyMode, verify_dataset
 
         if dataset_ids or domain:
             datasets = select_datasets(s.catalog, dataset_ids, domain, False)
@@ -67,7 +67,7 @@ def verify_command(
         # Each dataset is checked where it lives: the data root or a shared root.
         roots = {d.id: root for d in datasets if (root := root_of(s.locate(d.id))) is not None}
         datasets = tuple(d for d in datasets if d.id in roots)
-        mode = "deep" if deep else "full" if full else "fast"
+        mode = VerifyMode.DEEP if deep else VerifyMode.FULL if full else VerifyMode.FAST
         reports = []
         with ProgressDisplay(s.out, verb="hashing") as display:
             for dataset in datasets:
@@ -132,7 +132,7 @@ def _print_reports(out: Output, reports: list[Report]) -> None:
             rate = report.bytes_hashed / max(report.seconds, 1e-6)
             speed = f"  ({human_bytes(report.bytes_hashed)} at {human_bytes(rate)}/s)"
         out.emit_text(
-            f"{report.status:<10}{report.dataset_id:<17}{report.files_checked} files{speed}"
+            f"{report.status.value:<10}{report.dataset_id:<17}{report.files_checked} files{speed}"
         )
         shown = report.problems[:20]
         for problem in shown:

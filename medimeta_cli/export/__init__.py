@@ -1,0 +1,84 @@
+"""Export a selection of an installed dataset to class folders or NumPy arrays.
+
+Layouts (``<out>`` defaults to ``./<id>-<task>``)::
+
+    imagefolder  <out>/<split>/<class>/<id>_<index>.png      single-label tasks
+                 <out>/<split>/<id>_<index>.png               multi-label tasks
+                 <out>/<split>/metadata.csv                   Hugging Face ``imagefolder``
+    numpy        <out>/<split>/images.npy, labels.npy, indices.npy   (or <out>/<split>.npz)
+    both         <out>/classes.json, <out>/provenance.json
+
+An export is written into a hidden folder next to ``<out>`` and renamed into place
+when complete, so an interrupted export never looks complete. ``provenance.json``
+is written last; an existing export with the same provenance is left as it is.
+With ``--shard I/N`` every job writes its own slice of the selection straight into
+``<out>`` (one file at a time, atomically) and the job that completes the last
+slice writes the shared files; the result is byte-identical to one unsharded run.
+
+Modules::
+
+    options      ExportOptions, ExportResult and the vocabularies (no numpy: the
+                 command line types its options from them)
+    pixels       colour conversion
+    imagefolder  file and folder names, image files, metadata.csv, classes.json
+    npy          streamed .npy and .npz files, merging the arrays of shards
+    writers      what each format writes; JSON files
+    provenance   provenance.json: building it, and telling whether an export is current
+    shards       --shard I/N
+    run          export_dataset, export_selection: whole exports and shards
+
+Importing this package stays light: the names below that need numpy are loaded
+on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from medimeta_cli.export.options import (
+    Color,
+    ExportFormat,
+    ExportOptions,
+    ExportResult,
+    ExportStatus,
+    ImageFormat,
+    ProgressCallback,
+)
+
+if TYPE_CHECKING:
+    from medimeta_cli.export.imagefolder import image_name, safe_folder_names
+    from medimeta_cli.export.pixels import convert_color
+    from medimeta_cli.export.run import export_dataset, export_selection
+
+# Public name -> module that defines it; loaded on first access (they import numpy).
+_LAZY = {
+    "export_dataset": "medimeta_cli.export.run",
+    "export_selection": "medimeta_cli.export.run",
+    "safe_folder_names": "medimeta_cli.export.imagefolder",
+    "image_name": "medimeta_cli.export.imagefolder",
+    "convert_color": "medimeta_cli.export.pixels",
+}
+
+__all__ = [
+    "Color",
+    "ExportFormat",
+    "ExportOptions",
+    "ExportResult",
+    "ExportStatus",
+    "ImageFormat",
+    "ProgressCallback",
+    "convert_color",
+    "export_dataset",
+    "export_selection",
+    "image_name",
+    "safe_folder_names",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

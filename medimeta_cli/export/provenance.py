@@ -1,0 +1,68 @@
+"""``provenance.json``: where an export came from, and whether an existing one is current."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from medimeta_cli import __version__
+from medimeta_cli.citation import bibtex_for
+from medimeta_cli.export.options import ExportFormat, ExportOptions
+from medimeta_cli.layout import RootLayout
+from medimeta_cli.records import read_install_record
+from medimeta_cli.selection import Selection
+
+#: Written last: an export without it is incomplete.
+PROVENANCE = "provenance.json"
+# Differ between the shards of one export (and between tool versions) without
+# changing a byte of the output.
+_NOT_DECISIVE = frozenset({"command", "tool_version"})
+
+
+def build_provenance(root: Path, full: Selection, options: ExportOptions) -> dict[str, Any]:
+    """Everything needed to tell where an export came from (and whether it is current)."""
+    dataset = full.dataset
+    record = read_install_record(RootLayout(root), dataset.id)
+    imagefolder = options.format is ExportFormat.IMAGEFOLDER
+    return {
+        "dataset": dataset.id,
+        "dataset_name": dataset.name,
+        "task": full.task.name,
+        "task_type": full.task.target.value,
+        "record_id": record.record_id if record else None,
+        "record_version": record.record_version if record else None,
+        "archive_md5": record.archive_md5 if record else None,
+        "license": dataset.license.name,
+        "non_commercial": dataset.license.non_commercial,
+        "selection": replace(full.spec, task=full.task.name).to_json(),
+        "format": {
+            "format": options.format.value,
+            "image_format": options.image_format.value if imagefolder else None,
+            "color": options.color.value if options.color is not None else None,
+            "npz": options.npz,
+            "compressed": options.compress,
+        },
+        "command": options.command,
+        "tool_version": __version__,
+        "counts": full.counts(),
+        "sources": [source.to_json() for source in dataset.sources],
+        "bibtex": bibtex_for(dataset),
+        "doi": "10.5281/zenodo.7884735",
+    }
+
+
+def same_export(path: Path, provenance: dict[str, Any]) -> bool:
+    """Whether the provenance saved at ``path`` describes this very export.
+
+    The command line and tool version may differ (the shards of one export have
+    different command lines); everything that decides the output must not.
+    """
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return {k: v for k, v in found.items() if k not in _NOT_DECISIVE} == {
+        k: v for k, v in provenance.items() if k not in _NOT_DECISIVE
+    }

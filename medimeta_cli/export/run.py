@@ -1,0 +1,118 @@
+"""One export run: select, then write the whole export (staged, renamed) or one shard."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from medimeta_cli.catalog import Dataset
+from medimeta_cli.errors import OutputExistsError
+from medimeta_cli.export.options import (
+    ExportOptions,
+    ExportResult,
+    ExportStatus,
+    ProgressCallback,
+)
+from medimeta_cli.export.provenance import PROVENANCE, build_provenance, same_export
+from medimeta_cli.export.shards import export_shard
+from medimeta_cli.export.writers import estimated_bytes, write_json, write_selection, write_shared
+from medimeta_cli.fsutil import (
+    atomic_directory,
+    ensure_space,
+    ensure_writable_dir,
+    translate_os_error,
+)
+from medimeta_cli.layout import RootLayout
+from medimeta_cli.reader import DatasetReader
+from medimeta_cli.selection import Selection, SelectionSpec, select
+
+logger = logging.getLogger(__name__)
+
+
+def export_dataset(
+    root: Path,
+    dataset: Dataset,
+    spec: SelectionSpec,
+    out: Path,
+    options: ExportOptions,
+    *,
+    on_start: Callable[[int], None] | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> ExportResult:
+    """Select images of an installed dataset and export them (whole, or one shard)."""
+    reader = DatasetReader.open(root, dataset)
+    try:
+        selection = select(reader, spec)
+        full = selection if spec.shard is None else select(reader, replace(spec, shard=None))
+    finally:
+        reader.close()
+    return export_selection(
+        root, selection, out, options, full=full, on_start=on_start, on_progress=on_progress
+    )
+
+
+def export_selection(
+    root: Path,
+    selection: Selection,
+    out: Path,
+    options: ExportOptions,
+    *,
+    full: Selection | None = None,
+    on_start: Callable[[int], None] | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> ExportResult:
+    """Export a resolved selection; ``full`` is the whole selection when this is a shard."""
+    started = time.monotonic()
+    folder = RootLayout(root).dataset_dir(selection.dataset.id)
+    full = full or selection
+    provenance = build_provenance(root, full, options)
+    logger.info(
+        "exporting %d images of %s (task %r) as %s into %s",
+        selection.total,
+        selection.dataset.id,
+        selection.task.name,
+        options.format.value,
+        out,
+    )
+    if on_start is not None:
+        on_start(selection.total)
+    progress = on_progress or (lambda count: None)
+    try:
+        if selection.spec.shard is None:
+            status = _export_whole(folder, selection, provenance, out, options, progress)
+            complete = True
+        else:
+            status, complete = export_shard(
+                folder, selection, full, provenance, out, options, progress
+            )
+    except OSError as exc:
+        raise translate_os_error(exc, f"the export into {out}") from exc
+    seconds = time.monotonic() - started
+    logger.info("export into %s: %s in %.1f s", out, status.value, seconds)
+    return ExportResult(out, status, selection.counts(), selection.total, seconds, complete)
+
+
+def _export_whole(
+    folder: Path,
+    selection: Selection,
+    provenance: dict[str, Any],
+    out: Path,
+    options: ExportOptions,
+    progress: ProgressCallback,
+) -> ExportStatus:
+    """Write everything into a hidden folder and rename it to ``out`` when complete."""
+    if out.exists() and not options.overwrite:
+        if same_export(out / PROVENANCE, provenance):
+            return ExportStatus.UP_TO_DATE
+        raise OutputExistsError(f"{out} already exists")
+    ensure_writable_dir(out.parent)
+    ensure_space(out.parent, estimated_bytes(selection, options), f"exporting to {out}")
+    with atomic_directory(out) as staging:
+        write_selection(folder, selection, staging, options, progress, atomic=False)
+        write_shared(selection, staging, options)
+        write_json(staging / PROVENANCE, provenance)
+    return ExportStatus.EXPORTED

@@ -1,0 +1,107 @@
+"""Class folders of image files, metadata.csv and classes.json (``export.imagefolder``)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from medimeta_cli.export import safe_folder_names
+from medimeta_cli.selection import SelectionSpec
+from tests.conftest import InstalledData
+from tests.support import archives
+from tests.support.exports import files_of, run_export
+
+
+def test_imagefolder_pixels_labels_and_metadata(installed: InstalledData, tmp_path: Path) -> None:
+    spec = installed.specs["dr_regular"]
+    out = tmp_path / "out"
+    result = run_export(installed, "dr_regular", out, SelectionSpec(task="Clarity"), command="x")
+    assert (result.status, result.complete, result.images) == ("exported", True, spec.num_images)
+    images = archives.expected_images(spec)
+    labels = archives.expected_labels(spec, "Clarity")
+    task = installed.catalog().get("dr_regular").task("Clarity")
+    folders = safe_folder_names(task, list(task.labels))
+    seen = 0
+    for split in ("train", "val", "test"):
+        with open(out / split / "metadata.csv", newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        assert [int(r["upstream_index"]) for r in rows] == sorted(
+            archives.split_indices(spec, split)
+        )
+        for row in rows:
+            index = int(row["upstream_index"])
+            assert int(row["label_key"]) == labels[index]
+            assert row["label_name"] == task.labels[labels[index]]
+            assert row["file_name"] == f"{folders[labels[index]]}/dr_regular_{index:06d}.png"
+            pixels = np.asarray(Image.open(out / split / row["file_name"]))
+            np.testing.assert_array_equal(pixels, images[index])
+            seen += 1
+    assert seen == spec.num_images
+    classes = json.loads((out / "classes.json").read_text())
+    assert [c["key"] for c in classes["classes"]] == [1, 4, 6, 8, 10]
+    provenance = json.loads((out / "provenance.json").read_text())
+    assert provenance["dataset"] == "dr_regular" and provenance["task"] == "Clarity"
+    assert provenance["command"] == "x" and provenance["license"].startswith("Creative")
+    assert provenance["counts"] == result.counts
+    assert provenance["bibtex"].startswith("@article{woerner2025medimeta,")
+    assert "@misc{dr_regular_source1," in provenance["bibtex"]
+    assert provenance["selection"]["splits"] == ["train", "val", "test"]
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
+
+
+def test_multilabel_imagefolder_has_a_label_table(installed: InstalledData, tmp_path: Path) -> None:
+    spec = installed.specs["cxr"]
+    out = tmp_path / "out"
+    run_export(installed, "cxr", out, SelectionSpec(task="disease labels", splits=("train",)))
+    expected = archives.expected_labels(spec, "disease labels")
+    with open(out / "train" / "metadata.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    names = list(installed.catalog().get("cxr").task("disease labels").labels.values())
+    for row in rows:
+        index = int(row["upstream_index"])
+        assert row["file_name"] == f"cxr_{index:06d}.png"
+        assert [int(row[name]) for name in names] == expected[index].tolist()
+        assert (out / "train" / row["file_name"]).is_file()
+
+
+@pytest.mark.parametrize(("image_format", "suffix"), [("tiff", ".tiff"), ("jpeg", ".jpg")])
+def test_other_image_formats(
+    installed: InstalledData, tmp_path: Path, image_format: str, suffix: str
+) -> None:
+    spec = installed.specs["crc"]
+    run_export(
+        installed,
+        "crc",
+        tmp_path / "out",
+        SelectionSpec(splits=("val",)),
+        image_format=image_format,
+    )
+    files = sorted((tmp_path / "out" / "val").rglob(f"*{suffix}"))
+    assert len(files) == spec.split_count("val")
+    index = int(files[0].stem.split("_")[1])
+    pixels = np.asarray(Image.open(files[0]))
+    if image_format == "tiff":
+        np.testing.assert_array_equal(pixels, archives.expected_images(spec)[index])
+    else:
+        assert pixels.shape == (224, 224, 3)
+
+
+def test_parallel_workers_write_the_same_bytes(installed: InstalledData, tmp_path: Path) -> None:
+    run_export(installed, "crc", tmp_path / "one", jobs=1, command="c")
+    run_export(installed, "crc", tmp_path / "two", jobs=2, command="c")
+    assert files_of(tmp_path / "one") == files_of(tmp_path / "two")
+
+
+def test_safe_folder_names(installed: InstalledData) -> None:
+    from medimeta_cli.catalog import Task, TaskTarget
+
+    task = Task(
+        "t", TaskTarget.MULTICLASS, {0: "a/b", 1: "..hidden", 2: "Same", 3: "same", 4: "x:y?"}
+    )
+    names = safe_folder_names(task, [0, 1, 2, 3, 4])
+    assert names == {0: "a_b", 1: "hidden", 2: "Same_2", 3: "same_3", 4: "x_y_"}
