@@ -381,3 +381,73 @@ def apply_prune(items: Iterable[PruneItem]) -> PruneResult:
             logger.debug("could not delete %s %s: %s", item.kind.value, item.path, why)
             failed.append((item, why))
     return PruneResult(tuple(removed), tuple(skipped), tuple(failed))
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    """What ``prune`` found in a data root and what it deleted (nothing on a dry run)."""
+
+    root: Path
+    items: tuple[PruneItem, ...]
+    kept_archives: tuple[PruneItem, ...]
+    result: PruneResult | None
+
+    @property
+    def bytes(self) -> int:
+        """Bytes of everything found."""
+        return sum(item.bytes for item in self.items)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready mapping."""
+        result = self.result
+        return {
+            "root": str(self.root),
+            "dry_run": result is None,
+            "items": [item.to_json() for item in self.items],
+            "bytes": self.bytes,
+            "freed_bytes": result.bytes_freed if result else 0,
+            "skipped": [{**i.to_json(), "why": why} for i, why in result.skipped] if result else [],
+            "failed": [{**i.to_json(), "why": why} for i, why in result.failed] if result else [],
+            "kept_archives": [item.to_json() for item in self.kept_archives],
+        }
+
+    def rows(self) -> list[list[str]]:
+        """Table rows: kind, path relative to the root, size, reason."""
+        from medimeta_cli.fsutil import human_bytes
+
+        return [
+            [item.kind.value, _shown(item.path, self.root), human_bytes(item.bytes), item.reason]
+            for item in self.items
+        ]
+
+    def summary(self) -> str:
+        """One line: what was (or would be) freed."""
+        from medimeta_cli.fsutil import human_bytes
+
+        if not self.items:
+            return f"nothing to prune in {self.root}"
+        if self.result is None:
+            return (
+                f"would free {human_bytes(self.bytes)} in {self.root} ({len(self.items)} items); "
+                "dry run: nothing was deleted"
+            )
+        return (
+            f"freed {human_bytes(self.result.bytes_freed)} in {self.root} "
+            f"({len(self.result.removed)} of {len(self.items)} items)"
+        )
+
+
+def prune(layout: RootLayout, *, archives: bool = False, dry_run: bool = False) -> PruneReport:
+    """Find what killed jobs left in a data root (and kept archives, with ``archives``), and
+    delete it unless ``dry_run``."""
+    items = tuple(plan_prune(layout, archives=archives))
+    kept = () if archives else tuple(kept_archives(layout))
+    return PruneReport(layout.root, items, kept, None if dry_run else apply_prune(items))
+
+
+def _shown(path: Path, root: Path) -> str:
+    """A path relative to the data root (named in the summary line)."""
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)

@@ -37,15 +37,7 @@ def doctor_command(common: CommonOptions) -> None:
 
 
 def _print_checks(out: Output, checks: list[Check]) -> None:
-    rows: list[list[str]] = []
-    for check in checks:
-        rows.append([check.name, check.status, check.detail])
-        # The hint sits right under the row it explains; ok rows need none.
-        if check.hint and check.status in ("warn", "fail"):
-            rows.append(["", "", f"hint: {check.hint}"])
-    out.emit_table(["CHECK", "STATUS", "DETAIL"], rows)
-    counts = {status: sum(c.status == status for c in checks) for status in ("fail", "warn")}
-    if counts["fail"] or counts["warn"]:
-        out.status(f"{counts['fail']} failed, {counts['warn']} warning(s)")
-    else:
-        out.status("all checks passed")
+    from medimeta_cli.doctor import summary
+
+    out.emit_table(["CHECK", "STATUS", "DETAIL"], [row for c in checks for row in c.rows()])
+    out.status(summary(checks))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -30,63 +29,26 @@ def prune_command(
     with session(common) as s:
         from medimeta_cli.fsutil import human_bytes
         from medimeta_cli.layout import RootLayout
-        from medimeta_cli.prune import apply_prune, kept_archives, plan_prune
+        from medimeta_cli.prune import prune
 
-        layout = RootLayout(s.settings.root)
-        items = plan_prune(layout, archives=archives)
-        kept = [] if archives else kept_archives(layout)
-        total = sum(item.bytes for item in items)
-        result = None if dry_run else apply_prune(items)
-        skipped = list(result.skipped) if result else []
-        failed = list(result.failed) if result else []
+        report = prune(RootLayout(s.settings.root), archives=archives, dry_run=dry_run)
         if common.json:
-            s.out.emit_json(
-                {
-                    "root": str(layout.root),
-                    "dry_run": dry_run,
-                    "items": [item.to_json() for item in items],
-                    "bytes": total,
-                    "freed_bytes": result.bytes_freed if result else 0,
-                    "skipped": [{**item.to_json(), "why": why} for item, why in skipped],
-                    "failed": [{**item.to_json(), "why": why} for item, why in failed],
-                    "kept_archives": [item.to_json() for item in kept],
-                }
-            )
-        elif not items:
-            s.out.emit_text(f"nothing to prune in {layout.root}")
+            s.out.emit_json(report.to_json())
         else:
-            rows = [
-                [item.kind, _shown(item.path, layout.root), human_bytes(item.bytes), item.reason]
-                for item in items
-            ]
-            s.out.emit_table(["KIND", "PATH", "SIZE", "REASON"], rows)
-            if result is None:
-                s.out.emit_text(
-                    f"would free {human_bytes(total)} in {layout.root} ({len(items)} items); "
-                    "dry run: nothing was deleted"
-                )
-            else:
-                s.out.emit_text(
-                    f"freed {human_bytes(result.bytes_freed)} in {layout.root} "
-                    f"({len(result.removed)} of {len(items)} items)"
-                )
-        for item, why in skipped:
+            if report.items:
+                s.out.emit_table(["KIND", "PATH", "SIZE", "REASON"], report.rows())
+            s.out.emit_text(report.summary())
+        result = report.result
+        for item, why in result.skipped if result else ():
             s.out.status(f"left {item.path}: {why}")
-        for item, why in failed:
+        for item, why in result.failed if result else ():
             s.out.warn(f"could not delete {item.path}: {why}")
+        kept = report.kept_archives
         if kept:
             size = human_bytes(sum(item.bytes for item in kept))
             s.out.status(
                 f"{len(kept)} archive(s) kept with --keep-archive ({size}) stay in "
                 f"{kept[0].path.parent}; `medimeta prune --archives` deletes them"
             )
-        if failed:
+        if result is not None and result.failed:
             raise typer.Exit(int(ExitCode.PERMISSION))
-
-
-def _shown(path: Path, root: Path) -> str:
-    """A path relative to the data root (named in the summary line)."""
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
-from medimeta_cli.doctor.checks import Check, CheckStatus, any_failed, crashed
+from medimeta_cli.doctor.checks import Check, CheckStatus, any_failed, crashed, summary
 from medimeta_cli.doctor.environment import check_versions
 from medimeta_cli.doctor.network import (
     ClientFactory,
@@ -43,7 +43,7 @@ from medimeta_cli.settings import Settings
 if TYPE_CHECKING:
     from medimeta_cli.catalog import Catalog
 
-__all__ = ["Check", "CheckStatus", "any_failed", "run_checks"]
+__all__ = ["Check", "CheckStatus", "any_failed", "run_checks", "summary"]
 
 
 def run_checks(

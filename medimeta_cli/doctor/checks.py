@@ -39,6 +39,18 @@ class Check:
         """Whether this check found something that will make downloads fail."""
         return self.status is CheckStatus.FAIL
 
+    @property
+    def needs_attention(self) -> bool:
+        """Whether the check warned or failed, so its hint is worth showing."""
+        return self.status in (CheckStatus.WARN, CheckStatus.FAIL)
+
+    def rows(self) -> list[list[str]]:
+        """Table rows: the check, and its hint right under it when it needs attention."""
+        rows = [[self.name, self.status.value, self.detail]]
+        if self.hint and self.needs_attention:
+            rows.append(["", "", f"hint: {self.hint}"])
+        return rows
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready mapping."""
         return {
@@ -65,6 +77,15 @@ def timed(function: Callable[P, Check]) -> Callable[P, Check]:
 def any_failed(checks: Sequence[Check]) -> bool:
     """Whether any check failed (warnings do not count)."""
     return any(check.failed for check in checks)
+
+
+def summary(checks: Sequence[Check]) -> str:
+    """One line for the end of the report: failures and warnings, or that all passed."""
+    failed = sum(check.status is CheckStatus.FAIL for check in checks)
+    warned = sum(check.status is CheckStatus.WARN for check in checks)
+    if failed or warned:
+        return f"{failed} failed, {warned} warning(s)"
+    return "all checks passed"
 
 
 def crashed(name: str, exc: Exception) -> Check:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from medimeta_cli import __version__
+from medimeta_cli.catalog import DOI
 from medimeta_cli.citation import bibtex_for
 from medimeta_cli.export.options import ExportFormat, ExportOptions
 from medimeta_cli.layout import RootLayout
@@ -49,7 +50,7 @@ def build_provenance(root: Path, full: Selection, options: ExportOptions) -> dic
         "counts": full.counts(),
         "sources": [source.to_json() for source in dataset.sources],
         "bibtex": bibtex_for(dataset),
-        "doi": "10.5281/zenodo.7884735",
+        "doi": DOI,
     }
 
 
