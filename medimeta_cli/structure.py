@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import h5py  # type: ignore[import-untyped]  # h5py ships no type information
+import h5py
 import numpy as np
 import numpy.typing as npt
 
@@ -28,7 +28,7 @@ from medimeta_cli.catalog import (
 )
 from medimeta_cli.catalog_build import dataset_from_info, read_info_yaml
 from medimeta_cli.errors import CatalogError
-from medimeta_cli.reader import (
+from medimeta_cli.upstream import (
     HDF5_ERRORS,
     HDF5_NAME,
     IMAGES_DATASET,

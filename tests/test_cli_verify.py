@@ -7,7 +7,7 @@ import re
 import subprocess
 from pathlib import Path
 
-import h5py  # type: ignore[import-untyped]  # h5py ships no type information
+import h5py
 import numpy as np
 from typer.testing import CliRunner
 

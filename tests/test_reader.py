@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-import h5py  # type: ignore[import-untyped]
+import h5py
 import numpy as np
 import pytest
 
@@ -17,7 +16,7 @@ from medimeta_cli.errors import (
     UnknownTaskError,
     UsageError,
 )
-from medimeta_cli.reader import DatasetReader, _runs, parse_split_bytes
+from medimeta_cli.reader import DatasetReader, _runs
 from tests.helpers import write_installed
 from tests.support.archives import (
     ALL_SPECS,
@@ -28,7 +27,6 @@ from tests.support.archives import (
     DatasetSpec,
     expected_images,
     expected_labels,
-    split_file_text,
     split_indices,
 )
 
@@ -398,32 +396,6 @@ def test_unknown_split_name(tmp_path: Path) -> None:
     _, dataset = write_installed(CRC, tmp_path)
     with DatasetReader.open(tmp_path, dataset) as reader, pytest.raises(UsageError):
         reader.split_indices("validation")
-
-
-# --------------------------------------------------------------------------- split parsing
-
-
-def test_parse_split_bytes() -> None:
-    assert parse_split_bytes(b"").tolist() == []
-    assert parse_split_bytes(b"images/000007.tiff").tolist() == [7]
-    assert parse_split_bytes(b"images/000007.tiff\nimages/123456.tiff\n").tolist() == [7, 123456]
-    # Lines of the wrong length put the rest out of step; line numbers must stay exact.
-    data = b"images/000001.tiff\nimages/1.tiff\nimages/000002.tif\nimages/000003.tiff"
-    assert parse_split_bytes(data).tolist() == [1, -1, -1, 3]
-    # Same length as a good line, but not digits / wrong prefix.
-    assert parse_split_bytes(b"images/00a001.tiff\nimagez/000001.tiff").tolist() == [-1, -1]
-    assert parse_split_bytes(b"images/000001.tiff\r\nimages/000002.tiff").tolist()[0] == -1
-
-
-def test_parse_a_crc_sized_split_file_quickly() -> None:
-    spec = DatasetSpec(id="big", splits={"train": 107_180}, original_splits={"train": 107_180})
-    text = split_file_text(spec, "train")
-    assert text is not None
-    start = time.perf_counter()
-    indices = parse_split_bytes(text.encode())
-    elapsed = time.perf_counter() - start
-    np.testing.assert_array_equal(indices, np.arange(107_180))
-    assert elapsed < 0.5
 
 
 def test_iter_batches_can_reuse_one_buffer(tmp_path: Path) -> None:
