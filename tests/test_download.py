@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from medimeta_cli.catalog import load_catalog
-from medimeta_cli.download import BytesTransferred, Notice
 from medimeta_cli.errors import (
     DiskSpaceError,
     IntegrityError,
@@ -19,6 +18,7 @@ from medimeta_cli.errors import (
     PermissionDeniedError,
     RemoteDataError,
 )
+from medimeta_cli.events import BytesTransferred, Notice
 from medimeta_cli.layout import RootLayout
 from medimeta_cli.records import read_file_manifest, read_install_record
 from tests.conftest import FixtureData

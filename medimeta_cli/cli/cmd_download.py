@@ -27,6 +27,7 @@ from medimeta_cli.cli.options import (
 from medimeta_cli.cli.output import Output, ProgressDisplay
 from medimeta_cli.cli.session import session
 from medimeta_cli.errors import UsageError
+from medimeta_cli.plan import ArchiveLayout
 
 
 def select_datasets(
@@ -66,7 +67,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 def event_sink(display: ProgressDisplay) -> Any:
     """Translate the download engine's events into the display."""
-    from medimeta_cli import download as engine
+    from medimeta_cli import events as engine
 
     def handle(event: engine.Event) -> None:
         if isinstance(event, engine.BytesTransferred):
@@ -74,7 +75,7 @@ def event_sink(display: ProgressDisplay) -> Any:
         elif isinstance(event, engine.TransferStarted):
             display.start(event.dataset_id, event.total, event.done)
         elif isinstance(event, engine.PhaseChanged):
-            display.phase(event.dataset_id, event.phase)
+            display.phase(event.dataset_id, event.phase.value)
         elif isinstance(event, engine.Notice):
             prefix = f"{event.dataset_id}: " if event.dataset_id else ""
             display.notice(prefix + event.message, warning=event.warning)
@@ -95,12 +96,13 @@ def download_command(
     ] = False,
     jobs: JobsOption = 2,
     layout: Annotated[
-        str,
+        ArchiveLayout,
         typer.Option(
             "--layout",
             help="full: the whole archive; hdf5: only what the loader reads (about half).",
+            case_sensitive=False,
         ),
-    ] = "full",
+    ] = ArchiveLayout.FULL,
     with_masks: Annotated[
         bool, typer.Option("--with-masks", help="hdf5 layout: also fetch the organ masks.")
     ] = False,
@@ -145,8 +147,6 @@ def download_command(
     ) as s:
         from medimeta_cli.download import Downloader
 
-        if layout not in ("full", "hdf5"):
-            raise UsageError(f"unknown layout {layout!r}", hint="Use --layout full or hdf5.")
         downloader = Downloader(s.settings, s.catalog)
         try:
             if from_paths:
@@ -158,7 +158,12 @@ def download_command(
             datasets = select_datasets(s.catalog, dataset_ids, domain, everything)
             if print_urls or dry_run:
                 plan = downloader.plan(
-                    datasets, force=force, jobs=jobs, layout=layout, with_masks=with_masks
+                    datasets,
+                    force=force,
+                    jobs=jobs,
+                    keep_archive=keep_archive,
+                    layout=layout,
+                    with_masks=with_masks,
                 )
                 if print_urls:
                     _print_urls(s.out, plan, json)
@@ -182,20 +187,22 @@ def download_command(
 
 def _report_outcomes(out: Output, outcomes: list[Any], json_mode: bool) -> None:
     """Print what happened; exit with the code of the first failure."""
+    from medimeta_cli.events import OutcomeStatus
     from medimeta_cli.fsutil import human_bytes
 
     if json_mode:
         out.emit_json([outcome.to_json() for outcome in outcomes])
     else:
         for outcome in outcomes:
-            if outcome.status == "failed":
+            if outcome.status is OutcomeStatus.FAILED:
                 continue
             extra = ""
             if outcome.downloaded_bytes:
                 extra = f"  ({human_bytes(outcome.downloaded_bytes)} in {outcome.seconds:.1f} s)"
-            detail = "" if outcome.detail == outcome.status else outcome.detail
+            status = outcome.status.value
+            detail = "" if outcome.detail == status else outcome.detail
             where = f"  {outcome.path}" if outcome.path else ""
-            out.emit_text(f"{outcome.status:<10}{outcome.dataset_id:<17}{detail}{where}{extra}")
+            out.emit_text(f"{status:<10}{outcome.dataset_id:<17}{detail}{where}{extra}")
     failures = [outcome for outcome in outcomes if outcome.error is not None]
     for outcome in failures:
         out.error(outcome.error)
@@ -226,7 +233,8 @@ def _print_plan(out: Output, plan: Any, json_mode: bool) -> None:
             item.key,
             "?" if item.size is None else human_bytes(item.size),
             "?" if item.hdf5_size is None else human_bytes(item.hdf5_size),
-            item.state + (f" ({human_bytes(item.partial_bytes)})" if item.partial_bytes else ""),
+            item.state.value
+            + (f" ({human_bytes(item.partial_bytes)})" if item.partial_bytes else ""),
             human_bytes(item.to_fetch),
         ]
         for item in plan.items

@@ -15,6 +15,7 @@ from medimeta_cli.cli.options import (
     RootOption,
 )
 from medimeta_cli.cli.session import session
+from medimeta_cli.plan import archive_sizes
 from medimeta_cli.settings import Settings
 from medimeta_cli.status import LocalStatus
 
@@ -73,23 +74,6 @@ def info_json(
         "doi": "10.5281/zenodo.7884735" if record_id == 7884735 else None,
         "download_url": file_download_url(base_url, record_id, dataset.archive),
     }
-
-
-def archive_sizes(dataset: Dataset, settings: Settings) -> dict[str, Any]:
-    """Both layouts' sizes: exact when a download has read the archive, else estimated."""
-    from medimeta_cli.layout import RootLayout
-    from medimeta_cli.records import estimated_hdf5_bytes, saved_archive_sizes
-
-    sizes = saved_archive_sizes(RootLayout(settings.root), dataset.archive)
-    full = sizes.get("full")
-    hdf5 = sizes.get("hdf5")
-    estimated = hdf5 is None and full is not None
-    if estimated and full is not None:
-        size = dataset.input_size
-        hdf5 = estimated_hdf5_bytes(
-            full, dataset.num_samples, size.channels * size.height * size.width
-        )
-    return {"full": full, "hdf5": hdf5, "hdf5_estimated": estimated}
 
 
 def _size_text(sizes: dict[str, Any]) -> str:
