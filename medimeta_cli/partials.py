@@ -65,7 +65,6 @@ class Partial:
     """A partial download this process owns: the ``.part`` file and its sidecar."""
 
     part: Path
-    resumed: bool
 
     @property
     def sidecar(self) -> Path:
@@ -131,7 +130,7 @@ def claim_partial(
             continue  # another live job is writing it (locks are off or do not work)
         if (data.get("md5"), data.get("size")) != (info.md5, info.size):
             on_notice(f"discarding a partial download of another version of {info.key}")
-            Partial(earlier, resumed=False).discard()
+            Partial(earlier).discard()
             continue
         try:
             # Renaming is atomic: if two jobs race for one partial file, one wins.
@@ -142,7 +141,7 @@ def claim_partial(
         data.update(owner_stamp())
         atomic_write_text(mine.with_suffix(".json"), json.dumps(data))
         sidecar.unlink(missing_ok=True)
-        return Partial(mine, resumed=True)
+        return Partial(mine)
     logger.debug("starting a new partial download %s", mine)
     atomic_write_text(
         mine.with_suffix(".json"),
@@ -157,7 +156,7 @@ def claim_partial(
             }
         ),
     )
-    return Partial(mine, resumed=False)
+    return Partial(mine)
 
 
 def claim_members_folder(layout: RootLayout, info: ArchiveInfo) -> Path:

@@ -283,9 +283,3 @@ def _refresh_stamps(
         return
     with contextlib.suppress(OSError):
         write_install_record(layout, record, FileManifest(files, manifest.block_size))
-
-
-def bytes_to_hash(layout: RootLayout, dataset: Dataset) -> int:
-    """How many bytes a full verification of this dataset reads (for progress bars)."""
-    manifest = read_file_manifest(layout, dataset.id)
-    return sum(entry.size for entry in manifest.files) if manifest else 0
