@@ -23,6 +23,7 @@ from medimeta_cli import __version__
 from medimeta_cli.catalog import record_api_url
 from medimeta_cli.errors import NetworkError, OfflineError, RemoteDataError
 from medimeta_cli.fsutil import utc_now
+from medimeta_cli.largereads import large_read_mounts
 from medimeta_cli.layout import RootLayout
 from medimeta_cli.record import (
     Manifest,
@@ -152,6 +153,8 @@ class RemoteClient:
             timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
             follow_redirects=True,
             transport=transport,
+            # Archives stream through connections that read the socket in large steps.
+            mounts=large_read_mounts() if transport is None else None,
         )
 
     def close(self) -> None:
