@@ -49,9 +49,12 @@ def test_the_clients_connections_ask_the_socket_for_a_mebibyte(
     monkeypatch.setattr(LargeReadStream, "__init__", spying_init)
     archive = tmp_path / "crc.zip"
     archive.write_bytes(b"PK\x03\x04" + bytes(3 * SOCKET_READ_BYTES))
-    with zs.ZenodoServer({"crc.zip": archive}) as server, RemoteClient(server.url, 1) as client:
-        with client.stream(server.download_url("crc.zip")) as response:
-            body = b"".join(response.iter_raw())
+    with (
+        zs.ZenodoServer({"crc.zip": archive}) as server,
+        RemoteClient(server.url, 1) as client,
+        client.stream(server.download_url("crc.zip")) as response,
+    ):
+        body = b"".join(response.iter_raw())
     assert len(body) == archive.stat().st_size
     assert asked and min(asked) == SOCKET_READ_BYTES == 1024 * 1024
 
