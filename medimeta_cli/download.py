@@ -180,6 +180,14 @@ class Downloader:
                 layout=layout,
                 with_masks=with_masks,
             )
+            logger.debug(
+                "%d dataset(s) to fetch (%s layout): %d bytes, %d needed, %d free",
+                len(pending),
+                layout.value,
+                plan.to_fetch,
+                plan.needed_bytes,
+                plan.free_bytes,
+            )
             if layout is ArchiveLayout.FULL:  # hdf5 installs check their exact size once listed
                 what = f"{len(pending)} dataset(s) (archives plus extraction)"
                 ensure_space(self.settings.root, plan.needed_bytes, what)

@@ -94,6 +94,7 @@ class DatasetJob:
                 )
             except RangesUnsupported:
                 message = "the server does not honour byte ranges; fetching the whole archive"
+                logger.info("%s: no byte ranges; falling back to the whole archive", info.key)
                 self.on_event(Notice(dataset.id, message, warning=True))
             else:
                 result = installer.install_folder(
