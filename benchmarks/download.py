@@ -26,18 +26,19 @@ import json, sys, time
 from medimeta_cli.catalog import load_catalog
 from medimeta_cli.download import Downloader
 from medimeta_cli.settings import resolve_settings
+from medimeta_cli.transfer import ArchiveTransfer
 settings = resolve_settings()
 catalog = load_catalog(settings.catalog)
 downloader = Downloader(settings, catalog)
 dataset = catalog.get("crc")
 info = downloader.manifest().archive("crc.zip")
 start = time.perf_counter()
-archive, _, fetched = downloader.fetch_archive("crc", info)
+archive = ArchiveTransfer(downloader.record().client(), downloader.layout).fetch("crc", info)
 transfer = time.perf_counter() - start
 start = time.perf_counter()
-downloader.install_archive(dataset, archive, info)
+downloader.installer().install_archive(dataset, archive.path, info)
 extract = time.perf_counter() - start
-print(json.dumps({"transfer": transfer, "extract": extract, "bytes": fetched}))
+print(json.dumps({"transfer": transfer, "extract": extract, "bytes": archive.fetched}))
 """
 
 

@@ -113,21 +113,6 @@ def member_path(info: zipfile.ZipInfo) -> str:
     return "/".join(_member_parts(info.filename)[1:])
 
 
-#: What the official loader reads; the TIFF copies of the images are not among it.
-LOADER_FILES = frozenset({"info.yaml", "LICENSE", "annotations.csv", "images.hdf5"})
-LOADER_FOLDERS = ("task_labels/", "splits/", "original_splits/")
-LAYOUTS = ("full", "hdf5")
-
-
-def wanted_in_layout(path: str, layout: str, *, with_masks: bool = False) -> bool:
-    """Whether a dataset file belongs to an install of this layout."""
-    if layout == "full":
-        return True
-    if path in LOADER_FILES or path.startswith(LOADER_FOLDERS):
-        return True
-    return with_masks and path.startswith("masks/")
-
-
 def extract_archive(
     path: Path,
     dataset: Dataset,

@@ -73,15 +73,3 @@ class RootLayout:
     def file_manifest_path(self, dataset_id: str) -> Path:
         """The per-file sizes, stamps and hashes of an installed dataset."""
         return self.installed_dir / f"{dataset_id}.files.json"
-
-    def partial_sidecars(self, key: str) -> list[Path]:
-        """Sidecars of partial downloads of an archive, largest download first."""
-        sidecars = list(self.partial_dir.glob(f"{key}.*.json"))
-
-        def done(sidecar: Path) -> int:
-            try:
-                return sidecar.with_suffix(".part").stat().st_size
-            except OSError:
-                return -1
-
-        return sorted(sidecars, key=done, reverse=True)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
-import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,6 +14,9 @@ from pathlib import Path
 from medimeta_cli.errors import LockTimeoutError
 from medimeta_cli.fsutil import utc_now
 from medimeta_cli.layout import RootLayout
+from medimeta_cli.ownership import owner_stamp
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -73,8 +76,10 @@ class DatasetLock:
             except Timeout:
                 if self.should_stop is not None and self.should_stop():
                     raise KeyboardInterrupt from None
-                if not announced and self.on_wait is not None:
-                    self.on_wait(f"waiting for {self.name}: locked by {self.holder()}")
+                if not announced:
+                    logger.info("waiting for the lock %s, held by %s", self.path, self.holder())
+                    if self.on_wait is not None:
+                        self.on_wait(f"waiting for {self.name}: locked by {self.holder()}")
                     announced = True
                 if time.monotonic() >= deadline:
                     raise LockTimeoutError(
@@ -99,7 +104,7 @@ class DatasetLock:
 
             atomic_write_text(
                 self.owner_path,
-                json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": utc_now()}),
+                json.dumps({**owner_stamp(), "since": utc_now()}),
             )
             yield
         finally:

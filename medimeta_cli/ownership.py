@@ -19,6 +19,12 @@ STALE_SECONDS = 24 * 3600.0
 PARTIAL_ACTIVE_SECONDS = 120.0
 
 
+def owner_stamp() -> dict[str, Any]:
+    """Who writes a temporary file: this host and process, as sidecars, progress files and
+    lock owner notes record it (read back by :func:`owner_alive` and :func:`partial_in_use`)."""
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
 def process_alive(pid: object) -> bool:
     """Whether a process with this id exists on this host (a foreign user's counts too)."""
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
-import socket
 import struct
 import zipfile
 import zlib
@@ -34,11 +34,14 @@ from medimeta_cli.archive import (
 )
 from medimeta_cli.catalog import Dataset
 from medimeta_cli.errors import IntegrityError, RemoteDataError
-from medimeta_cli.fsutil import atomic_write_text, remove_tree, unique_suffix
-from medimeta_cli.ownership import partial_in_use
+from medimeta_cli.fsutil import atomic_write_text
+from medimeta_cli.ownership import owner_stamp
+from medimeta_cli.partials import PROGRESS_FILE
 from medimeta_cli.record import ArchiveInfo
 from medimeta_cli.records import FileEntry
 from medimeta_cli.remote import RemoteClient, content_range
+
+logger = logging.getLogger(__name__)
 
 #: Wanted members closer than this are fetched in one request (the gap is read and dropped).
 MERGE_GAP = 1024 * 1024
@@ -126,6 +129,7 @@ def fetch_range(client: RemoteClient, url: str, start: int, end: int) -> bytes:
                 return response.read()
         except httpx.TransportError as exc:
             attempt += 1
+            logger.debug("range %d-%d of %s failed: %s", start, end - 1, url, exc)
             client.retry_wait(attempt, f"range request to {url} failed ({exc})")
 
 
@@ -242,7 +246,7 @@ class MemberFetcher:
     @property
     def progress_path(self) -> Path:
         """What finished, and where large members' data starts (for a later run)."""
-        return self.folder / "progress.json"
+        return self.folder / PROGRESS_FILE
 
     def save_progress(self) -> None:
         """Record progress so that another run can pick up where this one stopped."""
@@ -253,8 +257,7 @@ class MemberFetcher:
                     "key": self.info.key,
                     "md5": self.info.md5,
                     "size": self.info.size,
-                    "host": socket.gethostname(),
-                    "pid": os.getpid(),
+                    **owner_stamp(),
                     "done": {
                         path: [e.size, e.mtime_ns, list(e.sha256)] for path, e in self.done.items()
                     },
@@ -297,6 +300,13 @@ class MemberFetcher:
             end = run[-1][2]
             headers = {"Range": f"bytes={begin}-{end - 1}", "Accept-Encoding": "identity"}
             before = sum(m.writer.written for m in [current] if m) + len(self.done)
+            if current is not None and current.consumed:
+                logger.info(
+                    "resuming %s of %s at byte %d of its data",
+                    current.writer.relative,
+                    self.info.key,
+                    current.consumed,
+                )
             try:
                 with self.client.stream(self.info.url, headers) as response:
                     _check_partial(response, begin)
@@ -386,28 +396,3 @@ def _runs(
         else:
             runs.append([span])
     return runs
-
-
-def claim_members_folder(partial_dir: Path, info: ArchiveInfo) -> Path:
-    """Take over an earlier run's members folder for this archive version, or start one."""
-    partial_dir.mkdir(parents=True, exist_ok=True)
-    mine = partial_dir / f"{info.key}.members.{unique_suffix()}"
-    for folder in sorted(partial_dir.glob(f"{info.key}.members.*")):
-        try:
-            progress = json.loads((folder / "progress.json").read_bytes())
-        except (OSError, ValueError):
-            continue
-        if partial_in_use(progress, folder / "progress.json"):
-            continue
-        if (progress.get("md5"), progress.get("size")) != (info.md5, info.size):
-            remove_tree(folder)
-            continue
-        try:
-            os.rename(folder, mine)  # atomic: of two racing jobs, one gets it
-        except OSError:
-            continue
-        # Claim it at once, so that no other job takes it for abandoned.
-        progress.update(host=socket.gethostname(), pid=os.getpid())
-        atomic_write_text(mine / "progress.json", json.dumps(progress))
-        return mine
-    return mine

@@ -203,3 +203,39 @@ def load_saved_record(layout: RootLayout, record_id: int, base_url: str) -> Mani
         )
     except (RemoteDataError, KeyError, TypeError, AttributeError):
         return None
+
+
+def upstream_changes(
+    layout: RootLayout, dataset_archives: Mapping[str, str], fresh: Manifest, saved: Manifest | None
+) -> list[tuple[str, str]]:
+    """``(dataset id, message)`` for each archive whose upstream file differs from the
+    installed copy or from the manifest seen before; ``dataset_archives`` maps dataset ids
+    to archive keys."""
+    from medimeta_cli.fsutil import human_bytes
+    from medimeta_cli.records import read_install_record
+
+    changes = []
+    for dataset_id, key in dataset_archives.items():
+        info = fresh.files.get(key)
+        if info is None:
+            continue
+        record = read_install_record(layout, dataset_id)
+        if record is not None and (record.archive_md5, record.archive_size) != (
+            info.md5,
+            info.size,
+        ):
+            changes.append(
+                (
+                    dataset_id,
+                    f"upstream changed: {info.key} is now {human_bytes(info.size)} with md5 "
+                    f"{info.md5}, but the installed copy came from md5 {record.archive_md5}; "
+                    f"keeping the installed copy (use --force to replace it)",
+                )
+            )
+        elif saved is not None and key in saved.files:
+            old = saved.files[key]
+            if (old.md5, old.size) != (info.md5, info.size):
+                changes.append(
+                    (dataset_id, f"upstream changed: {info.key} md5 {old.md5} -> {info.md5}")
+                )
+    return changes

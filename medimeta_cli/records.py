@@ -161,7 +161,18 @@ def saved_archive_sizes(layout: RootLayout, key: str, md5: str | None = None) ->
     return sizes
 
 
-def estimated_hdf5_bytes(full_size: int, num_samples: int, pixels_per_image: int) -> int:
-    """What the hdf5 layout of an archive takes when its directory has not been read yet:
-    the archive less one uncompressed TIFF (pixels plus about 200 bytes of header) per image."""
-    return max(0, full_size - num_samples * (pixels_per_image + 200))
+def save_archive_sizes(layout: RootLayout, key: str, md5: str, sizes: dict[str, int]) -> None:
+    """Remember the sizes of an archive version's layouts (``full``, ``hdf5``,
+    ``hdf5_with_masks``), so ``info`` can show them without the network; best effort."""
+    import contextlib
+
+    from medimeta_cli.fsutil import atomic_write_text
+
+    path = layout.records_dir / "sizes.json"
+    try:
+        saved = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        saved = {}
+    saved[key] = {"md5": md5, **sizes}
+    with contextlib.suppress(OSError):
+        atomic_write_text(path, json.dumps(saved, indent=1))

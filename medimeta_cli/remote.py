@@ -1,4 +1,5 @@
-"""Polite HTTP access to the Zenodo record: retries, rate limits and streamed bodies.
+"""Polite HTTP access to the Zenodo record: retries, rate limits and streamed bodies;
+and the record's manifest as one run sees it (fetched once and saved, or the saved copy).
 
 Only commands that talk to the record import this module (it loads httpx);
 ``list`` and ``info`` take URLs from :mod:`medimeta_cli.catalog`.
@@ -7,13 +8,14 @@ Only commands that talk to the record import this module (it loads httpx);
 from __future__ import annotations
 
 import json
+import logging
 import random
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -21,7 +23,18 @@ from medimeta_cli import __version__
 from medimeta_cli.catalog import record_api_url
 from medimeta_cli.errors import NetworkError, OfflineError, RemoteDataError
 from medimeta_cli.fsutil import utc_now
-from medimeta_cli.record import Manifest, parse_record
+from medimeta_cli.largereads import large_read_mounts
+from medimeta_cli.layout import RootLayout
+from medimeta_cli.record import (
+    Manifest,
+    load_saved_record,
+    parse_record,
+    save_record,
+    upstream_changes,
+)
+from medimeta_cli.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 USER_AGENT = f"medimeta-cli/{__version__} (+https://doi.org/10.5281/zenodo.7884735)"
 
@@ -104,6 +117,7 @@ class RateLimiter:
         """Sleep if the budget is spent, and count this request against it."""
         pause = self.pause_needed()
         if pause > 0:
+            logger.info("rate limit reached; pausing %.0f s", pause)
             if on_notice is not None:
                 on_notice(f"rate limit reached; pausing {pause:.0f} s")
             self._sleep(pause)
@@ -139,6 +153,8 @@ class RemoteClient:
             timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
             follow_redirects=True,
             transport=transport,
+            # Archives stream through connections that read the socket in large steps.
+            mounts=large_read_mounts() if transport is None else None,
         )
 
     def close(self) -> None:
@@ -158,6 +174,7 @@ class RemoteClient:
     def retry_wait(self, attempt: int, reason: str, retry_after: float | None = None) -> None:
         """Wait before retry ``attempt`` (1-based), or raise when retries are used up."""
         if attempt > self.policy.retries:
+            logger.info("giving up after %d attempt(s): %s", attempt, reason)
             tries = "1 attempt" if attempt == 1 else f"{attempt} attempts"
             raise NetworkError(f"giving up after {tries}: {reason}")
         if retry_after is not None and retry_after > self.policy.max_server_wait:
@@ -166,6 +183,14 @@ class RemoteClient:
                 hint="Try again later; the command resumes where it stopped.",
             )
         wait = retry_after if retry_after is not None else self.policy.backoff(attempt)
+        logger.info(
+            "%s; retry %d/%d in %.1f s%s",
+            reason,
+            attempt,
+            self.policy.retries,
+            wait,
+            " (as the server asked)" if retry_after is not None else "",
+        )
         self._notice(f"{reason}; retry {attempt}/{self.policy.retries} in {wait:.1f} s")
         self.sleep(wait)
 
@@ -182,6 +207,7 @@ class RemoteClient:
         while True:
             self.limiter.before_request(self._notice)
             request = self.http.build_request("GET", url, headers=headers)
+            logger.debug("GET %s (range %s)", url, request.headers.get("range", "none"))
             try:
                 response = self.http.send(request, stream=True)
             except httpx.TransportError as exc:
@@ -195,6 +221,7 @@ class RemoteClient:
                 self.retry_wait(attempt, f"{type(exc).__name__} on {url}: {exc}")
                 continue
             self.limiter.update(response.headers)
+            logger.debug("HTTP %d from %s", response.status_code, url)
             if response.status_code in RETRYABLE_STATUSES:
                 retry_after = parse_retry_after(response.headers.get("retry-after"))
                 if retry_after is None and response.status_code == 429:
@@ -247,7 +274,80 @@ def _unresolvable(exc: BaseException) -> bool:
     return "Name or service not known" in text or "name resolution" in text
 
 
-def require_online(offline: bool, what: str) -> None:
-    """Raise :class:`OfflineError` when offline mode forbids ``what``."""
-    if offline:
-        raise OfflineError(f"offline mode is on, and {what} needs the network")
+@dataclass
+class RecordSource:
+    """The record as one run sees it: the HTTP client, made on first use, and the manifest,
+    fetched (and saved) once, or the saved copy offline or when preferred."""
+
+    settings: Settings
+    policy: RetryPolicy | None = None
+    sleep: Callable[[float], None] = time.sleep
+    transport: httpx.BaseTransport | None = None
+    #: Told ``(dataset id or "", message, warning)``: retries, rate limits, upstream changes.
+    on_notice: Callable[[str, str, bool], None] = lambda dataset_id, message, warning: None
+    _client: RemoteClient | None = field(default=None, init=False, repr=False)
+    _manifest: Manifest | None = field(default=None, init=False, repr=False)
+
+    @property
+    def layout(self) -> RootLayout:
+        """Paths inside the data root (where manifests are saved)."""
+        return RootLayout(self.settings.root)
+
+    @property
+    def loaded(self) -> Manifest | None:
+        """The manifest this run uses, once :meth:`manifest` has been called."""
+        return self._manifest
+
+    def client(self) -> RemoteClient:
+        """The HTTP client, created on first use; :class:`OfflineError` in offline mode."""
+        if self.settings.offline:
+            raise OfflineError("offline mode is on, and this needs the Zenodo record")
+        if self._client is None:
+            self._client = RemoteClient(
+                self.settings.base_url,
+                self.settings.record_id,
+                timeout=self.settings.timeout,
+                policy=self.policy or RetryPolicy(retries=self.settings.retries),
+                on_notice=lambda message: self.on_notice("", message, False),
+                sleep=self.sleep,
+                transport=self.transport,
+            )
+        return self._client
+
+    def close(self) -> None:
+        """Close network connections."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def manifest(
+        self, dataset_archives: Mapping[str, str], *, prefer_saved: bool = False
+    ) -> Manifest:
+        """The record's manifest: fetched (and saved) once per run, or the saved copy offline.
+
+        A fetched manifest is compared with the saved one and with the installed datasets
+        (``dataset_archives`` maps their ids to archive keys): changes upstream are told.
+        """
+        if self._manifest is not None:
+            return self._manifest
+        settings = self.settings
+        saved = load_saved_record(self.layout, settings.record_id, settings.base_url)
+        if settings.offline or (prefer_saved and saved is not None):
+            if saved is None:
+                raise OfflineError(
+                    "offline mode is on and no record manifest is saved in "
+                    f"{self.layout.records_dir}",
+                    hint="Run `medimeta download --print-urls` once with network access to save "
+                    "it, or unset MEDIMETA_OFFLINE.",
+                )
+            logger.debug("using the saved manifest of record %d", settings.record_id)
+            self._manifest = saved
+            return saved
+        fresh = self.client().fetch_record()
+        for dataset_id, message in upstream_changes(self.layout, dataset_archives, fresh, saved):
+            self.on_notice(dataset_id, message, True)
+        # A read-only root still lets us report; the install step will say more.
+        with suppress(OSError):
+            save_record(self.layout, fresh)
+        self._manifest = fresh
+        return fresh

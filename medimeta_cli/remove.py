@@ -24,6 +24,7 @@ from medimeta_cli.fsutil import (
 from medimeta_cli.layout import RootLayout
 from medimeta_cli.locking import DatasetLock
 from medimeta_cli.ownership import owner_from_name, partial_in_use
+from medimeta_cli.partials import partial_sidecars
 from medimeta_cli.records import forget_install, read_install_record
 
 logger = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ def _not_installed(layout: RootLayout, dataset_id: str) -> Exception:
 def _drop_partials(layout: RootLayout, key: str) -> int:
     """Delete the partial downloads of an archive that no live job writes; return bytes."""
     freed = 0
-    for sidecar in layout.partial_sidecars(key):
+    for sidecar in partial_sidecars(layout, key):
         part = sidecar.with_suffix(".part")
         data = read_json_object(sidecar)
         if data is None or partial_in_use(data, part):

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from medimeta_cli.layout import RootLayout
+from medimeta_cli.partials import partial_sidecars
 from medimeta_cli.records import read_install_record
 
 
@@ -72,7 +73,7 @@ def local_status(root: Path, dataset_id: str) -> LocalStatus:
             return LocalStatus(dataset_id, State.INSTALLED, folder, size_bytes=size)
         state = State.VERIFIED if check.ok else State.DAMAGED
         return LocalStatus(dataset_id, state, folder, checked_at=check.at, size_bytes=size)
-    for sidecar in layout.partial_sidecars(f"{dataset_id}.zip"):
+    for sidecar in partial_sidecars(layout, f"{dataset_id}.zip"):
         try:
             expected = int(json.loads(sidecar.read_bytes())["size"])
             done = sidecar.with_suffix(".part").stat().st_size

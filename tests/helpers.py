@@ -16,7 +16,8 @@ from typer.testing import CliRunner, Result
 from medimeta_cli.catalog import Catalog, Dataset, load_catalog
 from medimeta_cli.catalog_build import dataset_from_info, read_info_yaml
 from medimeta_cli.cli.app import app
-from medimeta_cli.download import Downloader, Event
+from medimeta_cli.download import Downloader
+from medimeta_cli.events import Event
 from medimeta_cli.layout import RootLayout
 from medimeta_cli.records import InstallRecord
 from medimeta_cli.remote import RetryPolicy

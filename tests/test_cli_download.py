@@ -384,7 +384,8 @@ def test_layout_hdf5_dry_run_shows_both_sizes_and_info_remembers_them(
 ) -> None:
     import zipfile
 
-    from medimeta_cli.archive import member_path, wanted_in_layout
+    from medimeta_cli.archive import member_path
+    from medimeta_cli.plan import ArchiveLayout, wanted_in_layout
 
     plan = invoke_json(runner, "download", "crc", "--dry-run", "--layout", "hdf5")
     [item] = plan["items"]
@@ -394,7 +395,7 @@ def test_layout_hdf5_dry_run_shows_both_sizes_and_info_remembers_them(
         expected = sum(
             end - i.header_offset
             for i, end in zip(infos, ends, strict=True)
-            if not i.is_dir() and wanted_in_layout(member_path(i), "hdf5")
+            if not i.is_dir() and wanted_in_layout(member_path(i), ArchiveLayout.HDF5)
         )
     assert item["hdf5_size"] == expected
     assert item["size"] == zenodo.file_size("crc.zip")
@@ -415,4 +416,5 @@ def test_layout_hdf5_through_the_cli(
     assert (data_root / "cxr" / "images.hdf5").is_file()
     assert invoke(runner, "verify", "cxr", "--deep").exit_code == 0
     bad = invoke(runner, "download", "crc", "--layout", "tiff")
-    assert bad.exit_code == 2 and "unknown layout" in bad.stderr
+    # typer checks the choice: the message names the value and the choices.
+    assert bad.exit_code == 2 and "'tiff' is not one of 'full', 'hdf5'" in bad.stderr

@@ -9,9 +9,10 @@ import h5py
 import numpy as np
 import pytest
 
-from medimeta_cli.download import Notice
 from medimeta_cli.errors import IntegrityError, NetworkError
+from medimeta_cli.events import Notice
 from medimeta_cli.layout import RootLayout
+from medimeta_cli.plan import ArchiveLayout
 from medimeta_cli.ranged import _runs
 from medimeta_cli.records import read_install_record
 from medimeta_cli.verify import VerifyMode, verify_dataset
@@ -41,7 +42,7 @@ def test_hdf5_layout_installs_what_the_loader_reads_with_half_the_bytes(
     zenodo: zs.ZenodoServer, data_root: Path, fixture_data: FixtureData
 ) -> None:
     downloader, _ = make_downloader()
-    [outcome] = downloader.download([downloader.catalog.get("crc")], layout="hdf5")
+    [outcome] = downloader.download([downloader.catalog.get("crc")], layout=ArchiveLayout.HDF5)
     assert outcome.status == "installed", outcome
     spec = fixture_data.specs["crc"]
     folder = data_root / "crc"
@@ -69,7 +70,9 @@ def test_masks_only_when_asked(
     zenodo: zs.ZenodoServer, data_root: Path, fixture_data: FixtureData
 ) -> None:
     downloader, _ = make_downloader()
-    downloader.download([downloader.catalog.get("organs_axial")], layout="hdf5", with_masks=True)
+    downloader.download(
+        [downloader.catalog.get("organs_axial")], layout=ArchiveLayout.HDF5, with_masks=True
+    )
     files = installed_files(data_root / "organs_axial")
     assert files == loader_files(fixture_data.specs["organs_axial"], masks=True)
     assert any(f.startswith("masks/") for f in files)
@@ -106,7 +109,7 @@ def test_a_cut_inside_images_hdf5_resumes_inside_it(
     downloader, events = make_downloader()
     pass_listing_requests(zenodo, archive)
     zenodo.inject("crc.zip", zs.cut_after(100_000))
-    [outcome] = downloader.download([downloader.catalog.get("crc")], layout="hdf5")
+    [outcome] = downloader.download([downloader.catalog.get("crc")], layout=ArchiveLayout.HDF5)
     assert outcome.status == "installed", outcome
     starts = [
         int(g.range.split("=")[1].split("-")[0])
@@ -125,14 +128,14 @@ def test_a_killed_run_is_resumed_by_the_next(
     pass_listing_requests(zenodo, archive)
     zenodo.inject("crc.zip", zs.cut_after(3_000_000))
     first, _ = make_downloader(retries=0)
-    [failed] = first.download([first.catalog.get("crc")], layout="hdf5")
+    [failed] = first.download([first.catalog.get("crc")], layout=ArchiveLayout.HDF5)
     assert isinstance(failed.error, NetworkError)
     assert not (data_root / "crc").exists()
     assert list((data_root / ".medimeta" / "partial").glob("crc.zip.members.*"))
     sent_first = zenodo.bytes_sent("crc.zip")
     zenodo.clear_log()
     second, _ = make_downloader()
-    [outcome] = second.download([second.catalog.get("crc")], layout="hdf5")
+    [outcome] = second.download([second.catalog.get("crc")], layout=ArchiveLayout.HDF5)
     assert outcome.status == "installed", outcome
     starts = [
         int(g.range.split("=")[1].split("-")[0])
@@ -150,7 +153,7 @@ def test_server_without_ranges_falls_back_to_the_whole_archive(
 ) -> None:
     zenodo.ranges_enabled = False
     downloader, events = make_downloader()
-    [outcome] = downloader.download([downloader.catalog.get("cxr")], layout="hdf5")
+    [outcome] = downloader.download([downloader.catalog.get("cxr")], layout=ArchiveLayout.HDF5)
     assert outcome.status == "installed", outcome
     assert any(isinstance(e, Notice) and "byte ranges" in e.message for e in events)
     assert installed_files(data_root / "cxr") == loader_files(fixture_data.specs["cxr"])
@@ -167,7 +170,7 @@ def test_a_corrupted_member_is_refused(
     # The first data request starts at some member; corrupt a byte well inside images.hdf5.
     zenodo.inject("cxr.zip", zs.corrupt(offset=start + 5000 - _first_data_request(archive)))
     downloader, _ = make_downloader()
-    [outcome] = downloader.download([downloader.catalog.get("cxr")], layout="hdf5")
+    [outcome] = downloader.download([downloader.catalog.get("cxr")], layout=ArchiveLayout.HDF5)
     assert isinstance(outcome.error, IntegrityError)
     assert "CRC-32" in outcome.error.message
     assert not (data_root / "cxr").exists()
@@ -176,12 +179,13 @@ def test_a_corrupted_member_is_refused(
 def _first_data_request(archive: Path) -> int:
     with zipfile.ZipFile(archive) as handle:
         infos = sorted(handle.infolist(), key=lambda i: i.header_offset)
-    from medimeta_cli.archive import member_path, wanted_in_layout
+    from medimeta_cli.archive import member_path
+    from medimeta_cli.plan import wanted_in_layout
 
     return next(
         i.header_offset
         for i in infos
-        if not i.is_dir() and wanted_in_layout(member_path(i), "hdf5")
+        if not i.is_dir() and wanted_in_layout(member_path(i), ArchiveLayout.HDF5)
     )
 
 
@@ -200,7 +204,7 @@ def test_deflated_archives_work_too(
     pass_listing_requests(zenodo, deflated)
     zenodo.inject("cxr.zip", zs.cut_after(50_000))  # a cut inside a deflated member
     downloader, _ = make_downloader()
-    [outcome] = downloader.download([downloader.catalog.get("cxr")], layout="hdf5")
+    [outcome] = downloader.download([downloader.catalog.get("cxr")], layout=ArchiveLayout.HDF5)
     assert outcome.status == "installed", outcome
     with h5py.File(data_root / "cxr" / "images.hdf5") as handle:
         np.testing.assert_array_equal(
@@ -214,7 +218,7 @@ def test_malicious_members_are_refused_before_fetching(
 ) -> None:
     zenodo.replace_file("cxr.zip", archives.build_malicious_archive(tmp_path, "cxr", kind))
     downloader, _ = make_downloader()
-    [outcome] = downloader.download([downloader.catalog.get("cxr")], layout="hdf5")
+    [outcome] = downloader.download([downloader.catalog.get("cxr")], layout=ArchiveLayout.HDF5)
     assert isinstance(outcome.error, IntegrityError)
     assert not (data_root / "cxr").exists()
 

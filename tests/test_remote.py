@@ -1,7 +1,9 @@
-"""The record manifest and polite HTTP: shapes, Retry-After, rate limits, retries."""
+"""``medimeta_cli.remote``: polite HTTP (Retry-After, rate limits, retries) and the record
+as a run sees it (fetched once and saved, the saved copy offline, upstream changes)."""
 
 from __future__ import annotations
 
+import json
 import time
 from email.utils import formatdate
 from pathlib import Path
@@ -9,8 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from medimeta_cli.errors import NetworkError, RemoteDataError
-from medimeta_cli.record import parse_record
+from medimeta_cli.errors import NetworkError, OfflineError, RemoteDataError
+from medimeta_cli.events import Notice
+from medimeta_cli.layout import RootLayout
+from medimeta_cli.records import read_install_record
 from medimeta_cli.remote import (
     USER_AGENT,
     RateLimiter,
@@ -18,73 +22,12 @@ from medimeta_cli.remote import (
     RetryPolicy,
     parse_retry_after,
 )
+from tests.conftest import FixtureData
+from tests.helpers import make_downloader
+from tests.support import archives
 from tests.support import zenodo_server as zs
 
-MD5 = "0123456789abcdef0123456789abcdef"
 BASE = "https://zenodo.example"
-
-
-def _parse(payload: object) -> object:
-    return parse_record(payload, record_id=7884735, base_url=BASE)
-
-
-@pytest.mark.parametrize(
-    "files",
-    [
-        [{"key": "crc.zip", "size": 10, "checksum": f"md5:{MD5}", "links": {"self": "x"}}],
-        [{"filename": "crc.zip", "filesize": 10, "checksum": MD5}],
-        {
-            "enabled": True,
-            "entries": {
-                "crc.zip": {"key": "crc.zip", "size": 10, "checksum": f"md5:{MD5.upper()}"}
-            },
-        },
-    ],
-    ids=["current", "legacy", "entries"],
-)
-def test_every_record_shape_gives_the_same_manifest(files: object) -> None:
-    manifest = parse_record(
-        {"id": 7884735, "metadata": {"version": "1.0"}, "files": files},
-        record_id=7884735,
-        base_url=BASE,
-    )
-    info = manifest.archive("crc.zip")  # type: ignore[attr-defined]
-    assert (info.size, info.md5) == (10, MD5)
-    assert info.url == f"{BASE}/records/7884735/files/crc.zip?download=1"
-
-
-@pytest.mark.parametrize(
-    ("files", "field"),
-    [
-        ([{"key": "crc.zip", "size": -1, "checksum": f"md5:{MD5}"}], "files[0].size"),
-        (
-            [
-                {"key": "a.zip", "size": 1, "checksum": f"md5:{MD5}"},
-                {"key": "b.zip", "size": 1, "checksum": f"sha256:{MD5}"},
-            ],
-            "files[1].md5",
-        ),
-        ([{"key": "crc.zip", "size": 1, "checksum": "md5:xyz"}], "files[0].md5"),
-        ([{"size": 1, "checksum": f"md5:{MD5}"}], "files[0].key"),
-    ],
-)
-def test_invalid_record_names_the_field(files: object, field: str) -> None:
-    with pytest.raises(RemoteDataError) as caught:
-        _parse({"id": 1, "files": files})
-    assert caught.value.message.startswith(f"invalid record response: {field}")
-
-
-def test_record_without_files_is_refused() -> None:
-    with pytest.raises(RemoteDataError, match="no list of files"):
-        _parse({"id": 1})
-    with pytest.raises(RemoteDataError, match="not a JSON object"):
-        _parse(["files"])
-
-
-def test_missing_archive_is_a_remote_data_error() -> None:
-    manifest = _parse({"id": 7884735, "files": []})
-    with pytest.raises(RemoteDataError, match=r"has no file 'crc\.zip'"):
-        manifest.archive("crc.zip")  # type: ignore[attr-defined]
 
 
 def test_retry_after_in_both_forms() -> None:
@@ -241,3 +184,48 @@ def test_an_unresolvable_name_fails_fast_with_an_offline_hint() -> None:
         client.fetch_record()
     assert len(calls) == 2 and len(waits) == 1
     assert "--offline" in caught.value.hint
+
+
+# ----------------------------------------------------------------------------- RecordSource
+
+
+def test_record_api_shapes(zenodo: zs.ZenodoServer) -> None:
+    for shape in ("legacy", "entries", "current"):
+        zenodo.record_shape = shape
+        downloader, _ = make_downloader()
+        manifest = downloader.manifest()
+        assert manifest.archive("crc.zip").md5 == zenodo.file_md5("crc.zip"), shape
+        assert manifest.archive("crc.zip").size == zenodo.file_size("crc.zip"), shape
+
+
+def test_manifest_is_saved_and_used_offline(zenodo: zs.ZenodoServer, data_root: Path) -> None:
+    online, _ = make_downloader()
+    fetched = online.manifest()
+    saved = json.loads((data_root / ".medimeta" / "records" / "7884735.json").read_text())
+    assert saved["fetched_at"] and saved["files"]["crc.zip"]["md5"] == zenodo.file_md5("crc.zip")
+    offline, _ = make_downloader(offline=True)
+    assert offline.manifest().files == fetched.files
+
+
+def test_offline_without_data_is_an_offline_error(zenodo: zs.ZenodoServer) -> None:
+    downloader, _ = make_downloader(offline=True)
+    with pytest.raises(OfflineError):
+        downloader.download([downloader.catalog.get("crc")])
+    assert zenodo.requests == []
+
+
+def test_upstream_change_is_reported_and_nothing_is_mixed(
+    zenodo: zs.ZenodoServer, data_root: Path, fixture_data: FixtureData, tmp_path: Path
+) -> None:
+    downloader, _ = make_downloader()
+    downloader.download([downloader.catalog.get("cxr")])
+    before = read_install_record(RootLayout(data_root), "cxr")
+    changed = archives.DatasetSpec(**{**vars(fixture_data.specs["cxr"]), "seed": 99})
+    zenodo.replace_file("cxr.zip", archives.build_archive(changed, tmp_path))
+    again, events = make_downloader()
+    # Installed datasets are skipped without a fetch; fetching for another one reveals it.
+    cxr, crc = again.download([again.catalog.get("cxr"), again.catalog.get("crc")])
+    assert (cxr.status, crc.status) == ("skipped", "installed")
+    warnings = [e.message for e in events if isinstance(e, Notice) and e.warning]
+    assert any("upstream changed" in w and "cxr.zip" in w for w in warnings)
+    assert read_install_record(RootLayout(data_root), "cxr") == before

@@ -23,7 +23,7 @@ from medimeta_cli.cli.options import (
 )
 from medimeta_cli.cli.output import Output, ProgressDisplay
 from medimeta_cli.cli.session import session
-from medimeta_cli.errors import UsageError
+from medimeta_cli.plan import ArchiveLayout
 
 
 @contextmanager
@@ -59,12 +59,13 @@ def download_command(
     ] = False,
     jobs: JobsOption = 2,
     layout: Annotated[
-        str,
+        ArchiveLayout,
         typer.Option(
             "--layout",
             help="full: the whole archive; hdf5: only what the loader reads (about half).",
+            case_sensitive=False,
         ),
-    ] = "full",
+    ] = ArchiveLayout.FULL,
     with_masks: Annotated[
         bool, typer.Option("--with-masks", help="hdf5 layout: also fetch the organ masks.")
     ] = False,
@@ -96,8 +97,6 @@ def download_command(
     with session(common) as s:
         from medimeta_cli.download import Downloader
 
-        if layout not in ("full", "hdf5"):
-            raise UsageError(f"unknown layout {layout!r}", hint="Use --layout full or hdf5.")
         downloader = Downloader(s.settings, s.catalog)
         try:
             if from_paths:
@@ -109,7 +108,12 @@ def download_command(
             datasets = select_datasets(s.catalog, dataset_ids, domain, everything)
             if print_urls or dry_run:
                 plan = downloader.plan(
-                    datasets, force=force, jobs=jobs, layout=layout, with_masks=with_masks
+                    datasets,
+                    force=force,
+                    jobs=jobs,
+                    keep_archive=keep_archive,
+                    layout=layout,
+                    with_masks=with_masks,
                 )
                 if print_urls:
                     _print_urls(s.out, plan, common.json)
@@ -133,20 +137,22 @@ def download_command(
 
 def _report_outcomes(out: Output, outcomes: list[Any], json_mode: bool) -> None:
     """Print what happened; exit with the code of the first failure."""
+    from medimeta_cli.events import OutcomeStatus
     from medimeta_cli.fsutil import human_bytes
 
     if json_mode:
         out.emit_json([outcome.to_json() for outcome in outcomes])
     else:
         for outcome in outcomes:
-            if outcome.status == "failed":
+            if outcome.status is OutcomeStatus.FAILED:
                 continue
             extra = ""
             if outcome.downloaded_bytes:
                 extra = f"  ({human_bytes(outcome.downloaded_bytes)} in {outcome.seconds:.1f} s)"
-            detail = "" if outcome.detail == outcome.status else outcome.detail
+            status = outcome.status.value
+            detail = "" if outcome.detail == status else outcome.detail
             where = f"  {outcome.path}" if outcome.path else ""
-            out.emit_text(f"{outcome.status:<10}{outcome.dataset_id:<17}{detail}{where}{extra}")
+            out.emit_text(f"{status:<10}{outcome.dataset_id:<17}{detail}{where}{extra}")
     failures = [outcome for outcome in outcomes if outcome.error is not None]
     for outcome in failures:
         out.error(outcome.error)
@@ -177,7 +183,8 @@ def _print_plan(out: Output, plan: Any, json_mode: bool) -> None:
             item.key,
             "?" if item.size is None else human_bytes(item.size),
             "?" if item.hdf5_size is None else human_bytes(item.hdf5_size),
-            item.state + (f" ({human_bytes(item.partial_bytes)})" if item.partial_bytes else ""),
+            item.state.value
+            + (f" ({human_bytes(item.partial_bytes)})" if item.partial_bytes else ""),
             human_bytes(item.to_fetch),
         ]
         for item in plan.items

@@ -9,6 +9,7 @@ import typer
 from medimeta_cli.catalog import DOI, RECORD_ID, Dataset, Task, file_download_url
 from medimeta_cli.cli.options import CommonOptions, DatasetArgument, with_common_options
 from medimeta_cli.cli.session import session
+from medimeta_cli.plan import archive_sizes
 from medimeta_cli.settings import Settings
 from medimeta_cli.status import LocalStatus
 
@@ -61,23 +62,6 @@ def info_json(
         "doi": DOI if record_id == RECORD_ID else None,
         "download_url": file_download_url(base_url, record_id, dataset.archive),
     }
-
-
-def archive_sizes(dataset: Dataset, settings: Settings) -> dict[str, Any]:
-    """Both layouts' sizes: exact when a download has read the archive, else estimated."""
-    from medimeta_cli.layout import RootLayout
-    from medimeta_cli.records import estimated_hdf5_bytes, saved_archive_sizes
-
-    sizes = saved_archive_sizes(RootLayout(settings.root), dataset.archive)
-    full = sizes.get("full")
-    hdf5 = sizes.get("hdf5")
-    estimated = hdf5 is None and full is not None
-    if estimated and full is not None:
-        size = dataset.input_size
-        hdf5 = estimated_hdf5_bytes(
-            full, dataset.num_samples, size.channels * size.height * size.width
-        )
-    return {"full": full, "hdf5": hdf5, "hdf5_estimated": estimated}
 
 
 def _size_text(sizes: dict[str, Any]) -> str:

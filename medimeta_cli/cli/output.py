@@ -264,11 +264,12 @@ class ProgressDisplay:
         self.out.stderr.write(f"{self.verb}: {amounts} ({percent:.0f}%), {speed}{eta}\n")
         self.out.stderr.flush()
 
-    def phase(self, name: str, phase: str) -> None:
-        """A dataset moved on (extracting, installed, ...)."""
+    def phase(self, name: str, phase: str, *, logged: bool) -> None:
+        """A dataset moved on (extracting, installed, ...); without a live display, a line
+        on stderr when ``logged``."""
         with self._lock:
             if self._progress is not None and name in self._tasks:
                 self._progress.update(self._tasks[name], description=f"{name} {phase}"[:24])
                 return
-        if phase in ("extracting", "verifying", "checking partial download"):
+        if logged:
             self.notice(f"{name}: {phase}")

@@ -67,7 +67,7 @@ def check_disk_space(
     the need is computed exactly as ``download`` computes it (archives plus
     extraction, resumed downloads counted).
     """
-    from medimeta_cli.download import Downloader, PlanItem, space_needed
+    from medimeta_cli.plan import plan_download
     from medimeta_cli.record import load_saved_record
 
     name = "disk space"
@@ -94,31 +94,11 @@ def check_disk_space(
             "Run `medimeta doctor` (or `medimeta download --dry-run --all`) with network access "
             "to learn the archive sizes.",
         )
-    downloader = Downloader(settings, catalog)
-    items = []
-    unknown = 0
-    for dataset in catalog.datasets:
-        # `download` skips what is installed here or in a shared root (MEDIMETA_PATH).
-        if downloader.is_installed(dataset) or any(
-            (RootLayout(shared).dataset_dir(dataset.id) / "info.yaml").is_file()
-            for shared in settings.shared_roots
-        ):
-            continue
-        info = manifest.files.get(dataset.archive)
-        if info is None:
-            unknown += 1
-            continue
-        items.append(
-            PlanItem(
-                dataset.id,
-                dataset.archive,
-                info.url,
-                info.size,
-                info.md5,
-                "absent",
-                downloader.partial_bytes(dataset.archive, info.md5),
-            )
-        )
+    # Planned exactly as `download --all` plans: what is installed here or in a shared root
+    # (MEDIMETA_PATH) is skipped, resumed downloads count what is left.
+    plan = plan_download(settings, catalog.datasets, manifest, jobs=jobs)
+    items = [item for item in plan.pending if item.size is not None]
+    unknown = sum(1 for item in plan.pending if item.size is None)
     missing = f"; {unknown} dataset(s) of the catalog missing from the record" if unknown else ""
     # `download` refuses datasets the record lacks: a catalog and record that do not match.
     mismatch_hint = "Check MEDIMETA_RECORD, MEDIMETA_BASE_URL and MEDIMETA_CATALOG."
@@ -129,7 +109,7 @@ def check_disk_space(
             f"nothing left to download{missing}; {human_bytes(free)} free in {root}",
             mismatch_hint if unknown else None,
         )
-    needed = space_needed(items, jobs)
+    needed = plan.needed_bytes
     detail = (
         f"`download --all` needs {human_bytes(needed)} for {len(items)} dataset(s) "
         f"(archives plus extraction), {human_bytes(free)} free in {root} "

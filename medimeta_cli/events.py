@@ -1,0 +1,126 @@
+"""What the download engine reports: events while it works, one outcome per dataset.
+
+The engine never prints; the CLI turns events into progress bars and outcomes into
+lines or JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from medimeta_cli.errors import MedimetaError
+
+
+class Phase(str, Enum):
+    """The stage a dataset has reached (shown next to its progress bar)."""
+
+    CHECKING_PARTIAL = "checking partial download"
+    READING_DIRECTORY = "reading the archive's directory"
+    VERIFYING = "verifying"
+    EXTRACTING = "extracting"
+    INSTALLED = "installed"
+    INSTALLED_BY_ANOTHER_JOB = "installed by another job"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+    @property
+    def logged(self) -> bool:
+        """Whether a job log (stderr without a live display) gets a line for this phase:
+        the long steps only; the outcome line reports the rest."""
+        return self in (Phase.CHECKING_PARTIAL, Phase.VERIFYING, Phase.EXTRACTING)
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something a progress display may want to show."""
+
+    dataset_id: str
+
+
+@dataclass(frozen=True)
+class TransferStarted(Event):
+    """Bytes of an archive are about to flow; ``done`` were already there (resume)."""
+
+    total: int
+    done: int
+
+
+@dataclass(frozen=True)
+class BytesTransferred(Event):
+    """``count`` more bytes arrived."""
+
+    count: int
+
+
+@dataclass(frozen=True)
+class PhaseChanged(Event):
+    """The dataset moved on to another phase."""
+
+    phase: Phase
+
+
+@dataclass(frozen=True)
+class Notice(Event):
+    """A message for the user: a retry, a wait for a lock, an upstream change."""
+
+    message: str
+    warning: bool = False
+
+
+EventSink = Callable[[Event], None]
+
+
+def ignore(event: Event) -> None:
+    """The default sink: drops every event."""
+
+
+class OutcomeStatus(str, Enum):
+    """How the work on one dataset ended."""
+
+    INSTALLED = "installed"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one dataset."""
+
+    dataset_id: str
+    status: OutcomeStatus
+    detail: str = ""
+    path: Path | None = None
+    archive_md5: str | None = None
+    downloaded_bytes: int = 0
+    resumed_from: int = 0
+    seconds: float = 0.0
+    error: MedimetaError | None = None
+
+    @classmethod
+    def failed(cls, dataset_id: str, error: MedimetaError, seconds: float) -> Outcome:
+        """The outcome of a dataset whose work raised ``error``."""
+        return cls(dataset_id, OutcomeStatus.FAILED, error.message, error=error, seconds=seconds)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready mapping."""
+        return {
+            "id": self.dataset_id,
+            "status": self.status.value,
+            "detail": self.detail,
+            "path": str(self.path) if self.path else None,
+            "archive_md5": self.archive_md5,
+            "downloaded_bytes": self.downloaded_bytes,
+            "resumed_from": self.resumed_from,
+            "seconds": round(self.seconds, 3),
+            "error": None
+            if self.error is None
+            else {
+                "type": type(self.error).__name__,
+                "message": self.error.message,
+                "hint": self.error.hint,
+            },
+        }

@@ -1,0 +1,122 @@
+"""One dataset's download: under its lock, fetch it and install it; its outcome.
+
+The whole archive is fetched into a partial file (:class:`ArchiveTransfer`) and
+extracted, or, for the hdf5 layout, only the members the loader reads
+(:class:`MembersTransfer`), falling back to the whole archive when the server does
+not honour byte ranges.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from medimeta_cli.catalog import Dataset
+from medimeta_cli.errors import MedimetaError
+from medimeta_cli.events import EventSink, Notice, Outcome, OutcomeStatus, Phase, PhaseChanged
+from medimeta_cli.fsutil import remove_tree
+from medimeta_cli.install import Installer, InstallResult
+from medimeta_cli.plan import ArchiveLayout, is_installed
+from medimeta_cli.ranged import RangesUnsupported
+from medimeta_cli.record import ArchiveInfo
+from medimeta_cli.remote import RemoteClient
+from medimeta_cli.transfer import ArchiveTransfer, MembersTransfer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """What was asked of every dataset of one download."""
+
+    force: bool = False
+    keep_archive: bool = False
+    layout: ArchiveLayout = ArchiveLayout.FULL
+    with_masks: bool = False
+
+
+@dataclass(frozen=True)
+class DatasetJob:
+    """Fetches and installs datasets one at a time (several threads may share it)."""
+
+    installer: Installer
+    client: Callable[[], RemoteClient]  # made on first use: offline fails per dataset
+    options: JobOptions
+    on_event: EventSink
+
+    def run(self, dataset: Dataset, info: ArchiveInfo) -> Outcome:
+        """Take the dataset's lock, fetch and install it; errors end up in the outcome."""
+        started = time.monotonic()
+        folder = self.installer.layout.dataset_dir(dataset.id)
+        try:
+            with self.installer.lock(dataset.id).hold():
+                if not self.options.force and is_installed(self.installer.layout.root, dataset.id):
+                    self.on_event(PhaseChanged(dataset.id, Phase.SKIPPED))
+                    return Outcome(
+                        dataset.id,
+                        OutcomeStatus.SKIPPED,
+                        "installed by another job",
+                        path=folder,
+                        seconds=time.monotonic() - started,
+                    )
+                result, resumed_from, fetched = self._fetch_and_install(dataset, info)
+        except MedimetaError as error:
+            logger.debug("%s failed: %s", dataset.id, error.message)
+            self.on_event(PhaseChanged(dataset.id, Phase.FAILED))
+            return Outcome.failed(dataset.id, error, time.monotonic() - started)
+        done = result is InstallResult.INSTALLED
+        self.on_event(
+            PhaseChanged(dataset.id, Phase.INSTALLED if done else Phase.INSTALLED_BY_ANOTHER_JOB)
+        )
+        return Outcome(
+            dataset.id,
+            OutcomeStatus.INSTALLED if done else OutcomeStatus.SKIPPED,
+            result.value,
+            path=folder,
+            archive_md5=info.md5,
+            downloaded_bytes=fetched,
+            resumed_from=resumed_from,
+            seconds=time.monotonic() - started,
+        )
+
+    def _fetch_and_install(
+        self, dataset: Dataset, info: ArchiveInfo
+    ) -> tuple[InstallResult, int, int]:
+        """The install's result, the offset resumed from and the bytes transferred."""
+        installer, options = self.installer, self.options
+        layout, stop = installer.layout, installer.should_stop
+        if options.layout is ArchiveLayout.HDF5:
+            try:
+                members = MembersTransfer(self.client(), layout, self.on_event, stop).fetch(
+                    dataset, info, with_masks=options.with_masks
+                )
+            except RangesUnsupported:
+                message = "the server does not honour byte ranges; fetching the whole archive"
+                logger.info("%s: no byte ranges; falling back to the whole archive", info.key)
+                self.on_event(Notice(dataset.id, message, warning=True))
+            else:
+                result = installer.install_folder(
+                    dataset,
+                    members.data,
+                    members.entries,
+                    info,
+                    force=options.force,
+                    layout=options.layout,
+                )
+                remove_tree(members.folder)
+                return result, members.resumed_from, members.fetched
+        archive = ArchiveTransfer(self.client(), layout, self.on_event, stop).fetch(
+            dataset.id, info
+        )
+        result = installer.install_archive(
+            dataset,
+            archive.path,
+            info,
+            force=options.force,
+            layout=options.layout,
+            with_masks=options.with_masks,
+        )
+        archive.partial.finish(layout.archives_dir / info.key if options.keep_archive else None)
+        return result, archive.resumed_from, archive.fetched

@@ -1,0 +1,249 @@
+"""What a download would fetch, how large it is, and whether it fits on disk.
+
+``download --dry-run``, ``download`` itself (its space check before the first byte)
+and ``doctor`` (its disk-space check) all plan with :func:`plan_download`, so the
+three agree on what is skipped and on the space needed. ``info`` shows both
+layouts' sizes with :func:`archive_sizes`.
+
+Only the standard library and light modules of this package are imported at the
+top: ``info`` imports this module and must not load httpx, h5py, numpy or Pillow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from medimeta_cli.catalog import Dataset, file_download_url
+from medimeta_cli.fsutil import free_bytes
+from medimeta_cli.layout import RootLayout
+from medimeta_cli.partials import partial_bytes
+from medimeta_cli.records import saved_archive_sizes
+
+if TYPE_CHECKING:
+    from medimeta_cli.record import ArchiveInfo, Manifest
+    from medimeta_cli.settings import Settings
+
+
+class ArchiveLayout(str, Enum):
+    """Which files of an archive an install holds."""
+
+    FULL = "full"  # the whole archive
+    HDF5 = "hdf5"  # only what the official loader reads (about half)
+
+
+class ItemState(str, Enum):
+    """Where one archive of a plan stands."""
+
+    INSTALLED = "installed"  # here or in a shared root: nothing to fetch
+    PARTIAL = "partial"  # an earlier run left some bytes
+    ABSENT = "absent"
+
+
+#: What the official loader reads; the TIFF copies of the images are not among it.
+LOADER_FILES = frozenset({"info.yaml", "LICENSE", "annotations.csv", "images.hdf5"})
+LOADER_FOLDERS = ("task_labels/", "splits/", "original_splits/")
+
+
+def wanted_in_layout(path: str, layout: ArchiveLayout, *, with_masks: bool = False) -> bool:
+    """Whether a dataset file (its path inside the dataset folder) belongs to an install of
+    this layout."""
+    if layout is ArchiveLayout.FULL:
+        return True
+    if path in LOADER_FILES or path.startswith(LOADER_FOLDERS):
+        return True
+    return with_masks and path.startswith("masks/")
+
+
+def sizes_key(layout: ArchiveLayout, *, with_masks: bool = False) -> str:
+    """The key of a layout's size in the saved sizes (``sizes.json``)."""
+    if layout is ArchiveLayout.HDF5 and with_masks:
+        return "hdf5_with_masks"
+    return layout.value
+
+
+@dataclass(frozen=True)
+class PlanItem:
+    """One archive of a download plan."""
+
+    dataset_id: str
+    key: str
+    url: str
+    size: int | None
+    md5: str | None
+    state: ItemState
+    partial_bytes: int = 0
+    hdf5_size: int | None = None  # what --layout hdf5 fetches, when known
+    layout: ArchiveLayout = ArchiveLayout.FULL
+
+    @property
+    def pending(self) -> bool:
+        """Whether the archive still has to be fetched."""
+        return self.state is not ItemState.INSTALLED
+
+    @property
+    def to_fetch(self) -> int:
+        """Bytes still to transfer (0 when installed or unknown)."""
+        size = self.hdf5_size if self.layout is ArchiveLayout.HDF5 and self.hdf5_size else self.size
+        if not self.pending or size is None:
+            return 0
+        return max(0, size - self.partial_bytes)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready mapping."""
+        return {
+            "id": self.dataset_id,
+            "key": self.key,
+            "url": self.url,
+            "size": self.size,
+            "md5": self.md5,
+            "state": self.state.value,
+            "partial_bytes": self.partial_bytes,
+            "hdf5_size": self.hdf5_size,
+            "layout": self.layout.value,
+            "to_fetch": self.to_fetch,
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a download would do, and whether it fits on disk."""
+
+    items: tuple[PlanItem, ...]
+    needed_bytes: int
+    free_bytes: int
+    record_version: str | None
+
+    @property
+    def to_fetch(self) -> int:
+        """Bytes to transfer in all."""
+        return sum(item.to_fetch for item in self.items)
+
+    @property
+    def pending(self) -> tuple[PlanItem, ...]:
+        """The items still to fetch."""
+        return tuple(item for item in self.items if item.pending)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready mapping."""
+        return {
+            "items": [item.to_json() for item in self.items],
+            "to_fetch": self.to_fetch,
+            "needed_bytes": self.needed_bytes,
+            "free_bytes": self.free_bytes,
+            "record_version": self.record_version,
+        }
+
+
+def space_needed(items: Sequence[PlanItem], parallel_archives: int) -> int:
+    """Extraction of everything plus the largest archives that exist at the same time."""
+    pending = [item for item in items if item.pending and item.size is not None]
+    extraction = sum(item.size or 0 for item in pending)  # stored zips unpack to about their size
+    downloads = sorted((item.to_fetch for item in pending), reverse=True)
+    return extraction + sum(downloads[: max(1, parallel_archives)])
+
+
+def is_installed(root: Path, dataset_id: str) -> bool:
+    """Whether a data root holds the dataset installed: its folder holds ``info.yaml``, as
+    every unzipped upstream archive does, whoever installed it."""
+    return (RootLayout(root).dataset_dir(dataset_id) / "info.yaml").is_file()
+
+
+def installed_copy(settings: Settings, dataset: Dataset) -> Path | None:
+    """The folder holding the dataset installed: in the data root, else in the first shared
+    root (``MEDIMETA_PATH``) holding it; None when neither does."""
+    for root in (settings.root, *settings.shared_roots):
+        if is_installed(root, dataset.id):
+            return RootLayout(root).dataset_dir(dataset.id)
+    return None
+
+
+#: Reads an archive's directory online and returns its hdf5 layout's size (None when the
+#: server cannot tell); given to :func:`plan_download` when it may use the network.
+ListedSize = Callable[[Dataset, "ArchiveInfo"], "int | None"]
+
+
+def plan_download(
+    settings: Settings,
+    datasets: Sequence[Dataset],
+    manifest: Manifest | None,
+    *,
+    force: bool = False,
+    jobs: int = 2,
+    keep_archive: bool = False,
+    layout: ArchiveLayout = ArchiveLayout.FULL,
+    with_masks: bool = False,
+    listed_size: ListedSize | None = None,
+) -> Plan:
+    """Sizes (of both layouts where known), URLs and states of the archives, and the disk
+    space a download needs.
+
+    Datasets installed in the data root or a shared root are planned as installed (nothing
+    to fetch) unless ``force``. Without a manifest sizes are unknown. For the hdf5 layout,
+    sizes saved by earlier downloads are used, else ``listed_size`` (when given) reads them.
+    Whole archives need room for extraction plus the ``jobs`` largest archives at once (all
+    of them with ``keep_archive``); hdf5 installs write members straight into place.
+    """
+    root_layout = RootLayout(settings.root)
+    items = []
+    for dataset in datasets:
+        info = manifest.files.get(dataset.archive) if manifest else None
+        installed = not force and installed_copy(settings, dataset) is not None
+        done = 0
+        if not installed:
+            done = partial_bytes(root_layout, dataset.archive, info.md5 if info else None)
+        hdf5_size = None
+        if info is not None:
+            saved = saved_archive_sizes(root_layout, info.key, info.md5)
+            hdf5_size = saved.get(sizes_key(ArchiveLayout.HDF5, with_masks=with_masks))
+            wanted = layout is ArchiveLayout.HDF5 and not installed
+            if hdf5_size is None and wanted and listed_size is not None:
+                hdf5_size = listed_size(dataset, info)
+        state = ItemState.PARTIAL if done else ItemState.ABSENT
+        items.append(
+            PlanItem(
+                dataset_id=dataset.id,
+                key=dataset.archive,
+                url=info.url
+                if info
+                else file_download_url(settings.base_url, settings.record_id, dataset.archive),
+                size=info.size if info else None,
+                md5=info.md5 if info else None,
+                state=ItemState.INSTALLED if installed else state,
+                partial_bytes=done,
+                hdf5_size=hdf5_size,
+                layout=layout,
+            )
+        )
+    parallel = len(items) if keep_archive else jobs
+    return Plan(
+        items=tuple(items),
+        needed_bytes=sum(i.to_fetch for i in items)
+        if layout is ArchiveLayout.HDF5
+        else space_needed(items, parallel),
+        free_bytes=free_bytes(settings.root),
+        record_version=manifest.version if manifest else None,
+    )
+
+
+def estimated_hdf5_bytes(full_size: int, num_samples: int, pixels_per_image: int) -> int:
+    """What the hdf5 layout of an archive takes when its directory has not been read yet:
+    the archive less one uncompressed TIFF (pixels plus about 200 bytes of header) per image."""
+    return max(0, full_size - num_samples * (pixels_per_image + 200))
+
+
+def archive_sizes(dataset: Dataset, settings: Settings) -> dict[str, Any]:
+    """Both layouts' sizes: exact when a download has read the archive, else estimated."""
+    sizes = saved_archive_sizes(RootLayout(settings.root), dataset.archive)
+    full = sizes.get(sizes_key(ArchiveLayout.FULL))
+    hdf5 = sizes.get(sizes_key(ArchiveLayout.HDF5))
+    estimated = hdf5 is None and full is not None
+    if estimated and full is not None:
+        size = dataset.input_size
+        hdf5 = estimated_hdf5_bytes(
+            full, dataset.num_samples, size.channels * size.height * size.width
+        )
+    return {"full": full, "hdf5": hdf5, "hdf5_estimated": estimated}

@@ -1,0 +1,359 @@
+"""Resumable, verified HTTP transfers: a whole archive, or the hdf5 layout's members.
+
+A whole archive streams into a partial file this process owns (see
+:mod:`medimeta_cli.partials`), hashed (md5) while it streams, in a second thread
+so that hashing overlaps receiving. A cut transfer goes on with ``Range`` from
+where it stopped, within a run and across runs; the server's answer is checked
+before a byte is written (resume, restart, an HTML page instead of a zip...), and
+size and md5 are checked against the record at the end. The hdf5 layout fetches
+only the members the loader reads, with range requests (see
+:mod:`medimeta_cli.ranged`), into a members folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from medimeta_cli.archive import member_path
+from medimeta_cli.catalog import Dataset
+from medimeta_cli.errors import IntegrityError, NetworkError, RemoteDataError
+from medimeta_cli.events import (
+    BytesTransferred,
+    EventSink,
+    Notice,
+    Phase,
+    PhaseChanged,
+    TransferStarted,
+    ignore,
+)
+from medimeta_cli.fsutil import ensure_space, human_bytes, translate_os_error
+from medimeta_cli.layout import RootLayout
+from medimeta_cli.partials import Partial, claim_members_folder, claim_partial
+from medimeta_cli.plan import ArchiveLayout, sizes_key, wanted_in_layout
+from medimeta_cli.ranged import MemberFetcher, RangesUnsupported, RemoteListing, read_listing
+from medimeta_cli.record import ArchiveInfo
+from medimeta_cli.records import FileEntry, save_archive_sizes
+from medimeta_cli.remote import RemoteClient, content_range
+
+logger = logging.getLogger(__name__)
+
+#: Local files are read in steps of this size (for hashing).
+READ_CHUNK = 1024 * 1024
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+
+
+def new_md5() -> Any:
+    """An md5 for checking archives against the record: an integrity check, not security,
+    which lets it run on FIPS systems."""
+    return hashlib.md5(usedforsecurity=False)
+
+
+def hash_file(path: Path, digest: Any, on_bytes: Callable[[int], None] | None = None) -> int:
+    """Feed a file into ``digest``; return its length."""
+    done = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(READ_CHUNK):
+            digest.update(chunk)
+            done += len(chunk)
+            if on_bytes is not None:
+                on_bytes(len(chunk))
+    return done
+
+
+class BackgroundHasher:
+    """Feeds chunks to a hash in a second thread, so hashing overlaps receiving.
+
+    hashlib releases the GIL for large buffers, so on two cores the md5 costs
+    almost no wall time as long as the network is not faster than md5 itself.
+    """
+
+    def __init__(self, digest: Any, depth: int = 32) -> None:
+        self.digest = digest
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
+        self._thread = threading.Thread(target=self._run, name="md5", daemon=True)
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            self.digest.update(chunk)
+
+    def feed(self, chunk: bytes) -> None:
+        """Hash this chunk after the ones fed before it."""
+        self._queue.put(chunk)
+
+    def __enter__(self) -> BackgroundHasher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # Always drain: the caller reads the digest of exactly what was written.
+        self._queue.put(None)
+        self._thread.join()
+
+
+@dataclass(frozen=True)
+class FetchedArchive:
+    """A complete, verified archive in a partial file of this process."""
+
+    partial: Partial
+    resumed_from: int  # bytes earlier runs had left
+    fetched: int  # bytes transferred by this run
+
+    @property
+    def path(self) -> Path:
+        """The archive file."""
+        return self.partial.part
+
+
+@dataclass
+class ArchiveTransfer:
+    """Downloads whole archives into the partial folder of one data root."""
+
+    client: RemoteClient
+    layout: RootLayout
+    on_event: EventSink = ignore
+    should_stop: Callable[[], bool] = lambda: False
+
+    def _notice(self, dataset_id: str, message: str) -> None:
+        self.on_event(Notice(dataset_id, message))
+
+    def fetch(self, dataset_id: str, info: ArchiveInfo) -> FetchedArchive:
+        """Download one archive, resuming what earlier runs left; verify size and md5."""
+        partial = claim_partial(self.layout, info, lambda m: self._notice(dataset_id, m))
+        part = partial.part
+        digest = new_md5()
+        offset = partial.resume_offset(info.size)
+        if offset:
+            self.on_event(PhaseChanged(dataset_id, Phase.CHECKING_PARTIAL))
+            offset = hash_file(part, digest)
+            logger.info("resuming %s at byte %d (%s)", info.key, offset, part)
+            self._notice(dataset_id, f"resuming {info.key} at {human_bytes(offset)}")
+        resumed_from = offset
+        self.on_event(TransferStarted(dataset_id, total=info.size, done=offset))
+        fetched = 0
+        attempt = 0
+        while offset < info.size or (info.size == 0 and not part.exists()):
+            # identity: the bytes hashed must be the archive's, never a proxy's gzip of it.
+            headers = {"Accept-Encoding": "identity"}
+            if offset:
+                headers["Range"] = f"bytes={offset}-"
+            gained = 0
+            try:
+                with self.client.stream(info.url, headers) as response:
+                    offset, digest = self._check_response(
+                        dataset_id, response, info, offset, digest, partial
+                    )
+                    if offset >= info.size:
+                        break
+                    gained = self._receive(dataset_id, response, info, part, offset, digest)
+                    offset += gained
+                    fetched += gained
+                if offset < info.size:
+                    raise httpx.RemoteProtocolError("the server closed the transfer early")
+            except httpx.TransportError as exc:
+                offset = partial.size()
+                if offset == 0:  # the partial file was dropped: so is what was hashed of it
+                    digest = new_md5()
+                # A flaky link that still makes progress should not run out of retries.
+                attempt = 1 if gained else attempt + 1
+                self.client.retry_wait(
+                    attempt, f"transfer of {info.key} interrupted at {human_bytes(offset)} ({exc})"
+                )
+            except OSError as exc:
+                raise translate_os_error(exc, f"{info.key} into {part.parent}") from exc
+        self.on_event(PhaseChanged(dataset_id, Phase.VERIFYING))
+        actual = digest.hexdigest()
+        size = partial.size()
+        if size != info.size or actual != info.md5:
+            partial.discard()
+            raise IntegrityError(
+                f"{info.key} does not match the record (md5 {actual}, {size:,} bytes; "
+                f"expected md5 {info.md5}, {info.size:,} bytes); the download was discarded",
+                hint="Run the same command again to download it afresh.",
+            )
+        logger.debug("%s verified: %d bytes, md5 %s", part, size, actual)
+        return FetchedArchive(partial, resumed_from, fetched)
+
+    def _check_response(
+        self,
+        dataset_id: str,
+        response: httpx.Response,
+        info: ArchiveInfo,
+        offset: int,
+        digest: Any,
+        partial: Partial,
+    ) -> tuple[int, Any]:
+        """Make sense of the status: resume (206), restart (200) or done (416)."""
+        status = response.status_code
+        logger.debug("HTTP %d for %s at offset %d", status, info.key, offset)
+        if status == 416:
+            if offset == info.size:
+                return offset, digest
+            self._notice(dataset_id, f"server rejected resuming {info.key}; starting over")
+            return partial.restart(), new_md5()
+        if status == 206:
+            start, total = content_range(response) or (-1, None)
+            if start != offset or (total is not None and total != info.size):
+                self._notice(dataset_id, f"unexpected Content-Range for {info.key}; starting over")
+                partial.part.unlink(missing_ok=True)
+                raise httpx.RemoteProtocolError("mismatched Content-Range")
+        elif status == 200:
+            if offset:
+                self._notice(dataset_id, "the server ignored the range request; starting over")
+                offset, digest = partial.restart(), new_md5()
+        elif status == 404:
+            raise RemoteDataError(
+                f"{info.key} was not found at {info.url} (HTTP 404)",
+                hint="The record may have changed; check MEDIMETA_BASE_URL and MEDIMETA_RECORD.",
+            )
+        else:
+            raise NetworkError(f"HTTP {status} for {info.url}")
+        refuse_non_archive(response, info)
+        return offset, digest
+
+    def _receive(
+        self,
+        dataset_id: str,
+        response: httpx.Response,
+        info: ArchiveInfo,
+        part: Path,
+        offset: int,
+        digest: Any,
+    ) -> int:
+        """Append the body to the partial file, hashing it as it streams; return bytes written."""
+        written = 0
+        head = b""
+        with open(part, "ab") as sink, BackgroundHasher(digest) as hasher:
+            for chunk in response.iter_raw():
+                if offset == 0 and len(head) < 4:
+                    head += chunk[:4]
+                    if len(head) >= 4 and head[:4] not in _ZIP_MAGIC:
+                        raise RemoteDataError(
+                            f"the server sent something that is not a zip archive for {info.key} "
+                            f"(it starts with {head[:16]!r})"
+                        )
+                if offset + written + len(chunk) > info.size:
+                    raise IntegrityError(
+                        f"the server sent more than the {info.size:,} bytes the record lists for "
+                        f"{info.key}"
+                    )
+                sink.write(chunk)
+                hasher.feed(chunk)
+                written += len(chunk)
+                self.on_event(BytesTransferred(dataset_id, len(chunk)))
+                if self.should_stop():
+                    raise KeyboardInterrupt
+        return written
+
+
+def refuse_non_archive(response: httpx.Response, info: ArchiveInfo) -> None:
+    """An HTML page or a JSON error instead of a zip is reported as such, not as a bad md5."""
+    content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type in ("text/html", "application/xhtml+xml"):
+        raise RemoteDataError(
+            f"the server sent an HTML page instead of {info.key} ({info.url})",
+            hint="Zenodo may be in maintenance, or a proxy is intercepting; try again later.",
+        )
+    if content_type in ("application/json", "application/problem+json"):
+        body = response.read()[:500].decode("utf-8", "replace")
+        raise RemoteDataError(
+            f"the server sent a JSON message instead of {info.key}: {body.strip()}",
+        )
+
+
+# ----------------------------------------------------------------------------- the hdf5 layout
+
+
+def _hdf5_members(with_masks: bool) -> Callable[[str], bool]:
+    return partial(wanted_in_layout, layout=ArchiveLayout.HDF5, with_masks=with_masks)
+
+
+def remember_sizes(layout: RootLayout, info: ArchiveInfo, listing: RemoteListing) -> None:
+    """Save both layouts' sizes of this archive version, so ``info`` can show them offline."""
+    save_archive_sizes(
+        layout,
+        info.key,
+        info.md5,
+        {
+            sizes_key(ArchiveLayout.FULL): info.size,
+            sizes_key(ArchiveLayout.HDF5): listing.wanted_bytes(_hdf5_members(False)),
+            sizes_key(ArchiveLayout.HDF5, with_masks=True): listing.wanted_bytes(
+                _hdf5_members(True)
+            ),
+        },
+    )
+
+
+def listed_hdf5_size(
+    client: RemoteClient, layout: RootLayout, dataset: Dataset, info: ArchiveInfo, with_masks: bool
+) -> int | None:
+    """The hdf5 layout's size, read from the archive's directory (and saved); None when the
+    server does not honour byte ranges."""
+    try:
+        listing, _ = read_listing(client, info, dataset)
+    except RangesUnsupported:
+        return None
+    remember_sizes(layout, info, listing)
+    return listing.wanted_bytes(_hdf5_members(with_masks))
+
+
+@dataclass(frozen=True)
+class FetchedMembers:
+    """The hdf5 layout's files of one archive, complete and checked, in a members folder."""
+
+    folder: Path  # the claimed members folder; remove it once installed
+    data: Path  # the folder that becomes ``<root>/<id>``
+    entries: list[FileEntry]
+    resumed_from: int  # bytes earlier runs had fetched
+    fetched: int  # bytes transferred by this run
+
+
+@dataclass
+class MembersTransfer:
+    """Fetches the members the loader reads, with range requests (resumable)."""
+
+    client: RemoteClient
+    layout: RootLayout
+    on_event: EventSink = ignore
+    should_stop: Callable[[], bool] = lambda: False
+
+    def fetch(self, dataset: Dataset, info: ArchiveInfo, *, with_masks: bool) -> FetchedMembers:
+        """Read the archive's directory, then fetch every wanted member not fetched yet.
+
+        Raises :class:`RangesUnsupported` when the server sends whole files only.
+        """
+        self.on_event(PhaseChanged(dataset.id, Phase.READING_DIRECTORY))
+        listing, _ = read_listing(self.client, info, dataset)
+        spans = listing.spans(_hdf5_members(with_masks))
+        remember_sizes(self.layout, info, listing)
+        total = sum(end - start for _, start, end in spans)
+        ensure_space(self.layout.root, total, f"the hdf5 layout of {info.key}")
+        folder = claim_members_folder(self.layout, info)
+        fetched = [0]
+
+        def count(n: int) -> None:
+            fetched[0] += n
+            self.on_event(BytesTransferred(dataset.id, n))
+
+        fetcher = MemberFetcher(
+            self.client, info, folder, on_bytes=count, should_stop=self.should_stop
+        )
+        fetcher.load_progress()
+        resumed = sum(end - start for i, start, end in spans if member_path(i) in fetcher.done)
+        if resumed:
+            logger.info("resuming the members of %s: %d of %d bytes done", info.key, resumed, total)
+        self.on_event(TransferStarted(dataset.id, total=total, done=resumed))
+        try:
+            entries = fetcher.fetch(spans)
+        except OSError as exc:
+            raise translate_os_error(exc, f"{info.key} into {folder}") from exc
+        return FetchedMembers(folder, fetcher.data, entries, resumed, fetched[0])

@@ -1,0 +1,139 @@
+"""``medimeta_cli.partials``: partial downloads are claimed, resumed, discarded and kept."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from medimeta_cli.catalog import load_catalog
+from medimeta_cli.errors import DiskSpaceError, NetworkError
+from medimeta_cli.events import Notice
+from medimeta_cli.layout import RootLayout
+from medimeta_cli.ownership import owner_stamp
+from medimeta_cli.partials import claim_partial, partial_bytes
+from medimeta_cli.record import ArchiveInfo
+from medimeta_cli.records import read_install_record
+from tests.conftest import FixtureData
+from tests.helpers import make_downloader, tmpfs
+from tests.support import archives
+from tests.support import zenodo_server as zs
+
+
+def test_resume_across_runs(zenodo: zs.ZenodoServer, data_root: Path) -> None:
+    size = zenodo.file_size("crc.zip")
+    cut = size // 2
+    zenodo.inject("crc.zip", zs.cut_after(cut))
+    first, _ = make_downloader(retries=0)
+    [failed] = first.download([first.catalog.get("crc")])
+    assert isinstance(failed.error, NetworkError)
+    assert not (data_root / "crc").exists()
+    [part] = (data_root / ".medimeta" / "partial").glob("crc.zip.*.part")
+    assert part.stat().st_size == cut
+    second, _ = make_downloader()
+    [outcome] = second.download([second.catalog.get("crc")])
+    assert outcome.status == "installed"
+    assert outcome.resumed_from == cut
+    assert outcome.downloaded_bytes == size - cut
+    assert zenodo.requests_for("crc.zip", method="GET")[-1].range == f"bytes={cut}-"
+    assert zenodo.bytes_sent("crc.zip") == size
+
+
+def test_partial_of_an_old_version_is_discarded(
+    zenodo: zs.ZenodoServer, data_root: Path, fixture_data: FixtureData, tmp_path: Path
+) -> None:
+    zenodo.inject("crc.zip", zs.cut_after(4000))
+    make_downloader(retries=0)[0].download([load_catalog(fixture_data.catalog).get("crc")])
+    changed = archives.DatasetSpec(**{**vars(fixture_data.specs["crc"]), "seed": 7})
+    zenodo.replace_file("crc.zip", archives.build_archive(changed, tmp_path))
+    downloader, events = make_downloader()
+    [outcome] = downloader.download([downloader.catalog.get("crc")])
+    assert outcome.status == "installed" and outcome.resumed_from == 0
+    assert any("another version" in e.message for e in events if isinstance(e, Notice))
+    record = read_install_record(RootLayout(data_root), "crc")
+    assert record is not None and record.archive_md5 == zenodo.file_md5("crc.zip")
+
+
+def test_disk_filling_up_mid_transfer_keeps_the_partial(
+    zenodo: zs.ZenodoServer, tmp_path: Path, fixture_data: FixtureData
+) -> None:
+    size = zenodo.file_size("crc.zip")
+    with tmpfs(tmp_path / "small", f"size={size // 2}") as small:
+        downloader, _ = make_downloader(root=small)
+        # Pretend the space check passed, as it may when another job fills the disk meanwhile.
+        import medimeta_cli.download as engine
+
+        original = engine.ensure_space
+        engine.ensure_space = lambda *a, **k: None  # type: ignore[assignment]
+        try:
+            [outcome] = downloader.download([downloader.catalog.get("crc")])
+        finally:
+            engine.ensure_space = original
+        assert isinstance(outcome.error, DiskSpaceError)
+        [part] = (small / ".medimeta" / "partial").glob("crc.zip.*.part")
+        assert 0 < part.stat().st_size < size
+
+
+def test_keep_archive(zenodo: zs.ZenodoServer, data_root: Path) -> None:
+    downloader, _ = make_downloader()
+    downloader.download([downloader.catalog.get("cxr")], keep_archive=True)
+    kept = data_root / ".medimeta" / "archives" / "cxr.zip"
+    assert archives.md5_of(kept) == zenodo.file_md5("cxr.zip")
+
+
+def _leave_partial(
+    layout: RootLayout, info: ArchiveInfo, name: str, size: int, **sidecar: object
+) -> Path:
+    """A partial download as another job leaves it: ``<key>.<name>.part`` and its sidecar."""
+    layout.partial_dir.mkdir(parents=True, exist_ok=True)
+    part = layout.partial_dir / f"{info.key}.{name}.part"
+    part.write_bytes(b"x" * size)
+    data = {"key": info.key, "size": info.size, "md5": info.md5, "host": "elsewhere", "pid": 1}
+    part.with_suffix(".json").write_text(json.dumps({**data, **sidecar}))
+    os.utime(part, (1, 1))  # untouched for ages: its job on another host is gone
+    return part
+
+
+def test_the_largest_partial_of_this_version_is_claimed_and_stamped(tmp_path: Path) -> None:
+    layout = RootLayout(tmp_path)
+    info = ArchiveInfo("crc.zip", 1000, "a" * 32, "http://x/crc.zip")
+    _leave_partial(layout, info, "small", 10)
+    _leave_partial(layout, info, "large", 300)
+    _leave_partial(layout, info, "old", 500, md5="b" * 32)
+    notices: list[str] = []
+    mine = claim_partial(layout, info, notices.append)
+    assert mine.size() == 300 and mine.resume_offset(info.size) == 300
+    assert json.loads(mine.sidecar.read_text())["pid"] == os.getpid()
+    assert json.loads(mine.sidecar.read_text())["host"] == owner_stamp()["host"]
+    assert notices == ["discarding a partial download of another version of crc.zip"]
+    assert partial_bytes(layout, "crc.zip", info.md5) == 300
+    assert sorted(p.name.split(".")[2] for p in layout.partial_dir.glob("*.part")) == sorted(
+        [mine.part.name.split(".")[2], "small"]
+    )
+
+
+def test_a_partial_a_live_job_writes_is_left_alone(tmp_path: Path) -> None:
+    layout = RootLayout(tmp_path)
+    info = ArchiveInfo("crc.zip", 1000, "a" * 32, "http://x/crc.zip")
+    busy = _leave_partial(layout, info, "busy", 300, **{**owner_stamp(), "pid": os.getppid()})
+    mine = claim_partial(layout, info, lambda message: None)
+    assert busy.exists() and mine.part != busy and mine.size() == 0
+    assert json.loads(mine.sidecar.read_text())["url"] == info.url
+
+
+def test_a_partial_larger_than_the_archive_starts_over_and_finish_keeps_or_drops(
+    tmp_path: Path,
+) -> None:
+    layout = RootLayout(tmp_path)
+    info = ArchiveInfo("crc.zip", 100, "a" * 32, "http://x/crc.zip")
+    _leave_partial(layout, info, "big", 300)
+    mine = claim_partial(layout, info, lambda message: None)
+    assert mine.resume_offset(info.size) == 0 and not mine.part.exists()
+    mine.part.write_bytes(b"PK")
+    kept = layout.archives_dir / info.key
+    mine.finish(kept)
+    assert kept.read_bytes() == b"PK" and not mine.sidecar.exists()
+    again = claim_partial(layout, info, lambda message: None)
+    again.part.write_bytes(b"PK")
+    again.finish(None)
+    assert list(layout.partial_dir.iterdir()) == []
