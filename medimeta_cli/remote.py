@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from medimeta_cli import __version__
-from medimeta_cli.catalog import record_api_url
+from medimeta_cli.catalog import DOI, record_api_url
 from medimeta_cli.errors import NetworkError, OfflineError, RemoteDataError
 from medimeta_cli.fsutil import utc_now
 from medimeta_cli.largereads import large_read_mounts
@@ -36,7 +36,7 @@ from medimeta_cli.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-USER_AGENT = f"medimeta-cli/{__version__} (+https://doi.org/10.5281/zenodo.7884735)"
+USER_AGENT = f"medimeta-cli/{__version__} (+https://doi.org/{DOI})"
 
 #: Statuses worth retrying: timeouts, throttling and server trouble.
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})

@@ -143,7 +143,7 @@ def test_print_urls_then_offline_install_from_a_folder(
 def test_failure_exit_codes(
     zenodo: zs.ZenodoServer,
     data_root: Path,
-    fault: object,
+    fault: zs.Fault,
     extra_env: dict[str, str],
     code: int,
     message: str,

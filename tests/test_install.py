@@ -15,7 +15,7 @@ from tests.support import zenodo_server as zs
 
 @pytest.mark.parametrize("kind", ["zip_slip", "absolute", "symlink", "wrong_id"])
 def test_malicious_archives_are_refused(
-    zenodo: zs.ZenodoServer, data_root: Path, tmp_path: Path, kind: str
+    zenodo: zs.ZenodoServer, data_root: Path, tmp_path: Path, kind: archives.MaliciousKind
 ) -> None:
     bad = archives.build_malicious_archive(tmp_path, "cxr", kind)
     zenodo.replace_file("cxr.zip", bad)

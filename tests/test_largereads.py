@@ -89,7 +89,7 @@ def test_proxies_of_the_environment_are_left_to_httpx(
 def test_the_transport_wraps_httpcores_backend() -> None:
     transport = largereads.LargeReadTransport()
     try:
-        backend = transport._pool._network_backend  # type: ignore[attr-defined]
+        backend = transport._pool._network_backend
         assert isinstance(backend, largereads.LargeReadBackend)
     finally:
         transport.close()

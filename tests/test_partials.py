@@ -6,6 +6,8 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from medimeta_cli.catalog import load_catalog
 from medimeta_cli.errors import DiskSpaceError, NetworkError
 from medimeta_cli.events import Notice
@@ -55,7 +57,10 @@ def test_partial_of_an_old_version_is_discarded(
 
 
 def test_disk_filling_up_mid_transfer_keeps_the_partial(
-    zenodo: zs.ZenodoServer, tmp_path: Path, fixture_data: FixtureData
+    zenodo: zs.ZenodoServer,
+    tmp_path: Path,
+    fixture_data: FixtureData,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     size = zenodo.file_size("crc.zip")
     with tmpfs(tmp_path / "small", f"size={size // 2}") as small:
@@ -63,12 +68,8 @@ def test_disk_filling_up_mid_transfer_keeps_the_partial(
         # Pretend the space check passed, as it may when another job fills the disk meanwhile.
         import medimeta_cli.download as engine
 
-        original = engine.ensure_space
-        engine.ensure_space = lambda *a, **k: None  # type: ignore[assignment]
-        try:
-            [outcome] = downloader.download([downloader.catalog.get("crc")])
-        finally:
-            engine.ensure_space = original
+        monkeypatch.setattr(engine, "ensure_space", lambda *a, **k: None)
+        [outcome] = downloader.download([downloader.catalog.get("crc")])
         assert isinstance(outcome.error, DiskSpaceError)
         [part] = (small / ".medimeta" / "partial").glob("crc.zip.*.part")
         assert 0 < part.stat().st_size < size

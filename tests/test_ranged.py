@@ -214,7 +214,7 @@ def test_deflated_archives_work_too(
 
 @pytest.mark.parametrize("kind", ["zip_slip", "symlink"])
 def test_malicious_members_are_refused_before_fetching(
-    zenodo: zs.ZenodoServer, data_root: Path, tmp_path: Path, kind: str
+    zenodo: zs.ZenodoServer, data_root: Path, tmp_path: Path, kind: archives.MaliciousKind
 ) -> None:
     zenodo.replace_file("cxr.zip", archives.build_malicious_archive(tmp_path, "cxr", kind))
     downloader, _ = make_downloader()

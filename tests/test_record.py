@@ -36,7 +36,7 @@ def test_every_record_shape_gives_the_same_manifest(files: object) -> None:
         record_id=7884735,
         base_url=BASE,
     )
-    info = manifest.archive("crc.zip")  # type: ignore[attr-defined]
+    info = manifest.archive("crc.zip")
     assert (info.size, info.md5) == (10, MD5)
     assert info.url == f"{BASE}/records/7884735/files/crc.zip?download=1"
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from medimeta_cli.catalog import RECORD_ID
 from medimeta_cli.errors import NetworkError, OfflineError, RemoteDataError
 from medimeta_cli.events import Notice
 from medimeta_cli.layout import RootLayout
@@ -56,12 +57,16 @@ def test_backoff_grows_and_is_capped() -> None:
 
 
 def _client(server: zs.ZenodoServer, waits: list[float], retries: int = 3) -> RemoteClient:
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        time.sleep(min(seconds, 0.05))
+
     return RemoteClient(
         server.url,
-        7884735,
+        RECORD_ID,
         timeout=5,
         policy=RetryPolicy(retries=retries, backoff_base=0.01, backoff_cap=0.02),
-        sleep=lambda seconds: (waits.append(seconds), time.sleep(min(seconds, 0.05)))[1],
+        sleep=sleep,
     )
 
 
@@ -91,9 +96,12 @@ def test_retries_honour_retry_after_from_the_server(tmp_path: Path) -> None:
 def test_rate_limit_headers_prevent_429(tmp_path: Path) -> None:
     with zs.ZenodoServer({"crc.zip": b"PK\x03\x04"}, rate_limit=3, rate_window=1.0) as server:
         waits: list[float] = []
-        with RemoteClient(
-            server.url, 7884735, sleep=lambda s: (waits.append(s), time.sleep(s))[1]
-        ) as client:
+
+        def sleep(seconds: float) -> None:
+            waits.append(seconds)
+            time.sleep(seconds)
+
+        with RemoteClient(server.url, RECORD_ID, sleep=sleep) as client:
             for _ in range(5):
                 client.fetch_record()
         assert all(r.status == 200 for r in server.requests)

@@ -76,7 +76,7 @@ def test_corrupted_bytes_are_an_integrity_error_and_nothing_is_installed(
     [(zs.html(), "HTML page instead of cxr.zip"), (zs.json_error(200), "JSON message instead")],
 )
 def test_error_pages_are_named_as_such(
-    zenodo: zs.ZenodoServer, data_root: Path, fault: object, message: str
+    zenodo: zs.ZenodoServer, data_root: Path, fault: zs.Fault, message: str
 ) -> None:
     zenodo.inject("cxr.zip", fault)
     downloader, _ = make_downloader()
