@@ -1,4 +1,37 @@
-"""medimeta-cli: command-line data manager for MedIMeta, the Medical Imaging Meta-Dataset."""
+"""medimeta-cli: command-line data manager for MedIMeta, the Medical Imaging Meta-Dataset.
+
+A library core with a thin command line on top. The core never prints and never
+imports typer or rich: it takes progress callbacks, returns result objects that
+render themselves (``to_json()``), logs with :mod:`logging` and raises from the one
+error tree in :mod:`medimeta_cli.errors`. Only :mod:`medimeta_cli.cli` talks to people.
+
+Layers, top to bottom. A module imports from its own layer and the layers below it,
+never from a layer above (``tests/test_layers.py`` checks every import against this map)::
+
+    6  cli
+    5  download doctor
+    4  plan ranged transfer install job selection export sample verify remove prune
+    3  remote archive images reader structure status roots
+    2  catalog catalog_file catalog_build citation settings record records partials locking
+    1  errors events fsutil layout ownership upstream largereads
+
+- 6, the command line: typer options, sessions, output, exit codes (``cli/cmd_*.py``,
+  one module per command; shared helpers in private ``cli/_*.py`` modules).
+- 5, whole operations: downloading datasets (``download``) and diagnosing a machine
+  (``doctor/``: network, storage, environment).
+- 4, engines over one dataset: what to fetch and the space it needs (``plan``), HTTP
+  transfers of whole archives or of chosen members (``transfer``, ``ranged``), installing
+  (``install``), one dataset's job under its lock (``job``); selections, exports
+  (``export/``), episodes (``sample``), verification, removal and pruning.
+- 3, access to things outside the process: the record over HTTP (``remote``), zip
+  archives (``archive``), installed images, labels and splits (``images``, ``reader``),
+  the upstream structure checks, a dataset's local state and the data roots.
+- 2, facts and local records: the bundled catalog, settings, the record manifest
+  (``record``), install records (``records``), partial downloads and locks.
+- 1, foundations: the error tree, engine events, file-system helpers, the layout of a
+  data root, ownership of temporary names, the upstream file names, and the socket
+  read size of this tool's own HTTP client.
+"""
 
 __version__ = "0.1.0"
 
