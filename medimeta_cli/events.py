@@ -105,6 +105,18 @@ class Outcome:
         """The outcome of a dataset whose work raised ``error``."""
         return cls(dataset_id, OutcomeStatus.FAILED, error.message, error=error, seconds=seconds)
 
+    def line(self) -> str:
+        """One line for people: status, dataset, why (an install needs no why), where, and
+        how much was downloaded."""
+        from medimeta_cli.fsutil import human_bytes
+
+        detail = "" if self.status is OutcomeStatus.INSTALLED else self.detail
+        where = f"  {self.path}" if self.path else ""
+        amount = ""
+        if self.downloaded_bytes:
+            amount = f"  ({human_bytes(self.downloaded_bytes)} in {self.seconds:.1f} s)"
+        return f"{self.status.value:<10}{self.dataset_id:<17}{detail}{where}{amount}"
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready mapping."""
         return {

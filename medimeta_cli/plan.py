@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medimeta_cli.catalog import Dataset, file_download_url
-from medimeta_cli.fsutil import free_bytes
+from medimeta_cli.fsutil import free_bytes, human_bytes
 from medimeta_cli.layout import RootLayout
 from medimeta_cli.partials import partial_bytes
 from medimeta_cli.records import saved_archive_sizes
@@ -107,6 +107,20 @@ class PlanItem:
             "to_fetch": self.to_fetch,
         }
 
+    def row(self) -> list[str]:
+        """A table row: id, archive, both layouts' sizes, state, bytes to fetch."""
+        state = self.state.value
+        if self.partial_bytes:
+            state += f" ({human_bytes(self.partial_bytes)})"
+        return [
+            self.dataset_id,
+            self.key,
+            "?" if self.size is None else human_bytes(self.size),
+            "?" if self.hdf5_size is None else human_bytes(self.hdf5_size),
+            state,
+            human_bytes(self.to_fetch),
+        ]
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -136,6 +150,17 @@ class Plan:
             "free_bytes": self.free_bytes,
             "record_version": self.record_version,
         }
+
+    #: Headers of :meth:`PlanItem.row`.
+    COLUMNS = ("ID", "ARCHIVE", "FULL", "HDF5 LAYOUT", "STATE", "TO FETCH")
+
+    def summary(self) -> str:
+        """One line: bytes to fetch, disk needed and free, and whether it fits."""
+        fits = "" if self.needed_bytes <= self.free_bytes else "  -- NOT ENOUGH SPACE"
+        return (
+            f"to fetch: {human_bytes(self.to_fetch)}; disk needed: "
+            f"{human_bytes(self.needed_bytes)}; free: {human_bytes(self.free_bytes)}{fits}"
+        )
 
 
 def space_needed(items: Sequence[PlanItem], parallel_archives: int) -> int:

@@ -6,7 +6,7 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -24,6 +24,10 @@ from medimeta_cli.cli.options import (
 from medimeta_cli.cli.output import Output, ProgressDisplay
 from medimeta_cli.cli.session import session
 from medimeta_cli.plan import ArchiveLayout
+
+if TYPE_CHECKING:
+    from medimeta_cli.events import Outcome
+    from medimeta_cli.plan import Plan
 
 
 @contextmanager
@@ -135,32 +139,24 @@ def download_command(
             downloader.close()
 
 
-def _report_outcomes(out: Output, outcomes: list[Any], json_mode: bool) -> None:
+def _report_outcomes(out: Output, outcomes: list[Outcome], json_mode: bool) -> None:
     """Print what happened; exit with the code of the first failure."""
     from medimeta_cli.events import OutcomeStatus
-    from medimeta_cli.fsutil import human_bytes
 
     if json_mode:
         out.emit_json([outcome.to_json() for outcome in outcomes])
     else:
         for outcome in outcomes:
-            if outcome.status is OutcomeStatus.FAILED:
-                continue
-            extra = ""
-            if outcome.downloaded_bytes:
-                extra = f"  ({human_bytes(outcome.downloaded_bytes)} in {outcome.seconds:.1f} s)"
-            status = outcome.status.value
-            detail = "" if outcome.detail == status else outcome.detail
-            where = f"  {outcome.path}" if outcome.path else ""
-            out.emit_text(f"{status:<10}{outcome.dataset_id:<17}{detail}{where}{extra}")
-    failures = [outcome for outcome in outcomes if outcome.error is not None]
-    for outcome in failures:
-        out.error(outcome.error)
-    if failures:
-        raise typer.Exit(int(exit_code_for(failures[0].error)))
+            if outcome.status is not OutcomeStatus.FAILED:  # failures: one error line below
+                out.emit_text(outcome.line())
+    errors = [outcome.error for outcome in outcomes if outcome.error is not None]
+    for error in errors:
+        out.error(error)
+    if errors:
+        raise typer.Exit(int(exit_code_for(errors[0])))
 
 
-def _print_urls(out: Output, plan: Any, json_mode: bool) -> None:
+def _print_urls(out: Output, plan: Plan, json_mode: bool) -> None:
     if json_mode:
         out.emit_json([item.to_json() for item in plan.items])
         return
@@ -171,27 +167,9 @@ def _print_urls(out: Output, plan: Any, json_mode: bool) -> None:
         out.warn("sizes and md5s are unknown: no record manifest is saved and offline mode is on")
 
 
-def _print_plan(out: Output, plan: Any, json_mode: bool) -> None:
-    from medimeta_cli.fsutil import human_bytes
-
+def _print_plan(out: Output, plan: Plan, json_mode: bool) -> None:
     if json_mode:
         out.emit_json(plan.to_json())
         return
-    rows = [
-        [
-            item.dataset_id,
-            item.key,
-            "?" if item.size is None else human_bytes(item.size),
-            "?" if item.hdf5_size is None else human_bytes(item.hdf5_size),
-            item.state.value
-            + (f" ({human_bytes(item.partial_bytes)})" if item.partial_bytes else ""),
-            human_bytes(item.to_fetch),
-        ]
-        for item in plan.items
-    ]
-    out.emit_table(["ID", "ARCHIVE", "FULL", "HDF5 LAYOUT", "STATE", "TO FETCH"], rows)
-    out.emit_text(
-        f"to fetch: {human_bytes(plan.to_fetch)}; disk needed: {human_bytes(plan.needed_bytes)}; "
-        f"free: {human_bytes(plan.free_bytes)}"
-        + ("" if plan.needed_bytes <= plan.free_bytes else "  -- NOT ENOUGH SPACE")
-    )
+    out.emit_table(list(plan.COLUMNS), [item.row() for item in plan.items])
+    out.emit_text(plan.summary())
