@@ -20,7 +20,14 @@ from PIL import Image
 
 from medimeta_cli.catalog import Dataset
 from medimeta_cli.errors import IntegrityError, UsageError
-from medimeta_cli.upstream import HDF5_ERRORS, HDF5_NAME, IMAGES_DATASET, image_relpath, open_hdf5
+from medimeta_cli.upstream import (
+    HDF5_ERRORS,
+    HDF5_NAME,
+    IMAGES_DATASET,
+    foreign_storage,
+    image_relpath,
+    open_hdf5,
+)
 
 _Reader = TypeVar("_Reader", bound="ImageReader")
 
@@ -287,6 +294,13 @@ class ImageReader:
                 raise IntegrityError(
                     f"{HDF5_NAME} of {self._dataset.id!r} has no dataset {IMAGES_DATASET!r}",
                     hint=self._deep_hint(),
+                )
+            foreign = foreign_storage(dset)
+            if foreign is not None:
+                raise IntegrityError(
+                    f"{HDF5_NAME} of {self._dataset.id!r}: {IMAGES_DATASET!r} {foreign}; "
+                    "refused, only data inside the dataset folder is read",
+                    hint=f"Reinstall it: `medimeta download --force {self._dataset.id}`.",
                 )
             if dset.dtype != np.uint8 or dset.ndim not in (3, 4):
                 raise IntegrityError(

@@ -32,6 +32,7 @@ from medimeta_cli.upstream import (
     HDF5_ERRORS,
     HDF5_NAME,
     IMAGES_DATASET,
+    foreign_storage,
     image_relpath,
     open_hdf5,
     parse_split_bytes,
@@ -180,6 +181,8 @@ def _check_hdf5(folder: Path, dataset: Dataset) -> list[StructureProblem]:
                 problems.append(f"has no dataset {IMAGES_DATASET!r}")
             elif not isinstance(dset, h5py.Dataset):
                 problems.append(f"{IMAGES_DATASET!r} is a group, not a dataset")
+            elif (foreign := foreign_storage(dset)) is not None:
+                problems.append(f"{IMAGES_DATASET!r} {foreign} (refused, never read)")
             else:
                 if dset.dtype != np.uint8:
                     problems.append(f"{IMAGES_DATASET!r} has dtype {dset.dtype}, expected uint8")

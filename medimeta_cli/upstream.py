@@ -97,3 +97,17 @@ def split_line(data: bytes, line_number: int) -> str:
         return ""
     text = lines[line_number - 1].decode("utf-8", errors="replace")
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def foreign_storage(dset: Any) -> str | None:
+    """Why the bytes of an HDF5 dataset may lie outside its own file, or None.
+
+    External storage and virtual datasets point at other files, anywhere on the machine;
+    reading them would hand out bytes from outside the dataset folder, so the tool refuses
+    such files instead of reading them.
+    """
+    if getattr(dset, "is_virtual", False):
+        return "is a virtual dataset, whose data lives in other files"
+    if getattr(dset, "external", None):
+        return "uses external storage, whose data lives in other files"
+    return None

@@ -164,3 +164,34 @@ def sample_install_record(dataset_id: str = "crc") -> InstallRecord:
         file_count=1,
         total_bytes=5,
     )
+
+
+def point_images_outside(folder: Path, outside: Path, kind: str) -> None:
+    """Rewrite ``folder/images.hdf5`` so that its ``images`` dataset keeps its bytes in
+    ``outside`` (``kind`` "external": HDF5 external storage; "virtual": a virtual dataset),
+    with the same shape and dtype, so nothing but the storage gives it away."""
+    import h5py
+    import numpy as np
+
+    path = folder / "images.hdf5"
+    with h5py.File(path, "r") as handle:
+        images = np.asarray(handle["images"][:])
+    path.unlink()
+    if kind == "external":
+        outside.write_bytes(images.tobytes())
+        with h5py.File(path, "w") as handle:
+            handle.create_dataset(
+                "images",
+                shape=images.shape,
+                dtype=images.dtype,
+                external=[(str(outside), 0, images.nbytes)],
+            )
+    elif kind == "virtual":
+        with h5py.File(outside, "w") as source:
+            source.create_dataset("images", data=images)
+        layout = h5py.VirtualLayout(shape=images.shape, dtype=images.dtype)
+        layout[...] = h5py.VirtualSource(str(outside), "images", shape=images.shape)
+        with h5py.File(path, "w") as handle:
+            handle.create_virtual_dataset("images", layout)
+    else:
+        raise ValueError(kind)

@@ -16,7 +16,7 @@ from medimeta_cli.errors import (
 )
 from medimeta_cli.images import _runs
 from medimeta_cli.reader import DatasetReader
-from tests.helpers import write_installed
+from tests.helpers import point_images_outside, write_installed
 from tests.support.archives import (
     ALL_SPECS,
     CRC,
@@ -268,3 +268,16 @@ def test_iter_batches_can_reuse_one_buffer(tmp_path: Path) -> None:
     expected = expected_images(CRC)
     for (batch, _), images in zip(reused, fresh, strict=True):
         np.testing.assert_array_equal(images, expected[batch])
+
+
+@pytest.mark.parametrize("kind", ["external", "virtual"])
+def test_images_stored_outside_the_folder_are_refused(tmp_path: Path, kind: str) -> None:
+    folder, dataset = write_installed(CXR, tmp_path / "root")
+    point_images_outside(folder, tmp_path / "outside.bin", kind)
+    with h5py.File(folder / "images.hdf5", "r") as handle:  # the trap itself works
+        np.testing.assert_array_equal(handle["images"][:2], expected_images(CXR)[:2])
+    with (
+        DatasetReader.open(tmp_path / "root", dataset) as reader,
+        pytest.raises(IntegrityError, match=r"external storage|virtual dataset"),
+    ):
+        reader.read_images([0, 1])

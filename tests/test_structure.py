@@ -16,7 +16,7 @@ import yaml
 from medimeta_cli.catalog import load_catalog
 from medimeta_cli.catalog_build import dataset_from_info, read_info_yaml
 from medimeta_cli.structure import StructureProblem, check_structure
-from tests.helpers import write_installed
+from tests.helpers import point_images_outside, write_installed
 from tests.support.archives import (
     ALL_SPECS,
     CRC,
@@ -495,3 +495,12 @@ def test_an_empty_folder(tmp_path: Path) -> None:
         ),
     }
     assert folder.is_dir()
+
+
+@pytest.mark.parametrize("kind", ["external", "virtual"])
+def test_images_stored_outside_the_folder_are_a_problem(tmp_path: Path, kind: str) -> None:
+    folder, dataset = write_installed(CXR, tmp_path / "root")
+    point_images_outside(folder, tmp_path / "outside.bin", kind)
+    [problem] = check_structure(folder, dataset)
+    assert problem.path == "images.hdf5"
+    assert re.search("external storage|virtual dataset", problem.message)
