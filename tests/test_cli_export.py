@@ -173,3 +173,129 @@ def test_choices_match_case_insensitively_and_help_lists_them(
     assert next((tmp_path / "j" / "val").rglob("*.jpg"))
     usage = invoke(runner, "export", "--help")
     assert "imagefolder|numpy" in usage.stdout and "png|jpeg|tiff" in usage.stdout
+
+
+# ----------------------------------------------------------------------------- --out in a root
+
+
+@pytest.fixture
+def own_root(
+    installed_session: InstalledData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """A private copy of the installed fixture datasets (a failing test may destroy it)."""
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(installed_session.root, root, symlinks=True)
+    monkeypatch.setenv("MEDIMETA_HOME", str(root))
+    monkeypatch.setenv("MEDIMETA_CATALOG", str(installed_session.catalog_path))
+    return root
+
+
+def _out_for(where: str, root: Path, tmp_path: Path) -> tuple[str, list[str]]:
+    """The --out spelling of each way into a data root, and extra arguments."""
+    link = tmp_path / "link-to-root"
+    link.symlink_to(root)
+    outs = {
+        "root": (str(root), ["--overwrite"]),
+        "dataset": (str(root / "crc"), ["--overwrite"]),
+        "inside dataset": (str(root / "crc" / "sub"), []),
+        "state folder": (str(root / ".medimeta" / "x"), []),
+        "through a link": (str(link / "crc"), ["--overwrite"]),
+        "dotdot": (str(tmp_path / "elsewhere" / ".." / "data"), ["--overwrite"]),
+        "parent of root": (str(tmp_path), ["--overwrite"]),
+        "shard into dataset": (str(root / "crc"), ["--shard", "1/2"]),
+        "shard into root": (str(root), ["--shard", "2/2"]),
+        "shard parent": (str(tmp_path), ["--shard", "1/2"]),
+    }
+    return outs[where]
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "root",
+        "dataset",
+        "inside dataset",
+        "state folder",
+        "through a link",
+        "dotdot",
+        "parent of root",
+        "shard into dataset",
+        "shard into root",
+        "shard parent",
+    ],
+)
+def test_out_in_a_data_root_is_refused(
+    runner: CliRunner, own_root: Path, tmp_path: Path, where: str
+) -> None:
+    before = files_of(own_root)
+    out, extra = _out_for(where, own_root, tmp_path)
+    result = invoke(runner, "export", "crc", "--out", out, "-j", "1", *extra)
+    assert result.exit_code == 2, result.stderr
+    assert "an export never writes there" in result.stderr
+    assert "outside every data root" in result.stderr
+    assert files_of(own_root) == before
+    assert not (own_root / "crc" / "sub").exists()
+
+
+def test_out_in_a_shared_root_is_refused(
+    runner: CliRunner, own_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    shared = tmp_path / "lab"
+    shutil.copytree(own_root, shared, symlinks=True)
+    monkeypatch.setenv("MEDIMETA_PATH", str(shared))
+    before = files_of(shared)
+    for extra in (["--overwrite"], ["--shard", "1/2"]):
+        result = invoke(runner, "export", "crc", "--out", str(shared / "cxr"), "-j", "1", *extra)
+        assert result.exit_code == 2, result.stderr
+        assert f"the data folder {shared}" in result.stderr
+    assert files_of(shared) == before
+
+
+def test_out_in_a_bind_mount_of_the_root_is_refused(
+    runner: CliRunner, own_root: Path, tmp_path: Path
+) -> None:
+    """A bind mount shows the root under another name that no path comparison can see."""
+    from tests.helpers import read_only_view
+
+    before = files_of(own_root)
+    with read_only_view(own_root, tmp_path / "view") as view:
+        result = invoke(runner, "export", "crc", "--out", str(view / "crc" / "x"), "-j", "1")
+    assert result.exit_code == 2, result.stderr
+    assert "lies inside the data folder" in result.stderr
+    assert files_of(own_root) == before
+
+
+def test_sample_export_into_a_root_is_refused(
+    runner: CliRunner, own_root: Path, tmp_path: Path
+) -> None:
+    before = files_of(own_root)
+    result = invoke(
+        runner, "sample", "crc", "--per-class", "1", "--export", str(own_root / "crc" / "s")
+    )
+    assert result.exit_code == 2, result.stderr
+    assert "an export never writes there" in result.stderr
+    assert files_of(own_root) == before
+
+
+def test_a_damaged_dataset_is_exported_only_with_force(
+    runner: CliRunner, zenodo: object, data_root: Path, tmp_path: Path
+) -> None:
+    from tests.helpers import install_from_server
+
+    install_from_server("crc")
+    (data_root / "crc" / "LICENSE").unlink()
+    assert invoke(runner, "verify", "crc").exit_code == 4
+    out = tmp_path / "o"
+    refused = invoke(runner, "export", "crc", "--out", str(out), "-j", "1")
+    assert refused.exit_code == 4, refused.stderr
+    assert "crc was found damaged by verify" in refused.stderr
+    assert "verify --repair crc" in refused.stderr and "--force" in refused.stderr
+    assert not out.exists()
+    forced = invoke(runner, "export", "crc", "--out", str(out), "-j", "1", "--force")
+    assert forced.exit_code == 0, forced.stderr
+    assert "exporting it anyway" in forced.stderr
+    assert (out / "provenance.json").is_file()

@@ -99,6 +99,10 @@ def export_command(
             show_default=False,
         ),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Export even a dataset that verify found damaged."),
+    ] = False,
 ) -> None:
     """Export a subset of an installed dataset as class folders or NumPy arrays.
 
@@ -107,13 +111,24 @@ def export_command(
     """
     with session(common) as s:
         from medimeta_cli.catalog import TaskTarget
-        from medimeta_cli.errors import UsageError
+        from medimeta_cli.errors import IntegrityError, UsageError
         from medimeta_cli.export import ExportOptions, export_dataset
         from medimeta_cli.selection import SelectionSpec, choose_task, parse_shard
+        from medimeta_cli.status import State
 
         if rgb and grayscale:
             raise UsageError("--rgb and --grayscale exclude each other", hint="Choose one.")
         dataset = s.catalog.get(dataset_id)
+        where = s.locate(dataset.id)
+        if where.state is State.DAMAGED:
+            found = f"{dataset.id} was found damaged by verify ({where.checked_at or 'undated'})"
+            if not force:
+                raise IntegrityError(
+                    f"{found}; not exporting it",
+                    hint=f"Run `medimeta verify --repair {dataset.id}`, or pass --force "
+                    "to export it anyway.",
+                )
+            s.out.warn(f"{found}; exporting it anyway (--force)")
         chosen_task = choose_task(dataset, task)
         spec = SelectionSpec(
             task=chosen_task.name,
@@ -152,6 +167,7 @@ def export_command(
                 options,
                 on_start=lambda total: display.start(dataset.id, total),
                 on_progress=lambda count: display.advance(dataset.id, count),
+                roots=(s.settings.root, *s.settings.shared_roots),
             )
         if common.json:
             s.out.emit_json(result.to_json())

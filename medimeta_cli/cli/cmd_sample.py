@@ -124,5 +124,6 @@ def _export_sample(s: Session, picked: Selection, out: Path) -> None:
 
     options = ExportOptions(jobs=1, command=shlex.join(["medimeta", *sys.argv[1:]]))
     root = s.installed_root(picked.dataset.id)
-    result = export_selection(root, picked, out.absolute(), options)
+    roots = (s.settings.root, *s.settings.shared_roots)
+    result = export_selection(root, picked, out.absolute(), options, roots=roots)
     s.out.status(f"sampled images {result.status.value} in {result.out}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from medimeta_cli.export.options import (
 )
 from medimeta_cli.export.provenance import PROVENANCE, build_provenance, same_export
 from medimeta_cli.export.shards import export_shard
+from medimeta_cli.export.target import clean_dead_staging, refuse_root_overlap
 from medimeta_cli.export.writers import estimated_bytes, write_json, write_selection, write_shared
 from medimeta_cli.fsutil import (
     atomic_directory,
@@ -42,8 +43,14 @@ def export_dataset(
     *,
     on_start: Callable[[int], None] | None = None,
     on_progress: ProgressCallback | None = None,
+    roots: Iterable[Path] = (),
 ) -> ExportResult:
-    """Select images of an installed dataset and export them (whole, or one shard)."""
+    """Select images of an installed dataset and export them (whole, or one shard).
+
+    ``roots`` are the other data roots (personal and shared) that ``out`` must keep out
+    of, besides ``root``; see :func:`export_selection`.
+    """
+    refuse_root_overlap(out, (root, *roots))
     reader = DatasetReader.open(root, dataset)
     try:
         selection = select(reader, spec)
@@ -51,7 +58,14 @@ def export_dataset(
     finally:
         reader.close()
     return export_selection(
-        root, selection, out, options, full=full, on_start=on_start, on_progress=on_progress
+        root,
+        selection,
+        out,
+        options,
+        full=full,
+        on_start=on_start,
+        on_progress=on_progress,
+        roots=roots,
     )
 
 
@@ -64,8 +78,15 @@ def export_selection(
     full: Selection | None = None,
     on_start: Callable[[int], None] | None = None,
     on_progress: ProgressCallback | None = None,
+    roots: Iterable[Path] = (),
 ) -> ExportResult:
-    """Export a resolved selection; ``full`` is the whole selection when this is a shard."""
+    """Export a resolved selection; ``full`` is the whole selection when this is a shard.
+
+    Raises :class:`~medimeta_cli.errors.UsageError` before writing anything when ``out``
+    is, contains or lies inside ``root`` or one of ``roots`` (or a dataset folder they
+    link to), however it is spelled.
+    """
+    refuse_root_overlap(out, (root, *roots))
     started = time.monotonic()
     folder = RootLayout(root).dataset_dir(selection.dataset.id)
     full = full or selection
@@ -110,6 +131,7 @@ def _export_whole(
             return ExportStatus.UP_TO_DATE
         raise OutputExistsError(f"{out} already exists")
     ensure_writable_dir(out.parent)
+    clean_dead_staging(out)
     ensure_space(out.parent, estimated_bytes(selection, options), f"exporting to {out}")
     with atomic_directory(out) as staging:
         write_selection(folder, selection, staging, options, progress, atomic=False)
