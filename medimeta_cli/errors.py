@@ -122,6 +122,16 @@ class IntegrityError(MedimetaError):
     default_hint = "Run `medimeta download --force ID` to fetch a fresh copy."
 
 
+class LinkRefusedError(IntegrityError):
+    """A path the tool keeps inside a data root is a symbolic link (or not the kind of entry
+    it should be): it is never followed, so nothing outside the root is read or changed."""
+
+    default_hint = (
+        "Move it aside or delete it (deleting a link never touches what it points to), "
+        "then run the command again."
+    )
+
+
 class DiskSpaceError(MedimetaError):
     """There is not enough free space for the operation."""
 

@@ -13,15 +13,16 @@ import logging
 import os
 import shutil
 import socket
+import stat
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from medimeta_cli.errors import DiskSpaceError, PermissionDeniedError
+from medimeta_cli.errors import DiskSpaceError, LinkRefusedError, PermissionDeniedError
 
 logger = logging.getLogger(__name__)
 
@@ -182,44 +183,28 @@ class TreeRemoval:
 def remove_tree(path: Path) -> TreeRemoval:
     """Delete a folder (bottom-up) or a file if it exists, never following links.
 
-    A link, even to a folder, is deleted itself and not what it points to. What vanished
+    A link, even to a folder, is deleted itself and not what it points to. Folders are
+    opened with ``O_NOFOLLOW`` and emptied through their descriptors (``dir_fd``), so a
+    folder swapped for a link meanwhile is refused, never entered. What vanished
     meanwhile is skipped; what cannot be deleted is collected in the result's ``errors``
     (and the walk goes on), so a caller decides whether a leftover matters.
     """
     errors: list[OSError] = []
-    if path.is_symlink() or not path.is_dir():
-        try:
-            size = path.lstat().st_size
-            path.unlink()
-        except FileNotFoundError:
-            return TreeRemoval(0, 0)
-        except OSError as exc:
-            logger.debug("could not delete %s: %s", path, exc)
-            return TreeRemoval(0, 0, (exc,))
-        return TreeRemoval(size, 1)
-    freed = files = 0
-    for folder, dirs, names in os.walk(path, topdown=False, onerror=errors.append):
-        for name in names:
-            unlinked = _unlink_counted(os.path.join(folder, name), errors)
-            if unlinked is not None:
-                freed += unlinked
-                files += 1
-        for name in dirs:
-            target = os.path.join(folder, name)
-            if os.path.islink(target):  # os.walk lists links to folders among the folders
-                unlinked = _unlink_counted(target, errors)
-                if unlinked is not None:
-                    freed += unlinked
-                    files += 1
-                continue
-            try:
-                os.rmdir(target)
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                errors.append(exc)
     try:
-        path.rmdir()
+        top = os.lstat(path)
+    except FileNotFoundError:
+        return TreeRemoval(0, 0)
+    except OSError as exc:
+        return TreeRemoval(0, 0, (exc,))
+    if not stat.S_ISDIR(top.st_mode):
+        size = _unlink_counted(str(path), errors)
+        return TreeRemoval(size or 0, 0 if size is None else 1, tuple(errors))
+    fd = _open_folder(str(path), None, top, errors)
+    if fd is None:
+        return TreeRemoval(0, 0, tuple(errors))
+    freed, files = _empty_folder(fd, str(path), errors)
+    try:
+        os.rmdir(path)
     except FileNotFoundError:
         pass
     except OSError as exc:
@@ -229,6 +214,120 @@ def remove_tree(path: Path) -> TreeRemoval:
             "could not delete all of %s: %d error(s), first %s", path, len(errors), errors[0]
         )
     return TreeRemoval(freed, files, tuple(errors))
+
+
+_FOLDER_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
+
+
+def _open_folder(
+    name: str, dir_fd: int | None, seen: os.stat_result, errors: list[OSError], shown: str = ""
+) -> int | None:
+    """Open a folder without following a link; None (error noted) unless it is still the
+    folder ``seen`` by ``lstat``."""
+    try:
+        fd = os.open(name, _FOLDER_FLAGS, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:  # ELOOP / ENOTDIR: swapped for a link or a file meanwhile
+        exc.filename = shown or name
+        errors.append(exc)
+        return None
+    if not os.path.samestat(os.fstat(fd), seen):
+        os.close(fd)
+        errors.append(OSError(errno.ESTALE, "replaced while being deleted", shown or name))
+        return None
+    return fd
+
+
+def _empty_folder(fd: int, shown: str, errors: list[OSError]) -> tuple[int, int]:
+    """Delete everything in the open folder ``fd`` (closed on return); ``(bytes, files)``.
+
+    Iterative (a stack of open folders), so a deep tree cannot exhaust the recursion limit.
+    """
+    freed = files = 0
+    stack: list[tuple[int, str, list[str]]] = [(fd, shown, _names(fd, shown, errors))]
+    try:
+        while stack:
+            folder_fd, folder, names = stack[-1]
+            if not names:
+                stack.pop()
+                os.close(folder_fd)
+                if stack:
+                    _rmdir_at(os.path.basename(folder), stack[-1][0], folder, errors)
+                continue
+            name = names.pop()
+            shown_name = os.path.join(folder, name)
+            try:
+                entry = os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                exc.filename = shown_name
+                errors.append(exc)
+                continue
+            if stat.S_ISDIR(entry.st_mode):
+                child = _open_folder(name, folder_fd, entry, errors, shown_name)
+                if child is not None:
+                    stack.append((child, shown_name, _names(child, shown_name, errors)))
+                continue
+            try:
+                os.unlink(name, dir_fd=folder_fd)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                exc.filename = shown_name
+                errors.append(exc)
+                continue
+            freed += entry.st_size
+            files += 1
+    finally:
+        for folder_fd, _, _ in stack:
+            os.close(folder_fd)
+    return freed, files
+
+
+def _names(fd: int, shown: str, errors: list[OSError]) -> list[str]:
+    try:
+        return os.listdir(fd)
+    except OSError as exc:
+        exc.filename = shown
+        errors.append(exc)
+        return []
+
+
+def _rmdir_at(name: str, dir_fd: int, shown: str, errors: list[OSError]) -> None:
+    try:
+        os.rmdir(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        exc.filename = shown
+        errors.append(exc)
+
+
+def unsafe_folder(path: Path) -> str | None:
+    """Why ``path`` may not be used as a folder of the tool's own (a link, not a folder);
+    None when it is a real folder or missing. Decided by ``lstat``: links are never followed."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"cannot be examined ({exc.strerror or exc})"
+    if stat.S_ISLNK(mode):
+        return "is a symbolic link"
+    if not stat.S_ISDIR(mode):
+        return "is not a folder"
+    return None
+
+
+def require_real_folders(paths: Iterable[Path]) -> None:
+    """Raise :class:`LinkRefusedError` for the first of ``paths`` that exists but is a link
+    or not a folder (missing ones are fine: they are created as real folders)."""
+    for path in paths:
+        why = unsafe_folder(path)
+        if why is not None:
+            raise LinkRefusedError(f"{path} {why}; it is never followed")
 
 
 def _unlink_counted(target: str, errors: list[OSError]) -> int | None:

@@ -17,7 +17,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from medimeta_cli.fsutil import read_json_object, remove_tree
+from medimeta_cli.fsutil import read_json_object, remove_tree, unsafe_folder
 from medimeta_cli.layout import RootLayout
 from medimeta_cli.ownership import owner_alive, owner_from_name
 from medimeta_cli.remove import tree_size
@@ -147,6 +147,8 @@ def _kept_alive(path: Path, host: object, pid: object) -> None:
 
 def _stale_partials(layout: RootLayout, now: float) -> list[PruneItem]:
     folder = layout.partial_dir
+    if unsafe_folder(folder):
+        return []
     entries = [path for path in _entries(folder) if not path.name.startswith(".")]
     stems = sorted(
         {
@@ -196,7 +198,9 @@ def _stale_partials(layout: RootLayout, now: float) -> list[PruneItem]:
 
 
 def _stale_tmp(layout: RootLayout, now: float) -> list[PruneItem]:
-    items = []
+    items: list[PruneItem] = []
+    if unsafe_folder(layout.tmp_dir):
+        return items
     for path in _entries(layout.tmp_dir):
         host, pid = owner_from_name(path.name) or (None, None)
         if owner_alive(host, pid, path, now=now):
@@ -217,7 +221,9 @@ def _stale_tmp(layout: RootLayout, now: float) -> list[PruneItem]:
 def _stale_temp_files(layout: RootLayout, now: float) -> list[PruneItem]:
     """Half-written state files (``.<name>.<uniq>.tmp``) and write probes of killed jobs."""
     folders = [layout.state_dir] + [
-        path for path in _entries(layout.state_dir) if path.is_dir() and path != layout.tmp_dir
+        path
+        for path in _entries(layout.state_dir)
+        if path != layout.tmp_dir and unsafe_folder(path) is None and path.is_dir()
     ]
     items = []
     for folder in folders:
@@ -235,6 +241,8 @@ def _stale_temp_files(layout: RootLayout, now: float) -> list[PruneItem]:
 
 def _stale_locks(layout: RootLayout, now: float) -> list[PruneItem]:
     folder = layout.locks_dir
+    if unsafe_folder(folder):
+        return []
     names = sorted(
         {
             path.name.removesuffix(".lock").removesuffix(".owner.json")
@@ -274,11 +282,41 @@ def _stale_locks(layout: RootLayout, now: float) -> list[PruneItem]:
 
 def kept_archives(layout: RootLayout) -> list[PruneItem]:
     """Archives kept by ``download --keep-archive`` (deleted by ``prune`` only on request)."""
+    if unsafe_folder(layout.archives_dir):
+        return []
     return [
         PruneItem(path, PruneKind.ARCHIVE, path.lstat().st_size, "kept by download --keep-archive")
         for path in _entries(layout.archives_dir)
-        if path.is_file()
+        if path.is_file() and not path.is_symlink()
     ]
+
+
+def unsafe_state_folders(layout: RootLayout) -> list[tuple[Path, str]]:
+    """State folders that are links (or not folders), with why: never followed, never scanned.
+
+    Such a folder may point out of the root (in a group-writable shared root, at another
+    member's files), so ``prune`` reports it instead of deleting what it leads to.
+    """
+    why = unsafe_folder(layout.state_dir)
+    if why is not None:
+        return [(layout.state_dir, why)]
+    found = []
+    for path in _entries(layout.state_dir):
+        why = unsafe_folder(path)
+        if why == "is a symbolic link" or (why is not None and path in _state_folders(layout)):
+            found.append((path, why))
+    return found
+
+
+def _state_folders(layout: RootLayout) -> tuple[Path, ...]:
+    return (
+        layout.partial_dir,
+        layout.tmp_dir,
+        layout.locks_dir,
+        layout.archives_dir,
+        layout.installed_dir,
+        layout.records_dir,
+    )
 
 
 def plan_prune(
@@ -295,6 +333,9 @@ def plan_prune(
     deleted here.
     """
     moment = time.time() if now is None else now
+    if unsafe_folder(layout.state_dir) is not None:
+        logger.debug("not scanning %s: it is a link or not a folder", layout.state_dir)
+        return []
     items = [
         *_stale_partials(layout, moment),
         *_stale_tmp(layout, moment),
@@ -342,6 +383,13 @@ def _prune_lock_file(item: PruneItem) -> tuple[PruneOutcome, str]:
 def _prune_one(item: PruneItem) -> tuple[PruneOutcome, str]:
     """Delete one item: removed, skipped (with why) when it changed hands meanwhile, or
     failed (with why) when it could not be deleted."""
+    # Every item lies in .medimeta/ or one folder below it. A folder swapped for a link
+    # since the plan was made is not followed: deleting through it reaches its target.
+    parent = item.path.parent
+    for folder in (parent,) if parent.name == ".medimeta" else (parent, parent.parent):
+        why = unsafe_folder(folder)
+        if why is not None:
+            return PruneOutcome.FAILED, f"{folder} {why} now; not followed"
     if item.kind in (PruneKind.LOCK, PruneKind.OWNER):
         return _prune_lock_file(item)
     if item.path.is_dir() and not item.path.is_symlink():
@@ -391,6 +439,8 @@ class PruneReport:
     items: tuple[PruneItem, ...]
     kept_archives: tuple[PruneItem, ...]
     result: PruneResult | None
+    #: State folders that are links or not folders: not followed, not scanned.
+    refused: tuple[tuple[Path, str], ...] = ()
 
     @property
     def bytes(self) -> int:
@@ -409,6 +459,7 @@ class PruneReport:
             "skipped": [{**i.to_json(), "why": why} for i, why in result.skipped] if result else [],
             "failed": [{**i.to_json(), "why": why} for i, why in result.failed] if result else [],
             "kept_archives": [item.to_json() for item in self.kept_archives],
+            "refused": [{"path": str(path), "why": why} for path, why in self.refused],
         }
 
     def rows(self) -> list[list[str]]:
@@ -440,9 +491,13 @@ class PruneReport:
 def prune(layout: RootLayout, *, archives: bool = False, dry_run: bool = False) -> PruneReport:
     """Find what killed jobs left in a data root (and kept archives, with ``archives``), and
     delete it unless ``dry_run``."""
+    refused = tuple(unsafe_state_folders(layout))
+    for path, why in refused:
+        logger.debug("not following %s: it %s", path, why)
     items = tuple(plan_prune(layout, archives=archives))
     kept = () if archives else tuple(kept_archives(layout))
-    return PruneReport(layout.root, items, kept, None if dry_run else apply_prune(items))
+    result = None if dry_run else apply_prune(items)
+    return PruneReport(layout.root, items, kept, result, refused)
 
 
 def _shown(path: Path, root: Path) -> str:

@@ -18,6 +18,7 @@ from medimeta_cli.fsutil import (
     ensure_writable_dir,
     read_json_object,
     remove_tree,
+    require_real_folders,
     translate_os_error,
     unique_suffix,
 )
@@ -150,11 +151,24 @@ def remove_dataset(
     install record and the partial downloads of its archive that no live job writes are
     dropped; then, with the lock released, the renamed folder is deleted. A kept archive
     (``download --keep-archive``) stays. If the deletion is cut short, ``prune`` finishes it.
-    Raises :class:`NotInstalledError` when the folder holds no ``info.yaml``.
+    A dataset folder that is a link is removed as a link: what it points to stays.
+    Raises :class:`NotInstalledError` when the folder holds no ``info.yaml``, and
+    :class:`LinkRefusedError` when a state folder is a link (nothing is changed then).
     """
     folder = layout.dataset_dir(dataset_id)
     if not (folder / "info.yaml").is_file():
         raise _not_installed(layout, dataset_id)
+    # Every state folder this touches must be a real folder: through a link, the rename,
+    # the record and partial deletions would land outside the root.
+    require_real_folders(
+        [
+            layout.state_dir,
+            layout.tmp_dir,
+            layout.partial_dir,
+            layout.locks_dir,
+            layout.installed_dir,
+        ]
+    )
     ensure_writable_dir(layout.tmp_dir)
     key = archive_key or f"{dataset_id}.zip"
     aside = layout.tmp_dir / f"{dataset_id}.removing.{unique_suffix()}"

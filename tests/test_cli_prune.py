@@ -274,3 +274,90 @@ def test_prune_imports_no_heavy_modules(data_root: Path) -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, env=_env(), check=True
     )
     assert proc.stdout.splitlines()[-1] == "[]", proc.stdout + proc.stderr
+
+
+# ------------------------------------------------------------------------- links out of the root
+
+_OLD = time.time() - 3 * 86400
+_OTHER = "otherhost.1.0badc0de"
+
+
+def _bait(folder: str) -> dict[str, str]:
+    """Files that prune would take for stale leftovers if it scanned them as ``folder``."""
+    note = json.dumps({"host": "otherhost", "pid": 1, "size": 99, "md5": "0" * 32})
+    return {
+        "tmp": {f"crc.extract.{_OTHER}": "extracted"},
+        "partial": {f"crc.zip.{_OTHER}.part": "bytes", f"crc.zip.{_OTHER}.json": note},
+        "locks": {"crc.lock": "", "crc.owner.json": note},
+        "archives": {"crc.zip": "an archive"},
+        "installed": {f".crc.json.{_OTHER}.tmp": "half"},
+    }[folder]
+
+
+def _outside_with(tmp_path: Path, files: dict[str, str]) -> Path:
+    outside = tmp_path / "someone-elses"
+    outside.mkdir()
+    for name, text in files.items():
+        (outside / name).write_text(text)
+        os.utime(outside / name, (_OLD, _OLD))
+    return outside
+
+
+def _contents(folder: Path) -> dict[str, tuple[str, int]]:
+    return {p.name: (p.read_text(), p.stat().st_mode) for p in sorted(folder.iterdir())}
+
+
+@pytest.mark.parametrize("folder", ["tmp", "partial", "locks", "archives", "installed"])
+def test_a_state_folder_linked_out_of_the_root_is_not_followed(
+    runner: CliRunner, data_root: Path, tmp_path: Path, folder: str
+) -> None:
+    outside = _outside_with(tmp_path, _bait(folder))
+    before = _contents(outside)
+    state = data_root / ".medimeta"
+    state.mkdir(parents=True)
+    (state / folder).symlink_to(outside, target_is_directory=True)
+    result = invoke(runner, "prune", "--archives")
+    assert result.exit_code == 4, result.stderr
+    assert f"not following {state / folder}: it is a symbolic link" in result.stderr
+    assert "nothing to prune" in result.stdout
+    assert _contents(outside) == before
+    assert (state / folder).is_symlink()
+    report = invoke(runner, "prune", "--json")
+    assert json.loads(report.stdout)["refused"] == [
+        {"path": str(state / folder), "why": "is a symbolic link"}
+    ]
+
+
+def test_a_linked_state_folder_is_not_followed(
+    runner: CliRunner, data_root: Path, tmp_path: Path
+) -> None:
+    outside = _outside_with(tmp_path, {f".x.{_OTHER}.tmp": "half"})
+    (outside / "tmp").mkdir()
+    (outside / "tmp" / f"crc.extract.{_OTHER}").write_text("x")
+    os.utime(outside / "tmp" / f"crc.extract.{_OTHER}", (_OLD, _OLD))
+    data_root.mkdir()
+    (data_root / ".medimeta").symlink_to(outside)
+    result = invoke(runner, "prune")
+    assert result.exit_code == 4, result.stderr
+    assert "not following" in result.stderr
+    assert (outside / f".x.{_OTHER}.tmp").read_text() == "half"
+    assert (outside / "tmp" / f"crc.extract.{_OTHER}").read_text() == "x"
+
+
+def test_a_folder_swapped_for_a_link_after_planning_is_not_followed(
+    data_root: Path, tmp_path: Path
+) -> None:
+    layout = RootLayout(data_root)
+    layout.tmp_dir.mkdir(parents=True)
+    name = f"crc.extract.{_OTHER}"
+    (layout.tmp_dir / name).write_text("ours")
+    os.utime(layout.tmp_dir / name, (_OLD, _OLD))
+    [item] = plan_prune(layout)
+    outside = _outside_with(tmp_path, {name: "theirs"})
+    before = _contents(outside)
+    layout.tmp_dir.rename(tmp_path / "moved")
+    layout.tmp_dir.symlink_to(outside)
+    result = apply_prune([item])
+    assert result.removed == () and len(result.failed) == 1
+    assert "is a symbolic link now; not followed" in result.failed[0][1]
+    assert _contents(outside) == before

@@ -190,3 +190,61 @@ def test_waits_for_a_job_holding_the_dataset(
         holder.kill()
         holder.wait()
     assert invoke(runner, "remove", "cxr", "--yes").exit_code == 0
+
+
+# ------------------------------------------------------------------------- links out of the root
+
+
+def _outside(tmp_path: Path, files: dict[str, str]) -> Path:
+    outside = tmp_path / "someone-elses"
+    outside.mkdir()
+    for name, text in files.items():
+        (outside / name).write_text(text)
+    return outside
+
+
+def _contents(folder: Path) -> dict[str, str]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_text() for p in folder.rglob("*") if p.is_file()
+    }
+
+
+def test_a_linked_dataset_folder_is_removed_as_a_link(
+    runner: CliRunner, data_root: Path, tmp_path: Path
+) -> None:
+    from tests.helpers import install_stub
+
+    kept = install_stub(tmp_path / "big-disk", "crc")
+    (kept / "images.hdf5").write_text("pixels")
+    before = _contents(kept)
+    data_root.mkdir()
+    (data_root / "crc").symlink_to(kept)
+    result = invoke(runner, "remove", "crc", "--yes")
+    assert result.exit_code == 0, result.stderr
+    assert not os.path.lexists(data_root / "crc")
+    assert _contents(kept) == before
+
+
+@pytest.mark.parametrize("folder", ["tmp", "partial", "locks", "installed", ""])
+def test_a_linked_state_folder_is_refused(
+    runner: CliRunner, data_root: Path, tmp_path: Path, folder: str
+) -> None:
+    from tests.helpers import install_stub
+
+    note = json.dumps({"host": "otherhost", "pid": 1, "size": 9})
+    outside = _outside(
+        tmp_path,
+        {"crc.json": "{}", "crc.files.json": "[]", "crc.zip.otherhost.1.0badc0de.json": note},
+    )
+    before = _contents(outside)
+    install_stub(data_root, "crc")
+    state = data_root / ".medimeta"
+    linked = state / folder if folder else state
+    linked.parent.mkdir(parents=True, exist_ok=True)
+    linked.symlink_to(outside)
+    result = invoke(runner, "remove", "crc", "--yes")
+    assert result.exit_code == 4, result.stderr
+    assert f"{linked} is a symbolic link; it is never followed" in result.stderr
+    assert "deleting a link never touches what it points to" in result.stderr
+    assert (data_root / "crc" / "info.yaml").is_file()
+    assert _contents(outside) == before

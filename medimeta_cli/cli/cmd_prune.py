@@ -50,5 +50,15 @@ def prune_command(
                 f"{len(kept)} archive(s) kept with --keep-archive ({size}) stay in "
                 f"{kept[0].path.parent}; `medimeta prune --archives` deletes them"
             )
+        for path, why in report.refused:
+            s.out.warn(
+                f"not following {path}: it {why}; nothing it leads to was looked at or deleted"
+            )
+        if report.refused:
+            s.out.status(
+                "move it aside or delete it (deleting a link never touches what it points to), "
+                "then run prune again"
+            )
+            raise typer.Exit(int(ExitCode.INTEGRITY))
         if result is not None and result.failed:
             raise typer.Exit(int(ExitCode.PERMISSION))
