@@ -2,32 +2,168 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import stat
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from medimeta_cli.errors import LockTimeoutError
-from medimeta_cli.fsutil import utc_now
+from medimeta_cli.errors import LinkRefusedError, LockTimeoutError
+from medimeta_cli.fsutil import atomic_write_text, require_real_folders, utc_now
 from medimeta_cli.layout import RootLayout
 from medimeta_cli.ownership import owner_stamp
 
 logger = logging.getLogger(__name__)
 
 
+#: How often a waiting job tries the lock again (seconds).
+_RETRY_SECONDS = 0.05
+_OPEN_FLAGS = (
+    os.O_CREAT
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_NONBLOCK", 0)  # a planted FIFO must not block the open
+)
+
+
+class LockFile:
+    """One lock file, opened without following a link and locked with ``flock``.
+
+    The file is created with :func:`lock_file_mode` and never truncated or re-moded, so
+    nothing but an empty regular file of this tool's is ever touched: a link in its place
+    (which could point at anyone's file) raises :class:`LinkRefusedError`, as does anything
+    that is not a regular file. The kernel releases the lock when the process dies.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._fd: int | None = None
+
+    def _open(self) -> int:
+        try:
+            try:
+                fd = os.open(self.path, os.O_RDWR | _OPEN_FLAGS, lock_file_mode())
+            except PermissionError:  # another member's lock file in a shared root
+                fd = os.open(self.path, os.O_RDONLY | _OPEN_FLAGS)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise LinkRefusedError(
+                    f"the lock file {self.path} is a symbolic link; it is never followed"
+                ) from None
+            raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise LinkRefusedError(f"the lock file {self.path} is not a regular file")
+        return fd
+
+    def try_acquire(self) -> bool:
+        """Take the lock if no process holds it: True when taken, False when it is held.
+
+        Raises :class:`OSError` where ``flock`` does not work, :class:`LinkRefusedError`
+        for a link or a non-regular file in the lock file's place.
+        """
+        if self._fd is not None:
+            return True
+        import fcntl
+
+        while True:
+            fd = self._open()
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            except BaseException:
+                os.close(fd)
+                raise
+            # `prune` deletes a free lock file while holding it: a lock taken on a file
+            # that is no longer the one at the path locks nothing. Take the new one.
+            try:
+                current = os.lstat(self.path)
+            except FileNotFoundError:
+                current = None
+            if current is not None and os.path.samestat(os.fstat(fd), current):
+                self._fd = fd
+                return True
+            os.close(fd)
+
+    def acquire(self, timeout: float) -> None:
+        """Take the lock, waiting at most ``timeout`` seconds (:class:`LockTimeoutError`)."""
+        deadline = time.monotonic() + timeout
+        while not self.try_acquire():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise LockTimeoutError(f"the lock {self.path} is held by another process")
+            time.sleep(min(_RETRY_SECONDS, left))
+
+    def release(self) -> None:
+        """Give the lock back (closing the file releases it)."""
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+
+def grab_free_lock(path: Path) -> int | None:
+    """Open a lock file without following a link and ``flock`` it without waiting: the
+    descriptor when no process holds it, None when one does or when that cannot be told
+    (a link, a non-regular file, no flock here), so such a lock is never deleted."""
+    try:
+        import fcntl
+    except ImportError:  # no flock here: every lock counts as held
+        return None
+    flags = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, os.O_RDWR | flags)
+    except PermissionError:
+        try:
+            fd = os.open(path, os.O_RDONLY | flags)
+        except OSError:
+            return None
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def read_note(path: Path, limit: int = 65536) -> bytes | None:
+    """The bytes of a small state note, read without following a link (None when it is
+    missing, a link, not a regular file or unreadable)."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.read(fd, limit)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 @dataclass
 class DatasetLock:
     """An exclusive, inter-process lock on one dataset of one data root.
 
-    Built on ``flock`` (via filelock), which the kernel releases when a process
+    Built on ``flock`` (:class:`LockFile`), which the kernel releases when a process
     dies, so locks of killed jobs never go stale. The holder writes who it is
     next to the lock so that waiters can say whom they wait for. Correctness
     never depends on the lock: on file systems where locks do not work, jobs
-    may download twice but still install atomically.
+    may download twice but still install atomically. A lock file, or a state folder on
+    the way to it, that is a link is refused (:class:`LinkRefusedError`), never followed.
     """
 
     layout: RootLayout
@@ -51,29 +187,20 @@ class DatasetLock:
     def holder(self) -> str:
         """A description of the current holder, for messages."""
         try:
-            owner = json.loads(self.owner_path.read_bytes())
+            owner = json.loads(read_note(self.owner_path) or b"")
             return f"pid {owner['pid']} on {owner['host']} since {owner['since']}"
-        except (OSError, ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError):
             return "another process"
 
-    @contextmanager
-    def hold(self) -> Iterator[None]:
-        """Hold the lock for the duration of the ``with`` block."""
-        if not self.enabled:
-            yield
-            return
-        from filelock import FileLock, Timeout
-
-        self.layout.locks_dir.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(self.path), mode=lock_file_mode())
+    def _acquire(self, lock: LockFile) -> bool:
+        """Wait for the lock as configured: True when held, False when locks do not work."""
         deadline = time.monotonic() + self.timeout
         announced = False
-        locked = True
         while True:
             try:
                 lock.acquire(timeout=self.poll_interval)
-                break
-            except Timeout:
+                return True
+            except LockTimeoutError:
                 if self.should_stop is not None and self.should_stop():
                     raise KeyboardInterrupt from None
                 if not announced:
@@ -86,22 +213,32 @@ class DatasetLock:
                         f"gave up after {self.timeout:.0f} s waiting for the lock on "
                         f"{self.name}, held by {self.holder()}"
                     ) from None
-            except OSError as exc:  # after Timeout, which is an OSError too
-                # Some network file systems refuse flock outright. Going on unlocked is
-                # safe (unique temporary names, atomic renames); it may only cost bandwidth.
+            except (OSError, ImportError) as exc:
+                # Some network file systems refuse flock outright (and some systems have
+                # none). Going on unlocked is safe (unique temporary names, atomic renames);
+                # it may only cost bandwidth.
                 if self.on_wait is not None:
                     self.on_wait(
                         f"file locks do not work in {self.path.parent} ({exc}); "
                         "going on without a lock"
                     )
-                locked = False
-                break
-        if not locked:
+                return False
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        """Hold the lock for the duration of the ``with`` block."""
+        if not self.enabled:
+            yield
+            return
+        require_real_folders([self.layout.state_dir, self.layout.locks_dir])
+        self.layout.locks_dir.mkdir(parents=True, exist_ok=True)
+        lock = LockFile(self.path)
+        if not self._acquire(lock):
             yield
             return
         try:
-            from medimeta_cli.fsutil import atomic_write_text
-
+            # Written under a unique name and renamed over the note: a link planted in
+            # its place is replaced, never written through.
             atomic_write_text(
                 self.owner_path,
                 json.dumps({**owner_stamp(), "since": utc_now()}),
@@ -133,8 +270,7 @@ def current_umask() -> int:
 def lock_file_mode() -> int:
     """The mode for lock files: ``0o666`` less the umask, as ``open`` would create them.
 
-    filelock applies an explicit mode with ``fchmod`` (past the umask) and, in versions
-    before 3.15, used ``0o644`` otherwise; passing the umask-filtered mode gives the same,
-    group-usable result with every version.
+    :class:`LockFile` creates lock files with it and never changes the mode of an
+    existing one, so lock files in a group-writable root stay usable by the group.
     """
     return 0o666 & ~current_umask()

@@ -19,6 +19,7 @@ from typing import Any
 
 from medimeta_cli.fsutil import read_json_object, remove_tree, unsafe_folder
 from medimeta_cli.layout import RootLayout
+from medimeta_cli.locking import grab_free_lock
 from medimeta_cli.ownership import owner_alive, owner_from_name
 from medimeta_cli.remove import tree_size
 
@@ -114,31 +115,6 @@ def _entries(folder: Path) -> list[Path]:
         return sorted(folder.iterdir())
     except OSError:
         return []
-
-
-def _grab_lock(path: Path) -> int | None:
-    """Open a lock file and ``flock`` it without waiting: the descriptor when no process
-    holds it, None when one does or when that cannot be told (then it is never deleted)."""
-    try:
-        import fcntl
-    except ImportError:  # no flock here: every lock counts as held
-        return None
-    flags = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    try:
-        fd = os.open(path, os.O_RDWR | flags)
-    except PermissionError:
-        try:
-            fd = os.open(path, os.O_RDONLY | flags)
-        except OSError:
-            return None
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        return None
-    return fd
 
 
 def _kept_alive(path: Path, host: object, pid: object) -> None:
@@ -254,7 +230,7 @@ def _stale_locks(layout: RootLayout, now: float) -> list[PruneItem]:
     for name in names:
         lock, owner = folder / f"{name}.lock", folder / f"{name}.owner.json"
         if os.path.lexists(lock):
-            fd = _grab_lock(lock)
+            fd = grab_free_lock(lock)
             if fd is None:
                 logger.debug("keeping %s: a process holds it (or that cannot be told)", lock)
                 continue  # held (or cannot tell): never touched
@@ -291,11 +267,12 @@ def kept_archives(layout: RootLayout) -> list[PruneItem]:
     ]
 
 
-def unsafe_state_folders(layout: RootLayout) -> list[tuple[Path, str]]:
-    """State folders that are links (or not folders), with why: never followed, never scanned.
+def unsafe_state_entries(layout: RootLayout) -> list[tuple[Path, str]]:
+    """State folders and lock files that are links (or not what they should be), with why:
+    never followed, never scanned, never deleted.
 
-    Such a folder may point out of the root (in a group-writable shared root, at another
-    member's files), so ``prune`` reports it instead of deleting what it leads to.
+    Such an entry may point out of the root (in a group-writable shared root, at another
+    member's files), so ``prune`` reports it instead of touching what it leads to.
     """
     why = unsafe_folder(layout.state_dir)
     if why is not None:
@@ -305,6 +282,12 @@ def unsafe_state_folders(layout: RootLayout) -> list[tuple[Path, str]]:
         why = unsafe_folder(path)
         if why == "is a symbolic link" or (why is not None and path in _state_folders(layout)):
             found.append((path, why))
+    if unsafe_folder(layout.locks_dir) is None:
+        found.extend(
+            (path, "is a symbolic link")
+            for path in _entries(layout.locks_dir)
+            if path.name.endswith(".lock") and path.is_symlink()
+        )
     return found
 
 
@@ -360,7 +343,7 @@ def _prune_lock_file(item: PruneItem) -> tuple[PruneOutcome, str]:
     )
     fd = None
     if os.path.lexists(lock):
-        fd = _grab_lock(lock)
+        fd = grab_free_lock(lock)
         if fd is None:
             return PruneOutcome.SKIPPED, "a process holds the lock now"
     elif is_lock:
@@ -439,7 +422,7 @@ class PruneReport:
     items: tuple[PruneItem, ...]
     kept_archives: tuple[PruneItem, ...]
     result: PruneResult | None
-    #: State folders that are links or not folders: not followed, not scanned.
+    #: State folders and lock files that are links (or not folders): not followed.
     refused: tuple[tuple[Path, str], ...] = ()
 
     @property
@@ -491,7 +474,7 @@ class PruneReport:
 def prune(layout: RootLayout, *, archives: bool = False, dry_run: bool = False) -> PruneReport:
     """Find what killed jobs left in a data root (and kept archives, with ``archives``), and
     delete it unless ``dry_run``."""
-    refused = tuple(unsafe_state_folders(layout))
+    refused = tuple(unsafe_state_entries(layout))
     for path, why in refused:
         logger.debug("not following %s: it %s", path, why)
     items = tuple(plan_prune(layout, archives=archives))

@@ -139,3 +139,99 @@ def test_lock_of_a_killed_process_is_recovered(tmp_path: Path) -> None:
 def test_disabled_lock_holds_nothing(tmp_path: Path) -> None:
     with DatasetLock(RootLayout(tmp_path), "crc", timeout=1, enabled=False).hold():
         assert not (tmp_path / ".medimeta").exists()
+
+
+# ----------------------------------------------------------------------------- links
+
+
+def _take(layout: RootLayout, name: str) -> None:
+    with DatasetLock(layout, name, timeout=1).hold():
+        pass
+
+
+def _outside_file(tmp_path: Path) -> Path:
+    target = tmp_path / "someone-elses.txt"
+    target.write_text("precious\n")
+    target.chmod(0o600)
+    return target
+
+
+def _state(path: Path) -> tuple[str, int]:
+    return path.read_text(), stat.S_IMODE(path.stat().st_mode)
+
+
+def test_a_lock_file_that_is_a_link_is_refused_not_followed(tmp_path: Path) -> None:
+    from medimeta_cli.errors import LinkRefusedError
+
+    target = _outside_file(tmp_path)
+    layout = RootLayout(tmp_path / "root")
+    layout.locks_dir.mkdir(parents=True)
+    (layout.locks_dir / "cxr.lock").symlink_to(target)
+    with umask(0o002), pytest.raises(LinkRefusedError) as caught:
+        _take(layout, "cxr")
+    assert "cxr.lock is a symbolic link; it is never followed" in str(caught.value)
+    assert "deleting a link never touches what it points to" in caught.value.hint
+    assert _state(target) == ("precious\n", 0o600)
+    dangling = layout.locks_dir / "crc.lock"
+    dangling.symlink_to(tmp_path / "would-be-created")
+    with pytest.raises(LinkRefusedError):
+        _take(layout, "crc")
+    assert not (tmp_path / "would-be-created").exists()
+
+
+def test_a_lock_file_that_is_a_fifo_or_a_linked_locks_folder_is_refused(tmp_path: Path) -> None:
+    from medimeta_cli.errors import LinkRefusedError
+
+    layout = RootLayout(tmp_path / "root")
+    layout.locks_dir.mkdir(parents=True)
+    os.mkfifo(layout.locks_dir / "cxr.lock")
+    with pytest.raises(LinkRefusedError, match="not a regular file"):
+        _take(layout, "cxr")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    other = RootLayout(tmp_path / "other")
+    other.state_dir.mkdir(parents=True)
+    other.locks_dir.symlink_to(outside)
+    with pytest.raises(LinkRefusedError, match="locks is a symbolic link"):
+        _take(other, "cxr")
+    assert list(outside.iterdir()) == []
+
+
+def test_a_holder_note_that_is_a_link_is_replaced_not_written_through(tmp_path: Path) -> None:
+    target = _outside_file(tmp_path)
+    layout = RootLayout(tmp_path / "root")
+    layout.locks_dir.mkdir(parents=True)
+    note = layout.locks_dir / "cxr.owner.json"
+    note.symlink_to(target)
+    lock = DatasetLock(layout, "cxr", timeout=1)
+    assert lock.holder() == "another process"  # the link is not read
+    with lock.hold():
+        assert not note.is_symlink()
+        assert json.loads(note.read_text())["pid"] == os.getpid()
+    assert not os.path.lexists(note)
+    assert _state(target) == ("precious\n", 0o600)
+
+
+def test_download_prune_and_doctor_leave_a_linked_locks_target_alone(
+    zenodo: zs.ZenodoServer, tmp_path: Path, data_root: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from tests.helpers import invoke
+
+    target = _outside_file(tmp_path)
+    layout = RootLayout(data_root)
+    layout.locks_dir.mkdir(parents=True)
+    (layout.locks_dir / "cxr.lock").symlink_to(target)
+    runner = CliRunner()
+    download = invoke(runner, "download", "cxr")
+    assert download.exit_code == 4, download.stderr
+    assert "cxr.lock is a symbolic link; it is never followed" in download.stderr
+    assert not (data_root / "cxr").exists()
+    assert "file locks" in invoke(runner, "doctor", "--offline").stdout
+    pruned = invoke(runner, "prune")
+    assert pruned.exit_code == 4 and "cxr.lock: it is a symbolic link" in pruned.stderr
+    assert _state(target) == ("precious\n", 0o600)
+    (layout.locks_dir / "cxr.lock").unlink()  # as the hint says; the next run works
+    assert invoke(runner, "download", "cxr").exit_code == 0
+    assert _state(target) == ("precious\n", 0o600)

@@ -13,8 +13,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from medimeta_cli.doctor.checks import Check, CheckStatus, timed
-from medimeta_cli.errors import DiskSpaceError, MedimetaError, PermissionDeniedError
-from medimeta_cli.fsutil import free_bytes, human_bytes, unique_suffix
+from medimeta_cli.errors import (
+    DiskSpaceError,
+    LinkRefusedError,
+    LockTimeoutError,
+    MedimetaError,
+    PermissionDeniedError,
+)
+from medimeta_cli.fsutil import free_bytes, human_bytes, unique_suffix, unsafe_folder
 from medimeta_cli.layout import RootLayout
 from medimeta_cli.settings import Settings
 
@@ -37,10 +43,10 @@ _LOCKS_HINT = (
 
 
 class FileLockLike(Protocol):
-    """The part of :class:`filelock.FileLock` the lock check uses."""
+    """The part of :class:`medimeta_cli.locking.LockFile` the lock check uses."""
 
     def acquire(self, timeout: float) -> object:
-        """Take the lock, waiting at most ``timeout`` seconds."""
+        """Take the lock, waiting at most ``timeout`` seconds (:class:`LockTimeoutError`)."""
 
     def release(self) -> object:
         """Give the lock back."""
@@ -162,11 +168,28 @@ def _created_dirs(path: Path) -> Iterator[Path]:
                 folder.rmdir()
 
 
+def _linked_state_folder(name: str, *folders: Path) -> Check | None:
+    """A failed check ``name`` for the first of ``folders`` that is a link or not a folder."""
+    for folder in folders:
+        why = unsafe_folder(folder)
+        if why is not None:
+            return Check(
+                name,
+                CheckStatus.FAIL,
+                f"{folder} {why}; it is never followed",
+                LinkRefusedError.default_hint,
+            )
+    return None
+
+
 @timed
 def check_write_permission(root: Path) -> Check:
     """Create (and remove) a file in the state folder ``<root>/.medimeta/``."""
     name = "write permission"
     state_dir = RootLayout(root).state_dir
+    linked = _linked_state_folder(name, state_dir)
+    if linked is not None:
+        return linked
     existed = root.exists()
     try:
         with _created_dirs(state_dir):
@@ -204,24 +227,23 @@ def check_write_permission(root: Path) -> Check:
 #: Run by the second process: try the lock once, without waiting, and say what happened.
 _CHILD_SCRIPT = r"""
 import sys
-from filelock import FileLock, Timeout
-lock = FileLock(sys.argv[1])
+from medimeta_cli.locking import LockFile
+lock = LockFile(sys.argv[1])
 try:
-    lock.acquire(timeout=0)
-except Timeout:
-    sys.stdout.write("busy\n")
-except OSError as exc:
+    taken = lock.try_acquire()
+except Exception as exc:
     sys.stdout.write(f"error {exc}\n")
 else:
-    lock.release()
-    sys.stdout.write("acquired\n")
+    if taken:
+        lock.release()
+    sys.stdout.write("acquired\n" if taken else "busy\n")
 """
 
 
 def _default_lock_factory(path: str) -> FileLockLike:
-    from filelock import FileLock
+    from medimeta_cli.locking import LockFile
 
-    return FileLock(path)
+    return LockFile(path)
 
 
 class ChildLock(str, Enum):
@@ -264,13 +286,16 @@ def check_file_locks(
     root: Path, *, lock_factory: LockFactory | None = None, enabled: bool = True
 ) -> Check:
     """Take a lock in ``<root>/.medimeta/locks/`` and have a second process contend for it:
-    it must be refused while we hold the lock and succeed once we let go."""
-    from filelock import Timeout
-
+    it must be refused while we hold the lock and succeed once we let go. A state folder
+    that is a link fails the check and is not followed."""
     name = "file locks"
     factory = lock_factory or _default_lock_factory
-    locks_dir = RootLayout(root).locks_dir
+    layout = RootLayout(root)
+    locks_dir = layout.locks_dir
     off = " (MEDIMETA_LOCKS=0 turns them off anyway)" if not enabled else ""
+    linked = _linked_state_folder(name, layout.state_dir, locks_dir)
+    if linked is not None:
+        return linked
     # Broken locks only matter while they are in use; with MEDIMETA_LOCKS=0 they are not.
     bad: CheckStatus = CheckStatus.FAIL if enabled else CheckStatus.OK
     try:
@@ -280,7 +305,7 @@ def check_file_locks(
                 lock = factory(str(path))
                 try:
                     lock.acquire(timeout=5.0)
-                except Timeout:
+                except LockTimeoutError:
                     return Check(
                         name,
                         CheckStatus.WARN,
