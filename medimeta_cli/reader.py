@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from medimeta_cli.catalog import SPLIT_NAMES, Dataset, Task, TaskTarget
-from medimeta_cli.errors import IntegrityError, NotInstalledError, UsageError
+from medimeta_cli.errors import IntegrityError, MedimetaError, NotInstalledError, UsageError
 from medimeta_cli.images import ImageReader, one_line
 from medimeta_cli.upstream import parse_split_bytes, split_line, split_relpath
 
@@ -35,7 +35,9 @@ class DatasetReader(ImageReader):
     def split_indices(self, split: str, *, original: bool = False) -> npt.NDArray[np.int64]:
         """Image indices listed in ``splits/<split>.txt`` (or ``original_splits/``), in file order.
 
-        An absent file means an empty split. Raises :class:`IntegrityError` naming the
+        An absent file means an empty split when the dataset's ``info.yaml`` (or, if that
+        cannot be read, the catalog) gives the split no images; otherwise the file was lost
+        and :class:`IntegrityError` names it. Raises :class:`IntegrityError` naming the
         file and line when a line is not ``images/NNNNNN.tiff`` or names an image beyond
         the catalog's ``num_samples``.
         """
@@ -48,6 +50,14 @@ class DatasetReader(ImageReader):
         try:
             data = path.read_bytes()
         except FileNotFoundError:
+            # Upstream leaves out the file of an empty split; info.yaml tells which.
+            expected = self._listed_count(split, original=original)
+            if expected > 0:
+                raise IntegrityError(
+                    f"{rel} of {self._dataset.id!r} is missing, but info.yaml gives the "
+                    f"{'original ' if original else ''}{split} split {expected} images",
+                    hint=f"Run `medimeta verify --repair {self._dataset.id}` to restore it.",
+                ) from None
             return np.empty(0, dtype=np.int64)
         except OSError as exc:
             raise IntegrityError(
@@ -73,6 +83,18 @@ class DatasetReader(ImageReader):
                 hint=self._deep_hint(),
             )
         return indices
+
+    def _listed_count(self, split: str, *, original: bool) -> int:
+        """Images of a split by the dataset's own ``info.yaml``; the catalog's count when
+        that file cannot be read or lacks the number."""
+        from medimeta_cli.catalog_build import read_info_yaml
+
+        field = "original_splits_num_samples" if original else "splits_num_samples"
+        try:
+            return int(read_info_yaml(self._folder / "info.yaml")[field][split])
+        except (MedimetaError, OSError, KeyError, TypeError, ValueError):
+            counts = self._dataset.original_splits if original else self._dataset.splits
+            return int(getattr(counts, split))
 
     def labels(self, task: Task | str) -> npt.NDArray[Any]:
         """The ``task_labels`` array of a task: label keys (N,) or a 0/1 matrix (N, C).

@@ -299,3 +299,13 @@ def test_a_damaged_dataset_is_exported_only_with_force(
     assert forced.exit_code == 0, forced.stderr
     assert "exporting it anyway" in forced.stderr
     assert (out / "provenance.json").is_file()
+
+
+def test_a_lost_split_file_is_an_integrity_error(
+    runner: CliRunner, own_root: Path, tmp_path: Path
+) -> None:
+    (own_root / "crc" / "splits" / "val.txt").unlink()
+    result = invoke(runner, "export", "crc", "--split", "val", "--out", str(tmp_path / "o"))
+    assert result.exit_code == 4, result.stderr
+    assert "splits/val.txt of 'crc' is missing, but info.yaml gives the val split" in result.stderr
+    assert not (tmp_path / "o").exists()

@@ -133,6 +133,22 @@ def test_an_absent_split_file_is_an_empty_split(tmp_path: Path) -> None:
     assert found.dtype == np.int64
 
 
+@pytest.mark.parametrize("original", [False, True])
+def test_a_lost_split_file_is_an_integrity_error(tmp_path: Path, original: bool) -> None:
+    folder, dataset = write_installed(CRC, tmp_path)
+    kind = "original_splits" if original else "splits"
+    (folder / kind / "val.txt").unlink()
+    with DatasetReader.open(tmp_path, dataset) as reader, pytest.raises(IntegrityError) as caught:
+        reader.split_indices("val", original=original)
+    count = CRC.split_count("val", original=original)
+    assert count > 0
+    assert str(caught.value) == (
+        f"{kind}/val.txt of 'crc' is missing, but info.yaml gives the "
+        f"{'original ' if original else ''}val split {count} images"
+    )
+    assert "verify --repair crc" in caught.value.hint
+
+
 def test_split_indices_keep_file_order(tmp_path: Path) -> None:
     folder, dataset = write_installed(CRC, tmp_path)
     (folder / "splits" / "val.txt").write_text("images/000031.tiff\nimages/000002.tiff")
