@@ -106,6 +106,11 @@ def parse_shard(text: str) -> tuple[int, int]:
         raise UsageError(
             f"--shard takes I/N, not {text!r}", hint="For example --shard 3/8 (shards 1 to 8)."
         ) from None
+    if count < 1:
+        raise UsageError(
+            f"--shard {text}: the number of shards must be at least 1",
+            hint="For example --shard 3/8 (shards 1 to 8).",
+        )
     if not 1 <= index <= count:
         raise UsageError(
             f"shard {index}/{count} does not exist", hint=f"Use 1/{count} to {count}/{count}."

@@ -227,7 +227,8 @@ def resolve_settings(
 ) -> Settings:
     """Resolve every setting: a flag given (not None) wins, then its variable, then the default.
 
-    Raises :class:`ConfigError` naming the variable whose value cannot be parsed.
+    Raises :class:`ConfigError` naming the variable whose value cannot be parsed, and when
+    the data root exists but is not a folder.
     """
     flags = flags or {}
     environ = os.environ if environ is None else environ
@@ -255,4 +256,16 @@ def resolve_settings(
             values[spec.name] = spec.default()
             sources[spec.name] = "default"
         logger.debug("setting %s = %s (from %s)", spec.name, values[spec.name], sources[spec.name])
+    _check_root(values["root"], sources["root"])
     return Settings(**values, sources=sources)
+
+
+def _check_root(root: Path, source: str) -> None:
+    """:class:`ConfigError` when the data root exists but is no folder (a file, a dangling
+    link): every command would otherwise fail on it with a raw system message."""
+    if os.path.lexists(root) and not os.path.isdir(root):
+        what = "a dangling link" if os.path.islink(root) else "not a folder"
+        raise ConfigError(
+            f"the data root {root} (from the {source}) is {what}",
+            hint="Point MEDIMETA_HOME (or --root) at a folder; a missing one is created.",
+        )

@@ -64,6 +64,7 @@ def test_multilabel_export_says_how_labels_are_stored(
         (["crc", "--split", "training"], 2, "unknown split 'training'"),
         (["crc", "--rgb", "--grayscale"], 2, "exclude each other"),
         (["crc", "--shard", "4/3"], 2, "shard 4/3 does not exist"),
+        (["crc", "--shard", "1/0"], 2, "the number of shards must be at least 1"),
         (["crc", "--format", "parquet"], 2, "'parquet' is not one of"),
         (["pneumonia"], 2, "unknown dataset"),
     ],

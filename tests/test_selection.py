@@ -131,3 +131,10 @@ def test_parse_shard() -> None:
         with pytest.raises(UsageError):
             parse_shard(bad)
     assert [shard_bounds(10, (i, 3)) for i in (1, 2, 3)] == [(0, 3), (3, 6), (6, 10)]
+
+
+@pytest.mark.parametrize("text", ["1/0", "0/0", "2/-1"])
+def test_a_shard_count_below_one_gets_a_usable_hint(text: str) -> None:
+    with pytest.raises(UsageError, match="the number of shards must be at least 1") as caught:
+        parse_shard(text)
+    assert caught.value.hint == "For example --shard 3/8 (shards 1 to 8)."

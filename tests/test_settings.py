@@ -85,3 +85,14 @@ def test_describe_lists_every_setting_with_its_source(tmp_path: Path) -> None:
     assert by_name["root"]["value"] == str(tmp_path)
     assert by_name["root"]["env"] == "MEDIMETA_HOME"
     assert by_name["base_url"]["source"] == "default"
+
+
+def test_a_data_root_that_is_a_file_is_a_config_error(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.write_text("")
+    with pytest.raises(ConfigError, match="is not a folder") as caught:
+        resolve_settings({"root": home})
+    assert "--root flag" in str(caught.value)
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    assert resolve_settings({"root": tmp_path / "link"}).root == tmp_path / "link"

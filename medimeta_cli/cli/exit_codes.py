@@ -29,6 +29,8 @@ class ExitCode(IntEnum):
 # Most specific first: the first class an error is an instance of decides.
 _BY_ERROR: tuple[tuple[type[Exception], ExitCode], ...] = (
     (errors.UsageError, ExitCode.USAGE),
+    # A catalog file that does not validate is a bad setting (MEDIMETA_CATALOG) to fix.
+    (errors.CatalogError, ExitCode.USAGE),
     (errors.NetworkError, ExitCode.NETWORK),
     (errors.IntegrityError, ExitCode.INTEGRITY),
     (errors.DiskSpaceError, ExitCode.DISK_SPACE),
@@ -42,7 +44,7 @@ _BY_ERROR: tuple[tuple[type[Exception], ExitCode], ...] = (
 DESCRIPTIONS: dict[ExitCode, str] = {
     ExitCode.OK: "success",
     ExitCode.FAILURE: "failure (anything not listed below)",
-    ExitCode.USAGE: "usage error: unknown dataset, task, domain, option or bad setting",
+    ExitCode.USAGE: "usage error: unknown dataset, task, domain, option, bad setting or catalog",
     ExitCode.NETWORK: "network error: server unreachable or failing after retries",
     ExitCode.INTEGRITY: "integrity error: checksum, size or structure mismatch",
     ExitCode.DISK_SPACE: "not enough disk space",
