@@ -96,11 +96,32 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def read_json_object(path: Path) -> dict[str, Any] | None:
-    """The JSON object stored in ``path``; None when it is missing, unreadable or no object."""
+def read_regular_file(path: Path) -> bytes | None:
+    """The bytes of ``path`` read without following a link at its end; None when it is
+    missing, a link, not a regular file (a FIFO would block) or unreadable."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        data = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+        fd = os.open(path, flags)
+    except OSError:
+        return None
+    try:
+        with open(fd, "rb", closefd=False) as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            return handle.read()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def read_json_object(path: Path) -> dict[str, Any] | None:
+    """The JSON object stored in ``path``; None when it is missing, unreadable, a link
+    (state files are never links: a link there is not followed) or no object."""
+    raw = read_regular_file(path)
+    try:
+        data = json.loads(raw) if raw is not None else None
+    except ValueError:
         return None
     return data if isinstance(data, dict) else None
 

@@ -14,7 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medimeta_cli.errors import LinkRefusedError, LockTimeoutError
-from medimeta_cli.fsutil import atomic_write_text, require_real_folders, utc_now
+from medimeta_cli.fsutil import (
+    atomic_write_text,
+    read_regular_file,
+    require_real_folders,
+    utc_now,
+)
 from medimeta_cli.layout import RootLayout
 from medimeta_cli.ownership import owner_stamp
 
@@ -136,24 +141,6 @@ def grab_free_lock(path: Path) -> int | None:
     return fd
 
 
-def read_note(path: Path, limit: int = 65536) -> bytes | None:
-    """The bytes of a small state note, read without following a link (None when it is
-    missing, a link, not a regular file or unreadable)."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        return os.read(fd, limit)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-
-
 @dataclass
 class DatasetLock:
     """An exclusive, inter-process lock on one dataset of one data root.
@@ -187,7 +174,7 @@ class DatasetLock:
     def holder(self) -> str:
         """A description of the current holder, for messages."""
         try:
-            owner = json.loads(read_note(self.owner_path) or b"")
+            owner = json.loads(read_regular_file(self.owner_path) or b"")
             return f"pid {owner['pid']} on {owner['host']} since {owner['since']}"
         except (ValueError, KeyError, TypeError):
             return "another process"

@@ -136,7 +136,7 @@ def _stale_partials(layout: RootLayout, now: float) -> list[PruneItem]:
     items = []
     for stem in stems:
         part, sidecar = folder / f"{stem}.part", folder / f"{stem}.json"
-        has_part, has_sidecar = part.exists(), sidecar.exists()
+        has_part, has_sidecar = os.path.lexists(part), os.path.lexists(sidecar)
         data = read_json_object(sidecar) if has_sidecar else None
         if data is not None and "pid" in data:
             host, pid = data.get("host"), data.get("pid")
@@ -149,12 +149,12 @@ def _stale_partials(layout: RootLayout, now: float) -> list[PruneItem]:
         why = _gone(host, pid, stamp, now)
         try:
             if has_part:
-                size = part.stat().st_size + (sidecar.stat().st_size if has_sidecar else 0)
+                size = part.lstat().st_size + (sidecar.lstat().st_size if has_sidecar else 0)
                 note = "" if has_sidecar else "no sidecar; "
                 companions = (sidecar,) if has_sidecar else ()
                 items.append(PruneItem(part, PruneKind.PARTIAL, size, note + why, companions))
             else:
-                size = sidecar.stat().st_size
+                size = sidecar.lstat().st_size
                 items.append(PruneItem(sidecar, PruneKind.SIDECAR, size, "no partial file; " + why))
         except OSError:  # taken over by a new job meanwhile
             logger.debug("skipping %s: it changed hands while being looked at", stamp)

@@ -20,7 +20,9 @@ from medimeta_cli.fsutil import (
     ensure_space,
     ensure_writable_dir,
     human_bytes,
+    read_json_object,
     remove_tree,
+    require_real_folders,
     translate_os_error,
     unique_suffix,
 )
@@ -285,3 +287,28 @@ def test_remove_tree_counts_what_it_freed_and_collects_errors(tmp_path: Path) ->
     first = partial.first_error()
     assert first is not None and "Read-only file system" in first
     assert (source / "inner" / "file").exists()
+
+
+def test_state_files_are_read_without_following_links(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.json"
+    outside.write_text('{"pid": 1}')
+    assert read_json_object(outside) == {"pid": 1}
+    link = tmp_path / "note.json"
+    link.symlink_to(outside)
+    assert read_json_object(link) is None
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    assert read_json_object(fifo) is None  # and does not block
+
+
+def test_require_real_folders(tmp_path: Path) -> None:
+    from medimeta_cli.errors import LinkRefusedError
+
+    (tmp_path / "real").mkdir()
+    (tmp_path / "file").write_text("")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    require_real_folders([tmp_path / "real", tmp_path / "missing"])
+    with pytest.raises(LinkRefusedError, match="link is a symbolic link; it is never followed"):
+        require_real_folders([tmp_path / "real", tmp_path / "link"])
+    with pytest.raises(LinkRefusedError, match="file is not a folder"):
+        require_real_folders([tmp_path / "file"])
