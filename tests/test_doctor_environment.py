@@ -24,6 +24,6 @@ def test_versions_come_from_metadata_without_importing_heavy_modules() -> None:
     assert status == "ok"
     assert detail.startswith("Python ")
     assert f"medimeta-cli {__version__}" in detail
-    for name in ("httpx", "h5py", "numpy", "Pillow", "pydantic", "typer", "rich", "filelock"):
+    for name in ("httpx", "h5py", "numpy", "Pillow", "pydantic", "typer", "rich"):
         assert f"{name} " in detail
     assert check_versions().status == "ok"

@@ -16,7 +16,6 @@ _DISTRIBUTIONS = (
     "pydantic",
     "typer",
     "rich",
-    "filelock",
     "certifi",
 )
 
