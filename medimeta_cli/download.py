@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +47,15 @@ from medimeta_cli.settings import Settings
 from medimeta_cli.transfer import listed_hdf5_size
 
 logger = logging.getLogger(__name__)
+
+
+class DownloadInterrupted(KeyboardInterrupt):
+    """A download stopped by Ctrl-C or SIGTERM; ``outcomes`` are the datasets that had
+    finished (installed, skipped or failed) before it stopped."""
+
+    def __init__(self, outcomes: list[Outcome]) -> None:
+        super().__init__()
+        self.outcomes = outcomes
 
 
 @dataclass
@@ -204,8 +213,31 @@ class Downloader:
                         outcomes[dataset_id] = future.result()
                 except KeyboardInterrupt:
                     self.cancel.set()
-                    raise
+                    self._finish_after_interrupt(futures, outcomes, datasets)
         return [outcomes[d.id] for d in datasets]
+
+    def _finish_after_interrupt(
+        self,
+        futures: Mapping[str, Future[Outcome]],
+        outcomes: dict[str, Outcome],
+        datasets: Sequence[Dataset],
+    ) -> None:
+        """After Ctrl-C or SIGTERM: let running jobs stop (or finish, once their folder is
+        renamed into place), and report what really happened. Raises
+        :class:`DownloadInterrupted` with the finished outcomes when some dataset was
+        stopped; returns normally when every job had gone too far to stop."""
+        stopped = False
+        for dataset_id, future in futures.items():
+            if future.cancel():  # never started
+                stopped = True
+                continue
+            try:
+                outcomes[dataset_id] = future.result()
+            except KeyboardInterrupt:
+                stopped = True
+        if stopped:
+            raise DownloadInterrupted([outcomes[d.id] for d in datasets if d.id in outcomes])
+        logger.debug("interrupted, but every dataset had finished")
 
     def install_from(self, paths: Iterable[Path], *, force: bool = False) -> list[Outcome]:
         """Install archives fetched by other means, after checking them against the record."""
