@@ -35,6 +35,7 @@ _METADATA_ALLOWANCE = 256 * 1024 * 1024
 _NAME_MAX = 255
 _PATH_MAX = 4096
 
+_CLASH = "is a file, but other members need a folder there"
 _NOT_GENUINE = "The archive is not a genuine MedIMeta archive; delete it and download again."
 
 #: What writing a member fails with when its name or place cannot exist on disk: the
@@ -137,6 +138,8 @@ def check_members(
             raise _malformed(name, info.filename, problem)
         key = "/".join(parts)
         if key in seen:
+            if (key in folders) != info.is_dir():
+                raise _malformed(name, info.filename, _CLASH)
             raise IntegrityError(f"refusing {name}: member {info.filename!r} appears twice")
         seen.add(key)
         folders.update("/".join(parts[:i]) for i in range(1, len(parts)))
@@ -147,7 +150,7 @@ def check_members(
         total += info.file_size
     clash = sorted(folders & files.keys())
     if clash:
-        raise _malformed(name, files[clash[0]], "is a file, but other members need a folder there")
+        raise _malformed(name, files[clash[0]], _CLASH)
     limit = max_extracted_bytes(dataset, archive_size)
     if total > limit:
         raise IntegrityError(

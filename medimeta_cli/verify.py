@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -180,11 +181,13 @@ def _stat_problems(folder: Path, manifest: FileManifest) -> tuple[list[Problem],
     stale: list[FileEntry] = []
     for entry in manifest.files:
         try:
-            info = os.stat(folder / entry.path)
+            info = os.lstat(folder / entry.path)  # a link in a file's place is not the file
         except FileNotFoundError:
             problems.append(Problem(entry.path, ProblemKind.MISSING))
             continue
-        if info.st_size != entry.size:
+        if not stat.S_ISREG(info.st_mode):
+            problems.append(Problem(entry.path, ProblemKind.NOT_REGULAR, "is not a regular file"))
+        elif info.st_size != entry.size:
             problems.append(
                 Problem(
                     entry.path,
