@@ -290,5 +290,5 @@ def test_a_member_that_cannot_be_written_is_a_malformed_archive(
     )
     with zipfile.ZipFile(path) as handle:
         listing = ArchiveListing(tuple(handle.infolist()), 0)
-    with pytest.raises(IntegrityError, match="the archive is malformed: .* cannot be written"):
+    with pytest.raises(IntegrityError, match=r"the archive is malformed: .* cannot be written"):
         extract_archive(path, cxr, listing, tmp_path / "out")
