@@ -3,10 +3,11 @@
 The flow for one dataset: take the dataset's lock; fetch the archive into a partial
 file of this process, resuming what earlier runs left, and check its md5 and size
 (:mod:`medimeta_cli.transfer`), or fetch only the members the loader reads
-(``--layout hdf5``); extract into a staging folder next to the data root, rename it
-into ``<root>/<id>/`` in one step and write the install record
-(:mod:`medimeta_cli.install`). What to fetch and the space it needs come from
-:mod:`medimeta_cli.plan`; partial files are owned by :mod:`medimeta_cli.partials`.
+(``--layout hdf5``); extract into a staging folder next to the data root, check it
+quickly, write its install record under temporary names and commit it together with
+the one rename of the folder into ``<root>/<id>/`` (:mod:`medimeta_cli.install`).
+What to fetch and the space it needs come from :mod:`medimeta_cli.plan`; partial files
+are owned by :mod:`medimeta_cli.partials`.
 
 Nothing here relies on the lock for correctness: every temporary name is unique
 to its process and every visible change is one ``rename``, so a lock that
