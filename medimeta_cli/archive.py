@@ -8,6 +8,7 @@ single byte is written.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -29,6 +30,19 @@ _COPY_CHUNK = 1024 * 1024
 #: bounding-box images. Anything beyond this many copies of the pixels is suspicious.
 _PIXEL_COPIES_ALLOWED = 5
 _METADATA_ALLOWANCE = 256 * 1024 * 1024
+
+#: Longest file name and path Linux file systems accept (NAME_MAX, PATH_MAX).
+_NAME_MAX = 255
+_PATH_MAX = 4096
+
+_CLASH = "is a file, but other members need a folder there"
+_NOT_GENUINE = "The archive is not a genuine MedIMeta archive; delete it and download again."
+
+#: What writing a member fails with when its name or place cannot exist on disk: the
+#: archive is at fault, not the disk.
+_MALFORMED_ERRNOS = frozenset(
+    {errno.ENAMETOOLONG, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.EINVAL, errno.EILSEQ}
+)
 
 
 def max_extracted_bytes(dataset: Dataset, archive_size: int) -> int:
@@ -79,24 +93,64 @@ def inspect_archive(path: Path, dataset: Dataset, *, archive_size: int) -> Archi
     return check_members(members, dataset, archive_size=archive_size, name=path.name)
 
 
+def _malformed(name: str, member: str, problem: str) -> IntegrityError:
+    return IntegrityError(
+        f"refusing {name}: the archive is malformed: member {_shown(member)} {problem}",
+        hint=_NOT_GENUINE,
+    )
+
+
+def _shown(member: str) -> str:
+    """A member name for messages: long ones shortened."""
+    return repr(member if len(member) <= 80 else member[:60] + "..." + member[-12:])
+
+
+def _name_problem(parts: tuple[str, ...]) -> str | None:
+    """Why a member's path cannot be created on a POSIX file system, or None."""
+    for part in parts:
+        if len(part.encode("utf-8", "surrogateescape")) > _NAME_MAX:
+            return f"has a name part longer than {_NAME_MAX} bytes"
+        if "\0" in part:
+            return "has a NUL character in its name"
+    if len("/".join(parts).encode("utf-8", "surrogateescape")) > _PATH_MAX:
+        return f"has a path longer than {_PATH_MAX} bytes"
+    return None
+
+
 def check_members(
     members: Sequence[zipfile.ZipInfo], dataset: Dataset, *, archive_size: int, name: str
 ) -> ArchiveListing:
-    """Refuse members that are unsafe (paths, links, devices, duplicates) or too large."""
+    """Refuse members that are unsafe (paths, links, devices, duplicates), malformed
+    (names too long, a file where another member needs a folder) or too large."""
     seen: set[str] = set()
+    files: dict[str, str] = {}  # path -> member name, for the files among the members
+    folders: set[str] = set()  # every folder some member needs
     total = 0
     for info in members:
         problem = _member_problem(info, dataset.id)
         if problem is not None:
             raise IntegrityError(
-                f"refusing {name}: member {info.filename!r} {problem}",
-                hint="The archive is not a genuine MedIMeta archive; delete it and download again.",
+                f"refusing {name}: member {info.filename!r} {problem}", hint=_NOT_GENUINE
             )
-        key = "/".join(_member_parts(info.filename))
+        parts = _member_parts(info.filename)
+        problem = _name_problem(parts)
+        if problem is not None:
+            raise _malformed(name, info.filename, problem)
+        key = "/".join(parts)
         if key in seen:
+            if (key in folders) != info.is_dir():
+                raise _malformed(name, info.filename, _CLASH)
             raise IntegrityError(f"refusing {name}: member {info.filename!r} appears twice")
         seen.add(key)
+        folders.update("/".join(parts[:i]) for i in range(1, len(parts)))
+        if info.is_dir():
+            folders.add(key)
+        else:
+            files[key] = info.filename
         total += info.file_size
+    clash = sorted(folders & files.keys())
+    if clash:
+        raise _malformed(name, files[clash[0]], _CLASH)
     limit = max_extracted_bytes(dataset, archive_size)
     if total > limit:
         raise IntegrityError(
@@ -121,12 +175,15 @@ def extract_archive(
     *,
     on_bytes: Callable[[int], None] | None = None,
     wanted: Callable[[str], bool] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> tuple[FileEntry, ...]:
     """Extract the archive's ``<id>/`` folder into ``dest``, hashing every file as it is written.
 
     ``wanted`` limits extraction to some files (by path inside the dataset folder).
     Returns one :class:`FileEntry` per file, with paths relative to ``dest``.
     Sizes and CRC-32 are checked against the archive's directory while streaming.
+    ``should_stop`` is asked before each member; when it says so, KeyboardInterrupt is
+    raised (the caller discards ``dest``).
     """
     entries: list[FileEntry] = []
     try:
@@ -138,8 +195,17 @@ def extract_archive(
                     continue
                 if wanted is not None and not wanted(relative):
                     continue
-                with archive.open(info) as source:
-                    entries.append(copy_member(source, info, dest, relative, on_bytes=on_bytes))
+                if should_stop is not None and should_stop():
+                    raise KeyboardInterrupt
+                try:
+                    with archive.open(info) as source:
+                        entries.append(copy_member(source, info, dest, relative, on_bytes=on_bytes))
+                except OSError as exc:
+                    if exc.errno in _MALFORMED_ERRNOS:
+                        raise _malformed(
+                            path.name, info.filename, f"cannot be written: {exc.strerror}"
+                        ) from exc
+                    raise
     except zipfile.BadZipFile as exc:
         raise IntegrityError(f"{path.name} is damaged: {exc}") from exc
     except OSError as exc:

@@ -3,10 +3,11 @@
 The flow for one dataset: take the dataset's lock; fetch the archive into a partial
 file of this process, resuming what earlier runs left, and check its md5 and size
 (:mod:`medimeta_cli.transfer`), or fetch only the members the loader reads
-(``--layout hdf5``); extract into a staging folder next to the data root, rename it
-into ``<root>/<id>/`` in one step and write the install record
-(:mod:`medimeta_cli.install`). What to fetch and the space it needs come from
-:mod:`medimeta_cli.plan`; partial files are owned by :mod:`medimeta_cli.partials`.
+(``--layout hdf5``); extract into a staging folder next to the data root, check it
+quickly, write its install record under temporary names and commit it together with
+the one rename of the folder into ``<root>/<id>/`` (:mod:`medimeta_cli.install`).
+What to fetch and the space it needs come from :mod:`medimeta_cli.plan`; partial files
+are owned by :mod:`medimeta_cli.partials`.
 
 Nothing here relies on the lock for correctness: every temporary name is unique
 to its process and every visible change is one ``rename``, so a lock that
@@ -19,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +48,15 @@ from medimeta_cli.settings import Settings
 from medimeta_cli.transfer import listed_hdf5_size
 
 logger = logging.getLogger(__name__)
+
+
+class DownloadInterrupted(KeyboardInterrupt):
+    """A download stopped by Ctrl-C or SIGTERM; ``outcomes`` are the datasets that had
+    finished (installed, skipped or failed) before it stopped."""
+
+    def __init__(self, outcomes: list[Outcome]) -> None:
+        super().__init__()
+        self.outcomes = outcomes
 
 
 @dataclass
@@ -204,8 +214,31 @@ class Downloader:
                         outcomes[dataset_id] = future.result()
                 except KeyboardInterrupt:
                     self.cancel.set()
-                    raise
+                    self._finish_after_interrupt(futures, outcomes, datasets)
         return [outcomes[d.id] for d in datasets]
+
+    def _finish_after_interrupt(
+        self,
+        futures: Mapping[str, Future[Outcome]],
+        outcomes: dict[str, Outcome],
+        datasets: Sequence[Dataset],
+    ) -> None:
+        """After Ctrl-C or SIGTERM: let running jobs stop (or finish, once their folder is
+        renamed into place), and report what really happened. Raises
+        :class:`DownloadInterrupted` with the finished outcomes when some dataset was
+        stopped; returns normally when every job had gone too far to stop."""
+        stopped = False
+        for dataset_id, future in futures.items():
+            if future.cancel():  # never started
+                stopped = True
+                continue
+            try:
+                outcomes[dataset_id] = future.result()
+            except KeyboardInterrupt:
+                stopped = True
+        if stopped:
+            raise DownloadInterrupted([outcomes[d.id] for d in datasets if d.id in outcomes])
+        logger.debug("interrupted, but every dataset had finished")
 
     def install_from(self, paths: Iterable[Path], *, force: bool = False) -> list[Outcome]:
         """Install archives fetched by other means, after checking them against the record."""

@@ -1,27 +1,31 @@
 """Installing a verified archive, or a folder of fetched members, into a data root.
 
 Files are extracted into a staging folder on the data root's file system, the
-folder's ``info.yaml`` must name the dataset the archive claims to be, and the
-folder is renamed into ``<root>/<id>/`` in one step before the install record is
-written. Archives fetched by other means (``download --from``) are checked
-against the record (size and md5) first.
+folder's ``info.yaml`` must name the dataset the archive claims to be and the folder
+must pass the quick structure check; its install record is written in full under
+temporary names, committed, and the folder is renamed into ``<root>/<id>/`` in one
+step, so a dataset never becomes visible without its record. Archives fetched by
+other means (``download --from``) are checked against the record (size and md5) first.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
+import stat
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 
 from medimeta_cli import __version__
 from medimeta_cli.archive import extract_archive, inspect_archive
 from medimeta_cli.catalog import Catalog, Dataset
-from medimeta_cli.errors import IntegrityError, MedimetaError, UsageError
+from medimeta_cli.errors import IntegrityError, MedimetaError, OutputExistsError, UsageError
+from medimeta_cli.essentials import essential_problems
 from medimeta_cli.events import (
     BytesTransferred,
     EventSink,
@@ -44,7 +48,17 @@ from medimeta_cli.layout import RootLayout
 from medimeta_cli.locking import DatasetLock
 from medimeta_cli.plan import ArchiveLayout, is_installed, wanted_in_layout
 from medimeta_cli.record import ArchiveInfo, Manifest
-from medimeta_cli.records import FileEntry, FileManifest, InstallRecord, write_install_record
+from medimeta_cli.records import (
+    ArchiveCheck,
+    FileEntry,
+    FileManifest,
+    InstallRecord,
+    StagedRecord,
+    forget_install,
+    read_file_manifest,
+    stage_install_record,
+    write_install_record,
+)
 from medimeta_cli.settings import Settings
 from medimeta_cli.transfer import hash_file, new_md5
 
@@ -109,6 +123,7 @@ class Installer:
                 listing,
                 staging,
                 wanted=lambda path: wanted_in_layout(path, layout, with_masks=with_masks),
+                should_stop=self.should_stop,
             )
             return self.install_folder(dataset, staging, entries, info, force=force, layout=layout)
         except OSError as exc:
@@ -130,49 +145,112 @@ class Installer:
         *,
         force: bool,
         layout: ArchiveLayout,
+        checked: ArchiveCheck = ArchiveCheck.MD5,
     ) -> InstallResult:
-        """Rename a complete staging folder into ``<root>/<id>`` and record what it holds."""
+        """Rename a complete staging folder into ``<root>/<id>`` together with its record.
+
+        The folder must pass the quick structure check first. The record and file manifest
+        are written in full under temporary names before anything becomes visible, and
+        committed by renames just before the folder's rename: a full disk or a crash never
+        leaves a visible dataset without its record. ``checked`` says what was verified of
+        the archive (its md5, or only its members' CRC-32 and sizes).
+        """
         check_info_id(staging, dataset.id, info.key)
+        check_essentials(staging, dataset, info.key)
         final = self.layout.dataset_dir(dataset.id)
+        target = inspect_target(final)
+        if target is Target.DATASET and not force:
+            logger.debug("%s appeared meanwhile: installed by another job", final)
+            return InstallResult.BY_ANOTHER_JOB
+        record = InstallRecord(
+            dataset_id=dataset.id,
+            archive_key=info.key,
+            archive_size=info.size,
+            archive_md5=info.md5 if checked is ArchiveCheck.MD5 else None,
+            record_id=self.settings.record_id,
+            record_version=self.record_version,
+            installed_at=utc_now(),
+            tool_version=__version__,
+            file_count=len(entries),
+            total_bytes=sum(entry.size for entry in entries),
+            layout=layout.value,
+            archive_check=checked.value,
+            listed_md5=info.md5,
+        )
+        try:
+            staged = stage_install_record(self.layout, record, FileManifest(tuple(entries)))
+        except OSError as exc:
+            raise translate_os_error(exc, f"the install record of {dataset.id}") from exc
+        try:
+            return self._commit(dataset.id, staging, final, target, staged, record)
+        except OSError as exc:
+            raise translate_os_error(exc, f"{dataset.id} into {self.layout.root}") from exc
+        finally:
+            staged.discard()  # a no-op once committed
+
+    def _commit(
+        self,
+        dataset_id: str,
+        staging: Path,
+        final: Path,
+        target: Target,
+        staged: StagedRecord,
+        record: InstallRecord,
+    ) -> InstallResult:
+        """The renames that make an install visible: the old copy aside, the record, the
+        folder (over an empty folder, atomically). Nothing before the last is visible."""
+        if self.should_stop():
+            raise KeyboardInterrupt  # nothing is visible yet: stop here
         old: Path | None = None
         try:
-            if final.exists():
-                if not force:
-                    logger.debug("%s appeared meanwhile: installed by another job", final)
-                    return InstallResult.BY_ANOTHER_JOB
-                old = self.layout.tmp_dir / f"{dataset.id}.old.{unique_suffix()}"
+            if target is Target.DATASET:
+                old = self.layout.tmp_dir / f"{dataset_id}.old.{unique_suffix()}"
                 logger.debug("moving the installed %s aside to %s", final, old)
                 os.rename(final, old)
+            staged.commit()
             try:
                 logger.debug("renaming %s to %s", staging, final)
                 os.rename(staging, final)
             except OSError as exc:
-                if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
-                    logger.debug("%s appeared meanwhile: installed by another job", final)
-                    return InstallResult.BY_ANOTHER_JOB
+                if old is not None:
+                    os.rename(old, final)  # put the installed copy back
+                    old = None
+                    raise
+                if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+                    return self._lost_race(dataset_id, final, record, staged)
                 raise
-            write_install_record(
-                self.layout,
-                InstallRecord(
-                    dataset_id=dataset.id,
-                    archive_key=info.key,
-                    archive_size=info.size,
-                    archive_md5=info.md5,
-                    record_id=self.settings.record_id,
-                    record_version=self.record_version,
-                    installed_at=utc_now(),
-                    tool_version=__version__,
-                    file_count=len(entries),
-                    total_bytes=sum(entry.size for entry in entries),
-                    layout=layout.value,
-                ),
-                FileManifest(tuple(entries)),
-            )
-            logger.debug("installed %s: %d files", final, len(entries))
+            logger.debug("installed %s: %d files", final, record.file_count)
         finally:
             if old is not None:
                 remove_tree(old)
         return InstallResult.INSTALLED
+
+    def _lost_race(
+        self, dataset_id: str, final: Path, record: InstallRecord, staged: StagedRecord
+    ) -> InstallResult:
+        """Something took ``final`` between the check and the rename (another job, where
+        locks do not work). The record just committed must describe what is there."""
+        try:
+            kind = inspect_target(final)
+        except MedimetaError:
+            forget_install(self.layout, dataset_id)
+            raise
+        if kind is not Target.DATASET:  # pragma: no cover - emptied again meanwhile
+            forget_install(self.layout, dataset_id)
+            raise IntegrityError(f"{final} changed while {dataset_id} was being installed")
+        logger.debug("%s appeared meanwhile: installed by another job", final)
+        manifest = read_file_manifest(self.layout, dataset_id)
+        if manifest is not None:
+            # The same verified archive: same contents, but the other copy's stamps.
+            files = []
+            for entry in manifest.files:
+                try:
+                    files.append(replace(entry, mtime_ns=os.lstat(final / entry.path).st_mtime_ns))
+                except OSError:
+                    files.append(entry)
+            with contextlib.suppress(OSError):
+                write_install_record(self.layout, record, replace(manifest, files=tuple(files)))
+        return InstallResult.BY_ANOTHER_JOB
 
     def install_from(
         self, archives: Sequence[Path], manifest: Manifest, catalog: Catalog, *, force: bool
@@ -226,6 +304,62 @@ class Installer:
                 f"{path} has md5 {digest.hexdigest()}, the record lists {info.md5} for {info.key}",
                 hint="The copy is damaged or from another version; fetch it again.",
             )
+
+
+class Target(str, Enum):
+    """What is found where a dataset belongs (``<root>/<id>``)."""
+
+    ABSENT = "absent"
+    EMPTY_FOLDER = "empty folder"  # replaced by the install, atomically
+    DATASET = "dataset"
+
+
+def inspect_target(path: Path) -> Target:
+    """What is at ``path``, without following links.
+
+    Anything that is neither absent, an empty folder nor a dataset folder (a folder
+    holding ``info.yaml``) is refused with an error naming it: the tool never follows
+    or replaces a link there, and never deletes what it did not install.
+    """
+    hint = f"Move {path} out of the way (or delete it yourself), then run the command again."
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return Target.ABSENT
+    if stat.S_ISLNK(mode):
+        raise OutputExistsError(
+            f"{path} is a symbolic link (to {os.readlink(path)}), not a dataset folder; "
+            "the tool never follows or replaces a link where a dataset belongs",
+            hint=hint,
+        )
+    if not stat.S_ISDIR(mode):
+        kind = "a regular file" if stat.S_ISREG(mode) else "a special file"
+        raise OutputExistsError(
+            f"{path} is {kind}, not a dataset folder; nothing was installed", hint=hint
+        )
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISREG(os.lstat(path / "info.yaml").st_mode):
+            return Target.DATASET
+    with os.scandir(path) as entries:
+        if next(entries, None) is None:
+            return Target.EMPTY_FOLDER
+    raise OutputExistsError(
+        f"{path} is a folder holding files but no info.yaml, not an installed dataset; "
+        "nothing was installed",
+        hint=hint,
+    )
+
+
+def check_essentials(folder: Path, dataset: Dataset, key: str) -> None:
+    """Refuse a folder that fails the quick structure check (required files present and
+    regular, ``images.hdf5`` readable as the loader needs it)."""
+    problems = essential_problems(folder, dataset)
+    if problems:
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        raise IntegrityError(
+            f"refusing {key}: {dataset.id}/{problems[0]}{more}",
+            hint="The archive is not a genuine MedIMeta archive; delete it and download again.",
+        )
 
 
 def check_info_id(folder: Path, dataset_id: str, key: str) -> None:

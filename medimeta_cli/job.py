@@ -17,10 +17,11 @@ from medimeta_cli.catalog import Dataset
 from medimeta_cli.errors import MedimetaError
 from medimeta_cli.events import EventSink, Notice, Outcome, OutcomeStatus, Phase, PhaseChanged
 from medimeta_cli.fsutil import remove_tree
-from medimeta_cli.install import Installer, InstallResult
+from medimeta_cli.install import Installer, InstallResult, inspect_target
 from medimeta_cli.plan import ArchiveLayout, is_installed
 from medimeta_cli.ranged import RangesUnsupported
 from medimeta_cli.record import ArchiveInfo
+from medimeta_cli.records import ArchiveCheck
 from medimeta_cli.remote import RemoteClient
 from medimeta_cli.transfer import ArchiveTransfer, MembersTransfer
 
@@ -61,11 +62,18 @@ class DatasetJob:
                         path=folder,
                         seconds=time.monotonic() - started,
                     )
-                result, resumed_from, fetched = self._fetch_and_install(dataset, info)
+                # A stray entry where the dataset belongs fails before any byte is fetched.
+                inspect_target(folder)
+                result, resumed_from, fetched, checked = self._fetch_and_install(dataset, info)
         except MedimetaError as error:
             logger.debug("%s failed: %s", dataset.id, error.message)
             self.on_event(PhaseChanged(dataset.id, Phase.FAILED))
             return Outcome.failed(dataset.id, error, time.monotonic() - started)
+        except Exception as exc:
+            # One dataset's unexpected failure must not hide the others' outcomes.
+            logger.debug("%s failed unexpectedly", dataset.id, exc_info=True)
+            self.on_event(PhaseChanged(dataset.id, Phase.FAILED))
+            return Outcome.failed(dataset.id, unexpected_error(exc), time.monotonic() - started)
         done = result is InstallResult.INSTALLED
         self.on_event(
             PhaseChanged(dataset.id, Phase.INSTALLED if done else Phase.INSTALLED_BY_ANOTHER_JOB)
@@ -75,7 +83,8 @@ class DatasetJob:
             OutcomeStatus.INSTALLED if done else OutcomeStatus.SKIPPED,
             result.value,
             path=folder,
-            archive_md5=info.md5,
+            # Only an md5 that was checked is reported as the archive's.
+            archive_md5=info.md5 if checked is ArchiveCheck.MD5 else None,
             downloaded_bytes=fetched,
             resumed_from=resumed_from,
             seconds=time.monotonic() - started,
@@ -83,8 +92,9 @@ class DatasetJob:
 
     def _fetch_and_install(
         self, dataset: Dataset, info: ArchiveInfo
-    ) -> tuple[InstallResult, int, int]:
-        """The install's result, the offset resumed from and the bytes transferred."""
+    ) -> tuple[InstallResult, int, int, ArchiveCheck]:
+        """The install's result, the offset resumed from, the bytes transferred and what
+        was checked of the archive."""
         installer, options = self.installer, self.options
         layout, stop = installer.layout, installer.should_stop
         if options.layout is ArchiveLayout.HDF5:
@@ -104,9 +114,10 @@ class DatasetJob:
                     info,
                     force=options.force,
                     layout=options.layout,
+                    checked=ArchiveCheck.MEMBERS,
                 )
                 remove_tree(members.folder)
-                return result, members.resumed_from, members.fetched
+                return result, members.resumed_from, members.fetched, ArchiveCheck.MEMBERS
         archive = ArchiveTransfer(self.client(), layout, self.on_event, stop).fetch(
             dataset.id, info
         )
@@ -119,4 +130,16 @@ class DatasetJob:
             with_masks=options.with_masks,
         )
         archive.partial.finish(layout.archives_dir / info.key if options.keep_archive else None)
-        return result, archive.resumed_from, archive.fetched
+        return result, archive.resumed_from, archive.fetched, ArchiveCheck.MD5
+
+
+def unexpected_error(exc: Exception) -> MedimetaError:
+    """An error the core did not anticipate, as one dataset's failure (exit code 1)."""
+    if isinstance(exc, OSError):
+        what = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+    else:
+        what = f"{type(exc).__name__}: {exc}"
+    return MedimetaError(
+        f"unexpected error: {what}",
+        hint="Run again with --debug and report the traceback.",
+    )

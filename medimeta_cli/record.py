@@ -220,7 +220,7 @@ def upstream_changes(
         if info is None:
             continue
         record = read_install_record(layout, dataset_id)
-        if record is not None and (record.archive_md5, record.archive_size) != (
+        if record is not None and (record.source_md5, record.archive_size) != (
             info.md5,
             info.size,
         ):
@@ -228,7 +228,7 @@ def upstream_changes(
                 (
                     dataset_id,
                     f"upstream changed: {info.key} is now {human_bytes(info.size)} with md5 "
-                    f"{info.md5}, but the installed copy came from md5 {record.archive_md5}; "
+                    f"{info.md5}, but the installed copy came from md5 {record.source_md5}; "
                     f"keeping the installed copy (use --force to replace it)",
                 )
             )

@@ -8,9 +8,13 @@ dataset), so ``list`` stays fast.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, replace
+import os
+from dataclasses import asdict, dataclass, fields, replace
+from enum import Enum
+from pathlib import Path
 from typing import Any
 
+from medimeta_cli.errors import IntegrityError
 from medimeta_cli.layout import RootLayout
 
 #: Files are hashed in blocks of this size so that one large file (images.hdf5)
@@ -28,14 +32,35 @@ class CheckStamp:
     problems: int = 0
 
 
+class ArchiveCheck(str, Enum):
+    """What was checked of the archive a dataset was installed from."""
+
+    #: The whole archive was fetched and its md5 and size matched the record.
+    MD5 = "archive md5 and size"
+    #: Only some members were fetched (``--layout hdf5``): each one's CRC-32 and size
+    #: matched the archive's directory; the archive's md5 could not be checked.
+    MEMBERS = "member crc32 and sizes"
+
+
+class UnreadableRecordError(IntegrityError):
+    """An install record or file manifest exists but cannot be read or makes no sense."""
+
+    default_hint = "Run `medimeta verify --repair ID` to reinstall it and rebuild its record."
+
+
 @dataclass(frozen=True)
 class InstallRecord:
-    """What was installed, from which archive, and when it was last checked."""
+    """What was installed, from which archive, and when it was last checked.
+
+    ``archive_md5`` is the md5 that was checked, None when none was (``--layout hdf5``
+    fetches members only); ``listed_md5`` is the md5 the record lists for the archive
+    either way, and ``archive_check`` says what was checked.
+    """
 
     dataset_id: str
     archive_key: str
     archive_size: int
-    archive_md5: str
+    archive_md5: str | None
     record_id: int
     record_version: str | None
     installed_at: str
@@ -44,16 +69,38 @@ class InstallRecord:
     total_bytes: int
     layout: str = "full"
     last_check: CheckStamp | None = None
+    archive_check: str = ArchiveCheck.MD5.value
+    listed_md5: str | None = None
+
+    @property
+    def source_md5(self) -> str | None:
+        """The md5 the record listed for the archive installed (checked or not)."""
+        return self.listed_md5 or self.archive_md5
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready mapping."""
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> InstallRecord:
-        """Read a record written by :meth:`to_json`."""
+    def from_json(cls, data: Any) -> InstallRecord:
+        """Read a record written by :meth:`to_json`; ValueError when it makes no sense."""
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in data.items() if k in known}
+        if "archive_check" not in data and data.get("layout") == "hdf5":
+            # Written before the check was recorded: the md5 of an hdf5 install was the
+            # record's, not a checked one; claim no more than the members' checks.
+            data["listed_md5"] = data.get("archive_md5")
+            data["archive_md5"] = None
+            data["archive_check"] = ArchiveCheck.MEMBERS.value
         check = data.get("last_check")
-        return cls(**{**data, "last_check": CheckStamp(**check) if check else None})
+        record = cls(**{**data, "last_check": CheckStamp(**check) if check else None})
+        for name, kind in (("dataset_id", str), ("archive_key", str), ("file_count", int)):
+            if not isinstance(getattr(record, name), kind):
+                raise ValueError(f"{name} is not a {kind.__name__}")
+        ArchiveCheck(record.archive_check)  # ValueError for an unknown value
+        return record
 
 
 @dataclass(frozen=True)
@@ -81,33 +128,90 @@ class FileManifest:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> FileManifest:
-        """Read a manifest written by :meth:`to_json`."""
-        return cls(
-            block_size=int(data["block_size"]),
-            files=tuple(
-                FileEntry(path, int(size), int(mtime), tuple(hashes))
-                for path, size, mtime, hashes in data["files"]
-            ),
-        )
+    def from_json(cls, data: Any) -> FileManifest:
+        """Read a manifest written by :meth:`to_json`; ValueError when it makes no sense."""
+        if not isinstance(data, dict) or not isinstance(data.get("files"), list):
+            raise ValueError("not a JSON object with a list of files")
+        block_size = data.get("block_size")
+        if not isinstance(block_size, int) or block_size <= 0:
+            raise ValueError(f"block size {block_size!r} is not a positive integer")
+        files = []
+        for item in data["files"]:
+            if not (isinstance(item, list) and len(item) == 4):
+                raise ValueError(f"file entry {item!r} is not [path, size, stamp, hashes]")
+            path, size, mtime, hashes = item
+            if not (
+                isinstance(path, str)
+                and isinstance(size, int)
+                and isinstance(mtime, int)
+                and isinstance(hashes, list)
+                and all(isinstance(h, str) for h in hashes)
+            ):
+                raise ValueError(f"file entry {item!r} has values of the wrong kind")
+            files.append(FileEntry(path, size, mtime, tuple(hashes)))
+        return cls(block_size=block_size, files=tuple(files))
+
+
+def _load_json(path: Path) -> Any:
+    """The JSON in ``path``; None when the file does not exist; UnreadableRecordError when
+    it exists but cannot be read or parsed."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise UnreadableRecordError(f"{path} cannot be read: {exc.strerror}") from exc
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise UnreadableRecordError(f"{path} is not valid JSON ({exc})") from exc
+
+
+def load_install_record(layout: RootLayout, dataset_id: str) -> InstallRecord | None:
+    """The install record of a dataset; None when it has none at all.
+
+    Raises :class:`UnreadableRecordError` when a record exists but is unreadable, which
+    is damage, not the absence of a record.
+    """
+    path = layout.install_record_path(dataset_id)
+    data = _load_json(path)
+    if data is None:
+        return None
+    try:
+        return InstallRecord.from_json(data)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise UnreadableRecordError(f"{path} is not a valid install record ({exc})") from exc
+
+
+def load_file_manifest(layout: RootLayout, dataset_id: str) -> FileManifest | None:
+    """The file manifest of a dataset; None when it has none at all.
+
+    Raises :class:`UnreadableRecordError` when a manifest exists but is unreadable.
+    """
+    path = layout.file_manifest_path(dataset_id)
+    data = _load_json(path)
+    if data is None:
+        return None
+    try:
+        return FileManifest.from_json(data)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise UnreadableRecordError(f"{path} is not a valid file manifest ({exc})") from exc
 
 
 def read_install_record(layout: RootLayout, dataset_id: str) -> InstallRecord | None:
-    """The install record of a dataset, or None when it has none (or an unreadable one)."""
+    """The install record of a dataset, or None when it has none (or an unreadable one:
+    use :func:`load_install_record` where the difference matters)."""
     try:
-        data = json.loads(layout.install_record_path(dataset_id).read_bytes())
-        return InstallRecord.from_json(data)
-    except (OSError, ValueError, TypeError, KeyError):
+        return load_install_record(layout, dataset_id)
+    except UnreadableRecordError:
         return None
 
 
 def read_file_manifest(layout: RootLayout, dataset_id: str) -> FileManifest | None:
-    """The file manifest of a dataset, or None."""
+    """The file manifest of a dataset, or None (see :func:`load_file_manifest`)."""
     try:
-        return FileManifest.from_json(
-            json.loads(layout.file_manifest_path(dataset_id).read_bytes())
-        )
-    except (OSError, ValueError, TypeError, KeyError):
+        return load_file_manifest(layout, dataset_id)
+    except UnreadableRecordError:
         return None
 
 
@@ -125,6 +229,56 @@ def write_install_record(
     atomic_write_text(
         layout.install_record_path(record.dataset_id), json.dumps(record.to_json(), indent=1)
     )
+
+
+@dataclass(frozen=True)
+class StagedRecord:
+    """An install record and its file manifest written in full under temporary names, so
+    that committing them needs renames only, never space."""
+
+    moves: tuple[tuple[Path, Path], ...]  # (temporary, final), manifest first
+
+    def commit(self) -> None:
+        """Give the staged files their final names (manifest first, then the record)."""
+        for temporary, final in self.moves:
+            os.replace(temporary, final)
+
+    def discard(self) -> None:
+        """Delete what was staged and not committed."""
+        for temporary, _ in self.moves:
+            temporary.unlink(missing_ok=True)
+
+
+def stage_install_record(
+    layout: RootLayout, record: InstallRecord, manifest: FileManifest
+) -> StagedRecord:
+    """Write an install record and its manifest under temporary names next to their final
+    ones, to the disk; on failure (a full disk) nothing is left behind."""
+    from medimeta_cli.fsutil import unique_suffix
+
+    texts = (
+        (
+            layout.file_manifest_path(record.dataset_id),
+            json.dumps(manifest.to_json(), separators=(",", ":")),
+        ),
+        (layout.install_record_path(record.dataset_id), json.dumps(record.to_json(), indent=1)),
+    )
+    layout.installed_dir.mkdir(parents=True, exist_ok=True)
+    staged = StagedRecord(
+        tuple(
+            (final.with_name(f".{final.name}.{unique_suffix()}.tmp"), final) for final, _ in texts
+        )
+    )
+    try:
+        for (temporary, _), (_, text) in zip(staged.moves, texts, strict=True):
+            with open(temporary, "wb") as handle:
+                handle.write(text.encode("utf-8"))
+                handle.flush()
+                os.fsync(handle.fileno())
+    except BaseException:
+        staged.discard()
+        raise
+    return staged
 
 
 def stamp_check(layout: RootLayout, dataset_id: str, check: CheckStamp) -> None:

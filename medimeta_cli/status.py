@@ -11,7 +11,7 @@ from typing import Any
 
 from medimeta_cli.layout import RootLayout
 from medimeta_cli.partials import partial_sidecars
-from medimeta_cli.records import read_install_record
+from medimeta_cli.records import UnreadableRecordError, load_install_record
 
 
 class State(str, Enum):
@@ -66,7 +66,11 @@ def local_status(root: Path, dataset_id: str) -> LocalStatus:
     layout = RootLayout(root)
     folder = layout.dataset_dir(dataset_id)
     if (folder / "info.yaml").is_file():
-        record = read_install_record(layout, dataset_id)
+        try:
+            record = load_install_record(layout, dataset_id)
+        except UnreadableRecordError:
+            # An install record that exists but cannot be read is damage, not "installed".
+            return LocalStatus(dataset_id, State.DAMAGED, folder)
         check = record.last_check if record else None
         size = record.total_bytes if record else None
         if check is None:

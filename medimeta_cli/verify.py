@@ -3,7 +3,9 @@
 Three depths:
 
 * ``fast``: every recorded file exists with its recorded size and modification
-  stamp, and no file was added; a few ``stat`` calls per file.
+  stamp, and no file was added; a few ``stat`` calls per file. Every mode also
+  checks that the files the loader reads are present as regular files, and calls an
+  install record or file manifest that exists but cannot be read damage.
 * ``full``: every file is hashed again (SHA-256 per 64 MiB block, blocks spread
   over threads, since hashlib releases the GIL) and compared with the record.
   Files whose content matches but whose stamp changed (a copy without ``-p``)
@@ -18,6 +20,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -28,13 +31,16 @@ from pathlib import Path
 from typing import Any
 
 from medimeta_cli.catalog import Dataset
+from medimeta_cli.essentials import required_file_problems
 from medimeta_cli.fsutil import utc_now
 from medimeta_cli.layout import RootLayout
 from medimeta_cli.records import (
     CheckStamp,
     FileEntry,
     FileManifest,
-    read_file_manifest,
+    UnreadableRecordError,
+    load_file_manifest,
+    load_install_record,
     read_install_record,
     stamp_check,
     write_install_record,
@@ -70,6 +76,8 @@ class ProblemKind(str, Enum):
     EXTRA = "extra"
     STRUCTURE = "structure"
     UNTRACKED = "untracked"
+    NOT_REGULAR = "not a regular file"
+    UNREADABLE_RECORD = "unreadable record"
 
 
 @dataclass(frozen=True)
@@ -173,11 +181,13 @@ def _stat_problems(folder: Path, manifest: FileManifest) -> tuple[list[Problem],
     stale: list[FileEntry] = []
     for entry in manifest.files:
         try:
-            info = os.stat(folder / entry.path)
+            info = os.lstat(folder / entry.path)  # a link in a file's place is not the file
         except FileNotFoundError:
             problems.append(Problem(entry.path, ProblemKind.MISSING))
             continue
-        if info.st_size != entry.size:
+        if not stat.S_ISREG(info.st_mode):
+            problems.append(Problem(entry.path, ProblemKind.NOT_REGULAR, "is not a regular file"))
+        elif info.st_size != entry.size:
             problems.append(
                 Problem(
                     entry.path,
@@ -214,11 +224,15 @@ def verify_dataset(
     if not (folder / "info.yaml").is_file():
         logger.debug("%s has no info.yaml: absent", dataset.id)
         return Report(dataset.id, mode, VerifyStatus.ABSENT, seconds=time.monotonic() - started)
-    manifest = read_file_manifest(layout, dataset.id)
     problems: list[Problem] = []
     checked = hashed = 0
     status: VerifyStatus
-    if manifest is None:
+    manifest, unreadable = _load_records(layout, dataset.id)
+    if unreadable:
+        # A record that exists but cannot be read is damage, never "untracked".
+        status = VerifyStatus.DAMAGED
+        problems += unreadable
+    elif manifest is None:
         status = VerifyStatus.UNTRACKED
         problems.append(
             Problem(".", ProblemKind.UNTRACKED, "no install record; only --deep can check it")
@@ -244,6 +258,16 @@ def verify_dataset(
             if refreshed and record_result:
                 _refresh_stamps(layout, dataset.id, folder, manifest, refreshed)
         status = VerifyStatus.DAMAGED if problems else VerifyStatus.OK
+    # Every mode: the files the loader reads are there, as regular files.
+    reported = {p.path for p in problems}
+    essential = [
+        Problem(p.path, ProblemKind.MISSING if p.missing else ProblemKind.NOT_REGULAR, p.message)
+        for p in required_file_problems(folder, dataset)
+        if p.path not in reported
+    ]
+    if essential:
+        problems += essential
+        status = VerifyStatus.DAMAGED
     if mode is VerifyMode.DEEP:
         from medimeta_cli.structure import check_structure
 
@@ -263,12 +287,32 @@ def verify_dataset(
         len(problems),
         report.seconds,
     )
-    if record_result and manifest is not None:
+    if record_result and (manifest is not None or unreadable):
         # A read-only root can be verified, just not stamped.
         stamp = CheckStamp(utc_now(), report.ok, mode.value, len(problems))
         with contextlib.suppress(OSError):
             stamp_check(layout, dataset.id, stamp)
     return report
+
+
+def _load_records(layout: RootLayout, dataset_id: str) -> tuple[FileManifest | None, list[Problem]]:
+    """The dataset's file manifest (None when it has no record at all), and a problem for
+    each of its record files that exists but cannot be read."""
+    problems = []
+    manifest = None
+    for path, load in (
+        (layout.install_record_path(dataset_id), load_install_record),
+        (layout.file_manifest_path(dataset_id), load_file_manifest),
+    ):
+        try:
+            loaded = load(layout, dataset_id)
+        except UnreadableRecordError as error:
+            detail = f"{error.message}; `verify --repair` reinstalls it and rebuilds its record"
+            problems.append(Problem(path.name, ProblemKind.UNREADABLE_RECORD, detail))
+            continue
+        if isinstance(loaded, FileManifest):
+            manifest = loaded
+    return manifest, problems
 
 
 def _rehash(

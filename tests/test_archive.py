@@ -245,3 +245,50 @@ def test_a_member_with_a_wrong_crc_is_an_integrity_error(
     with pytest.raises(IntegrityError, match="damaged") as caught:
         extract_archive(path, cxr, listing, tmp_path / "out")
     assert "images.hdf5" in caught.value.message
+
+
+# ----------------------------------------------------------------------------- malformed names
+
+
+LONG_NAME = "cxr/" + "n" * 300
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [
+        ([(LONG_NAME, b"x")], "has a name part longer than 255 bytes"),
+        ([("cxr/" + "/".join(["d" * 200] * 25), b"x")], "has a path longer than 4096 bytes"),
+        ([("cxr/clash", b"x"), ("cxr/clash/inner.txt", b"y")], "other members need a folder"),
+        ([("cxr/clash/inner.txt", b"y"), ("cxr/clash", b"x")], "other members need a folder"),
+        ([("cxr/clash/", None), ("cxr/clash", b"x")], "other members need a folder"),
+    ],
+    ids=["name-too-long", "path-too-long", "file-then-folder", "folder-then-file", "dir-entry"],
+)
+def test_malformed_member_names_are_refused_before_extraction(
+    tmp_path: Path,
+    fixture_data: FixtureData,
+    cxr: Dataset,
+    extra: list[tuple[str, bytes | None]],
+    reason: str,
+) -> None:
+    """#9 item 10: such names ended in raw OSError messages while extracting."""
+    path = archives.rewrite_archive(fixture_data.archive("cxr"), tmp_path / "bad", extra=extra)
+    with pytest.raises(IntegrityError, match=reason) as caught:
+        inspect(path, cxr)
+    assert "the archive is malformed:" in caught.value.message
+    assert "not a genuine MedIMeta archive" in caught.value.hint
+
+
+def test_a_member_that_cannot_be_written_is_a_malformed_archive(
+    tmp_path: Path, fixture_data: FixtureData, cxr: Dataset
+) -> None:
+    """Whatever the checks before extraction miss, a name the file system refuses is the
+    archive's fault (exit 4), not a raw OSError. Here the listing is not re-checked, as
+    for members fetched by range requests and listed earlier."""
+    path = archives.rewrite_archive(
+        fixture_data.archive("cxr"), tmp_path / "bad", extra=[(LONG_NAME, b"x")]
+    )
+    with zipfile.ZipFile(path) as handle:
+        listing = ArchiveListing(tuple(handle.infolist()), 0)
+    with pytest.raises(IntegrityError, match=r"the archive is malformed: .* cannot be written"):
+        extract_archive(path, cxr, listing, tmp_path / "out")

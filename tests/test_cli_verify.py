@@ -184,3 +184,28 @@ def test_repair_downloads_the_damaged_dataset_again(
     again = invoke(runner, "verify", "--full")
     assert again.exit_code == 0, again.stdout
     assert states(runner)["cxr"] == "verified"
+
+
+def test_a_corrupt_manifest_exits_4_in_every_mode_and_repair_rebuilds_it(
+    runner: CliRunner, zenodo: zs.ZenodoServer, data_root: Path
+) -> None:
+    """#9 item 9: with `.files.json` replaced by [1,2,3] and a file deleted, verify, --full
+    and --repair all said "untracked ... 0 files" and exited 0."""
+    install_from_server("cxr")
+    layout = RootLayout(data_root)
+    layout.file_manifest_path("cxr").write_text("[1,2,3]")
+    (data_root / "cxr" / "images" / "000001.tiff").unlink()
+    for flags in ([], ["--full"], ["--deep"]):
+        result = invoke(runner, "verify", "cxr", *flags)
+        assert result.exit_code == 4, (flags, result.stdout)
+        assert result.stdout.startswith("damaged"), result.stdout
+        assert "unreadable record: cxr.files.json" in result.stdout
+    assert states(runner)["cxr"] == "damaged"
+    zenodo.clear_log()
+    repaired = invoke(runner, "verify", "cxr", "--repair")
+    assert repaired.exit_code == 0, repaired.stdout + repaired.stderr
+    assert "repaired cxr" in repaired.stderr
+    assert len(zenodo.requests_for("cxr.zip", method="GET")) == 1
+    assert (data_root / "cxr" / "images" / "000001.tiff").is_file()
+    again = invoke_json(runner, "verify", "cxr", "--full")
+    assert [(r["status"], r["problems"]) for r in again] == [("ok", [])]

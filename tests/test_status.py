@@ -73,3 +73,14 @@ def test_list_shows_sizes_from_install_records(
     assert rows["dr_regular"].endswith("absent     -")
     sizes = {item["id"]: item["size_bytes"] for item in invoke_json(runner, "list")}
     assert sizes["crc"] == record.total_bytes and sizes["cxr"] is None
+
+
+def test_an_unreadable_install_record_is_damage(tmp_path: Path) -> None:
+    """#9 item 9: an unreadable record made the dataset look merely installed."""
+    layout = RootLayout(tmp_path)
+    install_stub(tmp_path, "crc")
+    write_install_record(layout, sample_install_record())
+    layout.install_record_path("crc").write_text("[1,2,3]")
+    assert local_status(tmp_path, "crc").state is State.DAMAGED
+    layout.install_record_path("crc").unlink()
+    assert local_status(tmp_path, "crc").state is State.INSTALLED  # untracked, not damaged

@@ -263,6 +263,52 @@ def test_untracked_dataset_is_ok_and_deep_still_checks_its_structure(
     assert local_status(layout.root, "cxr").state is State.INSTALLED
 
 
+@pytest.mark.parametrize("tracked", [True, False], ids=["tracked", "untracked"])
+@pytest.mark.parametrize("kind", ["folder", "symlink", "missing"])
+def test_every_mode_reports_a_required_file_that_is_missing_or_not_a_file(
+    cxr: tuple[RootLayout, Dataset], tmp_path: Path, kind: str, tracked: bool
+) -> None:
+    """#9 item 8: images.hdf5 as a folder passed `verify --full`; only --deep noticed."""
+    layout, dataset = cxr
+    if not tracked:
+        forget_install(layout, "cxr")
+    hdf5 = layout.dataset_dir("cxr") / "images.hdf5"
+    outside = tmp_path / "elsewhere.hdf5"
+    hdf5.rename(outside)
+    if kind == "folder":
+        hdf5.mkdir()
+    elif kind == "symlink":
+        hdf5.symlink_to(outside)  # same bytes, but not a file of the dataset
+    expected = "missing" if kind == "missing" else "not a regular file"
+    for mode in VerifyMode:
+        report = verify_dataset(layout, dataset, mode=mode)
+        assert (report.status, report.ok) == ("damaged", False), (mode, report)
+        assert ("images.hdf5", expected) in kinds(report.problems), (mode, report)
+        named = [p for p in report.problems if p.path == "images.hdf5" and p.kind != "structure"]
+        assert len(named) == 1, report
+
+
+@pytest.mark.parametrize("which", ["manifest", "record"])
+def test_an_unreadable_record_is_damage_in_every_mode(
+    cxr: tuple[RootLayout, Dataset], which: str
+) -> None:
+    """#9 item 9: a manifest replaced by [1,2,3] made verify say "untracked ... 0 files"
+    with exit 0, even with a file deleted."""
+    layout, dataset = cxr
+    path = (
+        layout.file_manifest_path("cxr")
+        if which == "manifest"
+        else layout.install_record_path("cxr")
+    )
+    path.write_text("[1,2,3]")
+    (layout.dataset_dir("cxr") / "images" / "000001.tiff").unlink()
+    for mode in VerifyMode:
+        report = verify_dataset(layout, dataset, mode=mode)
+        assert (report.status, report.ok) == ("damaged", False), (mode, report)
+        assert (path.name, "unreadable record") in kinds(report.problems)
+        assert "--repair" in report.to_json()["problems"][0]["detail"]
+
+
 def test_absent_dataset(zenodo: zs.ZenodoServer, data_root: Path) -> None:
     settings = resolve_settings()
     report = verify_dataset(RootLayout(data_root), load_catalog(settings.catalog).get("crc"))

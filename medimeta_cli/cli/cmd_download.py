@@ -99,7 +99,7 @@ def download_command(
     and never leaves a half-installed dataset behind.
     """
     with session(common) as s:
-        from medimeta_cli.download import Downloader
+        from medimeta_cli.download import Downloader, DownloadInterrupted
 
         downloader = Downloader(s.settings, s.catalog)
         try:
@@ -124,16 +124,21 @@ def download_command(
                 else:
                     _print_plan(s.out, plan, common.json)
                 return
-            with sigterm_as_interrupt(), ProgressDisplay(s.out) as display:
-                downloader.on_event = event_sink(display)
-                outcomes = downloader.download(
-                    datasets,
-                    force=force,
-                    keep_archive=keep_archive,
-                    jobs=jobs,
-                    layout=layout,
-                    with_masks=with_masks,
-                )
+            try:
+                with sigterm_as_interrupt(), ProgressDisplay(s.out) as display:
+                    downloader.on_event = event_sink(display)
+                    outcomes = downloader.download(
+                        datasets,
+                        force=force,
+                        keep_archive=keep_archive,
+                        jobs=jobs,
+                        layout=layout,
+                        with_masks=with_masks,
+                    )
+            except DownloadInterrupted as stopped:
+                # Say what did finish before saying it was interrupted.
+                _report_finished(s.out, stopped.outcomes, common.json)
+                raise
             _report_outcomes(s.out, outcomes, common.json)
         finally:
             downloader.close()
@@ -154,6 +159,18 @@ def _report_outcomes(out: Output, outcomes: list[Outcome], json_mode: bool) -> N
         out.error(error)
     if errors:
         raise typer.Exit(int(exit_code_for(errors[0])))
+
+
+def _report_finished(out: Output, outcomes: list[Outcome], json_mode: bool) -> None:
+    """The datasets that finished before an interruption (their errors included)."""
+    if json_mode:
+        out.emit_json([outcome.to_json() for outcome in outcomes])
+        return
+    for outcome in outcomes:
+        if outcome.error is not None:
+            out.error(outcome.error)
+        else:
+            out.emit_text(outcome.line())
 
 
 def _print_urls(out: Output, plan: Plan, json_mode: bool) -> None:

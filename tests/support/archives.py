@@ -64,6 +64,7 @@ __all__ = [
     "DatasetSpec",
     "MaliciousKind",
     "TaskSpec",
+    "archive_from_folder",
     "build_archive",
     "build_malicious_archive",
     "estimated_archive_size",
@@ -76,6 +77,7 @@ __all__ = [
     "image_relpath",
     "info_yaml",
     "md5_of",
+    "rewrite_archive",
     "spec_for_archive_size",
     "split_file_text",
     "split_indices",
@@ -723,6 +725,51 @@ def build_malicious_archive(
     else:
         raise ValueError(f"unknown malicious archive kind {kind!r}")
     return _build_zip(base, Path(out_dir), info_id=info_id, extra=extra)
+
+
+def rewrite_archive(
+    source: Path,
+    out_dir: Path,
+    *,
+    drop: Iterable[str] = (),
+    extra: Iterable[tuple[str, bytes | None]] = (),
+) -> Path:
+    """Copy the archive ``source`` to ``out_dir/<same name>`` without the members named in
+    ``drop`` and with the ``extra`` members appended, each ``(name, data)``, a folder entry
+    when ``data`` is None. Member names are written as given (a bad name is the point)."""
+    dropped = set(drop)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / Path(source).name
+    with (
+        zipfile.ZipFile(source) as original,
+        zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED) as zf,
+    ):
+        for info in original.infolist():
+            if info.filename not in dropped:
+                zf.writestr(info, original.read(info))
+        for name, data in extra:
+            if data is None:
+                zf.writestr(_zipinfo(name, mode=_DIR_MODE), b"")
+            else:
+                zf.writestr(_zipinfo(name), data)
+    return target
+
+
+def archive_from_folder(folder: Path, out_dir: Path) -> Path:
+    """Zip a dataset folder (as :func:`write_dataset_dir` writes it, possibly altered
+    afterwards) into ``out_dir/<folder name>.zip`` with the upstream member layout."""
+    folder = Path(folder)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"{folder.name}.zip"
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED) as zf:
+        zf.writestr(_zipinfo(f"{folder.name}/", mode=_DIR_MODE), b"")
+        for path in sorted(folder.rglob("*")):
+            name = f"{folder.name}/{path.relative_to(folder).as_posix()}"
+            if path.is_dir():
+                zf.writestr(_zipinfo(f"{name}/", mode=_DIR_MODE), b"")
+            else:
+                zf.writestr(_zipinfo(name), path.read_bytes())
+    return target
 
 
 # --------------------------------------------------------------------------- internals
