@@ -21,6 +21,7 @@ Only the standard library is imported here: ``list`` reads partial sizes too.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -155,13 +156,19 @@ class Partial:
         return regular_size(self.part) or 0
 
     def _open(self, flags: int, mode: str) -> IO[bytes]:
-        fd = os.open(self.part, flags | _SAFE_OPEN, 0o644)
-        handle = os.fdopen(fd, mode)
+        try:
+            fd = os.open(self.part, flags | _SAFE_OPEN, 0o644)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            fd = -1  # a symbolic link: O_NOFOLLOW refused it
+        handle = os.fdopen(fd, mode) if fd >= 0 else None
         # Checked on the open file itself: a link swapped in after the claim is caught here.
-        if not own_regular(os.fstat(fd)):
-            handle.close()
+        if handle is None or not own_regular(os.fstat(fd)):
+            if handle is not None:
+                handle.close()
             raise PermissionDeniedError(
-                f"refusing to write {self.part}: it is not a regular file of this user",
+                f"refusing to use {self.part}: it is not a regular file of this user",
                 hint="Another user or program replaced it; run `medimeta prune` and try again.",
             )
         return handle
