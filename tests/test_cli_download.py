@@ -418,3 +418,29 @@ def test_layout_hdf5_through_the_cli(
     bad = invoke(runner, "download", "crc", "--layout", "tiff")
     # typer checks the choice: the message names the value and the choices.
     assert bad.exit_code == 2 and "'tiff' is not one of 'full', 'hdf5'" in bad.stderr
+
+
+def test_sigterm_cuts_a_stalled_transfer_at_once(
+    zenodo: zs.ZenodoServer, data_root: Path, runner: CliRunner
+) -> None:
+    # The server sends 1 MiB, then stays silent with the connection open; the read timeout
+    # (60 s here) would keep a blocked read waiting far longer than the bound below.
+    zenodo.inject("crc.zip", zs.stall_after(1 << 20))
+    job = subprocess.Popen(
+        [installed_script(), "download", "crc"],
+        env=_env(MEDIMETA_TIMEOUT="60"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: _part_size(data_root, "crc.zip") == 1 << 20)
+        job.send_signal(signal.SIGTERM)
+        code = job.wait(timeout=10)
+    finally:
+        job.kill()
+        job.wait()
+    assert code == 130
+    assert _part_size(data_root, "crc.zip") == 1 << 20  # kept for the next run
+    listed = {item["id"]: item for item in invoke_json(runner, "list")}
+    assert listed["crc"]["state"] == "partial"
