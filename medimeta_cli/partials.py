@@ -130,12 +130,17 @@ def partial_bytes(layout: RootLayout, key: str, md5: str | None) -> int:
     return 0
 
 
-def set_aside(path: Path, key: str) -> Path:
+def set_aside(path: Path, key: str) -> Path | None:
     """Rename a suspicious entry out of the way, inside the partial folder, without touching
-    what it points to; ``prune`` removes it (the name, never a link's target) later."""
+    what it points to; ``prune`` removes it (the name, never a link's target) later. None
+    when it cannot be renamed (a sticky folder...): it is then only ignored."""
     suffix = ".part" if path.name.endswith(".part") else ""
     aside = path.with_name(f"{key}.set-aside.{unique_suffix()}{suffix}")
-    os.rename(path, aside)
+    try:
+        os.rename(path, aside)
+    except OSError as exc:
+        logger.warning("ignoring %s (not a regular file or folder of this user): %s", path, exc)
+        return None
     logger.warning("set aside %s as %s: not a regular file or folder of this user", path, aside)
     return aside
 
@@ -157,7 +162,7 @@ class Partial:
 
     def _open(self, flags: int, mode: str) -> IO[bytes]:
         try:
-            fd = os.open(self.part, flags | _SAFE_OPEN, 0o644)
+            fd = os.open(self.part, flags | _SAFE_OPEN, 0o666)  # the umask decides
         except OSError as exc:
             if exc.errno != errno.ELOOP:
                 raise
@@ -250,6 +255,7 @@ def claim_partial(
         if not _own_regular_path(mine):
             # A link (or another user's file) under a partial's name: never resumed.
             set_aside(mine, info.key)
+            mine = partial_dir / f"{info.key}.{unique_suffix()}.part"  # never reuse that name
             sidecar.unlink(missing_ok=True)
             on_notice(
                 f"set aside a partial download of {info.key} that is not a regular file of "
