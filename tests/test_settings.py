@@ -85,3 +85,10 @@ def test_describe_lists_every_setting_with_its_source(tmp_path: Path) -> None:
     assert by_name["root"]["value"] == str(tmp_path)
     assert by_name["root"]["env"] == "MEDIMETA_HOME"
     assert by_name["base_url"]["source"] == "default"
+
+
+def test_the_stall_window_is_a_positive_number_of_seconds() -> None:
+    assert resolve_settings({}, environ={}).stall_seconds == 60.0
+    assert resolve_settings({}, environ={"MEDIMETA_STALL_SECONDS": "2.5"}).stall_seconds == 2.5
+    with pytest.raises(ConfigError, match="MEDIMETA_STALL_SECONDS"):
+        resolve_settings({}, environ={"MEDIMETA_STALL_SECONDS": "0"})
