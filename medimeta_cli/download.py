@@ -88,6 +88,7 @@ class Downloader:
                 policy=self.policy,
                 sleep=self.sleep or self._interruptible_sleep,
                 transport=self.transport,
+                should_stop=self.cancel.is_set,
                 on_notice=self._notice,
             )
         return self._record

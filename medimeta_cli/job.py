@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from medimeta_cli.catalog import Dataset
-from medimeta_cli.errors import MedimetaError
+from medimeta_cli.errors import IntegrityError, MedimetaError
 from medimeta_cli.events import EventSink, Notice, Outcome, OutcomeStatus, Phase, PhaseChanged
 from medimeta_cli.fsutil import remove_tree
 from medimeta_cli.install import Installer, InstallResult, inspect_target
@@ -121,14 +121,17 @@ class DatasetJob:
         archive = ArchiveTransfer(self.client(), layout, self.on_event, stop).fetch(
             dataset.id, info
         )
-        result = installer.install_archive(
-            dataset,
-            archive.path,
-            info,
-            force=options.force,
-            layout=options.layout,
-            with_masks=options.with_masks,
-        )
+        try:
+            result = installer.install_archive(
+                dataset,
+                archive.path,
+                info,
+                force=options.force,
+                layout=options.layout,
+                with_masks=options.with_masks,
+            )
+        except IntegrityError as error:
+            raise archive.refused(error) from error
         archive.partial.finish(layout.archives_dir / info.key if options.keep_archive else None)
         return result, archive.resumed_from, archive.fetched, ArchiveCheck.MD5
 

@@ -26,7 +26,10 @@ def owner_stamp() -> dict[str, Any]:
 
 
 def process_alive(pid: object) -> bool:
-    """Whether a process with this id exists on this host (a foreign user's counts too)."""
+    """Whether a process with this id runs on this host (a foreign user's counts too).
+
+    A zombie (exited, not yet reaped by its parent) is dead: it writes nothing any more.
+    """
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return False
     try:
@@ -34,10 +37,24 @@ def process_alive(pid: object) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True  # alive, owned by another user
+        return not _zombie(pid)  # alive, owned by another user
     except OSError:
         return False
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Whether ``/proc`` says the process has exited (state Z or X) and only awaits reaping.
+
+    Where ``/proc`` cannot be read, the process counts as running (the safe side).
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return False
+    # "pid (comm) S ...": comm may hold spaces and parentheses, the state follows the last ")".
+    fields = stat[stat.rfind(b")") + 1 :].split()
+    return bool(fields) and fields[0] in (b"Z", b"X")
 
 
 def owner_alive(

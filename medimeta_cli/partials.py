@@ -9,19 +9,29 @@ Every name is unique to the process that made it, and a job takes over an earlie
 run's partial by renaming it to a name of its own: of two racing jobs, one wins.
 A partial that a live job is still writing is left alone.
 
+Nothing here follows a link: partial files, sidecars and members folders are opened
+with ``O_NOFOLLOW`` and must be regular files (or folders) of the current user, with
+no second hard link. Anything else found under a partial's name (a symlink planted
+by another user, a hard link to a file elsewhere...) is never written, read or
+deleted through: it is renamed aside (``<key>.set-aside.<uniq>``, for ``prune``) and
+a fresh partial is started.
+
 Only the standard library is imported here: ``list`` reads partial sizes too.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
+from medimeta_cli.errors import PermissionDeniedError
 from medimeta_cli.fsutil import atomic_write_text, remove_tree, unique_suffix, utc_now
 from medimeta_cli.layout import RootLayout
 from medimeta_cli.ownership import owner_stamp, partial_in_use
@@ -35,15 +45,77 @@ logger = logging.getLogger(__name__)
 PROGRESS_FILE = "progress.json"
 
 
+#: Flags of every open of a partial's files: never through a link, never blocking on a FIFO.
+_SAFE_OPEN = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+_READ_CHUNK = 1024 * 1024
+
+
+def own_regular(found: os.stat_result) -> bool:
+    """Whether a file's status (from ``lstat`` or ``fstat``) is that of a regular file of
+    the current user with a single name: one it is safe to append to or take over."""
+    return stat.S_ISREG(found.st_mode) and found.st_uid == os.geteuid() and found.st_nlink == 1
+
+
+def _own_regular_path(path: Path) -> bool:
+    try:
+        return own_regular(os.lstat(path))
+    except OSError:
+        return False
+
+
+def own_tree(folder: Path) -> bool:
+    """Whether ``folder`` is a real folder of the current user (not a link) holding only
+    folders of the current user and regular files :func:`own_regular` accepts."""
+    try:
+        found = os.lstat(folder)
+        if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.geteuid():
+            return False
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                inner = entry.stat(follow_symlinks=False)
+                if stat.S_ISDIR(inner.st_mode):
+                    if not own_tree(Path(entry.path)):
+                        return False
+                elif not own_regular(inner):
+                    return False
+    except OSError:
+        return False
+    return True
+
+
+def read_state_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in a sidecar or progress file, read without following a link; None
+    when it is missing, not a regular file, unreadable or not an object."""
+    try:
+        fd = os.open(path, os.O_RDONLY | _SAFE_OPEN)
+    except OSError:
+        return None
+    try:
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                return None
+            data = json.loads(handle.read(1024 * 1024))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def regular_size(path: Path) -> int | None:
+    """Size of a regular file (a link is not followed); None for anything else."""
+    try:
+        found = os.lstat(path)
+    except OSError:
+        return None
+    return found.st_size if stat.S_ISREG(found.st_mode) else None
+
+
 def partial_sidecars(layout: RootLayout, key: str) -> list[Path]:
     """Sidecars of partial downloads of an archive, largest download first."""
     sidecars = list(layout.partial_dir.glob(f"{key}.*.json"))
 
     def done(sidecar: Path) -> int:
-        try:
-            return sidecar.with_suffix(".part").stat().st_size
-        except OSError:
-            return -1
+        size = regular_size(sidecar.with_suffix(".part"))
+        return -1 if size is None else size
 
     return sorted(sidecars, key=done, reverse=True)
 
@@ -51,13 +123,26 @@ def partial_sidecars(layout: RootLayout, key: str) -> list[Path]:
 def partial_bytes(layout: RootLayout, key: str, md5: str | None) -> int:
     """Bytes already downloaded of this archive version (0 when none)."""
     for sidecar in partial_sidecars(layout, key):
-        try:
-            data = json.loads(sidecar.read_bytes())
-            if md5 is None or data.get("md5") == md5:
-                return sidecar.with_suffix(".part").stat().st_size
-        except (OSError, ValueError):
-            continue
+        data = read_state_json(sidecar)
+        size = regular_size(sidecar.with_suffix(".part"))
+        if data is not None and size is not None and (md5 is None or data.get("md5") == md5):
+            return size
     return 0
+
+
+def set_aside(path: Path, key: str) -> Path | None:
+    """Rename a suspicious entry out of the way, inside the partial folder, without touching
+    what it points to; ``prune`` removes it (the name, never a link's target) later. None
+    when it cannot be renamed (a sticky folder...): it is then only ignored."""
+    suffix = ".part" if path.name.endswith(".part") else ""
+    aside = path.with_name(f"{key}.set-aside.{unique_suffix()}{suffix}")
+    try:
+        os.rename(path, aside)
+    except OSError as exc:
+        logger.warning("ignoring %s (not a regular file or folder of this user): %s", path, exc)
+        return None
+    logger.warning("set aside %s as %s: not a regular file or folder of this user", path, aside)
+    return aside
 
 
 @dataclass(frozen=True)
@@ -72,8 +157,39 @@ class Partial:
         return self.part.with_suffix(".json")
 
     def size(self) -> int:
-        """Bytes in the partial file now (0 when it does not exist)."""
-        return self.part.stat().st_size if self.part.exists() else 0
+        """Bytes in the partial file now (0 when it does not exist or is not a regular file)."""
+        return regular_size(self.part) or 0
+
+    def _open(self, flags: int, mode: str) -> IO[bytes]:
+        try:
+            fd = os.open(self.part, flags | _SAFE_OPEN, 0o666)  # the umask decides
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            fd = -1  # a symbolic link: O_NOFOLLOW refused it
+        handle = os.fdopen(fd, mode) if fd >= 0 else None
+        # Checked on the open file itself: a link swapped in after the claim is caught here.
+        if handle is None or not own_regular(os.fstat(fd)):
+            if handle is not None:
+                handle.close()
+            raise PermissionDeniedError(
+                f"refusing to use {self.part}: it is not a regular file of this user",
+                hint="Another user or program replaced it; run `medimeta prune` and try again.",
+            )
+        return handle
+
+    def open_append(self) -> IO[bytes]:
+        """The partial file opened for appending (created if missing), never through a link."""
+        return self._open(os.O_WRONLY | os.O_APPEND | os.O_CREAT, "ab")
+
+    def hash_into(self, digest: Any) -> int:
+        """Feed the bytes already downloaded into ``digest``; return how many there are."""
+        done = 0
+        with self._open(os.O_RDONLY, "rb") as handle:
+            while chunk := handle.read(_READ_CHUNK):
+                digest.update(chunk)
+                done += len(chunk)
+        return done
 
     def resume_offset(self, archive_size: int) -> int:
         """Where the transfer goes on: the bytes already there, or 0 after dropping a file
@@ -120,9 +236,8 @@ def claim_partial(
     partial_dir.mkdir(parents=True, exist_ok=True)
     mine = partial_dir / f"{info.key}.{unique_suffix()}.part"
     for sidecar in partial_sidecars(layout, info.key):
-        try:
-            data = json.loads(sidecar.read_bytes())
-        except (OSError, ValueError):
+        data = read_state_json(sidecar)
+        if data is None:
             continue
         earlier = sidecar.with_suffix(".part")
         if partial_in_use(data, earlier):
@@ -136,6 +251,16 @@ def claim_partial(
             # Renaming is atomic: if two jobs race for one partial file, one wins.
             os.rename(earlier, mine)
         except FileNotFoundError:
+            continue
+        if not _own_regular_path(mine):
+            # A link (or another user's file) under a partial's name: never resumed.
+            set_aside(mine, info.key)
+            mine = partial_dir / f"{info.key}.{unique_suffix()}.part"  # never reuse that name
+            sidecar.unlink(missing_ok=True)
+            on_notice(
+                f"set aside a partial download of {info.key} that is not a regular file of "
+                "this user; starting afresh"
+            )
             continue
         logger.debug("claimed %s (left by %s) as %s", earlier, _owner(data), mine)
         data.update(owner_stamp())
@@ -166,9 +291,11 @@ def claim_members_folder(layout: RootLayout, info: ArchiveInfo) -> Path:
     partial_dir.mkdir(parents=True, exist_ok=True)
     mine = partial_dir / f"{info.key}.members.{unique_suffix()}"
     for folder in sorted(partial_dir.glob(f"{info.key}.members.*")):
-        try:
-            progress = json.loads((folder / PROGRESS_FILE).read_bytes())
-        except (OSError, ValueError):
+        if folder.is_symlink():
+            set_aside(folder, info.key)  # never read, filled or emptied through a link
+            continue
+        progress = read_state_json(folder / PROGRESS_FILE)
+        if progress is None:
             continue
         if partial_in_use(progress, folder / PROGRESS_FILE):
             logger.debug("%s is being filled by %s; leaving it", folder, _owner(progress))
@@ -180,6 +307,10 @@ def claim_members_folder(layout: RootLayout, info: ArchiveInfo) -> Path:
         try:
             os.rename(folder, mine)  # atomic: of two racing jobs, one gets it
         except OSError:
+            continue
+        if not own_tree(mine):
+            # A link, or a link or another user's file inside: never written to.
+            set_aside(mine, info.key)
             continue
         # Claim it at once, so that no other job takes it for abandoned.
         logger.debug("claimed %s (left by %s) as %s", folder, _owner(progress), mine)

@@ -35,8 +35,9 @@ from medimeta_cli.archive import (
 from medimeta_cli.catalog import Dataset
 from medimeta_cli.errors import IntegrityError, RemoteDataError
 from medimeta_cli.fsutil import atomic_write_text
+from medimeta_cli.largereads import stalled
 from medimeta_cli.ownership import owner_stamp
-from medimeta_cli.partials import PROGRESS_FILE
+from medimeta_cli.partials import PROGRESS_FILE, own_regular, read_state_json
 from medimeta_cli.record import ArchiveInfo
 from medimeta_cli.records import FileEntry
 from medimeta_cli.remote import RemoteClient, content_range
@@ -267,17 +268,19 @@ class MemberFetcher:
         )
 
     def load_progress(self) -> None:
-        """Take over what an earlier run finished, dropping files that changed since."""
-        try:
-            data = json.loads(self.progress_path.read_bytes())
-        except (OSError, ValueError):
+        """Take over what an earlier run finished, dropping files that changed since.
+
+        Nothing is followed through a link: only regular files of this user count as done.
+        """
+        data = read_state_json(self.progress_path)
+        if data is None:
             return
         for path, (size, mtime, hashes) in data.get("done", {}).items():
             try:
-                found = os.stat(self.data / path)
+                found = os.lstat(self.data / path)
             except OSError:
                 continue
-            if (found.st_size, found.st_mtime_ns) == (size, mtime):
+            if own_regular(found) and (found.st_size, found.st_mtime_ns) == (size, mtime):
                 self.done[path] = FileEntry(path, size, mtime, tuple(hashes))
         self.starts = {k: int(v) for k, v in data.get("starts", {}).items()}
 
@@ -324,7 +327,7 @@ class MemberFetcher:
                     self._restart(current)  # deflate state cannot be resumed
                     current = None
                 progressed = sum(m.writer.written for m in [current] if m) + len(self.done)
-                attempt = 1 if progressed > before else attempt + 1
+                attempt = 1 if progressed > before and not stalled(exc) else attempt + 1
                 self.client.retry_wait(attempt, f"range transfer of {self.info.key} cut ({exc})")
 
     def _resume(self, info: zipfile.ZipInfo) -> _Member | None:
@@ -333,8 +336,12 @@ class MemberFetcher:
         target = self.data / relative
         if relative not in self.starts or info.compress_type != zipfile.ZIP_STORED:
             return None
-        if not target.exists() or target.stat().st_size > info.file_size:
+        try:
+            found = os.lstat(target)
+        except OSError:
             return None
+        if not own_regular(found) or found.st_size > info.file_size:
+            return None  # never appended to through a link: the member starts afresh
         writer = HashedWriter(target, relative, append=True)
         return _Member(info, writer, self.starts[relative], consumed=writer.written)
 
@@ -349,7 +356,10 @@ class MemberFetcher:
             raise IntegrityError(f"{self.info.key}: no local header where {info.filename} starts")
         body.take(header[9] + header[10])  # name and extra field
         relative = member_path(info)
-        member = _Member(info, HashedWriter(self.data / relative, relative), body.position)
+        target = self.data / relative
+        if target.is_symlink():
+            target.unlink()  # the link itself: its target is never written
+        member = _Member(info, HashedWriter(target, relative), body.position)
         if info.compress_type == zipfile.ZIP_DEFLATED:
             member.inflater = zlib.decompressobj(-15)
         elif info.compress_type != zipfile.ZIP_STORED:

@@ -23,7 +23,7 @@ from medimeta_cli import __version__
 from medimeta_cli.catalog import DOI, record_api_url
 from medimeta_cli.errors import NetworkError, OfflineError, RemoteDataError
 from medimeta_cli.fsutil import utc_now
-from medimeta_cli.largereads import large_read_mounts
+from medimeta_cli.largereads import ReadWatch, large_read_mounts
 from medimeta_cli.layout import RootLayout
 from medimeta_cli.record import (
     Manifest,
@@ -141,6 +141,8 @@ class RemoteClient:
         on_notice: Callable[[str], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         transport: httpx.BaseTransport | None = None,
+        stall_seconds: float | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.record_id = record_id
@@ -148,13 +150,15 @@ class RemoteClient:
         self.on_notice = on_notice
         self.sleep = sleep
         self.limiter = RateLimiter(sleep)
+        # Reads wake up twice a second: a cancelled run stops, a stalled transfer is cut.
+        watch = ReadWatch(should_stop or (lambda: False), stall_seconds)
         self.http = httpx.Client(
             headers={"User-Agent": USER_AGENT},
             timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
             follow_redirects=True,
             transport=transport,
             # Archives stream through connections that read the socket in large steps.
-            mounts=large_read_mounts() if transport is None else None,
+            mounts=large_read_mounts(watch) if transport is None else None,
         )
 
     def close(self) -> None:
@@ -283,6 +287,8 @@ class RecordSource:
     policy: RetryPolicy | None = None
     sleep: Callable[[float], None] = time.sleep
     transport: httpx.BaseTransport | None = None
+    #: True once the run is being cancelled: waiting reads stop (within half a second).
+    should_stop: Callable[[], bool] | None = None
     #: Told ``(dataset id or "", message, warning)``: retries, rate limits, upstream changes.
     on_notice: Callable[[str, str, bool], None] = lambda dataset_id, message, warning: None
     _client: RemoteClient | None = field(default=None, init=False, repr=False)
@@ -311,6 +317,8 @@ class RecordSource:
                 on_notice=lambda message: self.on_notice("", message, False),
                 sleep=self.sleep,
                 transport=self.transport,
+                stall_seconds=self.settings.stall_seconds,
+                should_stop=self.should_stop,
             )
         return self._client
 

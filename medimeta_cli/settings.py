@@ -148,6 +148,14 @@ SPECS: tuple[SettingSpec, ...] = (
         "seconds to wait for the server before retrying",
     ),
     SettingSpec(
+        "stall_seconds",
+        "MEDIMETA_STALL_SECONDS",
+        None,
+        _positive(float),
+        lambda: 60.0,
+        "a transfer receiving under 1 KiB/s over this many seconds is cut and resumed",
+    ),
+    SettingSpec(
         "retries",
         "MEDIMETA_RETRIES",
         None,
@@ -191,6 +199,7 @@ class Settings:
     offline: bool
     debug: bool
     timeout: float
+    stall_seconds: float
     retries: int
     locks: bool
     lock_timeout: float

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from enum import Enum
@@ -10,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from medimeta_cli.layout import RootLayout
-from medimeta_cli.partials import partial_sidecars
+from medimeta_cli.partials import partial_sidecars, read_state_json, regular_size
 from medimeta_cli.records import UnreadableRecordError, load_install_record
 
 
@@ -78,10 +77,14 @@ def local_status(root: Path, dataset_id: str) -> LocalStatus:
         state = State.VERIFIED if check.ok else State.DAMAGED
         return LocalStatus(dataset_id, state, folder, checked_at=check.at, size_bytes=size)
     for sidecar in partial_sidecars(layout, f"{dataset_id}.zip"):
+        # Neither file is followed through a link: a planted one says nothing of this root.
+        data = read_state_json(sidecar)
+        done = regular_size(sidecar.with_suffix(".part"))
         try:
-            expected = int(json.loads(sidecar.read_bytes())["size"])
-            done = sidecar.with_suffix(".part").stat().st_size
-        except (OSError, ValueError, KeyError, TypeError):
+            expected = int(data["size"]) if data is not None else -1
+        except (ValueError, KeyError, TypeError):
+            continue
+        if expected < 0 or done is None:
             continue
         percent = 100.0 * done / expected if expected else 0.0
         return LocalStatus(dataset_id, State.PARTIAL, percent=round(percent, 1))

@@ -26,7 +26,7 @@ import httpx
 
 from medimeta_cli.archive import member_path
 from medimeta_cli.catalog import Dataset
-from medimeta_cli.errors import IntegrityError, NetworkError, RemoteDataError
+from medimeta_cli.errors import IntegrityError, MedimetaError, NetworkError, RemoteDataError
 from medimeta_cli.events import (
     BytesTransferred,
     EventSink,
@@ -37,6 +37,7 @@ from medimeta_cli.events import (
     ignore,
 )
 from medimeta_cli.fsutil import ensure_space, human_bytes, translate_os_error
+from medimeta_cli.largereads import stalled
 from medimeta_cli.layout import RootLayout
 from medimeta_cli.partials import Partial, claim_members_folder, claim_partial
 from medimeta_cli.plan import ArchiveLayout, sizes_key, wanted_in_layout
@@ -100,11 +101,19 @@ class BackgroundHasher:
         self._thread.join()
 
 
+class RangeRefused(httpx.RemoteProtocolError):
+    """The server answered a range request with 416: the partial was dropped, start over."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
 @dataclass(frozen=True)
 class FetchedArchive:
     """A complete, verified archive in a partial file of this process."""
 
     partial: Partial
+    key: str  # the archive's name in the record
     resumed_from: int  # bytes earlier runs had left
     fetched: int  # bytes transferred by this run
 
@@ -112,6 +121,17 @@ class FetchedArchive:
     def path(self) -> Path:
         """The archive file."""
         return self.partial.part
+
+    def refused(self, error: IntegrityError) -> IntegrityError:
+        """Discard an archive the installer refused, and say so without naming the internal
+        partial file: kept, it would be refused again from the local copy on every run."""
+        self.partial.discard()
+        message = error.message.replace(self.path.name, self.key)
+        return type(error)(
+            f"{message}; the download was discarded",
+            hint="Run the same command again to download it afresh; should the same error "
+            "come back, the archive on the server is damaged.",
+        )
 
 
 @dataclass
@@ -134,42 +154,49 @@ class ArchiveTransfer:
         offset = partial.resume_offset(info.size)
         if offset:
             self.on_event(PhaseChanged(dataset_id, Phase.CHECKING_PARTIAL))
-            offset = hash_file(part, digest)
+            offset = partial.hash_into(digest)
             logger.info("resuming %s at byte %d (%s)", info.key, offset, part)
             self._notice(dataset_id, f"resuming {info.key} at {human_bytes(offset)}")
         resumed_from = offset
         self.on_event(TransferStarted(dataset_id, total=info.size, done=offset))
         fetched = 0
         attempt = 0
-        while offset < info.size or (info.size == 0 and not part.exists()):
-            # identity: the bytes hashed must be the archive's, never a proxy's gzip of it.
-            headers = {"Accept-Encoding": "identity"}
-            if offset:
-                headers["Range"] = f"bytes={offset}-"
-            gained = 0
-            try:
-                with self.client.stream(info.url, headers) as response:
-                    offset, digest = self._check_response(
-                        dataset_id, response, info, offset, digest, partial
+        try:
+            while offset < info.size or (info.size == 0 and not part.exists()):
+                # identity: the bytes hashed must be the archive's, never a proxy's gzip of it.
+                headers = {"Accept-Encoding": "identity"}
+                if offset:
+                    headers["Range"] = f"bytes={offset}-"
+                gained = 0
+                try:
+                    with self.client.stream(info.url, headers) as response:
+                        offset, digest = self._check_response(
+                            dataset_id, response, info, offset, digest, partial
+                        )
+                        if offset >= info.size:
+                            break
+                        gained = self._receive(dataset_id, response, info, partial, offset, digest)
+                        offset += gained
+                        fetched += gained
+                    if offset < info.size:
+                        raise httpx.RemoteProtocolError("the server closed the transfer early")
+                except httpx.TransportError as exc:
+                    offset = partial.size()
+                    if offset == 0:  # the partial file was dropped: so is what was hashed of it
+                        digest = new_md5()
+                    # A flaky link that still makes progress should not run out of retries;
+                    # a trickle that keeps stalling is no progress.
+                    attempt = 1 if gained and not stalled(exc) else attempt + 1
+                    self.client.retry_wait(
+                        attempt,
+                        f"transfer of {info.key} interrupted at {human_bytes(offset)} ({exc})",
                     )
-                    if offset >= info.size:
-                        break
-                    gained = self._receive(dataset_id, response, info, part, offset, digest)
-                    offset += gained
-                    fetched += gained
-                if offset < info.size:
-                    raise httpx.RemoteProtocolError("the server closed the transfer early")
-            except httpx.TransportError as exc:
-                offset = partial.size()
-                if offset == 0:  # the partial file was dropped: so is what was hashed of it
-                    digest = new_md5()
-                # A flaky link that still makes progress should not run out of retries.
-                attempt = 1 if gained else attempt + 1
-                self.client.retry_wait(
-                    attempt, f"transfer of {info.key} interrupted at {human_bytes(offset)} ({exc})"
-                )
-            except OSError as exc:
-                raise translate_os_error(exc, f"{info.key} into {part.parent}") from exc
+                except OSError as exc:
+                    raise translate_os_error(exc, f"{info.key} into {part.parent}") from exc
+        except MedimetaError:
+            if partial.size() == 0:  # refused before a byte was kept: leave no "partial 0%"
+                partial.discard()
+            raise
         self.on_event(PhaseChanged(dataset_id, Phase.VERIFYING))
         actual = digest.hexdigest()
         size = partial.size()
@@ -181,7 +208,7 @@ class ArchiveTransfer:
                 hint="Run the same command again to download it afresh.",
             )
         logger.debug("%s verified: %d bytes, md5 %s", part, size, actual)
-        return FetchedArchive(partial, resumed_from, fetched)
+        return FetchedArchive(partial, info.key, resumed_from, fetched)
 
     def _check_response(
         self,
@@ -198,8 +225,13 @@ class ArchiveTransfer:
         if status == 416:
             if offset == info.size:
                 return offset, digest
-            self._notice(dataset_id, f"server rejected resuming {info.key}; starting over")
-            return partial.restart(), new_md5()
+            # The partial cannot be a prefix of the file the server has: start over.
+            self._notice(
+                dataset_id,
+                f"the server refused the byte range of {info.key} (HTTP 416); starting over",
+            )
+            partial.restart()
+            raise RangeRefused(f"the server refused the byte range from {offset} (HTTP 416)")
         if status == 206:
             start, total = content_range(response) or (-1, None)
             if start != offset or (total is not None and total != info.size):
@@ -225,14 +257,14 @@ class ArchiveTransfer:
         dataset_id: str,
         response: httpx.Response,
         info: ArchiveInfo,
-        part: Path,
+        partial: Partial,
         offset: int,
         digest: Any,
     ) -> int:
         """Append the body to the partial file, hashing it as it streams; return bytes written."""
         written = 0
         head = b""
-        with open(part, "ab") as sink, BackgroundHasher(digest) as hasher:
+        with partial.open_append() as sink, BackgroundHasher(digest) as hasher:
             for chunk in response.iter_raw():
                 if offset == 0 and len(head) < 4:
                     head += chunk[:4]

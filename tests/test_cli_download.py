@@ -566,3 +566,29 @@ def test_sigterm_during_extraction_reports_what_really_happened(
         assert job.returncode == 0, err
         assert "installed" in out and record is not None
     assert not any(tmp_dir.iterdir())
+
+
+def test_sigterm_cuts_a_stalled_transfer_at_once(
+    zenodo: zs.ZenodoServer, data_root: Path, runner: CliRunner
+) -> None:
+    # The server sends 1 MiB, then stays silent with the connection open; the read timeout
+    # (60 s here) would keep a blocked read waiting far longer than the bound below.
+    zenodo.inject("crc.zip", zs.stall_after(1 << 20))
+    job = subprocess.Popen(
+        [installed_script(), "download", "crc"],
+        env=_env(MEDIMETA_TIMEOUT="60"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: _part_size(data_root, "crc.zip") == 1 << 20)
+        job.send_signal(signal.SIGTERM)
+        code = job.wait(timeout=10)
+    finally:
+        job.kill()
+        job.wait()
+    assert code == 130
+    assert _part_size(data_root, "crc.zip") == 1 << 20  # kept for the next run
+    listed = {item["id"]: item for item in invoke_json(runner, "list")}
+    assert listed["crc"]["state"] == "partial"

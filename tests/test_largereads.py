@@ -8,7 +8,12 @@ import httpcore
 import pytest
 
 from medimeta_cli import largereads
-from medimeta_cli.largereads import SOCKET_READ_BYTES, LargeReadStream, large_read_mounts
+from medimeta_cli.largereads import (
+    SOCKET_READ_BYTES,
+    LargeReadStream,
+    ReadWatch,
+    large_read_mounts,
+)
 from medimeta_cli.remote import RemoteClient
 from tests.support import zenodo_server as zs
 
@@ -43,8 +48,10 @@ def test_the_clients_connections_ask_the_socket_for_a_mebibyte(
 
     original = LargeReadStream.__init__
 
-    def spying_init(self: LargeReadStream, inner: httpcore.NetworkStream) -> None:
-        original(self, Spy(inner))
+    def spying_init(
+        self: LargeReadStream, inner: httpcore.NetworkStream, watch: ReadWatch | None = None
+    ) -> None:
+        original(self, Spy(inner), watch)
 
     monkeypatch.setattr(LargeReadStream, "__init__", spying_init)
     archive = tmp_path / "crc.zip"

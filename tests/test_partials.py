@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
 
 from medimeta_cli.catalog import load_catalog
-from medimeta_cli.errors import DiskSpaceError, NetworkError
+from medimeta_cli.errors import DiskSpaceError, NetworkError, PermissionDeniedError
 from medimeta_cli.events import Notice
 from medimeta_cli.layout import RootLayout
 from medimeta_cli.ownership import owner_stamp
 from medimeta_cli.partials import claim_partial, partial_bytes
 from medimeta_cli.record import ArchiveInfo
 from medimeta_cli.records import read_install_record
+from medimeta_cli.status import State, local_status
 from tests.conftest import FixtureData
 from tests.helpers import make_downloader, tmpfs
 from tests.support import archives
@@ -138,3 +141,88 @@ def test_a_partial_larger_than_the_archive_starts_over_and_finish_keeps_or_drops
     again.part.write_bytes(b"PK")
     again.finish(None)
     assert list(layout.partial_dir.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- never through links
+
+_HOUR_AGO = time.time() - 3600
+
+
+def _victim(tmp_path: Path) -> Path:
+    """A file outside the data root, one hour old, that a planted partial points at."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "notes.txt"
+    victim.write_bytes(b"precious lab notes\n" * 100)
+    os.utime(victim, (_HOUR_AGO, _HOUR_AGO))
+    return victim
+
+
+def _plant(data_root: Path, zenodo: zs.ZenodoServer, victim: Path, kind: str) -> Path:
+    """A partial named like another host's, with the record's size and md5, whose ``.part``
+    is a symlink or hard link to ``victim``, or a file of another user."""
+    partial_dir = data_root / ".medimeta" / "partial"
+    partial_dir.mkdir(parents=True)
+    part = partial_dir / "crc.zip.otherhost.1.0badc0de.part"
+    if kind == "symlink":
+        part.symlink_to(victim)
+    elif kind == "hard link":
+        os.link(victim, part)
+    else:
+        part.write_bytes(victim.read_bytes())
+        os.chown(part, 54321, 54321)
+    os.utime(part, (_HOUR_AGO, _HOUR_AGO), follow_symlinks=False)
+    sidecar = part.with_suffix(".json")
+    info = {"key": "crc.zip", "url": zenodo.download_url("crc.zip")}
+    stamp = {"size": zenodo.file_size("crc.zip"), "md5": zenodo.file_md5("crc.zip")}
+    sidecar.write_text(json.dumps({**info, **stamp, "host": "otherhost", "pid": 1}))
+    os.utime(sidecar, (_HOUR_AGO, _HOUR_AGO))
+    return part
+
+
+@pytest.mark.parametrize("kind", ["symlink", "hard link", "another user's file"])
+def test_a_planted_partial_is_set_aside_never_appended_to(
+    zenodo: zs.ZenodoServer, data_root: Path, tmp_path: Path, kind: str
+) -> None:
+    if kind == "another user's file" and os.geteuid() != 0:
+        pytest.skip("only root can make a file of another user")
+    victim = _victim(tmp_path)
+    before = (victim.read_bytes(), victim.stat().st_mtime_ns)
+    _plant(data_root, zenodo, victim, kind)
+    downloader, events = make_downloader()
+    [outcome] = downloader.download([downloader.catalog.get("crc")])
+    assert outcome.status == "installed", outcome
+    # Fetched afresh, not "resumed" at the planted file's size.
+    assert outcome.resumed_from == 0
+    assert zenodo.bytes_sent("crc.zip") == zenodo.file_size("crc.zip")
+    assert (victim.read_bytes(), victim.stat().st_mtime_ns) == before
+    [aside] = (data_root / ".medimeta" / "partial").glob("crc.zip.set-aside.*.part")
+    assert aside.is_symlink() == (kind == "symlink")
+    assert any("set aside" in e.message for e in events if isinstance(e, Notice))
+
+
+def test_partial_files_are_opened_without_following_links(tmp_path: Path) -> None:
+    layout = RootLayout(tmp_path / "root")
+    info = ArchiveInfo("crc.zip", 1000, "a" * 32, "http://x/crc.zip")
+    mine = claim_partial(layout, info, lambda message: None)
+    victim = _victim(tmp_path)
+    mine.part.symlink_to(victim)  # swapped in after the claim
+    with pytest.raises(PermissionDeniedError, match="not a regular file of this user"):
+        mine.open_append()
+    with pytest.raises(PermissionDeniedError):
+        mine.hash_into(hashlib.md5())
+    assert mine.size() == 0 and victim.read_bytes().startswith(b"precious")
+
+
+def test_a_symlinked_sidecar_is_not_read(tmp_path: Path) -> None:
+    layout = RootLayout(tmp_path / "root")
+    info = ArchiveInfo("crc.zip", 1000, "a" * 32, "http://x/crc.zip")
+    elsewhere = tmp_path / "sidecar.json"
+    elsewhere.write_text(json.dumps({"size": 1000, "md5": "a" * 32, "host": "h", "pid": 1}))
+    layout.partial_dir.mkdir(parents=True)
+    (layout.partial_dir / "crc.zip.h.1.0badc0de.json").symlink_to(elsewhere)
+    (layout.partial_dir / "crc.zip.h.1.0badc0de.part").write_bytes(b"x" * 500)
+    os.utime(layout.partial_dir / "crc.zip.h.1.0badc0de.part", (1, 1))
+    assert partial_bytes(layout, "crc.zip", info.md5) == 0
+    assert local_status(layout.root, "crc").state is State.ABSENT
+    assert claim_partial(layout, info, lambda message: None).size() == 0

@@ -231,3 +231,56 @@ def test_neighbouring_members_share_a_request() -> None:
     spans = [(Info("a"), 0, 10), (Info("b"), 10, 20), (Info("c"), 5_000_000, 5_000_010)]
     runs = _runs(spans)  # type: ignore[arg-type]
     assert [[s[0].filename for s in run] for run in runs] == [["a", "b"], ["c"]]
+
+
+def _cut_members_run(zenodo: zs.ZenodoServer, fixture_data: FixtureData, data_root: Path) -> Path:
+    """A first hdf5-layout run cut inside images.hdf5; the members folder it leaves."""
+    pass_listing_requests(zenodo, fixture_data.archive("crc"))
+    zenodo.inject("crc.zip", zs.cut_after(3_000_000))
+    first, _ = make_downloader(retries=0)
+    [failed] = first.download([first.catalog.get("crc")], layout=ArchiveLayout.HDF5)
+    assert isinstance(failed.error, NetworkError)
+    [folder] = (data_root / ".medimeta" / "partial").glob("crc.zip.members.*")
+    return folder
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    return {
+        p.relative_to(folder).as_posix(): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_a_link_in_a_members_folder_is_never_appended_to(
+    zenodo: zs.ZenodoServer, data_root: Path, fixture_data: FixtureData, tmp_path: Path
+) -> None:
+    folder = _cut_members_run(zenodo, fixture_data, data_root)
+    half = folder / "data" / "images.hdf5"
+    victim = tmp_path / "outside.bin"
+    victim.write_bytes(half.read_bytes()[:1000])
+    half.unlink()
+    half.symlink_to(victim)
+    before = {"": (victim.read_bytes(), victim.stat().st_mtime_ns)}
+    downloader, _ = make_downloader()
+    [outcome] = downloader.download([downloader.catalog.get("crc")], layout=ArchiveLayout.HDF5)
+    assert outcome.status == "installed", outcome
+    assert {"": (victim.read_bytes(), victim.stat().st_mtime_ns)} == before
+    assert not (data_root / "crc" / "images.hdf5").is_symlink()
+    assert list((data_root / ".medimeta" / "partial").glob("crc.zip.set-aside.*"))
+
+
+def test_a_symlinked_members_folder_is_set_aside(
+    zenodo: zs.ZenodoServer, data_root: Path, fixture_data: FixtureData, tmp_path: Path
+) -> None:
+    folder = _cut_members_run(zenodo, fixture_data, data_root)
+    outside = tmp_path / "outside"
+    folder.rename(outside)
+    folder.symlink_to(outside)
+    before = _snapshot(outside)
+    downloader, _ = make_downloader()
+    [outcome] = downloader.download([downloader.catalog.get("crc")], layout=ArchiveLayout.HDF5)
+    assert outcome.status == "installed", outcome
+    assert _snapshot(outside) == before
+    [aside] = (data_root / ".medimeta" / "partial").glob("crc.zip.set-aside.*")
+    assert aside.is_symlink()

@@ -96,3 +96,10 @@ def test_a_data_root_that_is_a_file_is_a_config_error(tmp_path: Path) -> None:
     (tmp_path / "real").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "real")
     assert resolve_settings({"root": tmp_path / "link"}).root == tmp_path / "link"
+
+
+def test_the_stall_window_is_a_positive_number_of_seconds() -> None:
+    assert resolve_settings({}, environ={}).stall_seconds == 60.0
+    assert resolve_settings({}, environ={"MEDIMETA_STALL_SECONDS": "2.5"}).stall_seconds == 2.5
+    with pytest.raises(ConfigError, match="MEDIMETA_STALL_SECONDS"):
+        resolve_settings({}, environ={"MEDIMETA_STALL_SECONDS": "0"})

@@ -20,6 +20,7 @@ Faults are queued per file key (or :data:`RECORD` for the metadata endpoints) wi
     with ZenodoServer({"crc.zip": path}) as server:
         server.inject("crc.zip", status(503, retry_after=1))
         server.inject("crc.zip", cut_after(1000), slow(50_000))   # both on one request
+        server.inject("crc.zip", stall_after(1 << 20))            # then silence, link open
         ...
         assert server.bytes_sent("crc.zip") == ...
 
@@ -68,6 +69,7 @@ __all__ = [
     "RecordShape",
     "RequestRecord",
     "Slow",
+    "StallAfter",
     "StatusFault",
     "ZenodoServer",
     "corrupt",
@@ -80,6 +82,7 @@ __all__ = [
     "main",
     "running_server",
     "slow",
+    "stall_after",
     "status",
 ]
 
@@ -168,8 +171,25 @@ class IgnoreRange:
     """Answer ``200`` with the full body even if a ``Range`` header was sent."""
 
 
+@dataclass(frozen=True)
+class StallAfter:
+    """Send ``n_bytes`` body bytes, then hold the connection open, silent, for ``seconds``
+    (or until the server stops), then drop it."""
+
+    n_bytes: int
+    seconds: float = 3600.0
+
+
 Fault: TypeAlias = (
-    StatusFault | CutAfter | Corrupt | HtmlPage | JsonError | Slow | Delay | IgnoreRange
+    StatusFault
+    | CutAfter
+    | Corrupt
+    | HtmlPage
+    | JsonError
+    | Slow
+    | Delay
+    | IgnoreRange
+    | StallAfter
 )
 """Any of the fault types; combine several in one :meth:`ZenodoServer.inject` call."""
 
@@ -226,6 +246,14 @@ def delay(seconds: float) -> Delay:
 def ignore_range() -> IgnoreRange:
     """Fault: ignore the ``Range`` header and answer 200 with the whole file."""
     return IgnoreRange()
+
+
+def stall_after(n_bytes: int, seconds: float = 3600.0) -> StallAfter:
+    """Fault: send ``n_bytes`` body bytes, then go silent for ``seconds`` (the connection
+    stays open) and drop the connection."""
+    if n_bytes < 0 or seconds < 0:
+        raise ValueError("n_bytes and seconds must not be negative")
+    return StallAfter(n_bytes, seconds)
 
 
 def http_date(seconds_from_now: float = 0.0) -> str:
@@ -680,6 +708,9 @@ class _Handler(BaseHTTPRequestHandler):
         if head or response.body.length == 0:
             return
         cut = next((f.n_bytes for f in faults if isinstance(f, CutAfter)), None)
+        stall = next((f for f in faults if isinstance(f, StallAfter)), None)
+        if stall is not None:
+            cut = stall.n_bytes if cut is None else min(cut, stall.n_bytes)
         corrupts = [f for f in faults if isinstance(f, Corrupt)]
         rate = next((f.bytes_per_second for f in faults if isinstance(f, Slow)), None)
         limit = response.body.length if cut is None else min(cut, response.body.length)
@@ -687,6 +718,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._sendfile(response.body, limit, record)
         else:
             self._write_chunks(response.body, limit, record, corrupts, rate)
+        if stall is not None:
+            self.server.app._sleep(stall.seconds)  # silent, the connection open
         if limit < response.body.length:
             self.close_connection = True  # the "dropped link": EOF before Content-Length
 
