@@ -31,7 +31,7 @@ never from a layer above (``tests/test_layers.py`` checks every import against t
   (``record``), install records (``records``), partial downloads and locks.
 - 1, foundations: the error tree, engine events, file-system helpers, the layout of a
   data root, ownership of temporary names, the upstream file names, and the socket
-  read size of this tool's own HTTP client.
+  read size and read watch (cancellation, stalls) of this tool's own HTTP client.
 """
 
 __version__ = "0.1.0"

@@ -225,12 +225,16 @@ class HashedWriter:
         self._hashes: list[str] = []
         self._block = hashlib.sha256()
         self._in_block = 0
+        # Never through a link: a link planted where a member goes is an error (ELOOP), not
+        # a way to read or write a file outside the staging folder.
         if append and target.exists():
             # Hash what an earlier run wrote, once, before appending to it.
-            with open(target, "rb") as earlier:
+            with open(os.open(target, os.O_RDONLY | os.O_NOFOLLOW), "rb") as earlier:
                 while chunk := earlier.read(_COPY_CHUNK):
                     self._hash(chunk)
-        self._sink = open(target, "ab" if append else "wb")  # noqa: SIM115 (closed in finish)
+        mode = os.O_APPEND if append else os.O_TRUNC
+        descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | mode, 0o666)
+        self._sink = open(descriptor, "ab" if append else "wb")  # noqa: SIM115 (closed in finish)
 
     def _hash(self, chunk: bytes) -> None:
         self.written += len(chunk)

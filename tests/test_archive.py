@@ -14,6 +14,7 @@ import pytest
 
 from medimeta_cli.archive import (
     ArchiveListing,
+    HashedWriter,
     extract_archive,
     inspect_archive,
     max_extracted_bytes,
@@ -292,3 +293,15 @@ def test_a_member_that_cannot_be_written_is_a_malformed_archive(
         listing = ArchiveListing(tuple(handle.infolist()), 0)
     with pytest.raises(IntegrityError, match=r"the archive is malformed: .* cannot be written"):
         extract_archive(path, cxr, listing, tmp_path / "out")
+
+
+def test_a_hashed_writer_never_writes_through_a_link(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(b"keep me")
+    target = tmp_path / "staging" / "images.hdf5"
+    target.parent.mkdir()
+    target.symlink_to(outside)
+    for append in (False, True):
+        with pytest.raises(OSError, match=r"symbolic link|Too many levels"):
+            HashedWriter(target, "images.hdf5", append=append)
+    assert outside.read_bytes() == b"keep me"
