@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from medimeta_cli.errors import IntegrityError
+from medimeta_cli.fsutil import atomic_write_text, read_regular_file, unique_suffix
 from medimeta_cli.layout import RootLayout
+
+_Loaded = TypeVar("_Loaded")
 
 #: Files are hashed in blocks of this size so that one large file (images.hdf5)
 #: can be verified by several threads at once.
@@ -152,19 +156,19 @@ class FileManifest:
         return cls(block_size=block_size, files=tuple(files))
 
 
-def _load_json(path: Path) -> Any:
-    """The JSON in ``path``; None when the file does not exist; UnreadableRecordError when
-    it exists but cannot be read or parsed."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+def _load(path: Path, parse: Callable[[Any], _Loaded], what: str) -> _Loaded | None:
+    """What ``parse`` makes of the JSON in ``path``; None when the file does not exist;
+    :class:`UnreadableRecordError` when it exists but is a link, not a regular file, or
+    cannot be read, parsed or validated (damage, not the absence of a record)."""
+    if not os.path.lexists(path):
         return None
-    except OSError as exc:
-        raise UnreadableRecordError(f"{path} cannot be read: {exc.strerror}") from exc
+    raw = read_regular_file(path)  # never through a link
+    if raw is None:
+        raise UnreadableRecordError(f"{path} cannot be read (or is not a regular file)")
     try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise UnreadableRecordError(f"{path} is not valid JSON ({exc})") from exc
+        return parse(json.loads(raw))
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise UnreadableRecordError(f"{path} is not a valid {what} ({exc})") from exc
 
 
 def load_install_record(layout: RootLayout, dataset_id: str) -> InstallRecord | None:
@@ -174,13 +178,7 @@ def load_install_record(layout: RootLayout, dataset_id: str) -> InstallRecord | 
     is damage, not the absence of a record.
     """
     path = layout.install_record_path(dataset_id)
-    data = _load_json(path)
-    if data is None:
-        return None
-    try:
-        return InstallRecord.from_json(data)
-    except (ValueError, TypeError, KeyError) as exc:
-        raise UnreadableRecordError(f"{path} is not a valid install record ({exc})") from exc
+    return _load(path, InstallRecord.from_json, "install record")
 
 
 def load_file_manifest(layout: RootLayout, dataset_id: str) -> FileManifest | None:
@@ -188,14 +186,7 @@ def load_file_manifest(layout: RootLayout, dataset_id: str) -> FileManifest | No
 
     Raises :class:`UnreadableRecordError` when a manifest exists but is unreadable.
     """
-    path = layout.file_manifest_path(dataset_id)
-    data = _load_json(path)
-    if data is None:
-        return None
-    try:
-        return FileManifest.from_json(data)
-    except (ValueError, TypeError, KeyError) as exc:
-        raise UnreadableRecordError(f"{path} is not a valid file manifest ({exc})") from exc
+    return _load(layout.file_manifest_path(dataset_id), FileManifest.from_json, "file manifest")
 
 
 def read_install_record(layout: RootLayout, dataset_id: str) -> InstallRecord | None:
@@ -219,7 +210,6 @@ def write_install_record(
     layout: RootLayout, record: InstallRecord, manifest: FileManifest | None = None
 ) -> None:
     """Save an install record (and its file manifest) atomically."""
-    from medimeta_cli.fsutil import atomic_write_text
 
     if manifest is not None:
         atomic_write_text(
@@ -254,7 +244,6 @@ def stage_install_record(
 ) -> StagedRecord:
     """Write an install record and its manifest under temporary names next to their final
     ones, to the disk; on failure (a full disk) nothing is left behind."""
-    from medimeta_cli.fsutil import unique_suffix
 
     texts = (
         (
@@ -319,8 +308,6 @@ def save_archive_sizes(layout: RootLayout, key: str, md5: str, sizes: dict[str, 
     """Remember the sizes of an archive version's layouts (``full``, ``hdf5``,
     ``hdf5_with_masks``), so ``info`` can show them without the network; best effort."""
     import contextlib
-
-    from medimeta_cli.fsutil import atomic_write_text
 
     path = layout.records_dir / "sizes.json"
     try:

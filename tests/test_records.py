@@ -112,3 +112,14 @@ def test_a_record_that_does_not_fit_is_staged_away_leaving_nothing(tmp_path: Pat
             "crc.files.json",
             "crc.json",
         ]
+
+
+def test_an_install_record_that_is_a_link_is_unreadable_not_followed(tmp_path: Path) -> None:
+    layout = RootLayout(tmp_path / "root")
+    write_install_record(layout, sample_install_record())
+    outside = tmp_path / "outside.json"
+    outside.write_bytes(layout.install_record_path("crc").read_bytes())
+    layout.install_record_path("crc").unlink()
+    layout.install_record_path("crc").symlink_to(outside)
+    with pytest.raises(UnreadableRecordError):
+        load_install_record(layout, "crc")
