@@ -32,6 +32,7 @@ __all__ = [
     "InstalledDataset",
     "catalog_differences",
     "check_dataset_id",
+    "dataset_in_archive",
     "describe_info",
     "installed_ids",
     "is_safe_id",
@@ -118,6 +119,42 @@ def read_installed(folder: Path, dataset_id: str, *, summary: str | None = None)
             raise InfoError(dataset_id, "is not a regular file")
         raise InfoError(dataset_id, "cannot be read")
     return describe_info(raw, dataset_id, summary=summary)
+
+
+def dataset_in_archive(path: Path, dataset_id: str) -> Dataset:
+    """What the ``<id>/info.yaml`` inside an archive describes, read before extracting
+    anything (it bounds what the archive may unpack to); :class:`IntegrityError` when the
+    archive has none, or one that cannot be read or names another dataset."""
+    import zipfile
+
+    name = f"{dataset_id}/info.yaml"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            try:
+                member = archive.getinfo(name)
+            except KeyError:
+                raise IntegrityError(
+                    f"refusing {path.name}: it holds no {name}, so it is no dataset "
+                    "in the MedIMeta format",
+                    hint="An archive <id>.zip must hold the folder <id>/ with its info.yaml.",
+                ) from None
+            if member.file_size > MAX_INFO_BYTES:
+                raise IntegrityError(
+                    f"refusing {path.name}: {name} declares {member.file_size:,} bytes, "
+                    "too large for an info file",
+                    hint="The archive is not in the MedIMeta format.",
+                )
+            with archive.open(member) as handle:
+                raw = handle.read(MAX_INFO_BYTES + 1)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise IntegrityError(f"{path.name} is not a readable zip archive: {exc}") from exc
+    try:
+        return describe_info(raw, dataset_id)
+    except InfoError as error:
+        raise IntegrityError(
+            f"refusing {path.name}: {name} {error.reason}",
+            hint="The archive is not in the MedIMeta format; fix its info.yaml.",
+        ) from None
 
 
 def _reason(message: str) -> str:
