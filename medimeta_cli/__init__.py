@@ -11,7 +11,7 @@ never from a layer above (``tests/test_layers.py`` checks every import against t
     6  cli
     5  download doctor
     4  plan ranged transfer install job selection export sample verify remove prune
-    3  remote archive images reader structure essentials status roots
+    3  remote archive installed images reader structure essentials status roots
     2  catalog catalog_file catalog_build citation settings record records partials locking
     1  errors events fsutil layout ownership upstream largereads
 
@@ -24,9 +24,10 @@ never from a layer above (``tests/test_layers.py`` checks every import against t
   (``install``), one dataset's job under its lock (``job``); selections, exports
   (``export/``), episodes (``sample``), verification, removal and pruning.
 - 3, access to things outside the process: the record over HTTP (``remote``), zip
-  archives (``archive``), installed images, labels and splits (``images``, ``reader``),
-  the upstream structure checks (full, and the quick ``essentials``), a dataset's local
-  state and the data roots.
+  archives (``archive``), an installed dataset's own description, its ``info.yaml``
+  (``installed``), its images, labels and splits (``images``, ``reader``), the upstream
+  structure checks (full, and the quick ``essentials``), a dataset's local state and
+  the data roots.
 - 2, facts and local records: the bundled catalog, settings, the record manifest
   (``record``), install records (``records``), partial downloads and locks.
 - 1, foundations: the error tree, engine events, file-system helpers, the layout of a

@@ -1,7 +1,7 @@
 """Turn upstream ``info.yaml`` files into catalog entries.
 
-Two users: ``verify --deep`` compares an installed dataset's ``info.yaml`` with
-the catalog, and maintainers regenerate the bundled catalog after an upstream
+Two users: an installed dataset is described by its own ``info.yaml``
+(:mod:`medimeta_cli.installed`), and maintainers regenerate the bundled catalog after an upstream
 release::
 
     python -m medimeta_cli.catalog_build DIR_OF_INFO_YAMLS [-o medimeta_cli/data/catalog.json]
@@ -156,14 +156,19 @@ def dataset_from_info(info: Mapping[str, Any], *, summary: str | None = None) ->
 
 def read_info_yaml(path: Path) -> dict[str, Any]:
     """Parse an upstream ``info.yaml`` (counts like ``107_180`` are integers in YAML 1.1)."""
+    return parse_info_yaml(path.read_text(encoding="utf-8"), source=str(path))
+
+
+def parse_info_yaml(text: str, *, source: str) -> dict[str, Any]:
+    """Parse the text of an upstream ``info.yaml``; ``source`` names it in errors."""
     import yaml
 
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise CatalogError(f"{path} is not valid YAML: {exc}") from exc
+        raise CatalogError(f"{source} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
-        raise CatalogError(f"{path} does not hold a mapping")
+        raise CatalogError(f"{source} does not hold a mapping")
     return data
 
 

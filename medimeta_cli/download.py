@@ -242,8 +242,12 @@ class Downloader:
         logger.debug("interrupted, but every dataset had finished")
 
     def install_from(self, paths: Iterable[Path], *, force: bool = False) -> list[Outcome]:
-        """Install archives fetched by other means, after checking them against the record."""
+        """Install archives fetched by other means, after checking them against the record
+        (archives of datasets outside the catalog: see :meth:`Installer.install_from`)."""
         archives = find_archives(paths)
         ensure_writable_dir(self.layout.state_dir)
-        manifest = self.manifest(prefer_saved=True)
+        # Archives of datasets outside the catalog have nothing in the record to check.
+        known = set(self.catalog.ids)
+        listed = any(path.name.removesuffix(".zip").lower() in known for path in archives)
+        manifest = self.manifest(prefer_saved=True) if listed else None
         return self.installer().install_from(archives, manifest, self.catalog, force=force)

@@ -2,7 +2,7 @@
 
 Every file the official loader reads must be present as a regular file (not a link,
 not a folder), and ``images.hdf5`` must open with an ``images`` dataset of uint8
-pixels of the catalog's shape whose bytes live in the file itself. Only headers are
+pixels of the shape info.yaml gives, whose bytes live in the file itself. Only headers are
 read, so installs and every ``verify`` can afford it; the full check of contents is
 :func:`medimeta_cli.structure.check_structure` (``verify --deep``).
 """

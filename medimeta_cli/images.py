@@ -101,7 +101,8 @@ class ImageReader:
 
     @property
     def dataset(self) -> Dataset:
-        """The catalog entry of the dataset."""
+        """The description of the dataset (its own ``info.yaml`` when opened with
+        :meth:`medimeta_cli.reader.DatasetReader.open`)."""
         return self._dataset
 
     @property
@@ -111,7 +112,7 @@ class ImageReader:
 
     @property
     def num_images(self) -> int:
-        """Number of images: rows of images.hdf5, else TIFF files, else the catalog count."""
+        """Number of images: rows of images.hdf5, else TIFF files, else the described count."""
         if self.has_hdf5:
             return int(self._hdf5_images().shape[0])
         if self._tiff_count is None:
@@ -128,9 +129,9 @@ class ImageReader:
         """Shape of one image: ``(H, W)`` for grayscale, ``(H, W, 3)`` for RGB."""
         if self.has_hdf5:
             return tuple(int(n) for n in self._hdf5_images().shape[1:])
-        return self._catalog_image_shape()
+        return self._described_image_shape()
 
-    def _catalog_image_shape(self) -> tuple[int, ...]:
+    def _described_image_shape(self) -> tuple[int, ...]:
         size = self._dataset.input_size
         if size.channels == 1:
             return (size.height, size.width)

@@ -24,7 +24,13 @@ from pathlib import Path
 from medimeta_cli import __version__
 from medimeta_cli.archive import extract_archive, inspect_archive
 from medimeta_cli.catalog import Catalog, Dataset
-from medimeta_cli.errors import IntegrityError, MedimetaError, OutputExistsError, UsageError
+from medimeta_cli.errors import (
+    IntegrityError,
+    MedimetaError,
+    OutputExistsError,
+    UnknownDatasetError,
+    UsageError,
+)
 from medimeta_cli.essentials import essential_problems
 from medimeta_cli.events import (
     BytesTransferred,
@@ -43,6 +49,12 @@ from medimeta_cli.fsutil import (
     translate_os_error,
     unique_suffix,
     utc_now,
+)
+from medimeta_cli.installed import (
+    InfoError,
+    check_dataset_id,
+    dataset_in_archive,
+    read_installed,
 )
 from medimeta_cli.layout import RootLayout
 from medimeta_cli.locking import DatasetLock
@@ -106,6 +118,7 @@ class Installer:
         force: bool = False,
         layout: ArchiveLayout = ArchiveLayout.FULL,
         with_masks: bool = False,
+        checked: ArchiveCheck = ArchiveCheck.MD5,
     ) -> InstallResult:
         """Extract a verified archive into place atomically and write its install record.
 
@@ -125,7 +138,9 @@ class Installer:
                 wanted=lambda path: wanted_in_layout(path, layout, with_masks=with_masks),
                 should_stop=self.should_stop,
             )
-            return self.install_folder(dataset, staging, entries, info, force=force, layout=layout)
+            return self.install_folder(
+                dataset, staging, entries, info, force=force, layout=layout, checked=checked
+            )
         except OSError as exc:
             raise translate_os_error(exc, f"{dataset.id} into {self.layout.root}") from exc
         finally:
@@ -156,7 +171,8 @@ class Installer:
         the archive (its md5, or only its members' CRC-32 and sizes).
         """
         check_info_id(staging, dataset.id, info.key)
-        check_essentials(staging, dataset, info.key)
+        # The folder's own info.yaml says what its files must be, not the catalog.
+        check_essentials(staging, described_staging(staging, dataset, info.key), info.key)
         final = self.layout.dataset_dir(dataset.id)
         target = inspect_target(final)
         if target is Target.DATASET and not force:
@@ -166,7 +182,7 @@ class Installer:
             dataset_id=dataset.id,
             archive_key=info.key,
             archive_size=info.size,
-            archive_md5=info.md5 if checked is ArchiveCheck.MD5 else None,
+            archive_md5=info.md5 if checked is not ArchiveCheck.MEMBERS else None,
             record_id=self.settings.record_id,
             record_version=self.record_version,
             installed_at=utc_now(),
@@ -175,7 +191,7 @@ class Installer:
             total_bytes=sum(entry.size for entry in entries),
             layout=layout.value,
             archive_check=checked.value,
-            listed_md5=info.md5,
+            listed_md5=info.md5 if checked is not ArchiveCheck.LOCAL else None,
         )
         try:
             staged = stage_install_record(self.layout, record, FileManifest(tuple(entries)))
@@ -253,30 +269,52 @@ class Installer:
         return InstallResult.BY_ANOTHER_JOB
 
     def install_from(
-        self, archives: Sequence[Path], manifest: Manifest, catalog: Catalog, *, force: bool
+        self,
+        archives: Sequence[Path],
+        manifest: Manifest | None,
+        catalog: Catalog,
+        *,
+        force: bool,
     ) -> list[Outcome]:
-        """Install archives fetched by other means, after checking them against the record."""
+        """Install archives fetched by other means, after checking them against the record.
+
+        An archive ``<id>.zip`` of an id the catalog lacks is a dataset in the MedIMeta
+        format from elsewhere (a lab's subset, a rebuild): the id must be safe and match
+        its ``<id>/info.yaml``, which describes it; the record lists nothing to check it
+        against, but every other check of an install applies. ``manifest`` may be None
+        when no archive is of a catalog dataset.
+        """
         outcomes = []
         for path in archives:
             started = time.monotonic()
-            dataset = catalog.get(path.name.removesuffix(".zip"))
-            folder = self.layout.dataset_dir(dataset.id)
+            dataset_id = path.name.removesuffix(".zip")
             try:
-                info = manifest.archive(dataset.archive)
-                if not force and is_installed(self.settings.root, dataset.id):
+                entry = _catalog_entry(catalog, dataset_id)
+                dataset = entry or dataset_in_archive(path, dataset_id)
+                dataset_id = dataset.id
+                folder = self.layout.dataset_dir(dataset_id)
+                if not force and is_installed(self.settings.root, dataset_id):
                     outcomes.append(
-                        Outcome(dataset.id, OutcomeStatus.SKIPPED, "already installed", path=folder)
+                        Outcome(dataset_id, OutcomeStatus.SKIPPED, "already installed", path=folder)
                     )
                     continue
-                self._check_local_archive(dataset.id, path, info)
-                with self.lock(dataset.id).hold():
-                    result = self.install_archive(dataset, path, info, force=force)
+                if entry is not None:
+                    if manifest is None:  # pragma: no cover - callers pass it for these
+                        raise UsageError(f"no record manifest to check {path.name} against")
+                    info = manifest.archive(dataset.archive)
+                    self._check_local_archive(dataset_id, path, info)
+                    checked = ArchiveCheck.MD5
+                else:
+                    info = self._local_archive_info(dataset_id, path)
+                    checked = ArchiveCheck.LOCAL
+                with self.lock(dataset_id).hold():
+                    result = self.install_archive(dataset, path, info, force=force, checked=checked)
             except MedimetaError as error:
-                outcomes.append(Outcome.failed(dataset.id, error, time.monotonic() - started))
+                outcomes.append(Outcome.failed(dataset_id, error, time.monotonic() - started))
                 continue
             outcomes.append(
                 Outcome(
-                    dataset.id,
+                    dataset_id,
                     OutcomeStatus.INSTALLED
                     if result is InstallResult.INSTALLED
                     else OutcomeStatus.SKIPPED,
@@ -287,6 +325,15 @@ class Installer:
                 )
             )
         return outcomes
+
+    def _local_archive_info(self, dataset_id: str, path: Path) -> ArchiveInfo:
+        """Size and md5 of a local archive the record does not list (hashed once)."""
+        size = path.stat().st_size
+        self.on_event(TransferStarted(dataset_id, total=size, done=0))
+        self.on_event(PhaseChanged(dataset_id, Phase.VERIFYING))
+        digest = new_md5()
+        hash_file(path, digest, lambda n: self.on_event(BytesTransferred(dataset_id, n)))
+        return ArchiveInfo(path.name, size, digest.hexdigest(), path.absolute().as_uri())
 
     def _check_local_archive(self, dataset_id: str, path: Path, info: ArchiveInfo) -> None:
         size = path.stat().st_size
@@ -377,6 +424,28 @@ def check_info_id(folder: Path, dataset_id: str, key: str) -> None:
             f"{key} holds info.yaml for dataset {found!r}, not {dataset_id!r}",
             hint="The archive is not the one it is named after; fetch it again.",
         )
+
+
+def described_staging(folder: Path, dataset: Dataset, key: str) -> Dataset:
+    """The dataset as the extracted ``info.yaml`` describes it; refuse the archive when
+    that cannot be read (the loader needs it)."""
+    try:
+        return read_installed(folder, dataset.id, summary=dataset.summary)
+    except InfoError as error:
+        raise IntegrityError(
+            f"refusing {key}: {dataset.id}/info.yaml {error.reason}",
+            hint="The archive is not a genuine MedIMeta archive; delete it and download again.",
+        ) from None
+
+
+def _catalog_entry(catalog: Catalog, dataset_id: str) -> Dataset | None:
+    """The catalog's entry for an archive's id, or None for a dataset outside the catalog
+    (whose id must then be safe: it names a folder of the data root)."""
+    try:
+        return catalog.get(dataset_id)
+    except UnknownDatasetError:
+        check_dataset_id(dataset_id)
+        return None
 
 
 _FROM_HINT = "Give a folder of <id>.zip files, or a zip file."

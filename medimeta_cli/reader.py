@@ -13,8 +13,9 @@ import numpy as np
 import numpy.typing as npt
 
 from medimeta_cli.catalog import SPLIT_NAMES, Dataset, Task, TaskTarget
-from medimeta_cli.errors import IntegrityError, MedimetaError, NotInstalledError, UsageError
+from medimeta_cli.errors import IntegrityError, NotInstalledError, UsageError
 from medimeta_cli.images import ImageReader, one_line
+from medimeta_cli.installed import read_installed
 from medimeta_cli.upstream import parse_split_bytes, split_line, split_relpath
 
 __all__ = ["DatasetReader"]
@@ -26,20 +27,25 @@ class DatasetReader(ImageReader):
 
     @classmethod
     def open(cls, root: Path, dataset: Dataset) -> DatasetReader:
-        """A reader for ``<root>/<id>/``; :class:`NotInstalledError` if it has no info.yaml."""
+        """A reader for ``<root>/<id>/`` that takes counts, splits and tasks from the
+        folder's own ``info.yaml``, not from ``dataset`` (the catalog entry, which only
+        names the dataset and lends its summary).
+
+        :class:`NotInstalledError` if the folder has no info.yaml;
+        :class:`~medimeta_cli.installed.InfoError` if it cannot be read as one.
+        """
         folder = Path(root) / dataset.id
         if not (folder / "info.yaml").is_file():
             raise NotInstalledError(dataset.id, str(root))
-        return cls(folder, dataset)
+        return cls(folder, read_installed(folder, dataset.id, summary=dataset.summary))
 
     def split_indices(self, split: str, *, original: bool = False) -> npt.NDArray[np.int64]:
         """Image indices listed in ``splits/<split>.txt`` (or ``original_splits/``), in file order.
 
-        An absent file means an empty split when the dataset's ``info.yaml`` (or, if that
-        cannot be read, the catalog) gives the split no images; otherwise the file was lost
-        and :class:`IntegrityError` names it. Raises :class:`IntegrityError` naming the
-        file and line when a line is not ``images/NNNNNN.tiff`` or names an image beyond
-        the catalog's ``num_samples``.
+        An absent file means an empty split when the dataset's ``info.yaml`` gives the
+        split no images; otherwise the file was lost and :class:`IntegrityError` names it.
+        Raises :class:`IntegrityError` naming the file and line when a line is not
+        ``images/NNNNNN.tiff`` or names an image beyond ``info.yaml``'s image count.
         """
         if split not in SPLIT_NAMES:
             raise UsageError(
@@ -85,21 +91,14 @@ class DatasetReader(ImageReader):
         return indices
 
     def _listed_count(self, split: str, *, original: bool) -> int:
-        """Images of a split by the dataset's own ``info.yaml``; the catalog's count when
-        that file cannot be read or lacks the number."""
-        from medimeta_cli.catalog_build import read_info_yaml
-
-        field = "original_splits_num_samples" if original else "splits_num_samples"
-        try:
-            return int(read_info_yaml(self._folder / "info.yaml")[field][split])
-        except (MedimetaError, OSError, KeyError, TypeError, ValueError):
-            counts = self._dataset.original_splits if original else self._dataset.splits
-            return int(getattr(counts, split))
+        """Images of a split by the dataset's description (its own ``info.yaml``)."""
+        counts = self._dataset.original_splits if original else self._dataset.splits
+        return int(getattr(counts, split))
 
     def labels(self, task: Task | str) -> npt.NDArray[Any]:
         """The ``task_labels`` array of a task: label keys (N,) or a 0/1 matrix (N, C).
 
-        N is the catalog's ``num_samples``. Raises :class:`IntegrityError` when the file
+        N is ``info.yaml``'s image count. Raises :class:`IntegrityError` when the file
         is missing, unreadable or of the wrong shape, and :class:`UnknownTaskError` for a
         task name the dataset lacks. Label values are checked by ``verify --deep``.
         """

@@ -44,6 +44,9 @@ class ArchiveCheck(str, Enum):
     #: Only some members were fetched (``--layout hdf5``): each one's CRC-32 and size
     #: matched the archive's directory; the archive's md5 could not be checked.
     MEMBERS = "member crc32 and sizes"
+    #: A local archive of a dataset outside the catalog (``download --from``): the record
+    #: lists nothing to check it against; its md5 is what was installed.
+    LOCAL = "local archive outside the record"
 
 
 class UnreadableRecordError(IntegrityError):

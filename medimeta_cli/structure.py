@@ -1,4 +1,4 @@
-"""Check that an installed dataset folder has the upstream layout and agrees with the catalog.
+"""Check that an installed dataset folder has the upstream layout and agrees with its info.yaml.
 
 This is the core of ``verify --deep``: it reads metadata, labels and split files
 but never the pixels (only the header of ``images.hdf5``), so it takes well under
@@ -8,7 +8,6 @@ damaged dataset never makes the check itself fail.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,16 +17,8 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
-from medimeta_cli.catalog import (
-    SPLIT_NAMES,
-    Dataset,
-    InputSize,
-    SplitCounts,
-    Task,
-    TaskTarget,
-)
-from medimeta_cli.catalog_build import dataset_from_info, read_info_yaml
-from medimeta_cli.errors import CatalogError
+from medimeta_cli.catalog import SPLIT_NAMES, Dataset, Task, TaskTarget
+from medimeta_cli.installed import InfoError, read_installed
 from medimeta_cli.upstream import (
     HDF5_ERRORS,
     HDF5_NAME,
@@ -44,9 +35,6 @@ __all__ = ["StructureProblem", "check_structure"]
 
 #: Plain files every dataset folder holds besides the data files checked in detail.
 REQUIRED_FILES: Final = ("LICENSE", "annotations.csv")
-
-# Catalog fields compared with info.yaml; ``summary`` is our own wording, not upstream's.
-_IGNORED_FIELDS: Final = frozenset({"summary"})
 
 # How many example values a message lists before it says "...".
 _EXAMPLES: Final = 3
@@ -66,15 +54,17 @@ class StructureProblem:
 
 
 def check_structure(folder: Path, dataset: Dataset) -> list[StructureProblem]:
-    """Every way ``folder`` differs from the upstream layout of ``dataset``; empty if none.
+    """Every way ``folder`` is inconsistent in itself; empty if none.
 
-    Checks info.yaml against the catalog entry, the header of images.hdf5, every
-    task's label file, the split files of both kinds and the presence of LICENSE and
-    annotations.csv.
+    The files are checked against the folder's own ``info.yaml``: the header of
+    images.hdf5, every task's label file, the split files of both kinds and the presence
+    of LICENSE and annotations.csv. How ``info.yaml`` differs from the catalog is no
+    problem (see :func:`medimeta_cli.installed.catalog_differences`). ``dataset`` (the
+    catalog entry) names the dataset, and stands in for an ``info.yaml`` that is
+    missing or unreadable (itself a problem), so that the other files are still checked.
     """
     folder = Path(folder)
-    problems: list[StructureProblem] = []
-    problems += _check_info(folder, dataset)
+    dataset, problems = _described(folder, dataset)
     problems += [
         StructureProblem(name, "is missing")
         for name in REQUIRED_FILES
@@ -91,68 +81,12 @@ def check_structure(folder: Path, dataset: Dataset) -> list[StructureProblem]:
 # --------------------------------------------------------------------------- info.yaml
 
 
-def _check_info(folder: Path, dataset: Dataset) -> list[StructureProblem]:
-    path = folder / "info.yaml"
-    if not path.is_file():
-        return [StructureProblem("info.yaml", "is missing")]
+def _described(folder: Path, fallback: Dataset) -> tuple[Dataset, list[StructureProblem]]:
+    """The folder's own description, or ``fallback`` and the problem with info.yaml."""
     try:
-        found = dataset_from_info(read_info_yaml(path))
-    except CatalogError as exc:
-        return [StructureProblem("info.yaml", _one_line(exc.message))]
-    except OSError as exc:
-        return [StructureProblem("info.yaml", f"cannot be read: {_one_line(str(exc))}")]
-    except (AttributeError, TypeError, ValueError) as exc:
-        # Shapes dataset_from_info does not anticipate (a list where a mapping belongs).
-        return [StructureProblem("info.yaml", f"is malformed: {_one_line(str(exc))}")]
-    differences = [
-        _describe_difference(field.name, getattr(found, field.name), getattr(dataset, field.name))
-        for field in dataclasses.fields(Dataset)
-        if field.name not in _IGNORED_FIELDS
-        and getattr(found, field.name) != getattr(dataset, field.name)
-    ]
-    if not differences:
-        return []
-    return [StructureProblem("info.yaml", "differs from the catalog: " + "; ".join(differences))]
-
-
-def _describe_difference(name: str, here: Any, catalog: Any) -> str:
-    """``num_samples is 11 (catalog: 10)``, or just the field name for bulky fields."""
-    if name == "tasks":
-        return _describe_tasks(here, catalog)
-    shown_here, shown_catalog = _show(here), _show(catalog)
-    if shown_here is None or shown_catalog is None:
-        return name
-    return f"{name} is {shown_here} (catalog: {shown_catalog})"
-
-
-def _show(value: Any) -> str | None:
-    if isinstance(value, SplitCounts):
-        return " ".join(f"{key}={count}" for key, count in value.as_dict().items())
-    if isinstance(value, InputSize):
-        return "x".join(str(n) for n in value.as_list())
-    if isinstance(value, bool | int):
-        return str(value)
-    if isinstance(value, str) and len(value) <= 60:
-        return repr(value)
-    return None
-
-
-def _describe_tasks(here: tuple[Task, ...], catalog: tuple[Task, ...]) -> str:
-    found = {task.name: task for task in here}
-    expected = {task.name: task for task in catalog}
-    parts = [f"task {name!r} is missing" for name in expected if name not in found]
-    parts += [f"task {name!r} is not in the catalog" for name in found if name not in expected]
-    for name, task in expected.items():
-        other = found.get(name)
-        if other is None:
-            continue
-        if other.target != task.target:
-            parts.append(f"task {name!r} is {other.target.value} (catalog: {task.target.value})")
-        if other.labels != task.labels:
-            parts.append(f"task {name!r} has different labels")
-    if not parts:
-        parts.append("tasks are in a different order")
-    return ", ".join(parts)
+        return read_installed(folder, fallback.id, summary=fallback.summary), []
+    except InfoError as exc:
+        return fallback, [StructureProblem("info.yaml", exc.reason)]
 
 
 # --------------------------------------------------------------------------- images.hdf5

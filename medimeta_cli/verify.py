@@ -12,6 +12,10 @@ Three depths:
   get their stamp refreshed, so the next fast check passes.
 * ``deep``: ``full`` plus the structure of the upstream format (see
   :mod:`medimeta_cli.structure`).
+
+Every check measures the files against the dataset's own ``info.yaml``, not against
+the catalog: how that differs from the catalog is reported as a notice
+(``catalog_differences``), never as damage.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from typing import Any
 from medimeta_cli.catalog import Dataset
 from medimeta_cli.essentials import required_file_problems
 from medimeta_cli.fsutil import utc_now
+from medimeta_cli.installed import CatalogDifference, InfoError, catalog_differences, read_installed
 from medimeta_cli.layout import RootLayout
 from medimeta_cli.records import (
     CheckStamp,
@@ -108,6 +113,8 @@ class Report:
     files_checked: int = 0
     bytes_hashed: int = 0
     seconds: float = 0.0
+    catalog_differences: tuple[CatalogDifference, ...] = ()
+    """How the installed ``info.yaml`` differs from the catalog: a notice, not damage."""
 
     @property
     def ok(self) -> bool:
@@ -125,6 +132,7 @@ class Report:
             "bytes_hashed": self.bytes_hashed,
             "seconds": round(self.seconds, 3),
             "problems": [problem.to_json() for problem in self.problems],
+            "catalog_differences": [d.to_json() for d in self.catalog_differences],
         }
 
 
@@ -215,7 +223,10 @@ def verify_dataset(
 ) -> Report:
     """Verify one installed dataset at the given depth.
 
-    ``on_start`` learns how many bytes a full or deep check will hash, before it starts.
+    ``dataset`` is the catalog entry (or, for a dataset outside the catalog, its own
+    description): the files are checked against the folder's own ``info.yaml``, and the
+    report lists how that differs from ``dataset`` as a notice. ``on_start`` learns how
+    many bytes a full or deep check will hash, before it starts.
     """
     started = time.monotonic()
     mode = VerifyMode(mode)  # also from callers that pass the plain string
@@ -225,6 +236,15 @@ def verify_dataset(
         logger.debug("%s has no info.yaml: absent", dataset.id)
         return Report(dataset.id, mode, VerifyStatus.ABSENT, seconds=time.monotonic() - started)
     problems: list[Problem] = []
+    differences: tuple[CatalogDifference, ...] = ()
+    try:
+        described = read_installed(folder, dataset.id, summary=dataset.summary)
+        differences = tuple(catalog_differences(described, dataset))
+    except InfoError as error:
+        # Without a readable info.yaml, the catalog says which files must be there.
+        described = dataset
+        if mode is not VerifyMode.DEEP:  # the structure check reports it in deep mode
+            problems.append(Problem("info.yaml", ProblemKind.STRUCTURE, error.reason))
     checked = hashed = 0
     status: VerifyStatus
     manifest, unreadable = _load_records(layout, dataset.id)
@@ -258,11 +278,13 @@ def verify_dataset(
             if refreshed and record_result:
                 _refresh_stamps(layout, dataset.id, folder, manifest, refreshed)
         status = VerifyStatus.DAMAGED if problems else VerifyStatus.OK
+    if any(p.kind is ProblemKind.STRUCTURE for p in problems):
+        status = VerifyStatus.DAMAGED
     # Every mode: the files the loader reads are there, as regular files.
     reported = {p.path for p in problems}
     essential = [
         Problem(p.path, ProblemKind.MISSING if p.missing else ProblemKind.NOT_REGULAR, p.message)
-        for p in required_file_problems(folder, dataset)
+        for p in required_file_problems(folder, described)
         if p.path not in reported
     ]
     if essential:
@@ -276,7 +298,14 @@ def verify_dataset(
         if structure:
             status = VerifyStatus.DAMAGED
     report = Report(
-        dataset.id, mode, status, tuple(problems), checked, hashed, time.monotonic() - started
+        dataset.id,
+        mode,
+        status,
+        tuple(problems),
+        checked,
+        hashed,
+        time.monotonic() - started,
+        differences,
     )
     logger.debug(
         "%s: %s, %d files checked, %d bytes hashed, %d problems in %.1f s",

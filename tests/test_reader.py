@@ -44,7 +44,7 @@ def test_open_finds_the_dataset_folder(tmp_path: Path) -> None:
     folder, dataset = write_installed(CRC, tmp_path)
     with DatasetReader.open(tmp_path, dataset) as reader:
         assert reader.folder == folder
-        assert reader.dataset is dataset
+        assert reader.dataset == dataset  # read again from info.yaml, the authority
         assert reader.has_hdf5
 
 

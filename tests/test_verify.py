@@ -389,3 +389,34 @@ def test_read_only_root_can_be_verified(read_only_root: tuple[Path, Path]) -> No
         "changed",
     ) in kinds(verify_dataset(layout, dataset, mode=VerifyMode.FAST).problems)
     assert layout.install_record_path("cxr").read_bytes() == record_before
+
+
+# ----------------------------------------------------------------------------- info.yaml
+
+
+def test_every_mode_checks_against_info_yaml_and_notes_catalog_differences(
+    cxr: tuple[RootLayout, Dataset],
+) -> None:
+    """A catalog entry that disagrees with the installed data (an older catalog) makes a
+    notice, not damage; every check measures the files against info.yaml."""
+    layout, dataset = cxr
+    task = dataset.tasks[0]
+    stale = replace(dataset, name="Older Name", tasks=(replace(task, name="gone"),))
+    for mode in VerifyMode:
+        report = verify_dataset(layout, stale, mode=mode)
+        assert report.status == "ok", report
+        fields = {d.field for d in report.catalog_differences}
+        assert fields == {"name", "tasks"}
+        assert report.to_json()["catalog_differences"][0]["field"] == "tasks"
+
+
+def test_an_unreadable_info_yaml_is_damage_in_every_mode(
+    cxr: tuple[RootLayout, Dataset],
+) -> None:
+    layout, dataset = cxr
+    info = layout.dataset_dir("cxr") / "info.yaml"
+    info.write_text(info.read_text().replace("id: cxr", "id: crc", 1))
+    for mode in VerifyMode:
+        report = verify_dataset(layout, dataset, mode=mode, record_result=False)
+        assert report.status == "damaged", report
+        assert ("info.yaml", "structure") in kinds(report.problems)

@@ -111,6 +111,7 @@ def export_command(
     """
     with session(common) as s:
         from medimeta_cli.catalog import TaskTarget
+        from medimeta_cli.cli._installed import open_installed
         from medimeta_cli.errors import IntegrityError, UsageError
         from medimeta_cli.export import ExportOptions, export_dataset
         from medimeta_cli.selection import SelectionSpec, choose_task, parse_shard
@@ -118,7 +119,8 @@ def export_command(
 
         if rgb and grayscale:
             raise UsageError("--rgb and --grayscale exclude each other", hint="Choose one.")
-        dataset = s.catalog.get(dataset_id)
+        # The dataset's own info.yaml, not the catalog, says what is installed.
+        dataset = open_installed(s, dataset_id).dataset
         where = s.locate(dataset.id)
         if where.state is State.DAMAGED:
             found = f"{dataset.id} was found damaged by verify ({where.checked_at or 'undated'})"

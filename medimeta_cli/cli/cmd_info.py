@@ -9,6 +9,8 @@ import typer
 from medimeta_cli.catalog import DOI, RECORD_ID, Dataset, Task, file_download_url
 from medimeta_cli.cli.options import CommonOptions, DatasetArgument, with_common_options
 from medimeta_cli.cli.session import session
+from medimeta_cli.errors import NotInstalledError
+from medimeta_cli.installed import InstalledDataset
 from medimeta_cli.plan import archive_sizes
 from medimeta_cli.settings import Settings
 from medimeta_cli.status import LocalStatus
@@ -27,9 +29,19 @@ def info_command(
         typer.Option("--cite", help="Print BibTeX for MedIMeta and the dataset's sources."),
     ] = False,
 ) -> None:
-    """Show a dataset's domain, image size, splits, tasks and labels, license and sources."""
+    """Show a dataset's domain, image size, splits, tasks and labels, license and sources.
+
+    For an installed dataset the figures come from its own info.yaml, with a note where
+    they differ from the catalog; an installed dataset outside the catalog is shown too.
+    """
     with session(common) as s:
-        dataset = s.catalog.get(dataset_id)
+        from medimeta_cli.cli._installed import catalog_entry
+
+        entry = catalog_entry(s, dataset_id)
+        dataset_id = entry.id if entry is not None else dataset_id
+        status = s.locate(dataset_id)
+        view = _installed_view(entry, dataset_id, status)
+        dataset = view.dataset
         tasks = (dataset.task(task),) if task is not None else dataset.tasks
         if cite:
             from medimeta_cli.citation import bibtex_for
@@ -40,27 +52,56 @@ def info_command(
             else:
                 s.out.emit_text(bibtex)
             return
-        details = info_json(dataset, tasks, s.settings, s.locate(dataset.id))
+        details = {
+            **info_json(dataset, tasks, s.settings, status, in_catalog=view.in_catalog),
+            **view.to_json(),
+        }
         if common.json:
             s.out.emit_json(details)
         else:
-            s.out.emit_text(render_info(dataset, tasks, details))
+            s.out.emit_text(render_info(dataset, tasks, details, s.catalog.record.version))
+
+
+def _installed_view(
+    entry: Dataset | None, dataset_id: str, status: LocalStatus
+) -> InstalledDataset:
+    """The dataset as its installed info.yaml describes it, or the catalog's entry when it
+    is not installed (or its info.yaml cannot be read: ``verify`` says why)."""
+    from medimeta_cli.installed import InfoError
+    from medimeta_cli.status import root_of
+
+    root = root_of(status)
+    if root is not None:
+        try:
+            return InstalledDataset.read(root / dataset_id, entry, dataset_id)
+        except InfoError:
+            if entry is None:  # nothing else describes a dataset outside the catalog
+                raise
+    if entry is None:  # pragma: no cover - catalog_entry() gives None only when installed
+        raise NotInstalledError(dataset_id, str(status.path))
+    return InstalledDataset(entry, entry)
 
 
 def info_json(
-    dataset: Dataset, tasks: tuple[Task, ...], settings: Settings, status: LocalStatus
+    dataset: Dataset,
+    tasks: tuple[Task, ...],
+    settings: Settings,
+    status: LocalStatus,
+    *,
+    in_catalog: bool = True,
 ) -> dict[str, Any]:
     """The ``info --json`` object: a ``list --json`` element plus the details."""
     record_id, base_url = settings.record_id, settings.base_url
+    url = file_download_url(base_url, record_id, dataset.archive) if in_catalog else None
     return {
         **dataset.to_json(),
         **status.to_json(),
         "sizes": archive_sizes(dataset, settings),
         "tasks": [task.to_json() for task in tasks],
         **dataset.details_json(),
-        "record_id": record_id,
-        "doi": DOI if record_id == RECORD_ID else None,
-        "download_url": file_download_url(base_url, record_id, dataset.archive),
+        "record_id": record_id if in_catalog else None,
+        "doi": DOI if in_catalog and record_id == RECORD_ID else None,
+        "download_url": url,
     }
 
 
@@ -74,7 +115,9 @@ def _size_text(sizes: dict[str, Any]) -> str:
     return f"{human_bytes(sizes['full'])}; --layout hdf5 {approx}{hdf5}"
 
 
-def render_info(dataset: Dataset, tasks: tuple[Task, ...], details: dict[str, Any]) -> str:
+def render_info(
+    dataset: Dataset, tasks: tuple[Task, ...], details: dict[str, Any], version: str = "1.0"
+) -> str:
     """Plain text for people: facts first, then tasks with labels, then sources."""
     size = dataset.input_size
     colour = "RGB" if size.channels == 3 else "grayscale"
@@ -93,6 +136,12 @@ def render_info(dataset: Dataset, tasks: tuple[Task, ...], details: dict[str, An
         ("url", details["download_url"]),
         ("state", _state_line(details)),
     ]
+    if not details.get("in_catalog", True):
+        facts[-4:-1] = [("archive", "- (installed from outside the catalog)")]
+    if details.get("catalog_differences"):
+        from medimeta_cli.cli._installed import catalog_note
+
+        facts.append(("note", catalog_note(version, details["catalog_differences"])))
     lines = [f"{dataset.id}: {dataset.name}", ""]
     lines += [f"  {key:<17}{value}" for key, value in facts]
     lines += ["", "Tasks"]

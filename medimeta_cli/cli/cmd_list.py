@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import logging
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -13,7 +14,14 @@ from medimeta_cli.cli.options import (
     with_common_options,
 )
 from medimeta_cli.cli.session import session
-from medimeta_cli.status import LocalStatus, State
+from medimeta_cli.installed import InstalledDataset
+from medimeta_cli.status import LocalStatus, State, root_of
+
+if TYPE_CHECKING:
+    from medimeta_cli.catalog import Dataset
+    from medimeta_cli.cli.session import Session
+
+logger = logging.getLogger(__name__)
 
 
 @with_common_options()
@@ -25,26 +33,48 @@ def list_command(
         bool, typer.Option("--installed", help="Only datasets installed in the data root.")
     ] = False,
 ) -> None:
-    """List the datasets, optionally filtered by domain, task type or local state."""
+    """List the datasets, optionally filtered by domain, task type or local state.
+
+    An installed dataset shows the figures of its own info.yaml (the catalog's next to
+    them when they differ); datasets installed from outside the catalog are listed too.
+    """
     with session(common) as s:
-        datasets = s.catalog.in_domains(domain) if domain else s.catalog.datasets
+        from medimeta_cli.cli._installed import local_ids
+
+        datasets: tuple[Dataset, ...] = (
+            s.catalog.in_domains(domain) if domain else s.catalog.datasets
+        )
+        statuses = {d.id: s.locate(d.id) for d in datasets}
+        shown = {d.id: _described(s, d.id, d, statuses[d.id]) for d in datasets}
+        for dataset_id in local_ids(s):
+            status = s.locate(dataset_id)
+            found = _described(s, dataset_id, None, status)
+            if found is not None and _in_domains(found.dataset, domain):
+                statuses[dataset_id], shown[dataset_id] = status, found
+                datasets += (found.dataset,)
+        views = {d.id: shown[d.id] or InstalledDataset(d, d) for d in datasets}
+        datasets = tuple(views[d.id].dataset for d in datasets)
         if task_type:
             datasets = tuple(d for d in datasets if d.targets & set(task_type))
-        statuses = {d.id: s.locate(d.id) for d in datasets}
         if installed:
             datasets = tuple(d for d in datasets if statuses[d.id].state is not State.ABSENT)
         if common.json:
-            s.out.emit_json([{**d.to_json(), **statuses[d.id].to_json()} for d in datasets])
+            s.out.emit_json(
+                [
+                    {**d.to_json(), **statuses[d.id].to_json(), **views[d.id].to_json()}
+                    for d in datasets
+                ]
+            )
             return
         rows = [
             [
                 d.id,
                 d.name,
                 d.domain,
-                f"{d.num_samples:,}",
+                _images(views[d.id]),
                 str(len(d.tasks)),
                 d.license.short + (" (NC)" if d.license.non_commercial else ""),
-                statuses[d.id].describe(),
+                statuses[d.id].describe() + ("" if views[d.id].in_catalog else " [local]"),
                 _size(statuses[d.id]),
             ]
             for d in datasets
@@ -56,6 +86,44 @@ def list_command(
             s.out.status("no dataset matches these filters")
         elif any(d.license.non_commercial for d in datasets):
             s.out.status("(NC) = non-commercial use only")
+        if any(not views[d.id].in_catalog for d in datasets):
+            s.out.status("[local] = installed from outside the catalog (download --from)")
+
+
+def _described(
+    s: Session, dataset_id: str, entry: Dataset | None, status: LocalStatus
+) -> InstalledDataset | None:
+    """An installed dataset as its info.yaml describes it; None when it is not installed
+    or its info.yaml cannot be read (``verify`` says why)."""
+    from medimeta_cli.installed import InfoError
+
+    root = root_of(status)
+    if root is None:
+        return None
+    try:
+        return InstalledDataset.read(root / dataset_id, entry, dataset_id)
+    except InfoError as error:
+        logger.debug("%s: %s; showing the catalog's figures", dataset_id, error.message)
+        return None
+
+
+def _in_domains(dataset: Dataset, domains: list[str] | None) -> bool:
+    """Whether a dataset outside the catalog passes ``--domain`` (its domain, by name)."""
+    if not domains:
+        return True
+    fold = "".join(dataset.domain.casefold().replace("-", " ").replace("_", " ").split())
+    return any(
+        "".join(d.casefold().replace("-", " ").replace("_", " ").split()) == fold for d in domains
+    )
+
+
+def _images(view: InstalledDataset) -> str:
+    """The image count, with the catalog's next to it when the installed data differs."""
+    count = f"{view.dataset.num_samples:,}"
+    entry = view.catalog_entry
+    if entry is not None and entry.num_samples != view.dataset.num_samples:
+        count += f" (catalog {entry.num_samples:,})"
+    return count
 
 
 def _size(status: LocalStatus) -> str:

@@ -70,6 +70,7 @@ def sample_command(
     seed gives the same episodes on any machine.
     """
     with session(common) as s:
+        from medimeta_cli.cli._installed import open_installed
         from medimeta_cli.cli._selection import split_values
         from medimeta_cli.reader import DatasetReader
         from medimeta_cli.sample import (
@@ -81,7 +82,8 @@ def sample_command(
         )
         from medimeta_cli.selection import SelectionSpec, select
 
-        dataset = s.catalog.get(dataset_id)
+        # The dataset's own info.yaml, not the catalog, says what is installed.
+        dataset = open_installed(s, dataset_id).dataset
         with DatasetReader.open(s.installed_root(dataset.id), dataset) as reader:
             selection = select(
                 reader,

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from medimeta_cli.catalog import Dataset
     from medimeta_cli.cli.output import Output
     from medimeta_cli.cli.session import Session
-    from medimeta_cli.verify import Report
+    from medimeta_cli.verify import Report, VerifyMode
 
 
 @with_common_options()
@@ -53,27 +53,35 @@ def verify_command(
     With no ids, every installed dataset is checked. Exits with code 4 when anything is wrong.
     """
     with session(common) as s:
+        from medimeta_cli.cli._installed import catalog_entry, local_ids
         from medimeta_cli.cli._selection import select_datasets
         from medimeta_cli.layout import RootLayout
         from medimeta_cli.status import root_of
         from medimeta_cli.verify import VerifyMode, verify_dataset
 
+        local: list[str]  # installed datasets the catalog lacks, checked by their info.yaml
         if dataset_ids or domain:
-            datasets = select_datasets(s.catalog, dataset_ids, domain, False)
-            for named in s.catalog.resolve(dataset_ids or ()):  # ids are case-insensitive
+            known = [i for i in dataset_ids or () if catalog_entry(s, i) is not None]
+            local = [i for i in dataset_ids or () if i not in known]
+            datasets = select_datasets(s.catalog, known, domain, False) if known or domain else ()
+            for named in s.catalog.resolve(known):  # ids are case-insensitive
                 s.installed_root(named.id)  # NotInstalledError for a named dataset
         else:
             datasets = s.catalog.datasets
+            local = local_ids(s)
         # Each dataset is checked where it lives: the data root or a shared root.
         roots = {d.id: root for d in datasets if (root := root_of(s.locate(d.id))) is not None}
         datasets = tuple(d for d in datasets if d.id in roots)
         mode = VerifyMode.DEEP if deep else VerifyMode.FULL if full else VerifyMode.FAST
-        reports = []
+        reports: list[Report] = []
         with ProgressDisplay(s.out, verb="hashing") as display:
-            for dataset in datasets:
+            for dataset in (*datasets, *(_local_dataset(s, i, mode, reports) for i in local)):
+                if dataset is None:
+                    continue
+                root = roots.get(dataset.id) or s.installed_root(dataset.id)
                 reports.append(
                     verify_dataset(
-                        RootLayout(roots[dataset.id]),
+                        RootLayout(root),
                         dataset,
                         mode=mode,
                         jobs=jobs,
@@ -84,7 +92,7 @@ def verify_command(
         if common.json:
             s.out.emit_json([report.to_json() for report in reports])
         else:
-            _print_reports(s.out, reports)
+            _print_reports(s.out, reports, s.catalog.record.version)
         damaged = [r for r in reports if not r.ok]
         shared = [r.dataset_id for r in damaged if s.locate(r.dataset_id).shared]
         if repair and shared:
@@ -92,10 +100,16 @@ def verify_command(
                 f"not repairing {', '.join(shared)}: in a shared root, which the tool never "
                 "changes; tell whoever maintains it"
             )
-        repairable = [r for r in damaged if r.dataset_id not in shared]
+        outside = [r.dataset_id for r in damaged if r.dataset_id in local]
+        if repair and outside:
+            s.out.warn(
+                f"not repairing {', '.join(outside)}: not in the catalog, so there is no "
+                "record to fetch it from; install it again with `medimeta download --from`"
+            )
+        repairable = [r for r in damaged if r.dataset_id not in (*shared, *outside)]
         if repair and repairable:
             _repair(s, [s.catalog.get(r.dataset_id) for r in repairable])
-            damaged = [r for r in damaged if r.dataset_id in shared]
+            damaged = [r for r in damaged if r.dataset_id in (*shared, *outside)]
         if not reports:
             s.out.status("no installed datasets to verify")
         if damaged:
@@ -123,7 +137,25 @@ def _repair(s: Session, datasets: list[Dataset]) -> None:
         raise typer.Exit(int(ExitCode.INTEGRITY))
 
 
-def _print_reports(out: Output, reports: list[Report]) -> None:
+def _local_dataset(
+    s: Session, dataset_id: str, mode: VerifyMode, reports: list[Report]
+) -> Dataset | None:
+    """An installed dataset outside the catalog, as its info.yaml describes it; None (and
+    a damaged report) when that cannot be read, as nothing else describes it."""
+    from medimeta_cli.installed import InfoError, read_installed
+    from medimeta_cli.verify import Problem, ProblemKind, Report, VerifyStatus
+
+    folder = s.installed_root(dataset_id) / dataset_id
+    try:
+        return read_installed(folder, dataset_id)
+    except InfoError as error:
+        problem = Problem("info.yaml", ProblemKind.STRUCTURE, error.reason)
+        reports.append(Report(dataset_id, mode, VerifyStatus.DAMAGED, (problem,)))
+        return None
+
+
+def _print_reports(out: Output, reports: list[Report], version: str) -> None:
+    from medimeta_cli.cli._installed import catalog_note
     from medimeta_cli.fsutil import human_bytes
 
     for report in reports:
@@ -134,6 +166,9 @@ def _print_reports(out: Output, reports: list[Report]) -> None:
         out.emit_text(
             f"{report.status.value:<10}{report.dataset_id:<17}{report.files_checked} files{speed}"
         )
+        if report.catalog_differences:
+            messages = [d.message for d in report.catalog_differences]
+            out.emit_text(f"    note: {catalog_note(version, messages)}")
         shown = report.problems[:20]
         for problem in shown:
             out.emit_text(f"    {problem.describe()}")
