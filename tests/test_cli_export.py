@@ -43,7 +43,8 @@ def test_metadata_csv_reads_as_an_imagefolder_table(
             rows = list(csv.DictReader(handle))
         assert rows and all((out / split / row["file_name"]).is_file() for row in rows)
         assert {row["label_name"] for row in rows} <= {"F", "M"}
-        assert {row["file_name"].split("/")[0] for row in rows} <= {"F", "M"}
+        assert {row["file_name"].split("/")[0] for row in rows} <= {"00_F", "01_M"}
+        assert all(row["label"] == {"F": "0", "M": "1"}[row["label_name"]] for row in rows)
 
 
 def test_multilabel_export_says_how_labels_are_stored(

@@ -96,7 +96,9 @@ def test_per_class_with_grid_and_export(
     assert Image.open(grid).size == sheet_size(9, 2)
     exported = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
     expected = sorted(
-        f"train/{c['name']}/crc_{i:06d}.png" for c in document["classes"] for i in c["indices"]
+        f"train/{position:02d}_{c['name']}/crc_{i:06d}.png"
+        for position, c in enumerate(document["classes"])
+        for i in c["indices"]
     )
     assert exported == expected
 

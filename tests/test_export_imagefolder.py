@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medimeta_cli.export import safe_folder_names
+from medimeta_cli.export import class_folder_names, safe_folder_names
 from medimeta_cli.selection import SelectionSpec
 from tests.conftest import InstalledData
 from tests.support import archives
@@ -25,7 +25,7 @@ def test_imagefolder_pixels_labels_and_metadata(installed: InstalledData, tmp_pa
     images = archives.expected_images(spec)
     labels = archives.expected_labels(spec, "Clarity")
     task = installed.catalog().get("dr_regular").task("Clarity")
-    folders = safe_folder_names(task, list(task.labels))
+    folders = class_folder_names(task, sorted(task.labels))
     seen = 0
     for split in ("train", "val", "test"):
         with open(out / split / "metadata.csv", newline="", encoding="utf-8") as handle:

@@ -153,4 +153,4 @@ def test_per_class_document_rows_and_short_classes(installed: InstalledData) -> 
     ]
     assert all(row[:2] == ("0", "subset") for row in result.rows())
     assert len(result.rows()) == sum(len(v) for v in result.chosen.values())
-    assert result.sheet_rows() == [(labels[k], v) for k, v in result.chosen.items()]
+    assert result.sheet_rows() == [(f"{k}: {labels[k]}", v) for k, v in result.chosen.items()]
