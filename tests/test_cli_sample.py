@@ -110,3 +110,12 @@ def test_errors(runner: CliRunner, installed: InstalledData) -> None:
     assert multilabel.exit_code == 2 and "multi-label" in multilabel.stderr
     empty = invoke(runner, "sample", "organs_axial", "--split", "val", "--original-split")
     assert empty.exit_code == 2 and "has no images" in empty.stderr
+
+
+def test_a_task_name_in_other_case_names_the_exact_one(
+    runner: CliRunner, installed: InstalledData
+) -> None:
+    result = invoke(runner, "sample", "dr_regular", "--task", "CLARITY", "--per-class", "1")
+    assert result.exit_code == 0, result.stderr
+    assert "task 'CLARITY' is 'Clarity'" in result.stderr
+    assert json.loads(result.stdout)["task"] == "Clarity"

@@ -133,9 +133,7 @@ def split_folders(selection: Selection) -> list[str]:
     if selection.multilabel:
         return [part.split for part in selection.parts]
     folders = class_folder_names(selection.task, selection.classes)
-    return [
-        f"{part.split}/{folders[key]}" for part in selection.parts for key in selection.classes
-    ]
+    return [f"{part.split}/{folders[key]}" for part in selection.parts for key in selection.classes]
 
 
 # ----------------------------------------------------------------------------- image files
