@@ -395,13 +395,13 @@ def png_digests(out: Path) -> dict[str, str]:
 
 def imagefolder_part(args: argparse.Namespace) -> None:
     from medimeta_cli.catalog import load_catalog
-    from medimeta_cli.export import safe_folder_names
+    from medimeta_cli.export import class_folder_names
 
     spec = archives.with_num_images(archives.CRC, args.png_images)
     root, catalog, how = prepare(args.work / "png-data", spec, args.chunk_rows)
     folder = root / "crc"
     task = load_catalog(catalog).get("crc").task(TASK)
-    names = {str(k): v for k, v in safe_folder_names(task, list(task.labels)).items()}
+    names = {str(k): v for k, v in class_folder_names(task, sorted(task.labels)).items()}
     env = tool_env(root, catalog)
     outs = args.out / "medimeta-bench-png-out"
     drop_file(outs)

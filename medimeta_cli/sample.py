@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -151,9 +152,13 @@ class SampleResult(ABC):
         """The images a contact sheet or an export of the sample shows, per label key."""
 
     def sheet_rows(self) -> list[tuple[str, list[int]]]:
-        """Rows for :func:`contact_sheet`: class name and its picked images."""
+        """Rows for :func:`contact_sheet`: ``"<key>: <class name>"`` and its picked images.
+
+        The key comes first: several label names of a task may begin alike (dr_regular's
+        "Can identify Level 3 vascular arch and ...").
+        """
         labels = self.selection.task.labels
-        return [(labels[key], indices) for key, indices in self.picked().items()]
+        return [(f"{key}: {labels[key]}", indices) for key, indices in self.picked().items()]
 
     def picked_selection(self) -> Selection:
         """The picked images as a selection of their own (to export them)."""
@@ -265,6 +270,35 @@ class ClassSubset(SampleResult):
 THUMB = 96
 GAP = 4
 LABEL_WIDTH = 220
+#: Lines of label text beside a row of thumbnails (they fit the row's height).
+LABEL_LINES = 6
+ELLIPSIS = "..."
+
+
+def label_lines(text: str, fits: Callable[[str], bool], max_lines: int = LABEL_LINES) -> list[str]:
+    """``text`` wrapped into lines that each ``fits``; at most ``max_lines`` of them.
+
+    Words are kept whole where they fit a line and cut where one alone does not. When
+    the text needs more lines, the middle gives way (a line ``...``): the beginning
+    (the key and the first words) and the end (often what tells similar names apart,
+    e.g. "and most lesions" against "and all lesions", or an abbreviation) stay.
+    """
+    lines: list[str] = []
+    for word in text.split():
+        candidate = f"{lines[-1]} {word}" if lines else word
+        if lines and fits(candidate):
+            lines[-1] = candidate
+            continue
+        while len(word) > 1 and not fits(word):
+            cut = len(word) - 1
+            while cut > 1 and not fits(word[:cut]):
+                cut -= 1
+            lines.append(word[:cut])
+            word = word[cut:]
+        lines.append(word)
+    if len(lines) > max_lines:
+        lines = [*lines[: max(0, max_lines - 2)], ELLIPSIS, lines[-1]][-max_lines:]
+    return lines
 
 
 def sheet_size(rows: int, columns: int) -> tuple[int, int]:
@@ -282,9 +316,16 @@ def contact_sheet(reader: DatasetReader, rows: list[tuple[str, list[int]]], path
     columns = max((len(indices) for _, indices in rows), default=0)
     sheet = Image.new("RGB", sheet_size(len(rows), columns), "white")
     draw = ImageDraw.Draw(sheet)
+
+    def fits(line: str) -> bool:
+        return draw.textlength(line) <= LABEL_WIDTH - GAP
+
     for row, (name, indices) in enumerate(rows):
         top = GAP + row * (THUMB + GAP)
-        draw.text((GAP, top + THUMB // 2 - 6), name[:34], fill="black")
+        text = "\n".join(label_lines(name, fits))
+        box = draw.multiline_textbbox((0, 0), text, spacing=2)
+        middle = top + max(0, (THUMB - (box[3] - box[1])) // 2) - box[1]
+        draw.multiline_text((GAP, middle), text, fill="black", spacing=2)
         if not indices:
             continue
         for column, pixels in enumerate(reader.read_images(indices)):

@@ -65,7 +65,7 @@ class Selection:
 
     dataset: Dataset
     task: Task
-    classes: tuple[int, ...]  # label keys kept, in the task's label order
+    classes: tuple[int, ...]  # label keys kept, ascending: the class index order
     parts: tuple[SplitPart, ...]
     spec: SelectionSpec
 
@@ -139,9 +139,10 @@ def choose_task(dataset: Dataset, name: str | None) -> Task:
 def resolve_classes(task: Task, wanted: Sequence[str] | None) -> tuple[int, ...]:
     """Label keys for classes given by key, by name, by the abbreviation in a name's last
     parentheses (``ADI`` for ``adipose (ADI)``) or by a name's unique beginning; names are
-    matched case-insensitively."""
+    matched case-insensitively. Keys come back ascending: a class's position in them is its
+    index in every export (for ordinal tasks, key order is the order of the grades)."""
     if not wanted:
-        return tuple(task.labels)
+        return tuple(sorted(task.labels))
     chosen: list[int] = []
     for item in wanted:
         key = _class_key(task, item.strip())
@@ -154,8 +155,7 @@ def resolve_classes(task: Task, wanted: Sequence[str] | None) -> tuple[int, ...]
             )
         if key not in chosen:
             chosen.append(key)
-    order = list(task.labels)
-    return tuple(sorted(chosen, key=order.index))
+    return tuple(sorted(chosen))
 
 
 def _class_key(task: Task, text: str) -> int | None:

@@ -43,7 +43,8 @@ def test_metadata_csv_reads_as_an_imagefolder_table(
             rows = list(csv.DictReader(handle))
         assert rows and all((out / split / row["file_name"]).is_file() for row in rows)
         assert {row["label_name"] for row in rows} <= {"F", "M"}
-        assert {row["file_name"].split("/")[0] for row in rows} <= {"F", "M"}
+        assert {row["file_name"].split("/")[0] for row in rows} <= {"00_F", "01_M"}
+        assert all(row["label"] == {"F": "0", "M": "1"}[row["label_name"]] for row in rows)
 
 
 def test_multilabel_export_says_how_labels_are_stored(
@@ -310,3 +311,38 @@ def test_a_lost_split_file_is_an_integrity_error(
     assert result.exit_code == 4, result.stderr
     assert "splits/val.txt of 'crc' is missing, but info.yaml gives the val split" in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_a_task_name_in_other_case_is_resolved_to_the_exact_name(
+    runner: CliRunner, installed: InstalledData, tmp_path: Path
+) -> None:
+    """The official loader raises for MedIMeta(root, "dr_regular", "clarity")."""
+    out = tmp_path / "o"
+    result = invoke(
+        runner, "export", "dr_regular", "--task", "clarity", "--out", str(out), "-j", "1"
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "task 'clarity' is 'Clarity'" in result.stderr
+    assert "MedIMeta(root, 'dr_regular', 'Clarity')" in result.stderr
+    provenance = json.loads((out / "provenance.json").read_text())
+    assert provenance["task"] == provenance["selection"]["task"] == "Clarity"
+    assert json.loads((out / "classes.json").read_text())["task"] == "Clarity"
+    exact = invoke(runner, "export", "dr_regular", "--task", "Clarity", "--out", str(out))
+    assert exact.exit_code == 0 and "is 'Clarity'" not in exact.stderr
+
+
+def test_a_split_lacking_a_class_is_reported(
+    runner: CliRunner, installed: InstalledData, tmp_path: Path
+) -> None:
+    out = tmp_path / "o"
+    result = invoke(runner, "export", "crc", "--out", str(out), "-j", "1")
+    assert result.exit_code == 0, result.stderr
+    assert "the val split has no images of 1 class: 01_background (BACK)" in result.stderr
+    assert "the test split has no images of 1 class: 00_adipose (ADI)" in result.stderr
+    assert "allow_empty=True" in result.stderr
+    document = invoke_json(runner, "export", "crc", "--out", str(out))
+    assert document["status"] == "up to date"
+    assert document["empty_class_folders"] == {
+        "val": ["01_background (BACK)"],
+        "test": ["00_adipose (ADI)"],
+    }

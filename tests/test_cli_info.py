@@ -88,3 +88,12 @@ def test_cite_prints_bibtex(runner: CliRunner) -> None:
     assert "@misc{mammo_calc_source1," in result.stdout
     data = invoke_json(runner, "info", "mammo_calc", "--cite")
     assert data["bibtex"] == result.stdout.rstrip("\n") + "\n"
+
+
+def test_a_task_name_in_other_case_names_the_exact_one_on_stderr(runner: CliRunner) -> None:
+    result = invoke(runner, "info", "dr_regular", "--task", "clarity")
+    assert result.exit_code == 0
+    assert "task 'clarity' is 'Clarity'" in result.stderr
+    assert "MedIMeta(root, 'dr_regular', 'Clarity')" in result.stderr
+    exact = invoke(runner, "info", "dr_regular", "--task", "Clarity")
+    assert exact.exit_code == 0 and exact.stderr == ""

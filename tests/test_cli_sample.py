@@ -96,7 +96,9 @@ def test_per_class_with_grid_and_export(
     assert Image.open(grid).size == sheet_size(9, 2)
     exported = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
     expected = sorted(
-        f"train/{c['name']}/crc_{i:06d}.png" for c in document["classes"] for i in c["indices"]
+        f"train/{position:02d}_{c['name']}/crc_{i:06d}.png"
+        for position, c in enumerate(document["classes"])
+        for i in c["indices"]
     )
     assert exported == expected
 
@@ -108,3 +110,12 @@ def test_errors(runner: CliRunner, installed: InstalledData) -> None:
     assert multilabel.exit_code == 2 and "multi-label" in multilabel.stderr
     empty = invoke(runner, "sample", "organs_axial", "--split", "val", "--original-split")
     assert empty.exit_code == 2 and "has no images" in empty.stderr
+
+
+def test_a_task_name_in_other_case_names_the_exact_one(
+    runner: CliRunner, installed: InstalledData
+) -> None:
+    result = invoke(runner, "sample", "dr_regular", "--task", "CLARITY", "--per-class", "1")
+    assert result.exit_code == 0, result.stderr
+    assert "task 'CLARITY' is 'Clarity'" in result.stderr
+    assert json.loads(result.stdout)["task"] == "Clarity"

@@ -48,3 +48,21 @@ def test_incomplete_shards_show_no_provenance(installed: InstalledData, tmp_path
     assert not (out / "provenance.json").exists()
     with pytest.raises(OutputExistsError, match="shards of another export"):
         run_export(installed, "crc", out, SelectionSpec(shard=(2, 2), limit=3))
+
+
+def test_shards_leave_every_class_folder_in_every_split(
+    installed: InstalledData, tmp_path: Path
+) -> None:
+    """crc's val split lacks a class; its empty folder exists however the export was cut."""
+    run_export(installed, "crc", tmp_path / "whole")
+    for i in (1, 2, 3):
+        run_export(installed, "crc", tmp_path / "sharded", SelectionSpec(shard=(i, 3)))
+    folders = {
+        name: sorted(
+            p.relative_to(tmp_path / name).as_posix() for p in base.rglob("*") if p.is_dir()
+        )
+        for name, base in (("whole", tmp_path / "whole"), ("sharded", tmp_path / "sharded"))
+    }
+    assert folders["whole"] == folders["sharded"]
+    assert "val/01_background (BACK)" in folders["sharded"]
+    assert not any((tmp_path / "sharded" / "val" / "01_background (BACK)").iterdir())

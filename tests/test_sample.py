@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +12,15 @@ from PIL import Image
 from medimeta_cli.errors import UsageError
 from medimeta_cli.reader import DatasetReader
 from medimeta_cli.sample import (
+    ELLIPSIS,
+    GAP,
     LABEL_WIDTH,
     ROW_COLUMNS,
     THUMB,
     ClassSubset,
     EpisodeSample,
     contact_sheet,
+    label_lines,
     sample_episodes,
     sample_per_class,
     sheet_size,
@@ -153,4 +157,57 @@ def test_per_class_document_rows_and_short_classes(installed: InstalledData) -> 
     ]
     assert all(row[:2] == ("0", "subset") for row in result.rows())
     assert len(result.rows()) == sum(len(v) for v in result.chosen.values())
-    assert result.sheet_rows() == [(labels[k], v) for k, v in result.chosen.items()]
+    assert result.sheet_rows() == [(f"{k}: {labels[k]}", v) for k, v in result.chosen.items()]
+
+
+def _pillow_fits() -> Callable[[str], bool]:
+    from PIL import ImageDraw
+
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    return lambda line: draw.textlength(line) <= LABEL_WIDTH - GAP
+
+
+def test_grid_labels_keep_the_key_and_the_whole_name(installed: InstalledData) -> None:
+    """ "colorectal adenocarcinoma epithelium (TUM)" used to lose its end, and dr_regular's
+    "Can identify Level 3 vascular arch and ..." rows read alike."""
+    fits = _pillow_fits()
+    for dataset_id, task in (("crc", "tissue class"), ("dr_regular", "Clarity")):
+        selection = selection_of(installed, dataset_id, task=task, splits=("train",))
+        rows = ClassSubset.draw(selection, per_class=1, seed=0).sheet_rows()
+        texts = [text for text, _ in rows]
+        assert texts == [f"{k}: {name}" for k, name in selection.task.labels.items()]
+        for text in texts:
+            lines = label_lines(text, fits)
+            assert " ".join(lines) == text and all(fits(line) for line in lines)
+    cut = [label_lines(text, lambda line: len(line) <= 34) for text in texts]
+    assert len({tuple(lines) for lines in cut}) == len(texts)
+
+
+def test_label_lines_shorten_the_middle_and_keep_the_end() -> None:
+    text = "3: " + " ".join(f"word{i}" for i in range(40)) + " (END)"
+    lines = label_lines(text, lambda line: len(line) <= 30, max_lines=4)
+    assert len(lines) == 4 and lines[0].startswith("3: word0") and lines[2] == ELLIPSIS
+    assert lines[-1].endswith("(END)")
+    assert label_lines("1: " + "x" * 70, lambda line: len(line) <= 30) == [
+        "1:",
+        "x" * 30,
+        "x" * 30,
+        "x" * 10,
+    ]
+
+
+def test_contact_sheet_rows_of_similar_names_differ(
+    installed: InstalledData, tmp_path: Path
+) -> None:
+    selection = selection_of(installed, "dr_regular", task="Clarity", splits=("train",))
+    rows = ClassSubset.draw(selection, per_class=1, seed=0).sheet_rows()
+    path = tmp_path / "sheet.png"
+    with DatasetReader.open(installed.root, selection.dataset) as reader:
+        contact_sheet(reader, rows, path)
+    sheet = np.asarray(Image.open(path))
+    labels = [
+        sheet[GAP + row * (THUMB + GAP) : (row + 1) * (THUMB + GAP), :LABEL_WIDTH]
+        for row in range(len(rows))
+    ]
+    assert len({label.tobytes() for label in labels}) == len(rows)
+    assert (sheet[:, LABEL_WIDTH : LABEL_WIDTH + GAP] == 255).all()  # no text runs over

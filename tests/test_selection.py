@@ -138,3 +138,13 @@ def test_a_shard_count_below_one_gets_a_usable_hint(text: str) -> None:
     with pytest.raises(UsageError, match="the number of shards must be at least 1") as caught:
         parse_shard(text)
     assert caught.value.hint == "For example --shard 3/8 (shards 1 to 8)."
+
+
+def test_classes_come_in_key_order_whatever_order_the_labels_are_listed_in() -> None:
+    """A class's position is its index in every export; info.yaml may list labels in any
+    order, and for ordinal tasks the key order is the order of the grades."""
+    from medimeta_cli.catalog import Task, TaskTarget
+
+    task = Task("Clarity", TaskTarget.ORDINAL, {10: "all", 4: "small", 1: "level 1", 8: "most"})
+    assert resolve_classes(task, None) == (1, 4, 8, 10)
+    assert resolve_classes(task, ["most", "1", "all"]) == (1, 8, 10)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from medimeta_cli.catalog import Catalog, Dataset
+from medimeta_cli.catalog import Catalog, Dataset, Task
 from medimeta_cli.errors import UsageError
 
 
@@ -28,3 +28,17 @@ def split_values(values: list[str] | None) -> tuple[str, ...] | None:
     if not values:
         return None
     return tuple(v.strip() for value in values for v in value.split(",") if v.strip())
+
+
+def task_name_notice(dataset_id: str, asked: str | None, task: Task) -> str | None:
+    """A line naming the exact task when ``asked`` matched it only case-insensitively.
+
+    The command line accepts ``clarity`` for ``Clarity``; the official loader does not,
+    so whoever copies the name into a script must see the exact one.
+    """
+    if asked is None or asked == task.name:
+        return None
+    return (
+        f"task {asked!r} is {task.name!r}; the official loader needs the exact name: "
+        f"MedIMeta(root, {dataset_id!r}, {task.name!r})"
+    )

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from medimeta_cli.cli._selection import split_values
+from medimeta_cli.cli._selection import split_values, task_name_notice
 from medimeta_cli.cli.options import (
     ClassesOption,
     CommonOptions,
@@ -132,6 +132,8 @@ def export_command(
                 )
             s.out.warn(f"{found}; exporting it anyway (--force)")
         chosen_task = choose_task(dataset, task)
+        if notice := task_name_notice(dataset.id, task, chosen_task):
+            s.out.status(notice)
         spec = SelectionSpec(
             task=chosen_task.name,
             splits=split_values(split) or ("train", "val", "test"),
@@ -170,6 +172,13 @@ def export_command(
                 on_start=lambda total: display.start(dataset.id, total),
                 on_progress=lambda count: display.advance(dataset.id, count),
                 roots=(s.settings.root, *s.settings.shared_roots),
+            )
+        for split_name, folders in result.empty_class_folders.items():
+            s.out.warn(
+                f"the {split_name} split has no images of {len(folders)} "
+                f"class{'es' if len(folders) > 1 else ''}: {', '.join(folders)}; their folders "
+                "are left empty so that every split has the same class indices "
+                "(torchvision: ImageFolder(..., allow_empty=True))"
             )
         if common.json:
             s.out.emit_json(result.to_json())

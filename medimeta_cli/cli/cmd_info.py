@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from medimeta_cli.catalog import DOI, RECORD_ID, Dataset, Task, file_download_url
+from medimeta_cli.cli._selection import task_name_notice
 from medimeta_cli.cli.options import CommonOptions, DatasetArgument, with_common_options
 from medimeta_cli.cli.session import session
 from medimeta_cli.errors import NotInstalledError
@@ -43,6 +44,8 @@ def info_command(
         view = _installed_view(entry, dataset_id, status)
         dataset = view.dataset
         tasks = (dataset.task(task),) if task is not None else dataset.tasks
+        if notice := task_name_notice(dataset.id, task, tasks[0]):
+            s.out.status(notice)
         if cite:
             from medimeta_cli.citation import bibtex_for
 

@@ -71,7 +71,7 @@ def sample_command(
     """
     with session(common) as s:
         from medimeta_cli.cli._installed import open_installed
-        from medimeta_cli.cli._selection import split_values
+        from medimeta_cli.cli._selection import split_values, task_name_notice
         from medimeta_cli.reader import DatasetReader
         from medimeta_cli.sample import (
             ROW_COLUMNS,
@@ -95,6 +95,8 @@ def sample_command(
                     seed=seed,
                 ),
             )
+            if notice := task_name_notice(dataset.id, task, selection.task):
+                s.out.status(notice)
             result: SampleResult
             if per_class is not None:
                 subset = ClassSubset.draw(selection, per_class=per_class, seed=seed)

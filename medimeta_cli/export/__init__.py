@@ -2,11 +2,19 @@
 
 Layouts (``<out>`` defaults to ``./<id>-<task>``)::
 
-    imagefolder  <out>/<split>/<class>/<id>_<index>.png      single-label tasks
+    imagefolder  <out>/<split>/<NN>_<class>/<id>_<index>.png  single-label tasks
                  <out>/<split>/<id>_<index>.png               multi-label tasks
                  <out>/<split>/metadata.csv                   Hugging Face ``imagefolder``
-    numpy        <out>/<split>/images.npy, labels.npy, indices.npy   (or <out>/<split>.npz)
+    numpy        <out>/<split>/images.npy, labels.npy, label_indices.npy, indices.npy
+                 (or <out>/<split>.npz; no label_indices for multi-label tasks)
     both         <out>/classes.json, <out>/provenance.json
+
+Class indices are the positions in ``classes.json``, whose classes are in label key
+order. Class folders carry the zero-padded index (``00_adipose (ADI)``) so that loaders
+that number classes by sorting folder names (torchvision, Keras) get these indices, and
+every split holds every class folder (empty where the split lacks the class) so that
+they get the same indices in every split. ``metadata.csv`` has the index as ``label``
+and NumPy exports have it as ``label_indices``, next to the upstream keys.
 
 An export is written into a hidden folder next to ``<out>`` and renamed into place
 when complete, so an interrupted export never looks complete. ``provenance.json``
@@ -47,7 +55,7 @@ from medimeta_cli.export.options import (
 )
 
 if TYPE_CHECKING:
-    from medimeta_cli.export.imagefolder import image_name, safe_folder_names
+    from medimeta_cli.export.imagefolder import class_folder_names, image_name, safe_folder_names
     from medimeta_cli.export.pixels import convert_color
     from medimeta_cli.export.run import export_dataset, export_selection
 
@@ -56,6 +64,7 @@ _LAZY = {
     "export_dataset": "medimeta_cli.export.run",
     "export_selection": "medimeta_cli.export.run",
     "safe_folder_names": "medimeta_cli.export.imagefolder",
+    "class_folder_names": "medimeta_cli.export.imagefolder",
     "image_name": "medimeta_cli.export.imagefolder",
     "convert_color": "medimeta_cli.export.pixels",
 }
@@ -68,6 +77,7 @@ __all__ = [
     "ExportStatus",
     "ImageFormat",
     "ProgressCallback",
+    "class_folder_names",
     "convert_color",
     "export_dataset",
     "export_selection",

@@ -42,18 +42,20 @@ BATCH = 128
 # ----------------------------------------------------------------------------- naming
 
 
+def _safe_name(name: str, key: int) -> str:
+    """``name`` made acceptable to every file system (``class_<key>`` if nothing is left)."""
+    name = re.sub(r'[\x00-\x1f/\\:*?"<>|]', "_", name).strip()
+    return name.lstrip(".").rstrip(". ")[:100] or f"class_{key}"
+
+
 def safe_folder_names(task: Task, keys: Sequence[int]) -> dict[int, str]:
-    """Class folder names that every file system accepts and that stay distinct.
+    """Label names that every file system accepts and that stay distinct.
 
     Path separators and characters Windows refuses become ``_``; leading dots and
     trailing dots or spaces are dropped; names that collide (also when case is
     ignored, as on macOS and Windows) get their label key appended.
     """
-    names: dict[int, str] = {}
-    for key in keys:
-        name = re.sub(r'[\x00-\x1f/\\:*?"<>|]', "_", task.labels[key]).strip()
-        name = name.lstrip(".").rstrip(". ")[:100] or f"class_{key}"
-        names[key] = name
+    names = {key: _safe_name(task.labels[key], key) for key in keys}
     folded: dict[str, list[int]] = {}
     for key, name in names.items():
         folded.setdefault(name.casefold(), []).append(key)
@@ -64,6 +66,41 @@ def safe_folder_names(task: Task, keys: Sequence[int]) -> dict[int, str]:
     return names
 
 
+def class_folder_names(task: Task, keys: Sequence[int]) -> dict[int, str]:
+    """Class folders that sort in class index order: ``00_adipose (ADI)``, ``01_...``.
+
+    ``keys`` are the exported classes in index order (the order of ``classes.json``).
+    torchvision's ``ImageFolder``, Keras' ``image_dataset_from_directory`` and Hugging
+    Face ``imagefolder`` number classes by sorting folder names; a zero-padded index
+    prefix (two digits at least, more for 100 classes or more) makes that order the
+    index order whatever the label names are, and keeps the folders distinct.
+    """
+    width = max(2, len(str(len(keys) - 1)))
+    return {
+        key: f"{position:0{width}d}_{_safe_name(task.labels[key], key)}"
+        for position, key in enumerate(keys)
+    }
+
+
+def empty_class_folders(selection: Selection) -> dict[str, list[str]]:
+    """Per split, the class folders that hold no image (single-label tasks; else empty).
+
+    Every split of an image folder export holds every class folder, so that loaders
+    that number classes by sorting folder names give each class the same index in
+    every split; a split that lacks a class has an empty folder for it.
+    """
+    if selection.multilabel:
+        return {}
+    folders = class_folder_names(selection.task, selection.classes)
+    empty: dict[str, list[str]] = {}
+    for part in selection.parts:
+        present = set(np.unique(part.labels).tolist())
+        missing = [folders[key] for key in selection.classes if key not in present]
+        if missing:
+            empty[part.split] = missing
+    return empty
+
+
 def image_name(dataset_id: str, index: int, extension: str) -> str:
     """``crc_000123.png``: the upstream index, zero-padded as upstream pads it."""
     return f"{dataset_id}_{index:06d}{extension}"
@@ -71,7 +108,7 @@ def image_name(dataset_id: str, index: int, extension: str) -> str:
 
 def image_paths(selection: Selection, image_format: ImageFormat) -> dict[str, list[str]]:
     """Relative path of every selected image, per split."""
-    folders = safe_folder_names(selection.task, selection.classes)
+    folders = class_folder_names(selection.task, selection.classes)
     paths: dict[str, list[str]] = {}
     for part in selection.parts:
         names = [
@@ -85,6 +122,18 @@ def image_paths(selection: Selection, image_format: ImageFormat) -> dict[str, li
                 for key, name in zip(part.labels, names, strict=True)
             ]
     return paths
+
+
+def split_folders(selection: Selection) -> list[str]:
+    """Every folder of the export's splits: each split, and every class folder in each.
+
+    A class folder exists in every split even when the split lacks the class, so that
+    sorting the folders gives the same class index in every split.
+    """
+    if selection.multilabel:
+        return [part.split for part in selection.parts]
+    folders = class_folder_names(selection.task, selection.classes)
+    return [f"{part.split}/{folders[key]}" for part in selection.parts for key in selection.classes]
 
 
 # ----------------------------------------------------------------------------- image files
@@ -145,10 +194,10 @@ def write_image_files(
     # splits are shared too; never so small that hand-offs dominate.
     unit = max(16, min(2 * BATCH, selection.total // max(1, options.jobs * 8)))
     units: list[tuple[npt.NDArray[np.int64], list[str]]] = []
+    for folder_name in split_folders(selection):
+        os.makedirs(target / folder_name, exist_ok=True)
     for part in selection.parts:
         absolute = [str(target / rel) for rel in paths[part.split]]
-        for parent in sorted({os.path.dirname(p) for p in absolute}):
-            os.makedirs(parent, exist_ok=True)
         for start in range(0, len(part.indices), unit):
             units.append((part.indices[start : start + unit], absolute[start : start + unit]))
     args = (options.image_format, options.color, atomic)
@@ -189,7 +238,12 @@ def write_image_files(
 
 
 def metadata_csv(selection: Selection, image_format: ImageFormat, split: str) -> str:
-    """Rows for Hugging Face ``imagefolder``: ``file_name`` relative to the split folder."""
+    """Rows for Hugging Face ``imagefolder``: ``file_name`` relative to the split folder.
+
+    For single-label tasks the ``label`` column is the class index of ``classes.json``:
+    when a metadata file is present, ``imagefolder`` takes its columns as they are and
+    infers no labels from folder names, so ``label`` is what a training loop sees.
+    """
     part = next(p for p in selection.parts if p.split == split)
     rel_paths = image_paths(selection, image_format)[split]
     buffer = io.StringIO()
@@ -204,22 +258,41 @@ def metadata_csv(selection: Selection, image_format: ImageFormat, split: str) ->
                 [path.split("/", 1)[1], split, int(index), keys, *(int(v) for v in row)]
             )
     else:
-        writer.writerow(["file_name", "split", "label_key", "label_name", "upstream_index"])
+        position = {key: i for i, key in enumerate(selection.classes)}
+        writer.writerow(
+            ["file_name", "label", "split", "label_key", "label_name", "upstream_index"]
+        )
         for path, index, key in zip(rel_paths, part.indices, part.labels, strict=True):
             writer.writerow(
-                [path.split("/", 1)[1], split, int(key), task.labels[int(key)], int(index)]
+                [
+                    path.split("/", 1)[1],
+                    position[int(key)],
+                    split,
+                    int(key),
+                    task.labels[int(key)],
+                    int(index),
+                ]
             )
     return buffer.getvalue()
 
 
 def classes_json(selection: Selection, export_format: ExportFormat) -> dict[str, Any]:
-    """The kept classes in label order, with their folder in single-label image folders."""
-    folders = safe_folder_names(selection.task, selection.classes)
-    with_folders = not selection.multilabel and export_format is ExportFormat.IMAGEFOLDER
+    """The kept classes in index order (label key order), with how keys map to indices.
+
+    ``index`` is what a training loop uses (0..K-1): the ``label`` column of
+    metadata.csv, the sorted position of the class folder, ``label_indices.npy``; the
+    upstream ``key`` is what ``task_labels`` and ``labels.npy`` hold. For multi-label
+    tasks ``index`` is the column of the 0/1 matrix (labels.npy, metadata.csv).
+    """
+    multilabel = selection.multilabel
+    folders = class_folder_names(selection.task, selection.classes)
+    with_folders = not multilabel and export_format is ExportFormat.IMAGEFOLDER
     return {
         "dataset": selection.dataset.id,
         "task": selection.task.name,
         "task_type": selection.task.target.value,
+        "index_by_key": {str(key): position for position, key in enumerate(selection.classes)},
+        "labels": _LABELS_NOTE[(export_format, multilabel)],
         "classes": [
             {
                 "index": position,
@@ -230,3 +303,20 @@ def classes_json(selection: Selection, export_format: ExportFormat) -> dict[str,
             for position, key in enumerate(selection.classes)
         ],
     }
+
+
+_LABELS_NOTE = {
+    (ExportFormat.IMAGEFOLDER, False): (
+        "Class folders sort in index order (every split has every folder; a class a split "
+        "lacks has an empty folder); metadata.csv: label = index, label_key = upstream key."
+    ),
+    (ExportFormat.IMAGEFOLDER, True): (
+        "Multi-label: metadata.csv has one 0/1 column per class, in index order."
+    ),
+    (ExportFormat.NUMPY, False): (
+        "label_indices.npy holds the index (0..K-1), labels.npy the upstream key."
+    ),
+    (ExportFormat.NUMPY, True): (
+        "Multi-label: labels.npy is an N x K 0/1 matrix whose columns are in index order."
+    ),
+}

@@ -24,8 +24,9 @@ from medimeta_cli.selection import Selection
 
 logger = logging.getLogger(__name__)
 
-#: The arrays of one split, in the order they are written.
-ARRAY_NAMES = ("images", "labels", "indices")
+#: The arrays of one split, in the order they are written; ``label_indices`` (the class
+#: index of classes.json, 0..K-1) only for single-label tasks, where a key is one number.
+ARRAY_NAMES = ("images", "labels", "label_indices", "indices")
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 _ROWS_PER_WRITE = 256
 
@@ -67,7 +68,8 @@ def write_arrays(
     options: ExportOptions,
     progress: ProgressCallback,
 ) -> None:
-    """Write images, labels and upstream indices of every selected split under ``target``."""
+    """Write images, labels (keys and indices) and upstream indices of every split under
+    ``target``."""
     reader = DatasetReader(folder, selection.dataset)
     try:
         shape = convert_color(np.zeros((1, *reader.image_shape), np.uint8), options.color).shape[1:]
@@ -79,11 +81,28 @@ def write_arrays(
                     _image_batches(reader, part.indices, options.color, progress),
                 ),
                 "labels": (part.labels.shape, part.labels.dtype, [part.labels]),
-                "indices": (part.indices.shape, np.int64, [part.indices]),
             }
+            if not selection.multilabel:
+                positions = label_indices(selection, part.labels)
+                members["label_indices"] = (positions.shape, np.int64, [positions])
+            members["indices"] = (part.indices.shape, np.int64, [part.indices])
             _write_split(target, part.split, members, options)
     finally:
         reader.close()
+
+
+def array_names(selection: Selection) -> tuple[str, ...]:
+    """The arrays a split of this selection has, in the order they are written."""
+    if selection.multilabel:
+        return tuple(name for name in ARRAY_NAMES if name != "label_indices")
+    return ARRAY_NAMES
+
+
+def label_indices(selection: Selection, keys: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
+    """The class index (position in classes.json, 0..K-1) of each label key."""
+    classes = np.asarray(selection.classes, dtype=np.int64)
+    order = np.argsort(classes, kind="stable")
+    return order[np.searchsorted(classes[order], keys.astype(np.int64))].astype(np.int64)
 
 
 def _write_split(target: Path, split: str, members: Members, options: ExportOptions) -> None:
@@ -119,7 +138,7 @@ def merge_numpy_shards(
     for part in full.parts:
         logger.debug("merging %d shards of split %s into %s", len(pieces), part.split, out)
         members: Members = {}
-        for name in ARRAY_NAMES:
+        for name in array_names(full):
             arrays = [np.load(p / part.split / f"{name}.npy", mmap_mode="r") for p in pieces]
             shape = (sum(len(a) for a in arrays), *arrays[0].shape[1:])
             members[name] = (shape, arrays[0].dtype, _rows(arrays))

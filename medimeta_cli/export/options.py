@@ -7,7 +7,7 @@ options from these enums without slowing down commands that never export.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
@@ -126,7 +126,11 @@ class ExportOptions:
 
 @dataclass(frozen=True)
 class ExportResult:
-    """What an export did."""
+    """What an export did.
+
+    ``empty_class_folders``: per split, the class folders of an image folder export that
+    hold no image because the split lacks the class (the command line warns about them).
+    """
 
     out: Path
     status: ExportStatus
@@ -134,6 +138,7 @@ class ExportResult:
     images: int
     seconds: float
     complete: bool
+    empty_class_folders: dict[str, list[str]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready mapping."""
@@ -143,6 +148,7 @@ class ExportResult:
             "complete": self.complete,
             "images": self.images,
             "counts": self.counts,
+            "empty_class_folders": self.empty_class_folders,
             "seconds": round(self.seconds, 3),
         }
 

@@ -10,6 +10,7 @@ from typing import Any
 from medimeta_cli import __version__
 from medimeta_cli.catalog import DOI
 from medimeta_cli.citation import bibtex_for
+from medimeta_cli.export.imagefolder import empty_class_folders
 from medimeta_cli.export.options import ExportFormat, ExportOptions
 from medimeta_cli.layout import RootLayout
 from medimeta_cli.records import read_install_record
@@ -17,17 +18,27 @@ from medimeta_cli.selection import Selection
 
 #: Written last: an export without it is incomplete.
 PROVENANCE = "provenance.json"
+#: The layout of an export: 2 since class folders carry an index prefix, metadata.csv a
+#: ``label`` column and NumPy exports ``label_indices``. An export of another layout is
+#: never taken for up to date.
+LAYOUT_VERSION = 2
 # Differ between the shards of one export (and between tool versions) without
 # changing a byte of the output.
 _NOT_DECISIVE = frozenset({"command", "tool_version"})
 
 
 def build_provenance(root: Path, full: Selection, options: ExportOptions) -> dict[str, Any]:
-    """Everything needed to tell where an export came from (and whether it is current)."""
+    """Everything needed to tell where an export came from (and whether it is current).
+
+    ``task`` is the exact upstream task name (the one the official loader needs), whatever
+    spelling selected it; ``empty_class_folders`` lists, per split, the class folders of an
+    image folder export that hold no image because the split lacks the class.
+    """
     dataset = full.dataset
     record = read_install_record(RootLayout(root), dataset.id)
     imagefolder = options.format is ExportFormat.IMAGEFOLDER
     return {
+        "layout_version": LAYOUT_VERSION,
         "dataset": dataset.id,
         "dataset_name": dataset.name,
         "task": full.task.name,
@@ -48,6 +59,7 @@ def build_provenance(root: Path, full: Selection, options: ExportOptions) -> dic
         "command": options.command,
         "tool_version": __version__,
         "counts": full.counts(),
+        "empty_class_folders": empty_class_folders(full) if imagefolder else {},
         "sources": [source.to_json() for source in dataset.sources],
         "bibtex": bibtex_for(dataset),
         "doi": DOI,

@@ -113,7 +113,15 @@ def export_selection(
         raise translate_os_error(exc, f"the export into {out}") from exc
     seconds = time.monotonic() - started
     logger.info("export into %s: %s in %.1f s", out, status.value, seconds)
-    return ExportResult(out, status, selection.counts(), selection.total, seconds, complete)
+    return ExportResult(
+        out,
+        status,
+        selection.counts(),
+        selection.total,
+        seconds,
+        complete,
+        empty_class_folders=provenance["empty_class_folders"],
+    )
 
 
 def _export_whole(
