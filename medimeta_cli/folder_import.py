@@ -214,7 +214,7 @@ def _copy_and_install(
     total = sum(item.size for item in files)
     ensure_space(installer.layout.root, total, f"copying {folder}")
     installer.on_event(TransferStarted(dataset.id, total=total, done=0))
-    installer.on_event(PhaseChanged(dataset.id, Phase.EXTRACTING))
+    installer.on_event(PhaseChanged(dataset.id, Phase.COPYING))
     staging = installer.new_staging(dataset)
     logger.debug("copying %s (%d files) into %s", folder, len(files), staging)
     try:
