@@ -37,6 +37,7 @@ from medimeta_cli.events import (
     PhaseChanged,
     ignore,
 )
+from medimeta_cli.folder_import import is_dataset_folder
 from medimeta_cli.fsutil import ensure_space, ensure_writable_dir
 from medimeta_cli.install import Installer, find_archives
 from medimeta_cli.job import DatasetJob, JobOptions
@@ -248,6 +249,11 @@ class Downloader:
         ensure_writable_dir(self.layout.state_dir)
         # Archives of datasets outside the catalog have nothing in the record to check.
         known = set(self.catalog.ids)
-        listed = any(path.name.removesuffix(".zip").lower() in known for path in archives)
+        # Nor have dataset folders: each file is hashed as it is copied.
+        listed = any(
+            path.name.removesuffix(".zip").lower() in known
+            for path in archives
+            if not is_dataset_folder(path)
+        )
         manifest = self.manifest(prefer_saved=True) if listed else None
         return self.installer().install_from(archives, manifest, self.catalog, force=force)

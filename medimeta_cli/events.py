@@ -22,6 +22,7 @@ class Phase(str, Enum):
     READING_DIRECTORY = "reading the archive's directory"
     VERIFYING = "verifying"
     EXTRACTING = "extracting"
+    COPYING = "copying"  # an unzipped dataset folder (download --from <id>/)
     INSTALLED = "installed"
     INSTALLED_BY_ANOTHER_JOB = "installed by another job"
     SKIPPED = "skipped"
@@ -31,7 +32,7 @@ class Phase(str, Enum):
     def logged(self) -> bool:
         """Whether a job log (stderr without a live display) gets a line for this phase:
         the long steps only; the outcome line reports the rest."""
-        return self in (Phase.CHECKING_PARTIAL, Phase.VERIFYING, Phase.EXTRACTING)
+        return self in (Phase.CHECKING_PARTIAL, Phase.VERIFYING, Phase.EXTRACTING, Phase.COPYING)
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ from medimeta_cli.events import (
     TransferStarted,
     ignore,
 )
+from medimeta_cli.folder_import import install_dataset_folder, is_dataset_folder
 from medimeta_cli.fsutil import (
     ensure_space,
     remove_tree,
@@ -182,7 +183,7 @@ class Installer:
             dataset_id=dataset.id,
             archive_key=info.key,
             archive_size=info.size,
-            archive_md5=info.md5 if checked is not ArchiveCheck.MEMBERS else None,
+            archive_md5=info.md5 if checked in (ArchiveCheck.MD5, ArchiveCheck.LOCAL) else None,
             record_id=self.settings.record_id,
             record_version=self.record_version,
             installed_at=utc_now(),
@@ -191,7 +192,7 @@ class Installer:
             total_bytes=sum(entry.size for entry in entries),
             layout=layout.value,
             archive_check=checked.value,
-            listed_md5=info.md5 if checked is not ArchiveCheck.LOCAL else None,
+            listed_md5=info.md5 if checked in (ArchiveCheck.MD5, ArchiveCheck.MEMBERS) else None,
         )
         try:
             staged = stage_install_record(self.layout, record, FileManifest(tuple(entries)))
@@ -282,10 +283,14 @@ class Installer:
         format from elsewhere (a lab's subset, a rebuild): the id must be safe and match
         its ``<id>/info.yaml``, which describes it; the record lists nothing to check it
         against, but every other check of an install applies. ``manifest`` may be None
-        when no archive is of a catalog dataset.
+        when no archive is of a catalog dataset. An unzipped dataset folder ``<id>/`` is
+        copied in instead (:mod:`medimeta_cli.folder_import`).
         """
         outcomes = []
         for path in archives:
+            if is_dataset_folder(path):
+                outcomes.append(install_dataset_folder(self, path, catalog, force=force))
+                continue
             started = time.monotonic()
             dataset_id = path.name.removesuffix(".zip")
             try:
@@ -448,21 +453,22 @@ def _catalog_entry(catalog: Catalog, dataset_id: str) -> Dataset | None:
         return None
 
 
-_FROM_HINT = "Give a folder of <id>.zip files, or a zip file."
+_FROM_HINT = "Give a folder of <id>.zip files, a zip file, or a dataset folder <id>/."
 
 
 def find_archives(paths: Iterable[Path]) -> list[Path]:
-    """The zip files named by ``download --from``: given files, and the zips in given folders."""
+    """What ``download --from`` installs: given zip files, dataset folders (holding
+    ``info.yaml``), and the zips in other given folders."""
     found: list[Path] = []
     for path in paths:
-        if path.is_dir():
+        if is_dataset_folder(path):
+            found.append(path)
+        elif path.is_dir():
             found.extend(sorted(path.glob("*.zip")))
         elif path.is_file():
             found.append(path)
         else:
-            raise UsageError(
-                f"{path} does not exist", hint="Give a folder of <id>.zip files or a zip."
-            )
+            raise UsageError(f"{path} does not exist", hint=_FROM_HINT)
     if not found:
         raise UsageError("no .zip archives found", hint=_FROM_HINT)
     return found

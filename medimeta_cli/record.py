@@ -220,9 +220,18 @@ def upstream_changes(
         if info is None:
             continue
         record = read_install_record(layout, dataset_id)
-        if record is not None and (record.source_md5, record.archive_size) != (
-            info.md5,
-            info.size,
+        # A copy from a dataset folder has no archive md5 to compare (source_md5 None).
+        if (
+            record is not None
+            and record.source_md5 is not None
+            and (
+                record.source_md5,
+                record.archive_size,
+            )
+            != (
+                info.md5,
+                info.size,
+            )
         ):
             changes.append(
                 (

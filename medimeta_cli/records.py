@@ -47,6 +47,9 @@ class ArchiveCheck(str, Enum):
     #: A local archive of a dataset outside the catalog (``download --from``): the record
     #: lists nothing to check it against; its md5 is what was installed.
     LOCAL = "local archive outside the record"
+    #: An unzipped dataset folder (``download --from <id>/``), copied with each file
+    #: hashed; there is no archive, so no md5 was checked or listed.
+    FOLDER = "copied from a folder; each file hashed"
 
 
 class UnreadableRecordError(IntegrityError):

@@ -592,3 +592,88 @@ def test_sigterm_cuts_a_stalled_transfer_at_once(
     assert _part_size(data_root, "crc.zip") == 1 << 20  # kept for the next run
     listed = {item["id"]: item for item in invoke_json(runner, "list")}
     assert listed["crc"]["state"] == "partial"
+
+
+# ------------------------------------------------------------------ --from a dataset folder
+
+
+def _listing(folder: Path) -> dict[str, tuple[int, int, int]]:
+    """Every entry below ``folder`` (links not followed): mode, size and mtime."""
+    found = {}
+    for path in [folder, *folder.rglob("*")]:
+        info = os.lstat(path)
+        found[str(path.relative_to(folder))] = (info.st_mode, info.st_size, info.st_mtime_ns)
+    return found
+
+
+def test_download_from_dataset_folders_in_and_outside_the_catalog(
+    runner: CliRunner, zenodo: zs.ZenodoServer, data_root: Path, tmp_path: Path
+) -> None:
+    """#10: `--from` accepts an unzipped dataset folder, of a catalog id or not; before,
+    a folder was only searched for zips ("no .zip archives found")."""
+    from tests.helpers import write_installed
+
+    crc, _ = write_installed(archives.CRC, tmp_path / "unzipped")
+    lab, _ = write_installed(archives.tiny_spec("lab_scans"), tmp_path / "unzipped")
+    before = {path: _listing(path) for path in (crc, lab)}
+    result = invoke(runner, "download", "--from", str(crc), "--from", str(lab), "--offline")
+    assert result.exit_code == 0, result.stderr
+    assert zenodo.requests == []  # nothing to check against the record: each file is hashed
+    assert {path: _listing(path) for path in (crc, lab)} == before
+    listed = {item["id"]: item for item in invoke_json(runner, "list", "--installed")}
+    assert listed["crc"]["state"] == "installed" and listed["crc"]["in_catalog"] is True
+    assert listed["lab_scans"]["in_catalog"] is False
+    assert "[local]" in invoke(runner, "list", "--installed").stdout
+    for dataset_id in ("crc", "lab_scans"):
+        [report] = invoke_json(runner, "verify", "--full", dataset_id)
+        assert report["status"] == "ok", report
+        out = tmp_path / "exports" / dataset_id
+        exported = invoke_json(runner, "export", dataset_id, "--format", "numpy", "--out", str(out))
+        assert exported["images"] > 0
+    assert {path: _listing(path) for path in (crc, lab)} == before
+
+
+def test_download_from_a_folder_with_a_link_inside_installs_nothing(
+    runner: CliRunner,
+    fixture_data: FixtureData,
+    data_root: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.helpers import write_installed
+
+    monkeypatch.setenv("MEDIMETA_CATALOG", str(fixture_data.catalog))
+    outside = tmp_path / "private.txt"
+    outside.write_text("someone else's file", encoding="utf-8")
+    outside_before = outside.lstat()
+    folder, _ = write_installed(archives.CRC, tmp_path / "unzipped")
+    (folder / "images" / "extra.png").symlink_to(outside)
+    before = _listing(folder)
+    result = invoke(runner, "download", "--from", str(folder))
+    assert result.exit_code == 4, result.stderr
+    assert f"the folder {folder} is not a dataset in the MedIMeta format" in result.stderr
+    assert "extra.png is a symbolic link" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (data_root / "crc").exists()
+    assert read_install_record(RootLayout(data_root), "crc") is None
+    assert _listing(folder) == before
+    assert outside.read_text(encoding="utf-8") == "someone else's file"
+    assert outside.lstat().st_mtime_ns == outside_before.st_mtime_ns
+
+
+def test_download_from_a_folder_named_otherwise_than_its_info_yaml(
+    runner: CliRunner,
+    fixture_data: FixtureData,
+    data_root: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.helpers import write_installed
+
+    monkeypatch.setenv("MEDIMETA_CATALOG", str(fixture_data.catalog))
+    folder, _ = write_installed(archives.tiny_spec("lab_scans"), tmp_path / "unzipped")
+    renamed = folder.rename(folder.with_name("cxr"))
+    result = invoke(runner, "download", "--from", str(renamed))
+    assert result.exit_code == 4, result.stderr
+    assert "names dataset 'lab_scans', not 'cxr'" in result.stderr
+    assert not (data_root / "cxr").exists() and not (data_root / "lab_scans").exists()

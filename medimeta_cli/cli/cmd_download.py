@@ -88,7 +88,10 @@ def download_command(
         list[Path] | None,
         typer.Option(
             "--from",
-            help="Install archives fetched by other means: a folder of <id>.zip or a zip file.",
+            help=(
+                "Install data fetched by other means: a zip file, a folder of <id>.zip, "
+                "or an unzipped dataset folder <id>/ (holding info.yaml)."
+            ),
             show_default=False,
         ),
     ] = None,
