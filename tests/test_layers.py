@@ -72,7 +72,9 @@ def test_importing_the_core_loads_no_command_line_toolkit() -> None:
     # that is httpx's doing, not ours, so a stand-in for it keeps the check about our code.
     code = (
         "import importlib, json, sys, types\n"
-        "sys.modules['httpx._main'] = types.SimpleNamespace(main=None)\n"
+        "stand_in = types.ModuleType('httpx._main')\n"
+        "stand_in.main = lambda: None\n"
+        "sys.modules['httpx._main'] = stand_in\n"
         f"for name in {_core_modules()!r}:\n"
         "    importlib.import_module(name)\n"
         f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & {set(TOOLKIT)!r})))"
