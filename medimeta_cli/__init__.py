@@ -10,7 +10,7 @@ never from a layer above (``tests/test_layers.py`` checks every import against t
 
     6  cli
     5  download doctor
-    4  plan ranged transfer install job selection export sample verify remove prune
+    4  plan ranged segments transfer install job selection export sample verify remove prune
     3  remote archive installed images reader structure essentials status roots
     2  catalog catalog_file catalog_build citation settings record records partials locking
     1  errors events fsutil layout ownership upstream largereads
@@ -20,7 +20,8 @@ never from a layer above (``tests/test_layers.py`` checks every import against t
 - 5, whole operations: downloading datasets (``download``) and diagnosing a machine
   (``doctor/``: network, storage, environment).
 - 4, engines over one dataset: what to fetch and the space it needs (``plan``), HTTP
-  transfers of whole archives or of chosen members (``transfer``, ``ranged``), installing
+  transfers of whole archives or of chosen members (``transfer``, ``ranged``), whole
+  archives in several slices at once within the run's connections (``segments``), installing
   (``install``), one dataset's job under its lock (``job``); selections, exports
   (``export/``), episodes (``sample``), verification, removal and pruning.
 - 3, access to things outside the process: the record over HTTP (``remote``), zip

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -39,12 +41,19 @@ from medimeta_cli.events import (
 from medimeta_cli.fsutil import ensure_space, human_bytes, translate_os_error
 from medimeta_cli.largereads import stalled
 from medimeta_cli.layout import RootLayout
-from medimeta_cli.partials import Partial, claim_members_folder, claim_partial
+from medimeta_cli.partials import Partial, claim_members_folder, claim_partial, slice_list
 from medimeta_cli.plan import ArchiveLayout, sizes_key, wanted_in_layout
 from medimeta_cli.ranged import MemberFetcher, RangesUnsupported, RemoteListing, read_listing
 from medimeta_cli.record import ArchiveInfo
 from medimeta_cli.records import FileEntry, save_archive_sizes
 from medimeta_cli.remote import RemoteClient, content_range
+from medimeta_cli.segments import (
+    ConnectionBudget,
+    RangesDropped,
+    SegmentedFetch,
+    SliceTable,
+    fallback_notice,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -142,24 +151,155 @@ class ArchiveTransfer:
     layout: RootLayout
     on_event: EventSink = ignore
     should_stop: Callable[[], bool] = lambda: False
+    #: The run's connections; None: one stream, outside any budget.
+    budget: ConnectionBudget | None = None
 
     def _notice(self, dataset_id: str, message: str) -> None:
         self.on_event(Notice(dataset_id, message))
 
     def fetch(self, dataset_id: str, info: ArchiveInfo) -> FetchedArchive:
-        """Download one archive, resuming what earlier runs left; verify size and md5."""
+        """Download one archive, resuming what earlier runs left; verify size and md5.
+
+        With a connection budget, an archive large enough goes over several range
+        requests at once (:mod:`medimeta_cli.segments`); otherwise, and when the server
+        stops honouring ranges, in one stream."""
         partial = claim_partial(self.layout, info, lambda m: self._notice(dataset_id, m))
+        if self.budget is not None:
+            state = partial.state() or {}
+            saved = slice_list(state)
+            if saved is not None and partial.size() != info.size:
+                saved = None  # the file does not match its state: not trusted
+                partial.save_slices(state, None)
+                partial.restart()
+            count = self.budget.plan(info.size)
+            if saved is not None or (count > 1 and partial.resume_offset(info.size) == 0):
+                done = self._fetch_segmented(dataset_id, info, partial, state, saved, count)
+                if isinstance(done, FetchedArchive):
+                    return done
+                digest, offset, resumed_from, fetched = done
+                with self._connection():
+                    return self._stream(
+                        dataset_id, info, partial, digest, offset, resumed_from, fetched
+                    )
+        with self._connection():
+            digest = new_md5()
+            offset = partial.resume_offset(info.size)
+            if offset:
+                self.on_event(PhaseChanged(dataset_id, Phase.CHECKING_PARTIAL))
+                offset = partial.hash_into(digest)
+                logger.info("resuming %s at byte %d (%s)", info.key, offset, partial.part)
+                self._notice(dataset_id, f"resuming {info.key} at {human_bytes(offset)}")
+            self.on_event(TransferStarted(dataset_id, total=info.size, done=offset))
+            return self._stream(dataset_id, info, partial, digest, offset, offset, 0)
+
+    @contextmanager
+    def _connection(self) -> Iterator[None]:
+        """One connection of the run's budget for as long as a single stream runs."""
+        if self.budget is None:
+            yield
+            return
+        self.budget.acquire(self.should_stop)
+        try:
+            yield
+        finally:
+            self.budget.release()
+
+    def _fetch_segmented(
+        self,
+        dataset_id: str,
+        info: ArchiveInfo,
+        partial: Partial,
+        state: dict[str, Any],
+        saved: list[tuple[int, int, int]] | None,
+        count: int,
+    ) -> FetchedArchive | tuple[Any, int, int, int]:
+        """Fetch in slices; the verified archive, or, when the server stopped honouring
+        ranges, what a single stream goes on from: (md5 so far, offset, resumed, fetched)."""
+        assert self.budget is not None
+        table = (
+            SliceTable.restored(info.size, saved) if saved else SliceTable.fresh(info.size, count)
+        )
+        resumed_from = table.done()
+        try:
+            # The state first: a file of the archive's size never lacks the state saying
+            # which of its bytes are real.
+            partial.save_slices(state, table.to_json())
+            fd = partial.open_slices()
+        except OSError as exc:
+            raise translate_os_error(exc, f"{info.key} into {partial.part.parent}") from exc
+
+        def count_bytes(n: int) -> None:
+            self.on_event(BytesTransferred(dataset_id, n))
+
+        engine = SegmentedFetch(
+            self.client,
+            info,
+            partial,
+            table,
+            self.budget,
+            new_md5(),
+            0,
+            count_bytes,
+            lambda m: self._notice(dataset_id, m),
+            self.should_stop,
+            state,
+        )
+        try:
+            if os.fstat(fd).st_size != info.size:
+                os.ftruncate(fd, info.size)
+            engine.fd = fd
+            if resumed_from:
+                self.on_event(PhaseChanged(dataset_id, Phase.CHECKING_PARTIAL))
+                engine._hash_forward(info.size)
+                logger.info(
+                    "resuming %s: %d bytes done in %d slices",
+                    info.key,
+                    resumed_from,
+                    len(table.slices),
+                )
+                self._notice(
+                    dataset_id,
+                    f"resuming {info.key} at {human_bytes(resumed_from)} "
+                    f"({len(table.slices)} slices)",
+                )
+            self.on_event(TransferStarted(dataset_id, total=info.size, done=resumed_from))
+            try:
+                engine.run(fd)
+            except RangesDropped as exc:
+                engine._hash_forward(info.size)
+                prefix = engine.hashed
+                self._notice(dataset_id, fallback_notice(info.key, prefix, str(exc)))
+                logger.info("%s: %s; one stream from byte %d", info.key, exc, prefix)
+                os.ftruncate(fd, prefix)
+                partial.save_slices(state, None)
+                return engine.digest, prefix, resumed_from, engine.fetched
+        except OSError as exc:
+            raise translate_os_error(exc, f"{info.key} into {partial.part.parent}") from exc
+        except MedimetaError:
+            if table.done() == 0:  # refused before a byte was kept: leave no "partial 0%"
+                partial.discard()
+            raise
+        finally:
+            os.close(fd)
+        logger.debug(
+            "%s: %d request(s) for %d slices", info.key, engine.requests, len(table.slices)
+        )
+        return self._verified(
+            dataset_id, info, partial, engine.digest, resumed_from, engine.fetched
+        )
+
+    def _stream(
+        self,
+        dataset_id: str,
+        info: ArchiveInfo,
+        partial: Partial,
+        digest: Any,
+        offset: int,
+        resumed_from: int,
+        fetched: int,
+    ) -> FetchedArchive:
+        """One stream from ``offset`` (the bytes before it hashed into ``digest``)."""
         part = partial.part
-        digest = new_md5()
-        offset = partial.resume_offset(info.size)
-        if offset:
-            self.on_event(PhaseChanged(dataset_id, Phase.CHECKING_PARTIAL))
-            offset = partial.hash_into(digest)
-            logger.info("resuming %s at byte %d (%s)", info.key, offset, part)
-            self._notice(dataset_id, f"resuming {info.key} at {human_bytes(offset)}")
-        resumed_from = offset
-        self.on_event(TransferStarted(dataset_id, total=info.size, done=offset))
-        fetched = 0
         attempt = 0
         try:
             while offset < info.size or (info.size == 0 and not part.exists()):
@@ -197,6 +337,19 @@ class ArchiveTransfer:
             if partial.size() == 0:  # refused before a byte was kept: leave no "partial 0%"
                 partial.discard()
             raise
+        return self._verified(dataset_id, info, partial, digest, resumed_from, fetched)
+
+    def _verified(
+        self,
+        dataset_id: str,
+        info: ArchiveInfo,
+        partial: Partial,
+        digest: Any,
+        resumed_from: int,
+        fetched: int,
+    ) -> FetchedArchive:
+        """The archive, once its size and md5 match the record (else discarded)."""
+        part = partial.part
         self.on_event(PhaseChanged(dataset_id, Phase.VERIFYING))
         actual = digest.hexdigest()
         size = partial.size()
