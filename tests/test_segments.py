@@ -152,9 +152,7 @@ def test_a_gigabyte_like_plan_stays_under_the_request_bound(
     size = zenodo.file_size("crc.zip")
     scale = size / 1e9
     zenodo.inject("crc.zip", zs.slow(size / 4))
-    budget = ConnectionBudget(
-        8, min_slice=int(MIN_SLICE * scale), split_at=int(SPLIT_AT * scale)
-    )
+    budget = ConnectionBudget(8, min_slice=int(MIN_SLICE * scale), split_at=int(SPLIT_AT * scale))
     fetched = _fetch(zenodo, "crc.zip", budget)
     assert archives.md5_of(fetched.path) == zenodo.file_md5("crc.zip")
     gets = _gets(zenodo, "crc.zip")
