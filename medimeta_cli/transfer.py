@@ -167,8 +167,8 @@ class ArchiveTransfer:
         if self.budget is not None:
             state = partial.state() or {}
             saved = slice_list(state)
-            if saved is not None and partial.size() != info.size:
-                saved = None  # the file does not match its state: not trusted
+            if "slices" in state and (saved is None or partial.size() != info.size):
+                saved = None  # a state that makes no sense, or not its file's: not trusted
                 partial.save_slices(state, None)
                 partial.restart()
             count = self.budget.plan(info.size)
