@@ -12,8 +12,8 @@ never from a layer above (``tests/test_layers.py`` checks every import against t
     5  download doctor
     4  plan ranged segments transfer install job selection export sample verify remove prune
     3  remote archive installed images reader structure essentials status roots
-    2  catalog catalog_file catalog_build citation settings record records partials locking
-    1  errors events fsutil layout ownership upstream largereads
+    2  catalog catalog_file catalog_build citation settings record records partials locking slices
+    1  errors events fsutil layout ownership upstream largereads connections
 
 - 6, the command line: typer options, sessions, output, exit codes (``cli/cmd_*.py``,
   one module per command; shared helpers in private ``cli/_*.py`` modules).
@@ -30,10 +30,12 @@ never from a layer above (``tests/test_layers.py`` checks every import against t
   structure checks (full, and the quick ``essentials``), a dataset's local state and
   the data roots.
 - 2, facts and local records: the bundled catalog, settings, the record manifest
-  (``record``), install records (``records``), partial downloads and locks.
+  (``record``), install records (``records``), partial downloads and locks, and the
+  slices of a segmented download (``slices``).
 - 1, foundations: the error tree, engine events, file-system helpers, the layout of a
   data root, ownership of temporary names, the upstream file names, and the socket
-  read size and read watch (cancellation, stalls) of this tool's own HTTP client.
+  read size and read watch (cancellation, stalls) of this tool's own HTTP client, and
+  the run's budget of connections (``connections``).
 """
 
 __version__ = "0.1.0"

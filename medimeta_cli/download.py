@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 
 from medimeta_cli.catalog import Catalog, Dataset
+from medimeta_cli.connections import MIN_SLICE, ConnectionBudget
 from medimeta_cli.errors import OfflineError
 from medimeta_cli.events import (
     EventSink,
@@ -44,7 +45,6 @@ from medimeta_cli.layout import RootLayout
 from medimeta_cli.plan import ArchiveLayout, Plan, installed_copy, is_installed, plan_download
 from medimeta_cli.record import ArchiveInfo, Manifest
 from medimeta_cli.remote import RecordSource, RetryPolicy
-from medimeta_cli.segments import MIN_SLICE, ConnectionBudget
 from medimeta_cli.settings import Settings
 from medimeta_cli.transfer import listed_hdf5_size
 

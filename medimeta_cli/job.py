@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from medimeta_cli.catalog import Dataset
+from medimeta_cli.connections import ConnectionBudget
 from medimeta_cli.errors import IntegrityError, MedimetaError
 from medimeta_cli.events import EventSink, Notice, Outcome, OutcomeStatus, Phase, PhaseChanged
 from medimeta_cli.fsutil import remove_tree
@@ -23,7 +24,6 @@ from medimeta_cli.ranged import RangesUnsupported
 from medimeta_cli.record import ArchiveInfo
 from medimeta_cli.records import ArchiveCheck
 from medimeta_cli.remote import RemoteClient
-from medimeta_cli.segments import ConnectionBudget
 from medimeta_cli.transfer import ArchiveTransfer, MembersTransfer
 
 logger = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ contiguous prefix.
 
 from __future__ import annotations
 
-import itertools
+import hashlib
 import logging
 import os
 import threading
@@ -33,18 +33,24 @@ from typing import Any
 
 import httpx
 
-from medimeta_cli.errors import IntegrityError, NetworkError, RemoteDataError
-from medimeta_cli.fsutil import human_bytes
+from medimeta_cli.connections import ConnectionBudget
+from medimeta_cli.errors import IntegrityError, MedimetaError, NetworkError, RemoteDataError
+from medimeta_cli.events import (
+    BytesTransferred,
+    EventSink,
+    Notice,
+    Phase,
+    PhaseChanged,
+    TransferStarted,
+)
+from medimeta_cli.fsutil import human_bytes, translate_os_error
 from medimeta_cli.partials import Partial
 from medimeta_cli.record import ArchiveInfo
 from medimeta_cli.remote import RemoteClient, content_range, parse_retry_after
+from medimeta_cli.slices import Slice, SliceTable
 
 logger = logging.getLogger(__name__)
 
-#: No slice is planned smaller than this: below it a second request is not worth it.
-MIN_SLICE = 8 * 1024 * 1024
-#: A running slice with at least this much left is split for an idle connection.
-SPLIT_AT = 32 * 1024 * 1024
 #: The slices' state is saved after this many bytes or seconds.
 SAVE_BYTES = 8 * 1024 * 1024
 SAVE_SECONDS = 1.0
@@ -54,61 +60,6 @@ GROW_AFTER = 10.0
 THROTTLE_STATUSES = frozenset({403, 429, 503})
 _HASH_STEP = 1024 * 1024
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
-
-
-class ConnectionBudget:
-    """The connections of one run, shared by every transfer (thread-safe; never exceeded).
-
-    ``sharers`` is how many transfers run at once (``--jobs``): each plans at most its
-    fair share, so that no dataset waits for another's slices to end.
-    """
-
-    def __init__(
-        self,
-        total: int,
-        sharers: int = 1,
-        *,
-        min_slice: int = MIN_SLICE,
-        split_at: int = SPLIT_AT,
-    ) -> None:
-        if total < 1:
-            raise ValueError("a run needs at least one connection")
-        self.total = total
-        self.share = max(1, total // max(1, sharers))
-        self.min_slice = min_slice
-        self.split_at = split_at
-        self._cond = threading.Condition()
-        self._used = 0
-        self.most_used = 0
-
-    def try_acquire(self) -> bool:
-        """Take a connection if one is free."""
-        with self._cond:
-            if self._used >= self.total:
-                return False
-            self._used += 1
-            self.most_used = max(self.most_used, self._used)
-            return True
-
-    def acquire(self, should_stop: Callable[[], bool]) -> None:
-        """Take a connection, waiting for one (KeyboardInterrupt when the run stops)."""
-        with self._cond:
-            while self._used >= self.total:
-                if should_stop():
-                    raise KeyboardInterrupt
-                self._cond.wait(0.25)
-            self._used += 1
-            self.most_used = max(self.most_used, self._used)
-
-    def release(self) -> None:
-        """Give a connection back."""
-        with self._cond:
-            self._used -= 1
-            self._cond.notify_all()
-
-    def plan(self, size: int) -> int:
-        """How many slices a fresh transfer of ``size`` bytes starts with (1: one stream)."""
-        return max(1, min(self.share, size // self.min_slice))
 
 
 class RangesDropped(Exception):
@@ -122,77 +73,6 @@ class _Trouble(Exception):
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
-
-
-@dataclass
-class Slice:
-    """Bytes ``start`` to ``end`` (exclusive) of the archive, done up to ``pos``."""
-
-    start: int
-    end: int
-    pos: int
-    busy: bool = False
-
-    @property
-    def left(self) -> int:
-        """Bytes still to fetch."""
-        return self.end - self.pos
-
-
-@dataclass
-class SliceTable:
-    """The slices of one archive, in archive order."""
-
-    size: int
-    slices: list[Slice] = field(default_factory=list)
-
-    @classmethod
-    def fresh(cls, size: int, count: int) -> SliceTable:
-        """``count`` slices of about equal size."""
-        bounds = [size * i // count for i in range(count + 1)]
-        return cls(size, [Slice(a, b, a) for a, b in itertools.pairwise(bounds)])
-
-    @classmethod
-    def restored(cls, size: int, saved: list[tuple[int, int, int]]) -> SliceTable:
-        """The slices a sidecar recorded."""
-        return cls(size, [Slice(a, b, p) for a, b, p in saved])
-
-    def to_json(self) -> list[list[int]]:
-        """The state to save."""
-        return [[s.start, s.end, s.pos] for s in self.slices]
-
-    def done(self) -> int:
-        """Bytes done."""
-        return sum(s.pos - s.start for s in self.slices)
-
-    def complete(self) -> bool:
-        """Whether every byte is done."""
-        return all(s.left == 0 for s in self.slices)
-
-    def prefix(self) -> int:
-        """End of the contiguous done bytes from the archive's start."""
-        for piece in self.slices:
-            if piece.left:
-                return piece.pos
-        return self.size
-
-    def take(self, split_at: int, may_split: bool) -> Slice | None:
-        """An idle slice with bytes left, or the second half of the largest busy one (when
-        ``may_split`` and at least ``split_at`` are left); marked busy."""
-        idle = [s for s in self.slices if not s.busy and s.left]
-        if idle:
-            idle[0].busy = True
-            return idle[0]
-        if not may_split:
-            return None
-        largest = max((s for s in self.slices if s.busy), key=lambda s: s.left, default=None)
-        if largest is None or largest.left < split_at:
-            return None
-        middle = largest.pos + largest.left // 2
-        second = Slice(middle, largest.end, middle, busy=True)
-        largest.end = middle
-        self.slices.insert(self.slices.index(largest) + 1, second)
-        return second
 
 
 @dataclass
@@ -465,6 +345,100 @@ class SegmentedFetch:
                 raise KeyboardInterrupt
             if piece.pos >= piece.end:
                 return
+
+
+@dataclass(frozen=True)
+class SliceSink:
+    """Where a segmented transfer reports: one dataset's events and notices."""
+
+    dataset_id: str
+    on_event: EventSink
+    should_stop: Callable[[], bool]
+
+    def count(self, n: int) -> None:
+        """``n`` more bytes arrived."""
+        self.on_event(BytesTransferred(self.dataset_id, n))
+
+    def notice(self, message: str) -> None:
+        """Tell the user."""
+        self.on_event(Notice(self.dataset_id, message))
+
+
+def fetch_in_slices(
+    client: RemoteClient,
+    budget: ConnectionBudget,
+    info: ArchiveInfo,
+    partial: Partial,
+    state: dict[str, Any],
+    saved: list[tuple[int, int, int]] | None,
+    count: int,
+    sink: SliceSink,
+) -> tuple[Any, int, int, int]:
+    """Fetch an archive in slices (``saved`` ones, or ``count`` fresh ones) into its partial:
+    (md5 of the bytes up to ``offset``, ``offset``, bytes resumed, bytes fetched). The offset
+    is the archive's size once every slice is done; less when the server stopped honouring
+    ranges: a single stream goes on from there (the file is cut there, the state dropped)."""
+    dataset_id = sink.dataset_id
+    table = SliceTable.restored(info.size, saved) if saved else SliceTable.fresh(info.size, count)
+    resumed_from = table.done()
+    try:
+        # The state first: a file of the archive's size never lacks the state saying
+        # which of its bytes are real.
+        partial.save_slices(state, table.to_json())
+        fd = partial.open_slices()
+    except OSError as exc:
+        raise translate_os_error(exc, f"{info.key} into {partial.part.parent}") from exc
+
+    engine = SegmentedFetch(
+        client,
+        info,
+        partial,
+        table,
+        budget,
+        hashlib.md5(usedforsecurity=False),
+        0,
+        sink.count,
+        sink.notice,
+        sink.should_stop,
+        state,
+    )
+    try:
+        if os.fstat(fd).st_size != info.size:
+            os.ftruncate(fd, info.size)
+        engine.fd = fd
+        if resumed_from:
+            sink.on_event(PhaseChanged(dataset_id, Phase.CHECKING_PARTIAL))
+            engine._hash_forward(info.size)
+            logger.info(
+                "resuming %s: %d bytes done in %d slices",
+                info.key,
+                resumed_from,
+                len(table.slices),
+            )
+            sink.notice(
+                f"resuming {info.key} at {human_bytes(resumed_from)} ({len(table.slices)} slices)",
+            )
+        sink.on_event(TransferStarted(dataset_id, total=info.size, done=resumed_from))
+        try:
+            engine.run(fd)
+        except RangesDropped as exc:
+            engine._hash_forward(info.size)
+            prefix = engine.hashed
+            sink.notice(fallback_notice(info.key, prefix, str(exc)))
+            logger.info("%s: %s; one stream from byte %d", info.key, exc, prefix)
+            os.ftruncate(fd, prefix)
+            partial.save_slices(state, None)
+            return engine.digest, prefix, resumed_from, engine.fetched
+    except OSError as exc:
+        raise translate_os_error(exc, f"{info.key} into {partial.part.parent}") from exc
+    except MedimetaError:
+        if table.done() == 0:  # refused before a byte was kept: leave no "partial 0%"
+            partial.discard()
+        raise
+    finally:
+        os.close(fd)
+    logger.debug("%s: %d request(s) for %d slices", info.key, engine.requests, len(table.slices))
+    return engine.digest, engine.hashed, resumed_from, engine.fetched
 
 
 def fallback_notice(key: str, prefix: int, reason: str) -> str:

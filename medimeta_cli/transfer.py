@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -28,6 +27,7 @@ import httpx
 
 from medimeta_cli.archive import member_path
 from medimeta_cli.catalog import Dataset
+from medimeta_cli.connections import ConnectionBudget
 from medimeta_cli.errors import IntegrityError, MedimetaError, NetworkError, RemoteDataError
 from medimeta_cli.events import (
     BytesTransferred,
@@ -47,13 +47,7 @@ from medimeta_cli.ranged import MemberFetcher, RangesUnsupported, RemoteListing,
 from medimeta_cli.record import ArchiveInfo
 from medimeta_cli.records import FileEntry, save_archive_sizes
 from medimeta_cli.remote import RemoteClient, content_range
-from medimeta_cli.segments import (
-    ConnectionBudget,
-    RangesDropped,
-    SegmentedFetch,
-    SliceTable,
-    fallback_notice,
-)
+from medimeta_cli.segments import SliceSink, fetch_in_slices
 
 logger = logging.getLogger(__name__)
 
@@ -173,10 +167,12 @@ class ArchiveTransfer:
                 partial.restart()
             count = self.budget.plan(info.size)
             if saved is not None or (count > 1 and partial.resume_offset(info.size) == 0):
-                done = self._fetch_segmented(dataset_id, info, partial, state, saved, count)
-                if isinstance(done, FetchedArchive):
-                    return done
-                digest, offset, resumed_from, fetched = done
+                sink = SliceSink(dataset_id, self.on_event, self.should_stop)
+                digest, offset, resumed_from, fetched = fetch_in_slices(
+                    self.client, self.budget, info, partial, state, saved, count, sink
+                )
+                if offset == info.size:
+                    return self._verified(dataset_id, info, partial, digest, resumed_from, fetched)
                 with self._connection():
                     return self._stream(
                         dataset_id, info, partial, digest, offset, resumed_from, fetched
@@ -203,90 +199,6 @@ class ArchiveTransfer:
             yield
         finally:
             self.budget.release()
-
-    def _fetch_segmented(
-        self,
-        dataset_id: str,
-        info: ArchiveInfo,
-        partial: Partial,
-        state: dict[str, Any],
-        saved: list[tuple[int, int, int]] | None,
-        count: int,
-    ) -> FetchedArchive | tuple[Any, int, int, int]:
-        """Fetch in slices; the verified archive, or, when the server stopped honouring
-        ranges, what a single stream goes on from: (md5 so far, offset, resumed, fetched)."""
-        assert self.budget is not None
-        table = (
-            SliceTable.restored(info.size, saved) if saved else SliceTable.fresh(info.size, count)
-        )
-        resumed_from = table.done()
-        try:
-            # The state first: a file of the archive's size never lacks the state saying
-            # which of its bytes are real.
-            partial.save_slices(state, table.to_json())
-            fd = partial.open_slices()
-        except OSError as exc:
-            raise translate_os_error(exc, f"{info.key} into {partial.part.parent}") from exc
-
-        def count_bytes(n: int) -> None:
-            self.on_event(BytesTransferred(dataset_id, n))
-
-        engine = SegmentedFetch(
-            self.client,
-            info,
-            partial,
-            table,
-            self.budget,
-            new_md5(),
-            0,
-            count_bytes,
-            lambda m: self._notice(dataset_id, m),
-            self.should_stop,
-            state,
-        )
-        try:
-            if os.fstat(fd).st_size != info.size:
-                os.ftruncate(fd, info.size)
-            engine.fd = fd
-            if resumed_from:
-                self.on_event(PhaseChanged(dataset_id, Phase.CHECKING_PARTIAL))
-                engine._hash_forward(info.size)
-                logger.info(
-                    "resuming %s: %d bytes done in %d slices",
-                    info.key,
-                    resumed_from,
-                    len(table.slices),
-                )
-                self._notice(
-                    dataset_id,
-                    f"resuming {info.key} at {human_bytes(resumed_from)} "
-                    f"({len(table.slices)} slices)",
-                )
-            self.on_event(TransferStarted(dataset_id, total=info.size, done=resumed_from))
-            try:
-                engine.run(fd)
-            except RangesDropped as exc:
-                engine._hash_forward(info.size)
-                prefix = engine.hashed
-                self._notice(dataset_id, fallback_notice(info.key, prefix, str(exc)))
-                logger.info("%s: %s; one stream from byte %d", info.key, exc, prefix)
-                os.ftruncate(fd, prefix)
-                partial.save_slices(state, None)
-                return engine.digest, prefix, resumed_from, engine.fetched
-        except OSError as exc:
-            raise translate_os_error(exc, f"{info.key} into {partial.part.parent}") from exc
-        except MedimetaError:
-            if table.done() == 0:  # refused before a byte was kept: leave no "partial 0%"
-                partial.discard()
-            raise
-        finally:
-            os.close(fd)
-        logger.debug(
-            "%s: %d request(s) for %d slices", info.key, engine.requests, len(table.slices)
-        )
-        return self._verified(
-            dataset_id, info, partial, engine.digest, resumed_from, engine.fetched
-        )
 
     def _stream(
         self,

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from medimeta_cli.connections import MIN_SLICE, SPLIT_AT, ConnectionBudget
 from medimeta_cli.errors import IntegrityError
 from medimeta_cli.events import Event, Notice
 from medimeta_cli.layout import RootLayout
 from medimeta_cli.remote import RemoteClient, RetryPolicy
-from medimeta_cli.segments import MIN_SLICE, SPLIT_AT, ConnectionBudget, SliceTable
 from medimeta_cli.settings import resolve_settings
+from medimeta_cli.slices import SliceTable
 from medimeta_cli.transfer import ArchiveTransfer, FetchedArchive
 from tests.helpers import make_downloader
 from tests.support import archives
