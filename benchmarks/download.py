@@ -1,22 +1,30 @@
-"""Download throughput against curl, and the cost of a resume, on a local server.
+"""Download throughput against curl and aria2c, and the cost of a resume, on a local server.
 
-    python benchmarks/download.py [--size-mb 1024] [--runs 3] [--work DIR]
+    python benchmarks/download.py [--size-mb 1024] [--runs 3] [--throttle-mb-s 32] [--work DIR]
 
 For each run, `curl -o` and medimeta fetch the same ~1 GB archive from the same
 server on 127.0.0.1 (curl first, then medimeta, alternating). medimeta's transfer
 includes the md5 it computes while streaming; extraction is timed separately.
 Targets: medimeta's throughput at least 0.95 of curl's; a download resumed after a
 cut at 50% transfers at most the remaining bytes plus 1 MiB.
+
+Throttled: the server caps each connection (``--throttle-mb-s``, like nginx
+``limit_rate`` and Zenodo); the whole ``medimeta download crc`` (default connections:
+transfer, md5, install) is compared with ``aria2c -x8 -s8`` + ``md5sum`` + ``unzip``, and
+the HTTP requests medimeta made are counted. aria2 and unzip are Debian packages: the
+benchmark installs them when run as root, or skips that baseline and says so.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from _fixture import build_dataset, drop_file, medimeta_script, start_server, timed, tool_env
@@ -55,6 +63,68 @@ def throttle(server: object, link_mb_s: float) -> None:
         server.inject("crc.zip", zs.slow(link_mb_s * 1e6))  # type: ignore[attr-defined]
 
 
+def expert_tools() -> str | None:
+    """None when aria2c and unzip are there (installed with apt-get as root), else why not."""
+    missing = [tool for tool in ("aria2c", "unzip", "md5sum") if shutil.which(tool) is None]
+    if missing and os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(
+            ["apt-get", "install", "-y", "aria2", "unzip"],
+            check=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        missing = [tool for tool in ("aria2c", "unzip", "md5sum") if shutil.which(tool) is None]
+    if missing:
+        names = ", ".join(missing)
+        return f"skipping the aria2c baseline: {names} missing (apt-get install aria2 unzip)"
+    return None
+
+
+def expert_pipeline(url: str, work: Path) -> float:
+    """Wall time of aria2c -x8 -s8, then md5sum, then unzip: what an expert would run."""
+    drop_file(work)
+    work.mkdir(parents=True)
+    fetch = [
+        "aria2c", "-x8", "-s8", "-q", "--allow-overwrite=true", "--auto-file-renaming=false",
+        "-d", str(work), "-o", "crc.zip", url,
+    ]  # fmt: skip
+    start = time.perf_counter()
+    subprocess.run(fetch, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(["md5sum", str(work / "crc.zip")], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["unzip", "-q", "-o", str(work / "crc.zip"), "-d", str(work / "crc")],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    seconds = time.perf_counter() - start
+    drop_file(work)
+    return seconds
+
+
+def throttled_case(
+    server: object, url: str, env: dict[str, str], root: Path, work: Path, runs: int, rate: float
+) -> tuple[list[float], list[float], list[int], str | None]:
+    """medimeta download versus aria2c + md5sum + unzip, each connection capped at ``rate``."""
+    skipped = expert_tools()
+    ours: list[float] = []
+    theirs: list[float] = []
+    requests: list[int] = []
+    server.connection_rate = rate  # type: ignore[attr-defined]
+    try:
+        for _ in range(runs):
+            if skipped is None:
+                theirs.append(expert_pipeline(url, work / "aria2"))
+            drop_file(root)
+            server.clear_log()  # type: ignore[attr-defined]
+            ours.append(timed([medimeta_script(), "download", "crc", "--quiet"], env=env))
+            gets = server.requests_for("crc.zip", method="GET")  # type: ignore[attr-defined]
+            requests.append(len(gets))
+    finally:
+        server.connection_rate = None  # type: ignore[attr-defined]
+        drop_file(root)
+    return ours, theirs, requests, skipped
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=1024)
@@ -64,6 +134,12 @@ def main() -> int:
         type=float,
         default=0,
         help="also measure through a link of this many MB/s (the server throttles both clients)",
+    )
+    parser.add_argument(
+        "--throttle-mb-s",
+        type=float,
+        default=32,
+        help="per-connection cap of the throttled case, MB/s (0: skip that case)",
     )
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "medimeta-bench")
     args = parser.parse_args()
@@ -100,21 +176,31 @@ def main() -> int:
                 extracts.append(figures["extract"])
             results[link] = (median(curl_times), median(ours), median(extracts))
         drop_file(curl_out)
+        throttled = None
+        if args.throttle_mb_s:
+            throttled = throttled_case(
+                server, url, env, root, args.work, args.runs, args.throttle_mb_s * 1e6
+            )
 
         # Resume: cut the transfer at 50%, then run again and count what the server sent.
         drop_file(root)
         from tests.support import zenodo_server as zs
 
         server.inject("crc.zip", zs.cut_after(size // 2))
+        # One stream (--connections 1): the cut leaves exactly the second half to fetch.
         failed = subprocess.run(
             [medimeta_script(), "download", "crc", "--quiet"],
-            env={**env, "MEDIMETA_RETRIES": "0"},
+            env={**env, "MEDIMETA_RETRIES": "0", "MEDIMETA_CONNECTIONS": "1"},
             check=False,
         )
         assert failed.returncode == 3, "the cut transfer should fail with the network code"
         server.wait_idle()
         server.clear_log()
-        subprocess.run([medimeta_script(), "download", "crc", "--quiet"], env=env, check=True)
+        subprocess.run(
+            [medimeta_script(), "download", "crc", "--quiet", "--connections", "1"],
+            env=env,
+            check=True,
+        )
         resumed = sum(r.bytes_sent for r in server.requests_for("crc.zip", method="GET"))
     finally:
         server.stop()
@@ -133,6 +219,20 @@ def main() -> int:
             f"  throughput ratio to curl: {ratio:.2f} (target >= 0.95): "
             f"{'ok' if ratio >= 0.95 else 'BELOW TARGET'}"
         )
+    if throttled is not None:
+        ours, theirs, requests, skipped = throttled
+        print(f"[throttled: {args.throttle_mb_s:.0f} MB/s per connection, whole job]")
+        print(f"  medimeta download (default connections) {median(ours):6.2f} s")
+        print(f"  HTTP requests medimeta made: {max(requests)} (target <= 20 per GB)")
+        if skipped:
+            print(f"  {skipped}")
+        else:
+            ratio = median(ours) / median(theirs)
+            print(f"  aria2c -x8 -s8 + md5sum + unzip        {median(theirs):6.2f} s")
+            print(
+                f"  ratio medimeta / aria2c pipeline: {ratio:.2f} (goal <= 0.9): "
+                f"{'ok' if ratio <= 0.9 else 'ABOVE GOAL'}"
+            )
     extra = resumed - (size - size // 2)
     print(
         f"resume after a cut at 50%: {resumed:,} bytes sent for {size - size // 2:,} missing "

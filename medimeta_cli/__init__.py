@@ -10,17 +10,19 @@ never from a layer above (``tests/test_layers.py`` checks every import against t
 
     6  cli
     5  download doctor
-    4  plan ranged transfer install folder_import job selection export sample verify remove prune
+    4  plan ranged segments transfer install folder_import job
+    4  selection export sample verify remove prune
     3  remote archive installed images reader structure essentials status roots
-    2  catalog catalog_file catalog_build citation settings record records partials locking
-    1  errors events fsutil layout ownership upstream largereads
+    2  catalog catalog_file catalog_build citation settings record records partials locking slices
+    1  errors events fsutil layout ownership upstream largereads connections
 
 - 6, the command line: typer options, sessions, output, exit codes (``cli/cmd_*.py``,
   one module per command; shared helpers in private ``cli/_*.py`` modules).
 - 5, whole operations: downloading datasets (``download``) and diagnosing a machine
   (``doctor/``: network, storage, environment).
 - 4, engines over one dataset: what to fetch and the space it needs (``plan``), HTTP
-  transfers of whole archives or of chosen members (``transfer``, ``ranged``), installing
+  transfers of whole archives or of chosen members (``transfer``, ``ranged``), whole
+  archives in several slices at once within the run's connections (``segments``), installing
   (``install``; unzipped dataset folders: ``folder_import``), one dataset's job under its
   lock (``job``); selections, exports (``export/``), episodes (``sample``), verification,
   removal and pruning.
@@ -30,10 +32,12 @@ never from a layer above (``tests/test_layers.py`` checks every import against t
   structure checks (full, and the quick ``essentials``), a dataset's local state and
   the data roots.
 - 2, facts and local records: the bundled catalog, settings, the record manifest
-  (``record``), install records (``records``), partial downloads and locks.
+  (``record``), install records (``records``), partial downloads and locks, and the
+  slices of a segmented download (``slices``).
 - 1, foundations: the error tree, engine events, file-system helpers, the layout of a
   data root, ownership of temporary names, the upstream file names, and the socket
-  read size and read watch (cancellation, stalls) of this tool's own HTTP client.
+  read size and read watch (cancellation, stalls) of this tool's own HTTP client, and
+  the run's budget of connections (``connections``).
 """
 
 __version__ = "0.1.0"

@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 
 from medimeta_cli.catalog import Catalog, Dataset
+from medimeta_cli.connections import MIN_SLICE, ConnectionBudget
 from medimeta_cli.errors import OfflineError
 from medimeta_cli.events import (
     EventSink,
@@ -71,6 +72,8 @@ class Downloader:
     sleep: Callable[[float], None] | None = None
     transport: httpx.BaseTransport | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
+    #: No slice of a segmented transfer is planned smaller (tests use small archives).
+    min_slice: int = MIN_SLICE
     _record: RecordSource | None = field(default=None, init=False, repr=False)
 
     @property
@@ -203,11 +206,18 @@ class Downloader:
             if layout is ArchiveLayout.FULL:  # hdf5 installs check their exact size once listed
                 what = f"{len(pending)} dataset(s) (archives plus extraction)"
                 ensure_space(self.settings.root, plan.needed_bytes, what)
+            # One budget of connections for the whole run, whatever --jobs says.
+            budget = ConnectionBudget(
+                self.settings.connections,
+                sharers=min(max(1, jobs), len(pending)),
+                min_slice=self.min_slice,
+            )
             job = DatasetJob(
                 self.installer(),
                 self.record().client,
                 JobOptions(force, keep_archive, layout, with_masks),
                 self.on_event,
+                budget,
             )
             with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
                 futures = {d.id: pool.submit(job.run, d, infos[d.id]) for d in pending}

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from medimeta_cli.catalog import Dataset
+from medimeta_cli.connections import ConnectionBudget
 from medimeta_cli.errors import IntegrityError, MedimetaError
 from medimeta_cli.events import EventSink, Notice, Outcome, OutcomeStatus, Phase, PhaseChanged
 from medimeta_cli.fsutil import remove_tree
@@ -46,6 +47,8 @@ class DatasetJob:
     client: Callable[[], RemoteClient]  # made on first use: offline fails per dataset
     options: JobOptions
     on_event: EventSink
+    #: The run's connections, shared by every job (None: one stream each, no limit).
+    budget: ConnectionBudget | None = None
 
     def run(self, dataset: Dataset, info: ArchiveInfo) -> Outcome:
         """Take the dataset's lock, fetch and install it; errors end up in the outcome."""
@@ -99,9 +102,15 @@ class DatasetJob:
         layout, stop = installer.layout, installer.should_stop
         if options.layout is ArchiveLayout.HDF5:
             try:
-                members = MembersTransfer(self.client(), layout, self.on_event, stop).fetch(
-                    dataset, info, with_masks=options.with_masks
-                )
+                if self.budget is not None:  # the members' requests are one connection
+                    self.budget.acquire(stop)
+                try:
+                    members = MembersTransfer(self.client(), layout, self.on_event, stop).fetch(
+                        dataset, info, with_masks=options.with_masks
+                    )
+                finally:
+                    if self.budget is not None:
+                        self.budget.release()
             except RangesUnsupported:
                 message = "the server does not honour byte ranges; fetching the whole archive"
                 logger.info("%s: no byte ranges; falling back to the whole archive", info.key)
@@ -118,7 +127,7 @@ class DatasetJob:
                 )
                 remove_tree(members.folder)
                 return result, members.resumed_from, members.fetched, ArchiveCheck.MEMBERS
-        archive = ArchiveTransfer(self.client(), layout, self.on_event, stop).fetch(
+        archive = ArchiveTransfer(self.client(), layout, self.on_event, stop, self.budget).fetch(
             dataset.id, info
         )
         try:

@@ -2,8 +2,12 @@
 
 A whole-archive download streams into ``<root>/.medimeta/partial/<key>.<uniq>.part``
 next to a sidecar ``<key>.<uniq>.json`` naming the archive version (url, size, md5)
-and the job writing it (host, pid). An hdf5-layout download fills a folder
-``<key>.members.<uniq>/`` whose ``progress.json`` plays the sidecar's part.
+and the job writing it (host, pid). A download in several slices at once (see
+:mod:`medimeta_cli.segments`) keeps the state of each slice in the sidecar too
+(``"slices": [[start, end, next byte], ...]``): its partial file has the archive's size
+from the start, and the bytes done are the slices' sum, not the file's size. An
+hdf5-layout download fills a folder ``<key>.members.<uniq>/`` whose ``progress.json``
+plays the sidecar's part.
 
 Every name is unique to the process that made it, and a job takes over an earlier
 run's partial by renaming it to a name of its own: of two racing jobs, one wins.
@@ -22,6 +26,7 @@ Only the standard library is imported here: ``list`` reads partial sizes too.
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import logging
 import os
@@ -32,7 +37,13 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from medimeta_cli.errors import PermissionDeniedError
-from medimeta_cli.fsutil import atomic_write_text, remove_tree, unique_suffix, utc_now
+from medimeta_cli.fsutil import (
+    atomic_write_bytes,
+    atomic_write_text,
+    remove_tree,
+    unique_suffix,
+    utc_now,
+)
 from medimeta_cli.layout import RootLayout
 from medimeta_cli.ownership import owner_stamp, partial_in_use
 
@@ -120,13 +131,52 @@ def partial_sidecars(layout: RootLayout, key: str) -> list[Path]:
     return sorted(sidecars, key=done, reverse=True)
 
 
+def slice_list(data: dict[str, Any] | None) -> list[tuple[int, int, int]] | None:
+    """The slices ``(start, end, next byte)`` a sidecar records, in archive order; None when
+    it records none (a single-stream download) or they make no sense (then not trusted)."""
+    raw = data.get("slices") if data is not None else None
+    if not isinstance(raw, list) or not raw:
+        return None
+    slices: list[tuple[int, int, int]] = []
+    size = data.get("size") if data is not None else None
+    for item in raw:
+        if not (isinstance(item, list) and len(item) == 3):
+            return None
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in item):
+            return None
+        start, end, pos = item
+        if not 0 <= start <= pos <= end:
+            return None
+        slices.append((start, end, pos))
+    slices.sort()
+    # They must tile the archive exactly: no gap, no overlap.
+    if slices[0][0] != 0 or slices[-1][1] != size:
+        return None
+    if any(a[1] != b[0] for a, b in itertools.pairwise(slices)):
+        return None
+    return slices
+
+
+def done_bytes(data: dict[str, Any] | None, part: Path) -> int | None:
+    """Bytes of the archive downloaded in a partial: the slices' sum when the sidecar
+    records slices, else the partial file's size; None when the file is not a regular file."""
+    size = regular_size(part)
+    if size is None:
+        return None
+    slices = slice_list(data)
+    if slices is None:
+        # Slices that make no sense are not trusted: none of the bytes count.
+        return 0 if data is not None and "slices" in data else size
+    return sum(pos - start for start, _, pos in slices)
+
+
 def partial_bytes(layout: RootLayout, key: str, md5: str | None) -> int:
     """Bytes already downloaded of this archive version (0 when none)."""
     for sidecar in partial_sidecars(layout, key):
         data = read_state_json(sidecar)
-        size = regular_size(sidecar.with_suffix(".part"))
-        if data is not None and size is not None and (md5 is None or data.get("md5") == md5):
-            return size
+        done = done_bytes(data, sidecar.with_suffix(".part"))
+        if data is not None and done is not None and (md5 is None or data.get("md5") == md5):
+            return done
     return 0
 
 
@@ -177,6 +227,29 @@ class Partial:
                 hint="Another user or program replaced it; run `medimeta prune` and try again.",
             )
         return handle
+
+    def open_slices(self) -> int:
+        """The partial file opened for reading and writing at offsets (created if missing),
+        never through a link: a file descriptor for ``os.pread``/``os.pwrite``."""
+        handle = self._open(os.O_RDWR | os.O_CREAT, "r+b")
+        fd = os.dup(handle.fileno())
+        handle.close()
+        os.set_blocking(fd, True)
+        return fd
+
+    def state(self) -> dict[str, Any] | None:
+        """The sidecar's contents (read without following a link)."""
+        return read_state_json(self.sidecar)
+
+    def save_slices(self, data: dict[str, Any], slices: list[list[int]] | None) -> None:
+        """Record the slices' state in the sidecar (atomically: a new file renamed over it,
+        never written through a link); None drops it (single stream from now on)."""
+        if slices is None:
+            data.pop("slices", None)
+        else:
+            data["slices"] = slices
+        # No fsync: the state only has to survive the process, and lags the data it describes.
+        atomic_write_bytes(self.sidecar, json.dumps(data).encode(), durable=False)
 
     def open_append(self) -> IO[bytes]:
         """The partial file opened for appending (created if missing), never through a link."""

@@ -200,12 +200,15 @@ class RemoteClient:
 
     @contextmanager
     def stream(
-        self, url: str, headers: Mapping[str, str] | None = None
+        self, url: str, headers: Mapping[str, str] | None = None, *, retry: bool = True
     ) -> Iterator[httpx.Response]:
         """``GET url`` as a stream, retrying connection errors and retryable statuses.
 
         Yields the first response whose status is not retryable; the caller
-        decides what a 404 or a 416 means.
+        decides what a 404 or a 416 means. With ``retry=False`` (the slices of a
+        segmented transfer, whose engine adapts to trouble itself) the first response
+        is yielded whatever its status, and a connection error is raised; the rate
+        limit is honoured either way.
         """
         attempt = 0
         while True:
@@ -215,6 +218,8 @@ class RemoteClient:
             try:
                 response = self.http.send(request, stream=True)
             except httpx.TransportError as exc:
+                if not retry:
+                    raise
                 attempt += 1
                 if attempt >= _NAME_RETRIES and _unresolvable(exc):
                     raise NetworkError(
@@ -226,7 +231,7 @@ class RemoteClient:
                 continue
             self.limiter.update(response.headers)
             logger.debug("HTTP %d from %s", response.status_code, url)
-            if response.status_code in RETRYABLE_STATUSES:
+            if retry and response.status_code in RETRYABLE_STATUSES:
                 retry_after = parse_retry_after(response.headers.get("retry-after"))
                 if retry_after is None and response.status_code == 429:
                     retry_after = self.limiter.pause_needed() or None

@@ -164,6 +164,14 @@ SPECS: tuple[SettingSpec, ...] = (
         "retries of a failing request before giving up",
     ),
     SettingSpec(
+        "connections",
+        "MEDIMETA_CONNECTIONS",
+        "--connections",
+        _positive(int),
+        lambda: 8,
+        "HTTP connections of one download run, shared by all datasets (1: one stream each)",
+    ),
+    SettingSpec(
         "locks",
         "MEDIMETA_LOCKS",
         None,
@@ -201,6 +209,7 @@ class Settings:
     timeout: float
     stall_seconds: float
     retries: int
+    connections: int
     locks: bool
     lock_timeout: float
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)

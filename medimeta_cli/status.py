@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from medimeta_cli.layout import RootLayout
-from medimeta_cli.partials import partial_sidecars, read_state_json, regular_size
+from medimeta_cli.partials import done_bytes, partial_sidecars, read_state_json
 from medimeta_cli.records import UnreadableRecordError, load_install_record
 
 
@@ -79,7 +79,8 @@ def local_status(root: Path, dataset_id: str) -> LocalStatus:
     for sidecar in partial_sidecars(layout, f"{dataset_id}.zip"):
         # Neither file is followed through a link: a planted one says nothing of this root.
         data = read_state_json(sidecar)
-        done = regular_size(sidecar.with_suffix(".part"))
+        # A download in slices has the archive's size from the start: count the slices' bytes.
+        done = done_bytes(data, sidecar.with_suffix(".part"))
         try:
             expected = int(data["size"]) if data is not None else -1
         except (ValueError, KeyError, TypeError):

@@ -16,7 +16,8 @@ import hashlib
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -26,6 +27,7 @@ import httpx
 
 from medimeta_cli.archive import member_path
 from medimeta_cli.catalog import Dataset
+from medimeta_cli.connections import ConnectionBudget
 from medimeta_cli.errors import IntegrityError, MedimetaError, NetworkError, RemoteDataError
 from medimeta_cli.events import (
     BytesTransferred,
@@ -39,12 +41,13 @@ from medimeta_cli.events import (
 from medimeta_cli.fsutil import ensure_space, human_bytes, translate_os_error
 from medimeta_cli.largereads import stalled
 from medimeta_cli.layout import RootLayout
-from medimeta_cli.partials import Partial, claim_members_folder, claim_partial
+from medimeta_cli.partials import Partial, claim_members_folder, claim_partial, slice_list
 from medimeta_cli.plan import ArchiveLayout, sizes_key, wanted_in_layout
 from medimeta_cli.ranged import MemberFetcher, RangesUnsupported, RemoteListing, read_listing
 from medimeta_cli.record import ArchiveInfo
 from medimeta_cli.records import FileEntry, save_archive_sizes
 from medimeta_cli.remote import RemoteClient, content_range
+from medimeta_cli.segments import SliceSink, fetch_in_slices
 
 logger = logging.getLogger(__name__)
 
@@ -142,24 +145,73 @@ class ArchiveTransfer:
     layout: RootLayout
     on_event: EventSink = ignore
     should_stop: Callable[[], bool] = lambda: False
+    #: The run's connections; None: one stream, outside any budget.
+    budget: ConnectionBudget | None = None
 
     def _notice(self, dataset_id: str, message: str) -> None:
         self.on_event(Notice(dataset_id, message))
 
     def fetch(self, dataset_id: str, info: ArchiveInfo) -> FetchedArchive:
-        """Download one archive, resuming what earlier runs left; verify size and md5."""
+        """Download one archive, resuming what earlier runs left; verify size and md5.
+
+        With a connection budget, an archive large enough goes over several range
+        requests at once (:mod:`medimeta_cli.segments`); otherwise, and when the server
+        stops honouring ranges, in one stream."""
         partial = claim_partial(self.layout, info, lambda m: self._notice(dataset_id, m))
+        if self.budget is not None:
+            state = partial.state() or {}
+            saved = slice_list(state)
+            if "slices" in state and (saved is None or partial.size() != info.size):
+                saved = None  # a state that makes no sense, or not its file's: not trusted
+                partial.save_slices(state, None)
+                partial.restart()
+            count = self.budget.plan(info.size)
+            if saved is not None or (count > 1 and partial.resume_offset(info.size) == 0):
+                sink = SliceSink(dataset_id, self.on_event, self.should_stop)
+                digest, offset, resumed_from, fetched = fetch_in_slices(
+                    self.client, self.budget, info, partial, state, saved, count, sink
+                )
+                if offset == info.size:
+                    return self._verified(dataset_id, info, partial, digest, resumed_from, fetched)
+                with self._connection():
+                    return self._stream(
+                        dataset_id, info, partial, digest, offset, resumed_from, fetched
+                    )
+        with self._connection():
+            digest = new_md5()
+            offset = partial.resume_offset(info.size)
+            if offset:
+                self.on_event(PhaseChanged(dataset_id, Phase.CHECKING_PARTIAL))
+                offset = partial.hash_into(digest)
+                logger.info("resuming %s at byte %d (%s)", info.key, offset, partial.part)
+                self._notice(dataset_id, f"resuming {info.key} at {human_bytes(offset)}")
+            self.on_event(TransferStarted(dataset_id, total=info.size, done=offset))
+            return self._stream(dataset_id, info, partial, digest, offset, offset, 0)
+
+    @contextmanager
+    def _connection(self) -> Iterator[None]:
+        """One connection of the run's budget for as long as a single stream runs."""
+        if self.budget is None:
+            yield
+            return
+        self.budget.acquire(self.should_stop)
+        try:
+            yield
+        finally:
+            self.budget.release()
+
+    def _stream(
+        self,
+        dataset_id: str,
+        info: ArchiveInfo,
+        partial: Partial,
+        digest: Any,
+        offset: int,
+        resumed_from: int,
+        fetched: int,
+    ) -> FetchedArchive:
+        """One stream from ``offset`` (the bytes before it hashed into ``digest``)."""
         part = partial.part
-        digest = new_md5()
-        offset = partial.resume_offset(info.size)
-        if offset:
-            self.on_event(PhaseChanged(dataset_id, Phase.CHECKING_PARTIAL))
-            offset = partial.hash_into(digest)
-            logger.info("resuming %s at byte %d (%s)", info.key, offset, part)
-            self._notice(dataset_id, f"resuming {info.key} at {human_bytes(offset)}")
-        resumed_from = offset
-        self.on_event(TransferStarted(dataset_id, total=info.size, done=offset))
-        fetched = 0
         attempt = 0
         try:
             while offset < info.size or (info.size == 0 and not part.exists()):
@@ -197,6 +249,19 @@ class ArchiveTransfer:
             if partial.size() == 0:  # refused before a byte was kept: leave no "partial 0%"
                 partial.discard()
             raise
+        return self._verified(dataset_id, info, partial, digest, resumed_from, fetched)
+
+    def _verified(
+        self,
+        dataset_id: str,
+        info: ArchiveInfo,
+        partial: Partial,
+        digest: Any,
+        resumed_from: int,
+        fetched: int,
+    ) -> FetchedArchive:
+        """The archive, once its size and md5 match the record (else discarded)."""
+        part = partial.part
         self.on_event(PhaseChanged(dataset_id, Phase.VERIFYING))
         actual = digest.hexdigest()
         size = partial.size()

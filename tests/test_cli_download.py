@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -677,3 +678,97 @@ def test_download_from_a_folder_named_otherwise_than_its_info_yaml(
     assert result.exit_code == 4, result.stderr
     assert "names dataset 'lab_scans', not 'cxr'" in result.stderr
     assert not (data_root / "cxr").exists() and not (data_root / "lab_scans").exists()
+
+
+@pytest.fixture(scope="module")
+def big_crc_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A crc-like archive of about 40 MiB (five default 8 MiB slices) and its catalog."""
+    from medimeta_cli.catalog_build import build_catalog
+    from medimeta_cli.catalog_file import catalog_to_json
+
+    base = tmp_path_factory.mktemp("big-crc")
+    spec = archives.spec_for_archive_size(archives.CRC, 40 * 1024 * 1024)
+    archives.build_archive(spec, base / "archives")
+    (base / "info").mkdir()
+    (base / "info" / "crc.yaml").write_text(archives.info_yaml(spec), encoding="utf-8")
+    catalog = base / "catalog.json"
+    catalog.write_text(catalog_to_json(build_catalog(base / "info")), encoding="utf-8")
+    return base / "archives" / "crc.zip", catalog
+
+
+@pytest.fixture
+def big_crc(
+    big_crc_data: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[zs.ZenodoServer]:
+    """The server of that archive; the tool is pointed at it through its environment."""
+    archive, catalog = big_crc_data
+    with zs.ZenodoServer({"crc.zip": archive}) as server:
+        monkeypatch.setenv("MEDIMETA_BASE_URL", server.url)
+        monkeypatch.setenv("MEDIMETA_CATALOG", str(catalog))
+        monkeypatch.setenv("MEDIMETA_TIMEOUT", "10")
+        yield server
+
+
+def _slices(root: Path) -> list[list[int]]:
+    for sidecar in (root / ".medimeta" / "partial").glob("crc.zip.*.json"):
+        data = json.loads(sidecar.read_text())
+        return list(data.get("slices", []))
+    return []
+
+
+def test_sigkill_in_a_segmented_transfer_resumes_every_slice(
+    big_crc: zs.ZenodoServer, data_root: Path, runner: CliRunner
+) -> None:
+    size = big_crc.file_size("crc.zip")
+    big_crc.connection_rate = size / 16  # each of 4 slices takes about 4 s
+    job = subprocess.Popen(
+        [installed_script(), "download", "crc", "--connections", "4"],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(lambda: sum(pos > start for start, _, pos in _slices(data_root)) >= 3)
+    job.kill()
+    assert job.wait(timeout=30) == -9
+    saved = _slices(data_root)
+    done = sum(pos - start for start, _, pos in saved)
+    assert len(saved) == 4 and 0 < done < size
+    # The file has the archive's size already; `list` counts the bytes done, not the file.
+    listed = {item["id"]: item for item in invoke_json(runner, "list")}
+    assert listed["crc"]["percent"] == round(100 * done / size, 1)
+    big_crc.wait_idle()
+    big_crc.clear_log()
+    big_crc.connection_rate = None
+    proc = _run("download", "crc", "--connections", "4")
+    assert proc.returncode == 0, proc.stderr
+    gets = big_crc.requests_for("crc.zip", method="GET")
+    starts = sorted(int((g.range or "bytes=0-").split("=")[1].split("-")[0]) for g in gets)
+    assert starts == sorted(pos for _, end, pos in saved if pos < end)  # each slice goes on
+    assert sum(g.bytes_sent for g in gets) == size - done
+    result = invoke(runner, "verify", "crc", "--full")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    record = read_install_record(RootLayout(data_root), "crc")
+    assert record is not None and record.archive_md5 == big_crc.file_md5("crc.zip")
+
+
+def test_connections_1_makes_one_request(
+    big_crc: zs.ZenodoServer, data_root: Path, runner: CliRunner
+) -> None:
+    proc = _run("download", "crc", "--connections", "1")
+    assert proc.returncode == 0, proc.stderr
+    [get] = big_crc.requests_for("crc.zip", method="GET")
+    assert get.range is None and get.bytes_sent == big_crc.file_size("crc.zip")
+    bad = _run("download", "crc", "--force", MEDIMETA_CONNECTIONS="0")
+    assert bad.returncode == 2 and "MEDIMETA_CONNECTIONS" in bad.stderr
+    assert _run("download", "crc", "--connections", "0").returncode == 2
+
+
+def test_default_connections_fetch_a_large_archive_in_slices(
+    big_crc: zs.ZenodoServer, data_root: Path
+) -> None:
+    proc = _run("download", "crc")
+    assert proc.returncode == 0, proc.stderr
+    gets = big_crc.requests_for("crc.zip", method="GET")
+    assert len(gets) == 5 and all(g.status == 206 for g in gets)
+    assert sum(g.bytes_sent for g in gets) == big_crc.file_size("crc.zip")

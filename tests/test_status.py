@@ -43,6 +43,20 @@ def test_partial_state_with_percent(tmp_path: Path) -> None:
     assert status.describe() == "partial 25%"
 
 
+def test_partial_in_slices_counts_bytes_done_not_the_file_size(tmp_path: Path) -> None:
+    """A download in slices has the archive's size from its start: 30 of 200 bytes done."""
+    partial = RootLayout(tmp_path).partial_dir
+    partial.mkdir(parents=True)
+    state = {"size": 200, "md5": "x", "slices": [[0, 100, 20], [100, 200, 110]]}
+    (partial / "crc.zip.host.1.abc.json").write_text(json.dumps(state))
+    (partial / "crc.zip.host.1.abc.part").write_bytes(b"\0" * 200)
+    assert local_status(tmp_path, "crc").percent == 15.0
+    # Slices that do not tile the archive are not trusted: no byte counts then.
+    state["slices"] = [[0, 100, 20], [120, 200, 130]]
+    (partial / "crc.zip.host.1.abc.json").write_text(json.dumps(state))
+    assert local_status(tmp_path, "crc").percent == 0.0
+
+
 def test_verified_and_damaged_states_come_from_the_last_check(tmp_path: Path) -> None:
     layout = RootLayout(tmp_path)
     install_stub(tmp_path, "crc")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -62,6 +63,16 @@ def download_command(
         typer.Option("--keep-archive", help="Keep the zip in <root>/.medimeta/archives/."),
     ] = False,
     jobs: JobsOption = 2,
+    connections: Annotated[
+        int | None,
+        typer.Option(
+            "--connections",
+            min=1,
+            help="HTTP connections of the whole run, shared by the datasets fetched at once; "
+            "1: one stream per archive [env: MEDIMETA_CONNECTIONS; default 8].",
+            show_default=False,
+        ),
+    ] = None,
     layout: Annotated[
         ArchiveLayout,
         typer.Option(
@@ -104,7 +115,11 @@ def download_command(
     with session(common) as s:
         from medimeta_cli.download import Downloader, DownloadInterrupted
 
-        downloader = Downloader(s.settings, s.catalog)
+        settings = s.settings
+        if connections is not None:  # a download-only setting: the flag wins over the variable
+            sources = {**settings.sources, "connections": "--connections flag"}
+            settings = replace(settings, connections=connections, sources=sources)
+        downloader = Downloader(settings, s.catalog)
         try:
             if from_paths:
                 with ProgressDisplay(s.out, verb="checking") as display:

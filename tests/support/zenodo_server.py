@@ -14,6 +14,11 @@ files you register (key -> path on disk, or bytes)::
 ``X-RateLimit-Limit/-Remaining/-Reset`` headers; a fixed-window limiter answers ``429`` with
 ``Retry-After`` once :attr:`ZenodoServer.rate_limit` requests were made in one window.
 
+``connection_rate`` caps each file body's bytes per second (per connection, like nginx
+``limit_rate`` and Zenodo); ``connection_limit`` answers ``429`` with ``Retry-After: 1`` to
+file requests beyond that many at once (a storm of 429s on extra connections), and
+:attr:`ZenodoServer.max_concurrent` is the most file requests served at once.
+
 Faults are queued per file key (or :data:`RECORD` for the metadata endpoints) with
 :meth:`ZenodoServer.inject`; each queued entry is consumed, in order, by one request::
 
@@ -579,6 +584,9 @@ class _Handler(BaseHTTPRequestHandler):
             started=time.time(),
         )
         app._log_start(record)
+        counted = record.endpoint in ("download", "content") and self.command == "GET"
+        if counted:
+            app._file_started()
         if not allowed:
             self.close_connection = True  # the request body (if any) is not read
         body_file: IO[bytes] | None = None
@@ -587,6 +595,13 @@ class _Handler(BaseHTTPRequestHandler):
             if not allowed_rate:
                 response = _json_response(429, {"status": 429, "message": "Too Many Requests"})
                 response.headers.append(("Retry-After", str(retry_after)))
+                self._send(response, rate_headers, record, head=head)
+                return
+            crowded = app._crowded() if counted else None
+            if crowded is not None:
+                response = _json_response(429, {"status": 429, "message": "Too many connections"})
+                response.headers.append(("Retry-After", str(crowded)))
+                record.faults = ("TooManyConnections",)
                 self._send(response, rate_headers, record, head=head)
                 return
             fault_key = self._fault_key(route)
@@ -608,6 +623,8 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             if body_file is not None:
                 body_file.close()
+            if counted:
+                app._file_finished()
             app._log_finish(record)
 
     @staticmethod
@@ -713,6 +730,8 @@ class _Handler(BaseHTTPRequestHandler):
             cut = stall.n_bytes if cut is None else min(cut, stall.n_bytes)
         corrupts = [f for f in faults if isinstance(f, Corrupt)]
         rate = next((f.bytes_per_second for f in faults if isinstance(f, Slow)), None)
+        if rate is None and record.endpoint in ("download", "content") and response.code < 300:
+            rate = self.server.app.connection_rate  # each connection capped, like nginx
         limit = response.body.length if cut is None else min(cut, response.body.length)
         if response.body.file is not None and not corrupts and rate is None:
             self._sendfile(response.body, limit, record)
@@ -747,7 +766,7 @@ class _Handler(BaseHTTPRequestHandler):
         rate: float | None,
     ) -> None:
         app = self.server.app
-        chunk_size = _CHUNK if rate is None else max(1, min(64 * 1024, int(rate / 20)))
+        chunk_size = _CHUNK if rate is None else max(1, min(256 * 1024, int(rate / 20)))
         started = time.monotonic()
         position = 0
         for chunk in body.chunks(limit, chunk_size):
@@ -830,8 +849,14 @@ class ZenodoServer:
         ranges_enabled: bool = True,
         rate_limit: int = _DEFAULT_RATE_LIMIT,
         rate_window: float = 60.0,
+        connection_rate: float | None = None,
+        connection_limit: int | None = None,
     ) -> None:
-        """Create (but do not start) a server; ``files`` maps keys to paths or bytes."""
+        """Create (but do not start) a server; ``files`` maps keys to paths or bytes.
+
+        ``connection_rate`` caps every file body at that many bytes per second (per
+        connection, like nginx ``limit_rate`` or Zenodo); ``connection_limit`` answers
+        429 with ``Retry-After: 1`` to file requests beyond that many at once."""
         if legacy_shape and entries_shape:
             raise ValueError("choose at most one of legacy_shape and entries_shape")
         self.record_id = record_id
@@ -851,6 +876,10 @@ class ZenodoServer:
         self._log: list[RequestRecord] = []
         self._log_cond = threading.Condition()
         self._in_flight = 0
+        self.connection_rate = connection_rate
+        self.connection_limit = connection_limit
+        self._files_in_flight = 0
+        self._most_files_in_flight = 0
         self._stopping = threading.Event()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -1053,6 +1082,12 @@ class ZenodoServer:
             and (endpoint is None or r.endpoint == endpoint)
         ]
 
+    @property
+    def max_concurrent(self) -> int:
+        """The most file requests (downloads) served at once so far."""
+        with self._log_cond:
+            return self._most_files_in_flight
+
     def bytes_sent(self, key: str) -> int:
         """Total body bytes sent for file ``key`` over all requests."""
         return sum(r.bytes_sent for r in self.requests_for(key))
@@ -1214,6 +1249,21 @@ class ZenodoServer:
             self._log.append(record)
             self._in_flight += 1
 
+    def _file_started(self) -> None:
+        with self._log_cond:
+            self._files_in_flight += 1
+            self._most_files_in_flight = max(self._most_files_in_flight, self._files_in_flight)
+
+    def _file_finished(self) -> None:
+        with self._log_cond:
+            self._files_in_flight -= 1
+
+    def _crowded(self) -> int | None:
+        """``Retry-After`` seconds when this file request is beyond the connection limit."""
+        with self._log_cond:
+            limit = self.connection_limit
+            return 1 if limit is not None and self._files_in_flight > limit else None
+
     def _log_finish(self, record: RequestRecord) -> None:
         with self._log_cond:
             record.finished = True
@@ -1245,6 +1295,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--record-id", type=int, default=DEFAULT_RECORD_ID)
     parser.add_argument("--rate-limit", type=int, default=_DEFAULT_RATE_LIMIT)
     parser.add_argument("--shape", choices=("current", "legacy", "entries"), default="current")
+    parser.add_argument(
+        "--connection-rate", type=float, default=None, help="bytes/s per connection (none)"
+    )
     args = parser.parse_args(argv)
     archives = sorted(args.dir.glob("*.zip"))
     if not archives:
@@ -1254,6 +1307,7 @@ def main(argv: list[str] | None = None) -> int:
         record_id=args.record_id,
         port=args.port,
         rate_limit=args.rate_limit,
+        connection_rate=args.connection_rate,
     )
     server.record_shape = args.shape
     for key in server.keys:

@@ -1,0 +1,185 @@
+"""``medimeta_cli.segments``: one archive over several range requests, against a real server.
+
+The fixture archives are a few MB: the tests plan small slices (``min_slice``) where the
+tool plans 8 MiB ones, which keeps the shapes (how many slices, how many requests) while
+the bytes stay few. Nothing is timed: requests and bytes are counted on the server.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from medimeta_cli.connections import MIN_SLICE, SPLIT_AT, ConnectionBudget
+from medimeta_cli.errors import IntegrityError
+from medimeta_cli.events import Event, Notice
+from medimeta_cli.layout import RootLayout
+from medimeta_cli.remote import RemoteClient, RetryPolicy
+from medimeta_cli.settings import resolve_settings
+from medimeta_cli.slices import SliceTable
+from medimeta_cli.transfer import ArchiveTransfer, FetchedArchive
+from tests.helpers import make_downloader
+from tests.support import archives
+from tests.support import zenodo_server as zs
+
+MiB = 1024 * 1024
+
+
+def _fetch(
+    server: zs.ZenodoServer, key: str, budget: ConnectionBudget, events: list[Event] | None = None
+) -> FetchedArchive:
+    settings = resolve_settings()
+    downloader, _ = make_downloader()
+    info = downloader.manifest().archive(key)
+    client = RemoteClient(
+        server.url,
+        settings.record_id,
+        timeout=10,
+        policy=RetryPolicy(retries=3, backoff_base=0.01, backoff_cap=0.05),
+    )
+    sink = events.append if events is not None else (lambda event: None)
+    with client:
+        return ArchiveTransfer(client, RootLayout(settings.root), sink, budget=budget).fetch(
+            key.removesuffix(".zip"), info
+        )
+
+
+def _gets(server: zs.ZenodoServer, key: str) -> list[zs.RequestRecord]:
+    return server.requests_for(key, method="GET", endpoint="download")
+
+
+def test_slices_tile_the_archive_and_split_the_largest() -> None:
+    table = SliceTable.fresh(100, 3)
+    assert [(s.start, s.end) for s in table.slices] == [(0, 33), (33, 66), (66, 100)]
+    first = table.take(split_at=10, may_split=True)
+    assert first is table.slices[0] and first.busy
+    for piece in table.slices:
+        piece.busy = True
+    table.slices[0].pos = 13  # 20 left
+    table.slices[1].pos = 60  # 6 left
+    table.slices[2].pos = 100  # done
+    second = table.take(split_at=10, may_split=True)
+    assert second is not None and (second.start, second.end) == (23, 33)
+    assert table.slices[0].end == 23
+    assert table.take(split_at=10, may_split=False) is None
+    assert table.prefix() == 13
+    assert table.done() == 13 + 27 + 34
+
+
+def test_an_archive_in_slices_is_fetched_once_and_verified(
+    zenodo: zs.ZenodoServer, data_root: Path
+) -> None:
+    size = zenodo.file_size("crc.zip")
+    fetched = _fetch(zenodo, "crc.zip", ConnectionBudget(4, min_slice=MiB))
+    gets = _gets(zenodo, "crc.zip")
+    assert len(gets) == 4
+    assert all(g.status == 206 and g.range is not None for g in gets)
+    assert zenodo.bytes_sent("crc.zip") == size
+    assert fetched.fetched == size
+    assert archives.md5_of(fetched.path) == zenodo.file_md5("crc.zip")
+
+
+def test_a_small_archive_goes_in_one_stream(zenodo: zs.ZenodoServer, data_root: Path) -> None:
+    # cxr is 2 MB: below two default slices, one request without Range, as before.
+    _fetch(zenodo, "cxr.zip", ConnectionBudget(8))
+    [get] = _gets(zenodo, "cxr.zip")
+    assert get.range is None and get.status == 200
+
+
+def test_server_ignoring_the_range_of_the_second_slice(
+    zenodo: zs.ZenodoServer, data_root: Path
+) -> None:
+    size = zenodo.file_size("crc.zip")
+    zenodo.inject("crc.zip", zs.slow(size))  # the first slice is still running...
+    zenodo.inject("crc.zip", zs.ignore_range())  # ...when the second one gets a 200
+    events: list[Event] = []
+    fetched = _fetch(zenodo, "crc.zip", ConnectionBudget(2, min_slice=MiB), events)
+    assert archives.md5_of(fetched.path) == zenodo.file_md5("crc.zip")
+    assert any(
+        isinstance(e, Notice) and "stopped honouring byte ranges" in e.message for e in events
+    )
+    statuses = [g.status for g in _gets(zenodo, "crc.zip")]
+    assert statuses[:2] == [206, 200] and statuses[-1] in (200, 206)
+
+
+def test_a_byte_flipped_in_one_slice_installs_nothing(
+    zenodo: zs.ZenodoServer, data_root: Path
+) -> None:
+    zenodo.inject("crc.zip", zs.slow(4 * MiB))
+    zenodo.inject("crc.zip", zs.corrupt(1000))
+    downloader, _ = make_downloader()
+    downloader.min_slice = MiB
+    [outcome] = downloader.download([downloader.catalog.get("crc")])
+    assert isinstance(outcome.error, IntegrityError)
+    assert "does not match the record" in outcome.error.message
+    assert len(_gets(zenodo, "crc.zip")) == 8
+    assert not (data_root / "crc").exists()
+    assert list((data_root / ".medimeta" / "partial").iterdir()) == []
+
+
+def test_a_429_storm_on_extra_connections_ends_verified_with_fewer(
+    zenodo: zs.ZenodoServer, data_root: Path
+) -> None:
+    zenodo.connection_limit = 1
+    zenodo.connection_rate = 8 * MiB
+    downloader, events = make_downloader(connections=4)
+    downloader.min_slice = MiB
+    [outcome] = downloader.download([downloader.catalog.get("crc")])
+    assert outcome.status == "installed", outcome.error
+    assert outcome.archive_md5 == zenodo.file_md5("crc.zip")
+    gets = _gets(zenodo, "crc.zip")
+    assert 429 in [g.status for g in gets]
+    served = [g for g in gets if g.status == 206]
+    assert sum(g.bytes_sent for g in served) == zenodo.file_size("crc.zip")
+    told = [e.message for e in events if isinstance(e, Notice)]
+    assert any("HTTP 429 on a slice of crc.zip" in m for m in told), told
+
+
+def test_connections_1_is_a_single_request(zenodo: zs.ZenodoServer, data_root: Path) -> None:
+    downloader, _ = make_downloader(connections=1)
+    downloader.min_slice = MiB
+    [outcome] = downloader.download([downloader.catalog.get("crc")])
+    assert outcome.status == "installed"
+    [get] = _gets(zenodo, "crc.zip")
+    assert get.range is None and get.status == 200
+
+
+def test_a_gigabyte_like_plan_stays_under_the_request_bound(
+    zenodo: zs.ZenodoServer, data_root: Path
+) -> None:
+    """The crc archive scaled to 1 GB: slices and splits proportional to the real ones;
+    the first slice is slow, so the others finish early and keep splitting."""
+    size = zenodo.file_size("crc.zip")
+    scale = size / 1e9
+    zenodo.inject("crc.zip", zs.slow(size / 4))
+    budget = ConnectionBudget(8, min_slice=int(MIN_SLICE * scale), split_at=int(SPLIT_AT * scale))
+    fetched = _fetch(zenodo, "crc.zip", budget)
+    assert archives.md5_of(fetched.path) == zenodo.file_md5("crc.zip")
+    gets = _gets(zenodo, "crc.zip")
+    assert 8 < len(gets) <= 20  # split for idle connections, yet few requests
+    assert zenodo.bytes_sent("crc.zip") <= size + 8 * MiB
+
+
+@pytest.mark.parametrize(
+    ("connections", "jobs", "ids"),
+    [(5, 2, ["crc", "dr_regular"]), (2, 3, ["crc", "dr_regular", "organs_axial"])],
+    ids=["slices-for-two-jobs", "jobs-waiting-for-a-connection"],
+)
+def test_the_budget_is_never_exceeded_with_jobs(
+    zenodo: zs.ZenodoServer, data_root: Path, connections: int, jobs: int, ids: list[str]
+) -> None:
+    zenodo.connection_rate = 6 * MiB
+    downloader, _ = make_downloader(connections=connections)
+    downloader.min_slice = MiB
+    outcomes = downloader.download([downloader.catalog.get(i) for i in ids], jobs=jobs)
+    assert [o.status for o in outcomes] == ["installed"] * len(ids)
+    assert 2 <= zenodo.max_concurrent <= connections
+    if connections > jobs:
+        assert len(_gets(zenodo, "crc.zip")) == connections // jobs  # in slices
+
+
+@pytest.mark.parametrize("total", [0, -1])
+def test_a_run_needs_a_connection(total: int) -> None:
+    with pytest.raises(ValueError, match="at least one connection"):
+        ConnectionBudget(total)
