@@ -1,18 +1,10 @@
-"""Resumable, verified, concurrency-safe download and installation of dataset archives.
+"""Orchestration of downloads: which datasets to fetch, in parallel, within one run.
 
-The flow for one dataset: take the dataset's lock; fetch the archive into a partial
-file of this process, resuming what earlier runs left, and check its md5 and size
-(:mod:`medimeta_cli.transfer`), or fetch only the members the loader reads
-(``--layout hdf5``); extract into a staging folder next to the data root, check it
-quickly, write its install record under temporary names and commit it together with
-the one rename of the folder into ``<root>/<id>/`` (:mod:`medimeta_cli.install`).
-What to fetch and the space it needs come from :mod:`medimeta_cli.plan`; partial files
-are owned by :mod:`medimeta_cli.partials`.
-
-Nothing here relies on the lock for correctness: every temporary name is unique
-to its process and every visible change is one ``rename``, so a lock that
-silently fails (some network file systems) costs bandwidth, never a corrupt
-install.
+One dataset's work is a :class:`medimeta_cli.job.DatasetJob` under the dataset's lock:
+fetch (:mod:`medimeta_cli.transfer`, :mod:`medimeta_cli.segments`, or only the members
+the loader reads), then install (:mod:`medimeta_cli.install`). What to fetch and the
+space it needs come from :mod:`medimeta_cli.plan`. Correctness never relies on the
+lock: temporary names are unique per process and every visible change is one rename.
 """
 
 from __future__ import annotations
@@ -30,6 +22,7 @@ from medimeta_cli.catalog import Catalog, Dataset
 from medimeta_cli.connections import MIN_SLICE, ConnectionBudget
 from medimeta_cli.errors import OfflineError
 from medimeta_cli.events import (
+    DownloadInterrupted,
     EventSink,
     Notice,
     Outcome,
@@ -38,9 +31,8 @@ from medimeta_cli.events import (
     PhaseChanged,
     ignore,
 )
-from medimeta_cli.folder_import import is_dataset_folder
 from medimeta_cli.fsutil import ensure_space, ensure_writable_dir
-from medimeta_cli.install import Installer, find_archives
+from medimeta_cli.install import Installer, find_archives, needs_record
 from medimeta_cli.job import DatasetJob, JobOptions
 from medimeta_cli.layout import RootLayout
 from medimeta_cli.plan import ArchiveLayout, Plan, installed_copy, is_installed, plan_download
@@ -50,15 +42,6 @@ from medimeta_cli.settings import Settings
 from medimeta_cli.transfer import listed_hdf5_size
 
 logger = logging.getLogger(__name__)
-
-
-class DownloadInterrupted(KeyboardInterrupt):
-    """A download stopped by Ctrl-C or SIGTERM; ``outcomes`` are the datasets that had
-    finished (installed, skipped or failed) before it stopped."""
-
-    def __init__(self, outcomes: list[Outcome]) -> None:
-        super().__init__()
-        self.outcomes = outcomes
 
 
 @dataclass
@@ -257,13 +240,6 @@ class Downloader:
         (archives of datasets outside the catalog: see :meth:`Installer.install_from`)."""
         archives = find_archives(paths)
         ensure_writable_dir(self.layout.state_dir)
-        # Archives of datasets outside the catalog have nothing in the record to check.
-        known = set(self.catalog.ids)
-        # Nor have dataset folders: each file is hashed as it is copied.
-        listed = any(
-            path.name.removesuffix(".zip").lower() in known
-            for path in archives
-            if not is_dataset_folder(path)
-        )
+        listed = needs_record(archives, self.catalog)
         manifest = self.manifest(prefer_saved=True) if listed else None
         return self.installer().install_from(archives, manifest, self.catalog, force=force)

@@ -137,3 +137,12 @@ class Outcome:
                 "hint": self.error.hint,
             },
         }
+
+
+class DownloadInterrupted(KeyboardInterrupt):
+    """A download stopped by Ctrl-C or SIGTERM; ``outcomes`` are the datasets that had
+    finished (installed, skipped or failed) before it stopped."""
+
+    def __init__(self, outcomes: list[Outcome]) -> None:
+        super().__init__()
+        self.outcomes = outcomes

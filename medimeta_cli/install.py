@@ -472,3 +472,15 @@ def find_archives(paths: Iterable[Path]) -> list[Path]:
     if not found:
         raise UsageError("no .zip archives found", hint=_FROM_HINT)
     return found
+
+
+def needs_record(paths: Iterable[Path], catalog: Catalog) -> bool:
+    """Whether installing these archives needs the record's manifest: only archives of
+    catalog datasets are checked against it (those of datasets outside the catalog have
+    nothing there, and dataset folders are hashed file by file as they are copied)."""
+    known = set(catalog.ids)
+    return any(
+        path.name.removesuffix(".zip").lower() in known
+        for path in paths
+        if not is_dataset_folder(path)
+    )

@@ -113,7 +113,8 @@ def download_command(
     and never leaves a half-installed dataset behind.
     """
     with session(common) as s:
-        from medimeta_cli.download import Downloader, DownloadInterrupted
+        from medimeta_cli.download import Downloader
+        from medimeta_cli.events import DownloadInterrupted
 
         settings = s.settings
         if connections is not None:  # a download-only setting: the flag wins over the variable
