@@ -18,6 +18,7 @@ from medimeta_cli.archive import (
     extract_archive,
     inspect_archive,
     max_extracted_bytes,
+    member_path,
 )
 from medimeta_cli.catalog import Dataset, SplitCounts, load_catalog
 from medimeta_cli.errors import IntegrityError
@@ -182,6 +183,42 @@ def test_extract_writes_exactly_the_members_with_their_hashes(
             assert entry.sha256 == block_hashes(data, HASH_BLOCK_SIZE)
             assert entry.mtime_ns == (dest / entry.path).stat().st_mtime_ns
     assert sum(counted) == listing.total_bytes
+
+
+@pytest.mark.parametrize("workers", [1, 2, 5])
+def test_extract_threads_give_the_same_files_in_archive_order(
+    tmp_path: Path, fixture_data: FixtureData, cxr: Dataset, workers: int
+) -> None:
+    path = fixture_data.archive("cxr")
+    listing = inspect(path, cxr)
+    alone = extract_archive(path, cxr, listing, tmp_path / "alone", workers=1)
+    together = extract_archive(path, cxr, listing, tmp_path / "together", workers=workers)
+    assert together == tuple(
+        replace(entry, mtime_ns=(tmp_path / "together" / entry.path).stat().st_mtime_ns)
+        for entry in alone
+    )
+    in_archive_order = [member_path(m) for m in listing.members if not m.is_dir()]
+    assert [entry.path for entry in together] == in_archive_order
+
+
+def test_a_stop_seen_by_one_thread_stops_the_others(
+    tmp_path: Path, fixture_data: FixtureData, cxr: Dataset
+) -> None:
+    path = fixture_data.archive("cxr")
+    listing = inspect(path, cxr)
+    seen: list[str] = []
+
+    def stop_after_three() -> bool:
+        seen.append("asked")
+        return len(seen) > 3
+
+    with pytest.raises(KeyboardInterrupt):
+        extract_archive(
+            path, cxr, listing, tmp_path / "out", workers=2, should_stop=stop_after_three
+        )
+    files = [f for f in (tmp_path / "out").rglob("*") if f.is_file()]
+    # each thread finishes at most the member it had started
+    assert len(files) <= 3 + 2
 
 
 def test_extract_hashes_large_files_block_by_block(
