@@ -10,7 +10,7 @@ never from a layer above (``tests/test_layers.py`` checks every import against t
 
     6  cli
     5  download doctor
-    4  plan ranged segments transfer install folder_import job
+    4  plan ranged segments transfer streamed install folder_import job
     4  selection export sample verify remove prune
     3  remote archive installed images reader structure essentials status roots
     2  catalog catalog_file catalog_build citation settings record records partials locking slices
@@ -21,7 +21,8 @@ never from a layer above (``tests/test_layers.py`` checks every import against t
 - 5, whole operations: downloading datasets (``download``) and diagnosing a machine
   (``doctor/``: network, storage, environment).
 - 4, engines over one dataset: what to fetch and the space it needs (``plan``), HTTP
-  transfers of whole archives or of chosen members (``transfer``, ``ranged``), whole
+  transfers of whole archives or of chosen members (``transfer``, ``ranged``), every
+  member of a whole archive straight into staging, md5 checked (``streamed``), whole
   archives in several slices at once within the run's connections (``segments``), installing
   (``install``; unzipped dataset folders: ``folder_import``), one dataset's job under its
   lock (``job``); selections, exports (``export/``), episodes (``sample``), verification,

@@ -182,6 +182,8 @@ class _Body:
     chunks: Iterator[bytes]
     position: int
     buffer: bytearray = field(default_factory=bytearray)
+    #: When set, every byte consumed (taken, skipped or streamed) goes into it, in order.
+    digest: Any = None
 
     def _more(self) -> None:
         chunk = next(self.chunks, None)
@@ -195,6 +197,8 @@ class _Body:
         data = bytes(self.buffer[:count])
         del self.buffer[:count]
         self.position += count
+        if self.digest is not None:
+            self.digest.update(data)
         return data
 
     def skip_to(self, offset: int) -> None:
@@ -202,6 +206,8 @@ class _Body:
             if not self.buffer:
                 self._more()
             drop = min(len(self.buffer), offset - self.position)
+            if self.digest is not None:
+                self.digest.update(self.buffer[:drop])
             del self.buffer[:drop]
             self.position += drop
 
@@ -210,6 +216,8 @@ class _Body:
             if not self.buffer:
                 self._more()
             piece = bytes(self.buffer[:count])
+            if self.digest is not None:
+                self.digest.update(piece)
             del self.buffer[: len(piece)]
             self.position += len(piece)
             count -= len(piece)

@@ -1,0 +1,173 @@
+"""Install while downloading: every member of a whole archive straight into a staging folder.
+
+For ``--layout full`` the archive's central directory is read first (as for the hdf5
+layout), then the whole archive is requested in archive order, from byte 0 to its end,
+and each member is written into the members folder as it arrives, checked against its
+size and CRC-32. Every byte that passes (local headers, data, descriptors, gaps, the
+central directory) goes into the archive's md5 in order, so the md5 is checked as for a
+downloaded archive, but the archive itself never exists on disk: peak disk is the
+installed size plus bounded buffers.
+
+A cut connection resumes at the byte where the md5 stopped (inside a stored member).
+Where that is not possible (a deflated member, or a cut inside a local header) the pass
+starts again from byte 0 in this run; members written by an earlier run are never
+trusted for the md5, so a later run starts afresh too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from medimeta_cli.archive import member_path
+from medimeta_cli.catalog import Dataset
+from medimeta_cli.errors import IntegrityError
+from medimeta_cli.events import BytesTransferred, EventSink, Phase, PhaseChanged, TransferStarted
+from medimeta_cli.fsutil import ensure_space, remove_tree, translate_os_error
+from medimeta_cli.largereads import stalled
+from medimeta_cli.layout import RootLayout
+from medimeta_cli.partials import claim_members_folder
+from medimeta_cli.ranged import (
+    MemberFetcher,
+    RangesUnsupported,
+    _Body,
+    _check_partial,
+    _Member,
+    read_listing,
+)
+from medimeta_cli.record import ArchiveInfo
+from medimeta_cli.records import FileEntry
+from medimeta_cli.remote import RemoteClient
+from medimeta_cli.transfer import FetchedMembers, remember_sizes
+
+logger = logging.getLogger(__name__)
+
+Span = tuple[zipfile.ZipInfo, int, int]
+
+
+def _new_md5() -> Any:
+    return hashlib.md5(usedforsecurity=False)
+
+
+@dataclass
+class _Pass:
+    """How far one ordered pass over the archive got: bytes hashed, members done."""
+
+    digest: Any
+    hashed: int = 0
+    index: int = 0
+    current: _Member | None = None
+
+
+@dataclass
+class StreamedFetcher(MemberFetcher):
+    """Fetches all members of an archive in one ordered pass and checks the archive's md5."""
+
+    def fetch_all(self, spans: Sequence[Span]) -> list[FileEntry]:
+        """Write every member into :attr:`data`; raise :class:`IntegrityError` unless every
+        size, CRC-32 and the md5 over all the archive's bytes match."""
+        # Files of an earlier run were not part of this pass's md5: start afresh.
+        remove_tree(self.data)
+        self.done.clear()
+        self.starts.clear()
+        self.data.mkdir(parents=True)
+        ordered = sorted(spans, key=lambda span: span[1])
+        state = _Pass(_new_md5())
+        attempt = 0
+        while True:
+            before = state.hashed
+            try:
+                self._pass(state, ordered)
+                break
+            except httpx.TransportError as exc:
+                if not self._can_continue(state, ordered):
+                    logger.info(
+                        "%s: cut where the md5 cannot continue; again from 0", self.info.key
+                    )
+                    if state.current is not None:
+                        self._restart(state.current)
+                    state = _Pass(_new_md5())
+                    self.done.clear()
+                attempt = 1 if state.hashed > before and not stalled(exc) else attempt + 1
+                self.client.retry_wait(attempt, f"transfer of {self.info.key} cut ({exc})")
+        if state.hashed != self.info.size or state.digest.hexdigest() != self.info.md5:
+            raise IntegrityError(
+                f"{self.info.key} does not match the md5 the record lists",
+                hint="Run the same command again to fetch it afresh.",
+            )
+        return [self.done[member_path(info)] for info, _, _ in spans]
+
+    def _can_continue(self, state: _Pass, ordered: Sequence[Span]) -> bool:
+        """Whether the next request can start where the md5 stopped."""
+        if state.current is not None:
+            return state.current.inflater is None  # deflate state cannot be resumed
+        # Between members: fine unless the cut fell inside the next member's local header.
+        return state.index >= len(ordered) or state.hashed <= ordered[state.index][1]
+
+    def _pass(self, state: _Pass, ordered: Sequence[Span]) -> None:
+        begin = state.hashed
+        headers = {"Range": f"bytes={begin}-{self.info.size - 1}", "Accept-Encoding": "identity"}
+        with self.client.stream(self.info.url, headers) as response:
+            _check_partial(response, begin)
+            body = _Body(response.iter_raw(), begin, digest=state.digest)
+            try:
+                while state.index < len(ordered):
+                    info, start, _ = ordered[state.index]
+                    if state.current is None:
+                        state.current = self._open_member(body, info, start)
+                    self._copy(body, state.current)
+                    self._finish(state.current)
+                    state.current = None
+                    state.index += 1
+                body.skip_to(self.info.size)  # the central directory and end records
+            finally:
+                state.hashed = body.position
+
+
+@dataclass
+class StreamedTransfer:
+    """Installs while downloading: a whole archive's members, md5 checked, no archive file."""
+
+    client: RemoteClient
+    layout: RootLayout
+    on_event: EventSink
+    should_stop: Callable[[], bool] = lambda: False
+
+    def fetch(self, dataset: Dataset, info: ArchiveInfo) -> FetchedMembers:
+        """Read the directory, then stream every member into a members folder.
+
+        Raises :class:`~medimeta_cli.ranged.RangesUnsupported` when the server sends whole
+        files only (nothing is left behind then), :class:`IntegrityError` on any mismatch
+        (the members folder is removed).
+        """
+        self.on_event(PhaseChanged(dataset.id, Phase.READING_DIRECTORY))
+        listing, _ = read_listing(self.client, info, dataset)
+        remember_sizes(self.layout, info, listing)
+        spans = listing.spans(lambda path: True)
+        ensure_space(self.layout.root, listing.listing.total_bytes, f"installing {info.key}")
+        folder = claim_members_folder(self.layout, info)
+        fetched = [0]
+
+        def count(n: int) -> None:
+            fetched[0] += n
+            self.on_event(BytesTransferred(dataset.id, n))
+
+        fetcher = StreamedFetcher(
+            self.client, info, folder, on_bytes=count, should_stop=self.should_stop
+        )
+        total = sum(info.compress_size for info, _, _ in spans)
+        self.on_event(TransferStarted(dataset.id, total=total, done=0))
+        try:
+            entries = fetcher.fetch_all(spans)
+        except OSError as exc:
+            raise translate_os_error(exc, f"{info.key} into {folder}") from exc
+        except (IntegrityError, RangesUnsupported):
+            remove_tree(folder)
+            raise
+        return FetchedMembers(folder, fetcher.data, entries, 0, fetched[0])

@@ -1,0 +1,176 @@
+"""Install while downloading: all members of a whole archive streamed into a members folder,
+every CRC-32 and the md5 over all the archive's bytes checked, no archive file on disk."""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from medimeta_cli.archive import member_path
+from medimeta_cli.catalog import RECORD_ID
+from medimeta_cli.errors import IntegrityError, NetworkError
+from medimeta_cli.layout import RootLayout
+from medimeta_cli.ranged import RangesUnsupported
+from medimeta_cli.record import ArchiveInfo
+from medimeta_cli.remote import RemoteClient, RetryPolicy
+from medimeta_cli.streamed import StreamedTransfer
+from medimeta_cli.transfer import FetchedMembers
+from tests.conftest import FixtureData
+from tests.helpers import make_downloader
+from tests.support import zenodo_server as zs
+from tests.test_ranged import pass_listing_requests
+
+
+@pytest.fixture
+def client(zenodo: zs.ZenodoServer) -> Iterator[RemoteClient]:
+    policy = RetryPolicy(retries=3, backoff_base=0.01, backoff_cap=0.02)
+    with RemoteClient(zenodo.url, RECORD_ID, timeout=5, policy=policy) as remote:
+        yield remote
+
+
+def _fetch(client: RemoteClient, data_root: Path, dataset_id: str) -> FetchedMembers:
+    downloader, _ = make_downloader()
+    info: ArchiveInfo = client.fetch_record().archive(f"{dataset_id}.zip")
+    transfer = StreamedTransfer(client, RootLayout(data_root), lambda event: None)
+    return transfer.fetch(downloader.catalog.get(dataset_id), info)
+
+
+def _infos(archive: Path) -> list[zipfile.ZipInfo]:
+    with zipfile.ZipFile(archive) as handle:
+        return sorted(handle.infolist(), key=lambda i: i.header_offset)
+
+
+def _ranges(zenodo: zs.ZenodoServer, key: str) -> list[str]:
+    return [g.range or "" for g in zenodo.requests_for(key, method="GET")]
+
+
+def test_every_member_streams_in_with_the_archive_md5_and_no_archive_file(
+    zenodo: zs.ZenodoServer, client: RemoteClient, data_root: Path, fixture_data: FixtureData
+) -> None:
+    archive = fixture_data.archive("crc")
+    zenodo.clear_log()
+    members = _fetch(client, data_root, "crc")
+    with zipfile.ZipFile(archive) as handle:
+        expected = {member_path(i): handle.read(i) for i in handle.infolist() if not i.is_dir()}
+    found = {
+        p.relative_to(members.data).as_posix(): p.read_bytes()
+        for p in members.data.rglob("*")
+        if p.is_file()
+    }
+    assert found == expected
+    assert {e.path for e in members.entries} == set(expected)
+    size = archive.stat().st_size
+    # The whole archive in one ordered request after the directory, never as a file.
+    assert f"bytes=0-{size - 1}" in _ranges(zenodo, "crc.zip")
+    partial = RootLayout(data_root).partial_dir
+    assert not list(partial.glob("*.part"))
+    on_disk = sum(p.stat().st_size for p in data_root.rglob("*") if p.is_file())
+    assert on_disk < sum(len(b) for b in expected.values()) + 64 * 1024 < size + 64 * 1024
+
+
+def test_a_flipped_byte_in_a_member_is_refused_and_nothing_is_kept(
+    zenodo: zs.ZenodoServer, client: RemoteClient, data_root: Path, fixture_data: FixtureData
+) -> None:
+    archive = fixture_data.archive("cxr")
+    last = [i for i in _infos(archive) if not i.is_dir()][-1]
+    pass_listing_requests(zenodo, archive)
+    zenodo.inject("cxr.zip", zs.corrupt(offset=last.header_offset + 30 + len(last.filename) + 1))
+    with pytest.raises(IntegrityError, match="CRC-32"):
+        _fetch(client, data_root, "cxr")
+    assert not list(RootLayout(data_root).partial_dir.iterdir())
+
+
+@pytest.mark.parametrize("where", ["local header", "central directory"])
+def test_a_flipped_byte_outside_every_member_is_caught_by_the_md5(
+    zenodo: zs.ZenodoServer,
+    client: RemoteClient,
+    data_root: Path,
+    fixture_data: FixtureData,
+    where: str,
+) -> None:
+    archive = fixture_data.archive("cxr")
+    with zipfile.ZipFile(archive) as handle:
+        directory = handle.start_dir
+    first = next(i for i in _infos(archive) if not i.is_dir())
+    # The modification time: read by no member check, only the md5 covers it.
+    offset = first.header_offset + 10 if where == "local header" else directory + 12
+    pass_listing_requests(zenodo, archive)
+    zenodo.inject("cxr.zip", zs.corrupt(offset=offset))
+    with pytest.raises(IntegrityError, match="md5"):
+        _fetch(client, data_root, "cxr")
+    assert not list(RootLayout(data_root).partial_dir.iterdir())
+
+
+def test_a_cut_continues_where_the_md5_stopped(
+    zenodo: zs.ZenodoServer, client: RemoteClient, data_root: Path, fixture_data: FixtureData
+) -> None:
+    archive = fixture_data.archive("crc")
+    pass_listing_requests(zenodo, archive)
+    zenodo.inject("crc.zip", zs.cut_after(3_000_000))
+    zenodo.clear_log()
+    members = _fetch(client, data_root, "crc")
+    assert len(members.entries) == len([i for i in _infos(archive) if not i.is_dir()])
+    starts = [int(r.split("=")[1].split("-")[0]) for r in _ranges(zenodo, "crc.zip") if r]
+    assert starts[-2] == 0 and 2_900_000 < starts[-1] <= 3_000_000, starts
+    assert zenodo.bytes_sent("crc.zip") < archive.stat().st_size + 200_000
+
+
+def test_a_server_without_ranges_leaves_it_to_the_whole_archive(
+    zenodo: zs.ZenodoServer, client: RemoteClient, data_root: Path
+) -> None:
+    zenodo.ranges_enabled = False
+    with pytest.raises(RangesUnsupported):
+        _fetch(client, data_root, "cxr")
+    partial = RootLayout(data_root).partial_dir
+    assert not partial.exists() or not list(partial.iterdir())
+
+
+def test_a_cut_inside_a_deflated_member_starts_the_pass_again(
+    zenodo: zs.ZenodoServer,
+    client: RemoteClient,
+    data_root: Path,
+    fixture_data: FixtureData,
+    tmp_path: Path,
+) -> None:
+    source = fixture_data.archive("cxr")
+    deflated = tmp_path / "cxr.zip"
+    with (
+        zipfile.ZipFile(source) as old,
+        zipfile.ZipFile(deflated, "w", zipfile.ZIP_DEFLATED) as new,
+    ):
+        for info in old.infolist():
+            new.writestr(info, old.read(info), compress_type=zipfile.ZIP_DEFLATED)
+    zenodo.replace_file("cxr.zip", deflated)
+    pass_listing_requests(zenodo, deflated)
+    zenodo.inject("cxr.zip", zs.cut_after(50_000))
+    zenodo.clear_log()
+    members = _fetch(client, data_root, "cxr")
+    starts = [int(r.split("=")[1].split("-")[0]) for r in _ranges(zenodo, "cxr.zip") if r]
+    assert starts[-2:] == [0, 0], starts  # the md5 cannot continue inside deflate: again
+    with zipfile.ZipFile(deflated) as handle:
+        for entry in members.entries:
+            assert (members.data / entry.path).read_bytes() == handle.read(f"cxr/{entry.path}")
+
+
+def test_files_left_by_an_earlier_run_are_not_trusted(
+    zenodo: zs.ZenodoServer, client: RemoteClient, data_root: Path, fixture_data: FixtureData
+) -> None:
+    archive = fixture_data.archive("crc")
+    pass_listing_requests(zenodo, archive)
+    zenodo.inject("crc.zip", zs.cut_after(3_000_000))
+    broken = RemoteClient(
+        zenodo.url, RECORD_ID, timeout=5, policy=RetryPolicy(retries=0, backoff_base=0.01)
+    )
+    with broken, pytest.raises(NetworkError):
+        _fetch(broken, data_root, "crc")
+    [left] = RootLayout(data_root).partial_dir.glob("crc.zip.members.*")
+    planted = left / "data" / "planted.txt"
+    planted.write_text("not in the archive")
+    zenodo.clear_log()
+    members = _fetch(client, data_root, "crc")
+    assert not (members.data / "planted.txt").exists()
+    starts = [int(r.split("=")[1].split("-")[0]) for r in _ranges(zenodo, "crc.zip") if r]
+    assert starts[-1] == 0, starts  # the md5 covers this run's bytes only
