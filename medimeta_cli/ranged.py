@@ -126,7 +126,7 @@ def fetch_range(client: RemoteClient, url: str, start: int, end: int) -> bytes:
     while True:
         try:
             with client.stream(url, headers) as response:
-                _check_partial(response, start)
+                check_partial(response, start)
                 return response.read()
         except httpx.TransportError as exc:
             attempt += 1
@@ -134,7 +134,8 @@ def fetch_range(client: RemoteClient, url: str, start: int, end: int) -> bytes:
             client.retry_wait(attempt, f"range request to {url} failed ({exc})")
 
 
-def _check_partial(response: httpx.Response, start: int) -> None:
+def check_partial(response: httpx.Response, start: int) -> None:
+    """Refuse an answer that is not the 206 for a range starting at ``start``."""
     if response.status_code == 200:
         raise RangesUnsupported("the server does not honour byte ranges")
     if response.status_code != 206:
@@ -176,7 +177,7 @@ def read_listing(
 
 
 @dataclass
-class _Body:
+class ResponseBody:
     """A response body read from a known absolute offset."""
 
     chunks: Iterator[bytes]
@@ -225,7 +226,7 @@ class _Body:
 
 
 @dataclass
-class _Member:
+class MemberWrite:
     """A member being written: where its data starts and how much of it has arrived."""
 
     info: zipfile.ZipInfo
@@ -302,7 +303,7 @@ class MemberFetcher:
 
     def _fetch_run(self, run: list[tuple[zipfile.ZipInfo, int, int]]) -> None:
         index = 0
-        current: _Member | None = None
+        current: MemberWrite | None = None
         attempt = 0
         while index < len(run):
             info, start, _ = run[index]
@@ -320,8 +321,8 @@ class MemberFetcher:
                 )
             try:
                 with self.client.stream(self.info.url, headers) as response:
-                    _check_partial(response, begin)
-                    body = _Body(response.iter_raw(), begin)
+                    check_partial(response, begin)
+                    body = ResponseBody(response.iter_raw(), begin)
                     while index < len(run):
                         info, start, _ = run[index]
                         if current is None:
@@ -338,7 +339,7 @@ class MemberFetcher:
                 attempt = 1 if progressed > before and not stalled(exc) else attempt + 1
                 self.client.retry_wait(attempt, f"range transfer of {self.info.key} cut ({exc})")
 
-    def _resume(self, info: zipfile.ZipInfo) -> _Member | None:
+    def _resume(self, info: zipfile.ZipInfo) -> MemberWrite | None:
         """A stored member that an earlier run left half-written, ready to continue."""
         relative = member_path(info)
         target = self.data / relative
@@ -351,13 +352,13 @@ class MemberFetcher:
         if not own_regular(found) or found.st_size > info.file_size:
             return None  # never appended to through a link: the member starts afresh
         writer = HashedWriter(target, relative, append=True)
-        return _Member(info, writer, self.starts[relative], consumed=writer.written)
+        return MemberWrite(info, writer, self.starts[relative], consumed=writer.written)
 
-    def _restart(self, member: _Member) -> None:
+    def _restart(self, member: MemberWrite) -> None:
         member.writer.close()
         (self.data / member.writer.relative).unlink(missing_ok=True)
 
-    def _open_member(self, body: _Body, info: zipfile.ZipInfo, start: int) -> _Member:
+    def _open_member(self, body: ResponseBody, info: zipfile.ZipInfo, start: int) -> MemberWrite:
         body.skip_to(start)
         header = _LOCAL_HEADER.unpack(body.take(_LOCAL_HEADER.size))
         if header[0] != b"PK\x03\x04":
@@ -367,7 +368,7 @@ class MemberFetcher:
         target = self.data / relative
         if target.is_symlink():
             target.unlink()  # the link itself: its target is never written
-        member = _Member(info, HashedWriter(target, relative), body.position)
+        member = MemberWrite(info, HashedWriter(target, relative), body.position)
         if info.compress_type == zipfile.ZIP_DEFLATED:
             member.inflater = zlib.decompressobj(-15)
         elif info.compress_type != zipfile.ZIP_STORED:
@@ -377,7 +378,7 @@ class MemberFetcher:
             self.save_progress()
         return member
 
-    def _copy(self, body: _Body, member: _Member) -> None:
+    def _copy(self, body: ResponseBody, member: MemberWrite) -> None:
         for chunk in body.stream(member.info.compress_size - member.consumed):
             member.consumed += len(chunk)
             data = member.inflater.decompress(chunk) if member.inflater else chunk
@@ -389,7 +390,7 @@ class MemberFetcher:
         if member.inflater is not None:
             member.writer.write(member.inflater.flush())
 
-    def _finish(self, member: _Member) -> None:
+    def _finish(self, member: MemberWrite) -> None:
         info = member.info
         if member.writer.written != info.file_size or member.writer.crc != info.CRC:
             member.writer.close()

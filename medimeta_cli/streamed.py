@@ -35,10 +35,10 @@ from medimeta_cli.layout import RootLayout
 from medimeta_cli.partials import claim_members_folder
 from medimeta_cli.ranged import (
     MemberFetcher,
+    MemberWrite,
     RangesUnsupported,
-    _Body,
-    _check_partial,
-    _Member,
+    ResponseBody,
+    check_partial,
     read_listing,
 )
 from medimeta_cli.record import ArchiveInfo
@@ -62,7 +62,7 @@ class _Pass:
     digest: Any
     hashed: int = 0
     index: int = 0
-    current: _Member | None = None
+    current: MemberWrite | None = None
 
 
 @dataclass
@@ -114,8 +114,8 @@ class StreamedFetcher(MemberFetcher):
         begin = state.hashed
         headers = {"Range": f"bytes={begin}-{self.info.size - 1}", "Accept-Encoding": "identity"}
         with self.client.stream(self.info.url, headers) as response:
-            _check_partial(response, begin)
-            body = _Body(response.iter_raw(), begin, digest=state.digest)
+            check_partial(response, begin)
+            body = ResponseBody(response.iter_raw(), begin, digest=state.digest)
             try:
                 while state.index < len(ordered):
                     info, start, _ = ordered[state.index]

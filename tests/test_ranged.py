@@ -193,13 +193,7 @@ def test_deflated_archives_work_too(
     zenodo: zs.ZenodoServer, data_root: Path, fixture_data: FixtureData, tmp_path: Path
 ) -> None:
     source = fixture_data.archive("cxr")
-    deflated = tmp_path / "cxr.zip"
-    with (
-        zipfile.ZipFile(source) as old,
-        zipfile.ZipFile(deflated, "w", zipfile.ZIP_DEFLATED) as new,
-    ):
-        for info in old.infolist():
-            new.writestr(info, old.read(info), compress_type=zipfile.ZIP_DEFLATED)
+    deflated = archives.deflated_copy(source, tmp_path / "cxr.zip")
     zenodo.replace_file("cxr.zip", deflated)
     pass_listing_requests(zenodo, deflated)
     zenodo.inject("cxr.zip", zs.cut_after(50_000))  # a cut inside a deflated member

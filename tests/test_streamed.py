@@ -20,6 +20,7 @@ from medimeta_cli.streamed import StreamedTransfer
 from medimeta_cli.transfer import FetchedMembers
 from tests.conftest import FixtureData
 from tests.helpers import make_downloader
+from tests.support import archives
 from tests.support import zenodo_server as zs
 from tests.test_ranged import pass_listing_requests
 
@@ -136,13 +137,7 @@ def test_a_cut_inside_a_deflated_member_starts_the_pass_again(
     tmp_path: Path,
 ) -> None:
     source = fixture_data.archive("cxr")
-    deflated = tmp_path / "cxr.zip"
-    with (
-        zipfile.ZipFile(source) as old,
-        zipfile.ZipFile(deflated, "w", zipfile.ZIP_DEFLATED) as new,
-    ):
-        for info in old.infolist():
-            new.writestr(info, old.read(info), compress_type=zipfile.ZIP_DEFLATED)
+    deflated = archives.deflated_copy(source, tmp_path / "cxr.zip")
     zenodo.replace_file("cxr.zip", deflated)
     pass_listing_requests(zenodo, deflated)
     zenodo.inject("cxr.zip", zs.cut_after(50_000))

@@ -1063,3 +1063,11 @@ def _format_count(value: int) -> str:
 def _yaml_str(text: str) -> str:
     """``text`` as a YAML double-quoted scalar (JSON escapes are valid YAML escapes)."""
     return json.dumps(text, ensure_ascii=False)
+
+
+def deflated_copy(source: Path, target: Path) -> Path:
+    """``source`` rewritten with every member deflated (upstream archives are stored)."""
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as new:
+        for info in old.infolist():
+            new.writestr(info, old.read(info), compress_type=zipfile.ZIP_DEFLATED)
+    return target
