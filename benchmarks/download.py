@@ -8,6 +8,10 @@ includes the md5 it computes while streaming; extraction is timed separately.
 Targets: medimeta's throughput at least 0.95 of curl's; a download resumed after a
 cut at 50% transfers at most the remaining bytes plus 1 MiB.
 
+Whole job, unthrottled: ``medimeta download crc`` (default connections, and ``--stream``,
+which installs while downloading) against ``curl -o`` + ``md5sum`` + ``unzip``, with the
+peak disk use under each one's folder sampled every 10 ms, as a ratio to the installed size.
+
 Throttled: the server caps each connection (``--throttle-mb-s``, like nginx
 ``limit_rate`` and Zenodo); the whole ``medimeta download crc`` (default connections:
 transfer, md5, install) is compared with ``aria2c -x8 -s8`` + ``md5sum`` + ``unzip``, and
@@ -18,13 +22,16 @@ benchmark installs them when run as root, or skips that baseline and says so.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from _fixture import build_dataset, drop_file, medimeta_script, start_server, timed, tool_env
@@ -99,6 +106,88 @@ def expert_pipeline(url: str, work: Path) -> float:
     seconds = time.perf_counter() - start
     drop_file(work)
     return seconds
+
+
+def disk_use(folder: Path) -> int:
+    """Bytes allocated under ``folder`` (files that vanish while it walks are skipped)."""
+    total = 0
+    for path in folder.rglob("*"):
+        with contextlib.suppress(OSError):
+            total += path.lstat().st_blocks * 512
+    return total
+
+
+def with_peak_disk(folder: Path, run: Callable[[], float]) -> tuple[float, int]:
+    """``run()``'s result and the largest disk use seen under ``folder`` while it ran."""
+    peak = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.01):
+            if folder.exists():
+                peak[0] = max(peak[0], disk_use(folder))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        seconds = run()
+    finally:
+        done.set()
+        sampler.join()
+    return seconds, max(peak[0], disk_use(folder) if folder.exists() else 0)
+
+
+def curl_pipeline(url: str, work: Path) -> float:
+    """Wall time of curl -o, then md5sum, then unzip."""
+    work.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    subprocess.run(["curl", "-sf", "-o", str(work / "crc.zip"), url], check=True)
+    subprocess.run(["md5sum", str(work / "crc.zip")], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["unzip", "-q", "-o", str(work / "crc.zip"), "-d", str(work / "crc")], check=True
+    )
+    return time.perf_counter() - start
+
+
+def whole_job_case(
+    url: str, env: dict[str, str], root: Path, work: Path, runs: int
+) -> dict[str, tuple[float, float]] | str:
+    """Median wall time and peak disk ÷ installed size of each whole job, or why skipped."""
+    if shutil.which("unzip") is None or shutil.which("md5sum") is None:
+        return "skipping the whole-job case: unzip or md5sum missing (apt-get install unzip)"
+    jobs: dict[str, Callable[[], float]] = {
+        "curl + md5sum + unzip": lambda: curl_pipeline(url, work / "curl"),
+        "medimeta download": lambda: timed([medimeta_script(), "download", "crc", "-q"], env=env),
+        "medimeta download --stream": lambda: timed(
+            [medimeta_script(), "download", "crc", "-q", "--stream"], env=env
+        ),
+    }
+    folders = {name: work / "curl" if name.startswith("curl") else root for name in jobs}
+    figures: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in jobs}
+    for _ in range(runs):
+        for name, job in jobs.items():
+            drop_file(folders[name])
+            seconds, peak = with_peak_disk(folders[name], job)
+            installed = disk_use(root / "crc" if folders[name] == root else work / "curl" / "crc")
+            figures[name][0].append(seconds)
+            figures[name][1].append(peak / installed)
+            drop_file(folders[name])
+    return {name: (median(times), median(peaks)) for name, (times, peaks) in figures.items()}
+
+
+def print_whole_job(figures: dict[str, tuple[float, float]] | str) -> None:
+    """The whole-job table and its ratios against the goals."""
+    print("[whole job, unthrottled loopback: wall time, peak disk / installed size]")
+    if isinstance(figures, str):
+        print(f"  {figures}")
+        return
+    base = figures["curl + md5sum + unzip"][0]
+    for name, (seconds, peak) in figures.items():
+        print(f"  {name:28s} {seconds:6.2f} s  ratio {seconds / base:4.2f}  peak disk {peak:4.2f}")
+    best = min(seconds for name, (seconds, _) in figures.items() if name.startswith("medimeta"))
+    lowest = min(peak for name, (_, peak) in figures.items() if name.startswith("medimeta"))
+    print(f"  best medimeta / curl pipeline: {best / base:.2f} (goal <= 0.5)")
+    print(f"  lowest medimeta peak disk / installed: {lowest:.3f} (goal <= 1.05)")
 
 
 def throttled_case(
@@ -176,6 +265,7 @@ def main() -> int:
                 extracts.append(figures["extract"])
             results[link] = (median(curl_times), median(ours), median(extracts))
         drop_file(curl_out)
+        whole_job = whole_job_case(url, env, root, args.work, args.runs)
         throttled = None
         if args.throttle_mb_s:
             throttled = throttled_case(
@@ -219,6 +309,7 @@ def main() -> int:
             f"  throughput ratio to curl: {ratio:.2f} (target >= 0.95): "
             f"{'ok' if ratio >= 0.95 else 'BELOW TARGET'}"
         )
+    print_whole_job(whole_job)
     if throttled is not None:
         ours, theirs, requests, skipped = throttled
         print(f"[throttled: {args.throttle_mb_s:.0f} MB/s per connection, whole job]")

@@ -35,7 +35,14 @@ from medimeta_cli.fsutil import ensure_space, ensure_writable_dir
 from medimeta_cli.install import Installer, find_archives, needs_record
 from medimeta_cli.job import DatasetJob, JobOptions
 from medimeta_cli.layout import RootLayout
-from medimeta_cli.plan import ArchiveLayout, Plan, installed_copy, is_installed, plan_download
+from medimeta_cli.plan import (
+    ArchiveLayout,
+    Plan,
+    installed_copy,
+    is_installed,
+    plan_download,
+    space_needed,
+)
 from medimeta_cli.record import ArchiveInfo, Manifest
 from medimeta_cli.remote import RecordSource, RetryPolicy
 from medimeta_cli.settings import Settings
@@ -110,6 +117,7 @@ class Downloader:
         keep_archive: bool = False,
         layout: ArchiveLayout = ArchiveLayout.FULL,
         with_masks: bool = False,
+        stream: bool = False,
     ) -> Plan:
         """What :meth:`download` would fetch and the space it needs. For the hdf5 layout
         online, archives' directories are read (one or two small range requests each) to give
@@ -122,17 +130,22 @@ class Downloader:
         def listed_size(dataset: Dataset, info: ArchiveInfo) -> int | None:
             return listed_hdf5_size(self.record().client(), self.layout, dataset, info, with_masks)
 
-        return plan_download(
-            self.settings,
-            datasets,
-            manifest,
-            force=force,
-            jobs=jobs,
-            keep_archive=keep_archive,
-            layout=layout,
-            with_masks=with_masks,
-            listed_size=None if self.settings.offline else listed_size,
-        )
+        def planned(streamed: bool) -> Plan:
+            return plan_download(
+                self.settings,
+                datasets,
+                manifest,
+                force=force,
+                jobs=jobs,
+                keep_archive=keep_archive,
+                layout=layout,
+                with_masks=with_masks,
+                listed_size=None if self.settings.offline else listed_size,
+                stream=streamed,
+            )
+
+        plan = planned(stream)
+        return planned(True) if self._stream_for_space(plan, keep_archive) else plan
 
     def download(
         self,
@@ -143,11 +156,14 @@ class Downloader:
         jobs: int = 2,
         layout: ArchiveLayout = ArchiveLayout.FULL,
         with_masks: bool = False,
+        stream: bool = False,
     ) -> list[Outcome]:
         """Download and install datasets, ``jobs`` at a time; one outcome per dataset.
 
         The hdf5 layout fetches only the archive members the official loader reads,
-        with range requests (the TIFF copies of the images are left out).
+        with range requests (the TIFF copies of the images are left out). ``stream``
+        installs whole archives while they download; it is chosen by itself when the disk
+        cannot hold the archives and their extraction but can hold the extraction.
 
         Errors of one dataset do not stop the others; they are returned in its
         outcome. Errors that concern every dataset (offline, no space, read-only
@@ -168,16 +184,26 @@ class Downloader:
             ensure_writable_dir(self.layout.state_dir)
             manifest = self.manifest()
             infos = {d.id: manifest.archive(d.archive) for d in pending}
-            plan = plan_download(
-                self.settings,
-                pending,
-                manifest,
-                force=force,
-                jobs=jobs,
-                keep_archive=keep_archive,
-                layout=layout,
-                with_masks=with_masks,
-            )
+            stream = stream and not keep_archive and layout is ArchiveLayout.FULL
+
+            def planned(streamed: bool) -> Plan:
+                return plan_download(
+                    self.settings,
+                    pending,
+                    manifest,
+                    force=force,
+                    jobs=jobs,
+                    keep_archive=keep_archive,
+                    layout=layout,
+                    with_masks=with_masks,
+                    stream=streamed,
+                )
+
+            plan = planned(stream)
+            if self._stream_for_space(plan, keep_archive):
+                stream, plan = True, planned(True)
+                message = "too little space for archives and their extraction: installing "
+                self._notice("", message + "while downloading (one connection per archive)")
             logger.debug(
                 "%d dataset(s) to fetch (%s layout): %d bytes, %d needed, %d free",
                 len(pending),
@@ -187,7 +213,8 @@ class Downloader:
                 plan.free_bytes,
             )
             if layout is ArchiveLayout.FULL:  # hdf5 installs check their exact size once listed
-                what = f"{len(pending)} dataset(s) (archives plus extraction)"
+                parts = "extraction" if stream else "archives plus extraction"
+                what = f"{len(pending)} dataset(s) ({parts})"
                 ensure_space(self.settings.root, plan.needed_bytes, what)
             # One budget of connections for the whole run, whatever --jobs says.
             budget = ConnectionBudget(
@@ -198,7 +225,7 @@ class Downloader:
             job = DatasetJob(
                 self.installer(),
                 self.record().client,
-                JobOptions(force, keep_archive, layout, with_masks),
+                JobOptions(force, keep_archive, layout, with_masks, stream),
                 self.on_event,
                 budget,
             )
@@ -211,6 +238,15 @@ class Downloader:
                     self.cancel.set()
                     self._finish_after_interrupt(futures, outcomes, datasets)
         return [outcomes[d.id] for d in datasets]
+
+    @staticmethod
+    def _stream_for_space(plan: Plan, keep_archive: bool) -> bool:
+        """Whether to install whole archives while downloading because only that fits on
+        the disk (never with --keep-archive, which wants the archives on disk)."""
+        archives = [item for item in plan.pending if item.layout is ArchiveLayout.FULL]
+        if keep_archive or plan.stream or not archives or plan.needed_bytes <= plan.free_bytes:
+            return False
+        return space_needed(plan.items, 0) <= plan.free_bytes
 
     def _finish_after_interrupt(
         self,

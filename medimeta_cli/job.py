@@ -1,16 +1,19 @@
 """One dataset's download: under its lock, fetch it and install it; its outcome.
 
 The whole archive is fetched into a partial file (:class:`ArchiveTransfer`) and
-extracted, or, for the hdf5 layout, only the members the loader reads
-(:class:`MembersTransfer`), falling back to the whole archive when the server does
-not honour byte ranges.
+extracted; or installed while it downloads, its members written straight into place and
+the archive never on disk (:class:`StreamedTransfer`, asked for with ``stream``); or, for
+the hdf5 layout, only the members the loader reads are fetched (:class:`MembersTransfer`).
+Both member paths fall back to the whole archive when the server does not honour byte
+ranges.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from medimeta_cli.catalog import Dataset
@@ -19,12 +22,14 @@ from medimeta_cli.errors import IntegrityError, MedimetaError
 from medimeta_cli.events import EventSink, Notice, Outcome, OutcomeStatus, Phase, PhaseChanged
 from medimeta_cli.fsutil import remove_tree
 from medimeta_cli.install import Installer, InstallResult, inspect_target
+from medimeta_cli.partials import partial_bytes
 from medimeta_cli.plan import ArchiveLayout, is_installed
 from medimeta_cli.ranged import RangesUnsupported
 from medimeta_cli.record import ArchiveInfo
 from medimeta_cli.records import ArchiveCheck
 from medimeta_cli.remote import RemoteClient
-from medimeta_cli.transfer import ArchiveTransfer, MembersTransfer
+from medimeta_cli.streamed import StreamedTransfer
+from medimeta_cli.transfer import ArchiveTransfer, FetchedMembers, MembersTransfer
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +42,8 @@ class JobOptions:
     keep_archive: bool = False
     layout: ArchiveLayout = ArchiveLayout.FULL
     with_masks: bool = False
+    #: Install whole archives while they download (no archive on disk, one connection each).
+    stream: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,33 +107,10 @@ class DatasetJob:
         was checked of the archive."""
         installer, options = self.installer, self.options
         layout, stop = installer.layout, installer.should_stop
-        if options.layout is ArchiveLayout.HDF5:
-            try:
-                if self.budget is not None:  # the members' requests are one connection
-                    self.budget.acquire(stop)
-                try:
-                    members = MembersTransfer(self.client(), layout, self.on_event, stop).fetch(
-                        dataset, info, with_masks=options.with_masks
-                    )
-                finally:
-                    if self.budget is not None:
-                        self.budget.release()
-            except RangesUnsupported:
-                message = "the server does not honour byte ranges; fetching the whole archive"
-                logger.info("%s: no byte ranges; falling back to the whole archive", info.key)
-                self.on_event(Notice(dataset.id, message, warning=True))
-            else:
-                result = installer.install_folder(
-                    dataset,
-                    members.data,
-                    members.entries,
-                    info,
-                    force=options.force,
-                    layout=options.layout,
-                    checked=ArchiveCheck.MEMBERS,
-                )
-                remove_tree(members.folder)
-                return result, members.resumed_from, members.fetched, ArchiveCheck.MEMBERS
+        if options.layout is ArchiveLayout.HDF5 or (options.stream and not options.keep_archive):
+            installed = self._install_members(dataset, info)
+            if installed is not None:
+                return installed
         archive = ArchiveTransfer(self.client(), layout, self.on_event, stop, self.budget).fetch(
             dataset.id, info
         )
@@ -143,6 +127,66 @@ class DatasetJob:
             raise archive.refused(error) from error
         archive.partial.finish(layout.archives_dir / info.key if options.keep_archive else None)
         return result, archive.resumed_from, archive.fetched, ArchiveCheck.MD5
+
+    @contextmanager
+    def _connection(self) -> Iterator[None]:
+        """One connection of the run's budget, for a transfer that uses exactly one."""
+        if self.budget is None:
+            yield
+            return
+        self.budget.acquire(self.installer.should_stop)
+        try:
+            yield
+        finally:
+            self.budget.release()
+
+    def _install_members(
+        self, dataset: Dataset, info: ArchiveInfo
+    ) -> tuple[InstallResult, int, int, ArchiveCheck] | None:
+        """Fetch members straight into a members folder and install it: the hdf5 layout's
+        members (CRC-32 checked), or every member of the archive while it downloads (md5
+        checked too). None when the whole archive must be downloaded instead."""
+        layout, stop, options = self.installer.layout, self.installer.should_stop, self.options
+        streamed = options.layout is ArchiveLayout.FULL
+        if streamed and partial_bytes(layout, info.key, info.md5):
+            # Bytes an earlier run left are worth more than the disk the archive needs.
+            message = f"resuming the partial {info.key} of an earlier run"
+            logger.info("%s: a partial archive exists; not installing while downloading", info.key)
+            self.on_event(Notice(dataset.id, message))
+            return None
+        members: FetchedMembers
+        try:
+            with self._connection():
+                if streamed:
+                    members = StreamedTransfer(self.client(), layout, self.on_event, stop).fetch(
+                        dataset, info
+                    )
+                else:
+                    members = MembersTransfer(self.client(), layout, self.on_event, stop).fetch(
+                        dataset, info, with_masks=options.with_masks
+                    )
+        except RangesUnsupported:
+            message = "the server does not honour byte ranges; fetching the whole archive"
+            logger.info("%s: no byte ranges; falling back to the whole archive", info.key)
+            self.on_event(Notice(dataset.id, message, warning=True))
+            return None
+        checked = ArchiveCheck.MD5 if streamed else ArchiveCheck.MEMBERS
+        try:
+            result = self.installer.install_folder(
+                dataset,
+                members.data,
+                members.entries,
+                info,
+                force=options.force,
+                layout=options.layout,
+                checked=checked,
+            )
+        finally:
+            if streamed:  # never resumed by a later run: its md5 could not go on
+                remove_tree(members.folder)
+        if not streamed:
+            remove_tree(members.folder)
+        return result, members.resumed_from, members.fetched, checked
 
 
 def unexpected_error(exc: Exception) -> MedimetaError:

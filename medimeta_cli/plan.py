@@ -130,6 +130,8 @@ class Plan:
     needed_bytes: int
     free_bytes: int
     record_version: str | None
+    #: Whole archives are installed while they download: no archive on disk.
+    stream: bool = False
 
     @property
     def to_fetch(self) -> int:
@@ -149,6 +151,7 @@ class Plan:
             "needed_bytes": self.needed_bytes,
             "free_bytes": self.free_bytes,
             "record_version": self.record_version,
+            "stream": self.stream,
         }
 
     #: Headers of :meth:`PlanItem.row`.
@@ -157,16 +160,21 @@ class Plan:
     def summary(self) -> str:
         """One line: bytes to fetch, disk needed and free, and whether it fits."""
         fits = "" if self.needed_bytes <= self.free_bytes else "  -- NOT ENOUGH SPACE"
+        streamed = " (installed while downloading)" if self.stream else ""
         return (
             f"to fetch: {human_bytes(self.to_fetch)}; disk needed: "
-            f"{human_bytes(self.needed_bytes)}; free: {human_bytes(self.free_bytes)}{fits}"
+            f"{human_bytes(self.needed_bytes)}{streamed}; free: "
+            f"{human_bytes(self.free_bytes)}{fits}"
         )
 
 
 def space_needed(items: Sequence[PlanItem], parallel_archives: int) -> int:
-    """Extraction of everything plus the largest archives that exist at the same time."""
+    """Extraction of everything plus the largest archives that exist at the same time
+    (``parallel_archives`` 0: installed while downloading, no archive on disk)."""
     pending = [item for item in items if item.pending and item.size is not None]
     extraction = sum(item.size or 0 for item in pending)  # stored zips unpack to about their size
+    if parallel_archives == 0:
+        return extraction
     downloads = sorted((item.to_fetch for item in pending), reverse=True)
     return extraction + sum(downloads[: max(1, parallel_archives)])
 
@@ -202,6 +210,7 @@ def plan_download(
     layout: ArchiveLayout = ArchiveLayout.FULL,
     with_masks: bool = False,
     listed_size: ListedSize | None = None,
+    stream: bool = False,
 ) -> Plan:
     """Sizes (of both layouts where known), URLs and states of the archives, and the disk
     space a download needs.
@@ -210,7 +219,8 @@ def plan_download(
     to fetch) unless ``force``. Without a manifest sizes are unknown. For the hdf5 layout,
     sizes saved by earlier downloads are used, else ``listed_size`` (when given) reads them.
     Whole archives need room for extraction plus the ``jobs`` largest archives at once (all
-    of them with ``keep_archive``); hdf5 installs write members straight into place.
+    of them with ``keep_archive``); hdf5 installs, and whole archives installed while
+    downloading (``stream``), write members straight into place.
     """
     root_layout = RootLayout(settings.root)
     items = []
@@ -243,7 +253,7 @@ def plan_download(
                 layout=layout,
             )
         )
-    parallel = len(items) if keep_archive else jobs
+    parallel = len(items) if keep_archive else 0 if stream else jobs
     return Plan(
         items=tuple(items),
         needed_bytes=sum(i.to_fetch for i in items)
@@ -251,6 +261,7 @@ def plan_download(
         else space_needed(items, parallel),
         free_bytes=free_bytes(settings.root),
         record_version=manifest.version if manifest else None,
+        stream=stream and layout is ArchiveLayout.FULL and not keep_archive,
     )
 
 

@@ -36,7 +36,6 @@ from medimeta_cli.partials import claim_members_folder
 from medimeta_cli.ranged import (
     MemberFetcher,
     MemberWrite,
-    RangesUnsupported,
     ResponseBody,
     check_partial,
     read_listing,
@@ -142,7 +141,7 @@ class StreamedTransfer:
     def fetch(self, dataset: Dataset, info: ArchiveInfo) -> FetchedMembers:
         """Read the directory, then stream every member into a members folder.
 
-        Raises :class:`~medimeta_cli.ranged.RangesUnsupported` when the server sends whole
+        Raises ``RangesUnsupported`` (:mod:`medimeta_cli.ranged`) when the server sends whole
         files only (nothing is left behind then), :class:`IntegrityError` on any mismatch
         (the members folder is removed).
         """
@@ -165,9 +164,11 @@ class StreamedTransfer:
         self.on_event(TransferStarted(dataset.id, total=total, done=0))
         try:
             entries = fetcher.fetch_all(spans)
-        except OSError as exc:
-            raise translate_os_error(exc, f"{info.key} into {folder}") from exc
-        except (IntegrityError, RangesUnsupported):
+        except BaseException as exc:
+            # Nothing of a stopped pass can be used by a later one (its md5 cannot go on):
+            # a full disk, a mismatch or a stop leaves no members behind.
             remove_tree(folder)
+            if isinstance(exc, OSError):
+                raise translate_os_error(exc, f"{info.key} into {folder}") from exc
             raise
         return FetchedMembers(folder, fetcher.data, entries, 0, fetched[0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -437,7 +438,9 @@ def test_a_full_disk_at_the_install_record_leaves_nothing_visible(
     download exited 5 with `ROOT/cxr` in place and no record: "installed ?" in list,
     "untracked" in verify, skipped by every later download. Free space is stepped up a
     page at a time from what the plan asks for, so one run fails exactly at the record;
-    at every step the dataset is either absent or installed with its record."""
+    at every step the dataset is either absent or installed with its record. The archive
+    is downloaded first (``--keep-archive``: never installed while downloading, which too
+    little space would choose)."""
     page = os.sysconf("SC_PAGE_SIZE")
     size = zenodo.file_size("cxr.zip")
     with tmpfs(tmp_path / "disk", f"size={3 * size + (4 << 20)}") as disk:
@@ -450,7 +453,7 @@ def test_a_full_disk_at_the_install_record_leaves_nothing_visible(
                 spare = _free(disk) - (2 * size + step * page)
                 if spare > 0:
                     os.posix_fallocate(filler.fileno(), 0, spare)
-            result = invoke(runner, "download", "cxr", "--root", str(root))
+            result = invoke(runner, "download", "cxr", "--root", str(root), "--keep-archive")
             (disk / "filler").unlink()
             record = read_install_record(RootLayout(root), "cxr")
             if result.exit_code == 0:
@@ -772,3 +775,151 @@ def test_default_connections_fetch_a_large_archive_in_slices(
     gets = big_crc.requests_for("crc.zip", method="GET")
     assert len(gets) == 5 and all(g.status == 206 for g in gets)
     assert sum(g.bytes_sent for g in gets) == big_crc.file_size("crc.zip")
+
+
+# ----------------------------------------------------------------------------- issue 11
+
+
+def _ordered_passes(zenodo: zs.ZenodoServer, key: str) -> list[str]:
+    """Range requests that ask for the whole archive from byte 0 (an install while
+    downloading); a plain or sliced download makes none."""
+    size = zenodo.file_size(key)
+    return [
+        r.range or ""
+        for r in zenodo.requests_for(key, method="GET")
+        if r.range == f"bytes=0-{size - 1}"
+    ]
+
+
+def _fill_to(disk: Path, free: int) -> None:
+    """Leave ``free`` bytes free on the file system of ``disk``."""
+    with open(disk / "filler", "wb") as filler:
+        os.posix_fallocate(filler.fileno(), 0, _free(disk) - free)
+
+
+def test_stream_installs_while_downloading_with_no_archive_on_disk(
+    runner: CliRunner, zenodo: zs.ZenodoServer, data_root: Path
+) -> None:
+    zenodo.clear_log()
+    result = invoke(runner, "download", "crc", "--stream", "--json")
+    assert result.exit_code == 0, result.stderr
+    [outcome] = json.loads(result.stdout)
+    assert outcome["status"] == "installed"
+    assert outcome["archive_md5"] == zenodo.file_md5("crc.zip")  # the md5 was checked
+    assert len(_ordered_passes(zenodo, "crc.zip")) == 1
+    assert not list((data_root / ".medimeta").rglob("*.part"))
+    assert not list((data_root / ".medimeta" / "partial").glob("crc.zip.members.*"))
+    verify = invoke(runner, "verify", "crc", "--full", "--json")
+    assert verify.exit_code == 0, verify.stdout
+
+
+def test_too_little_space_for_archive_and_extraction_installs_while_downloading(
+    runner: CliRunner, zenodo: zs.ZenodoServer, tmp_path: Path
+) -> None:
+    size = zenodo.file_size("crc.zip")
+    with tmpfs(tmp_path / "disk", f"size={4 * size}") as disk:
+        probe = disk / "probe"
+        before = _free(disk)
+        assert invoke(runner, "download", "crc", "--root", str(probe), "--stream").exit_code == 0
+        footprint = before - _free(disk)
+        shutil.rmtree(probe)
+        root = disk / "root"
+        invoke(runner, "download", "crc", "--root", str(root), "--dry-run")  # saves the record
+        _fill_to(disk, footprint + size // 4)  # the folder fits, the archive beside it not
+        plan = invoke_json(runner, "download", "crc", "--root", str(root), "--dry-run")
+        assert plan["stream"] is True
+        zenodo.clear_log()
+        result = invoke(runner, "download", "crc", "--root", str(root))
+        assert result.exit_code == 0, result.stderr
+        assert "installing while downloading" in result.stderr
+        assert len(_ordered_passes(zenodo, "crc.zip")) == 1
+        (disk / "filler").unlink()
+        assert invoke(runner, "verify", "crc", "--full", "--root", str(root)).exit_code == 0
+
+
+def test_a_full_disk_while_members_stream_leaves_nothing_behind(
+    runner: CliRunner, zenodo: zs.ZenodoServer, fixture_data: FixtureData, tmp_path: Path
+) -> None:
+    from tests.test_ranged import pass_listing_requests
+
+    size = zenodo.file_size("crc.zip")
+    with tmpfs(tmp_path / "disk", f"size={4 * size}") as disk:
+        root = disk / "root"
+        pass_listing_requests(zenodo, fixture_data.archive("crc"))
+        zenodo.inject("crc.zip", zs.slow(size / 4))
+        process = subprocess.Popen(
+            [installed_script(), "download", "crc", "--root", str(root), "--stream"],
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env(MEDIMETA_RETRIES="0"),
+        )
+        partial = root / ".medimeta" / "partial"
+        wait_for(lambda: any(partial.glob("crc.zip.members.*/data/*")))
+        # The disk fills up while members stream.
+        filler = open(disk / "filler", "wb")  # noqa: SIM115 - closed below, after ENOSPC
+        with pytest.raises(OSError, match="No space left"):
+            while True:
+                filler.write(bytes(1 << 16))
+                filler.flush()
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == 5, stderr
+        assert "disk full" in stderr or "no space" in stderr.lower(), stderr
+        (disk / "filler").unlink()
+        with contextlib.suppress(OSError):
+            filler.close()  # what stayed in its buffer cannot be written
+        assert not (root / "crc").exists()
+        assert not list(partial.glob("crc.zip.members.*"))
+        again = invoke(runner, "download", "crc", "--root", str(root), "--stream")
+        assert again.exit_code == 0, again.stderr
+        assert invoke(runner, "verify", "crc", "--full", "--root", str(root)).exit_code == 0
+
+
+def test_a_flipped_byte_while_streaming_installs_nothing(
+    runner: CliRunner, zenodo: zs.ZenodoServer, data_root: Path, fixture_data: FixtureData
+) -> None:
+    from tests.test_ranged import pass_listing_requests
+
+    archive = fixture_data.archive("cxr")
+    pass_listing_requests(zenodo, archive)
+    zenodo.inject("cxr.zip", zs.corrupt(offset=archive.stat().st_size // 2))
+    result = invoke(runner, "download", "cxr", "--stream")
+    assert result.exit_code == 4, result.stderr
+    assert not (data_root / "cxr").exists()
+    assert not list((data_root / ".medimeta" / "partial").iterdir())
+
+
+def test_stream_without_ranges_downloads_the_archive_first(
+    runner: CliRunner, zenodo: zs.ZenodoServer, data_root: Path
+) -> None:
+    zenodo.ranges_enabled = False
+    result = invoke(runner, "download", "cxr", "--stream")
+    assert result.exit_code == 0, result.stderr
+    assert "does not honour byte ranges" in result.stderr
+    assert invoke(runner, "verify", "cxr", "--full").exit_code == 0
+
+
+def test_stream_with_keep_archive_keeps_the_archive(
+    runner: CliRunner, zenodo: zs.ZenodoServer, data_root: Path
+) -> None:
+    zenodo.clear_log()
+    result = invoke(runner, "download", "cxr", "--stream", "--keep-archive")
+    assert result.exit_code == 0, result.stderr
+    kept = data_root / ".medimeta" / "archives" / "cxr.zip"
+    assert kept.stat().st_size == zenodo.file_size("cxr.zip")
+    assert not _ordered_passes(zenodo, "cxr.zip")
+
+
+def test_stream_resumes_a_partial_archive_instead_of_starting_over(
+    runner: CliRunner, zenodo: zs.ZenodoServer, data_root: Path
+) -> None:
+    zenodo.inject("crc.zip", zs.cut_after(1_000_000))
+    cut = invoke(runner, "download", "crc", "--connections", "1", env={"MEDIMETA_RETRIES": "0"})
+    assert cut.exit_code == 3, cut.stderr
+    assert _part_size(data_root, "crc.zip") > 0
+    zenodo.clear_log()
+    result = invoke(runner, "download", "crc", "--stream", "--json")
+    assert result.exit_code == 0, result.stderr
+    [outcome] = json.loads(result.stdout)
+    assert outcome["resumed_from"] > 0
+    assert not _ordered_passes(zenodo, "crc.zip")
+    assert invoke(runner, "verify", "crc", "--full").exit_code == 0

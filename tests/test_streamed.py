@@ -3,6 +3,9 @@ every CRC-32 and the md5 over all the archive's bytes checked, no archive file o
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +22,7 @@ from medimeta_cli.remote import RemoteClient, RetryPolicy
 from medimeta_cli.streamed import StreamedTransfer
 from medimeta_cli.transfer import FetchedMembers
 from tests.conftest import FixtureData
-from tests.helpers import make_downloader
+from tests.helpers import make_downloader, wait_for
 from tests.support import archives
 from tests.support import zenodo_server as zs
 from tests.test_ranged import pass_listing_requests
@@ -150,8 +153,8 @@ def test_a_cut_inside_a_deflated_member_starts_the_pass_again(
             assert (members.data / entry.path).read_bytes() == handle.read(f"cxr/{entry.path}")
 
 
-def test_files_left_by_an_earlier_run_are_not_trusted(
-    zenodo: zs.ZenodoServer, client: RemoteClient, data_root: Path, fixture_data: FixtureData
+def test_a_stopped_pass_leaves_no_members_behind(
+    zenodo: zs.ZenodoServer, data_root: Path, fixture_data: FixtureData
 ) -> None:
     archive = fixture_data.archive("crc")
     pass_listing_requests(zenodo, archive)
@@ -161,11 +164,54 @@ def test_files_left_by_an_earlier_run_are_not_trusted(
     )
     with broken, pytest.raises(NetworkError):
         _fetch(broken, data_root, "crc")
+    # Its md5 could not go on in a later run, so nothing of it is kept.
+    assert not list(RootLayout(data_root).partial_dir.glob("crc.zip.members.*"))
+
+
+def _killed_mid_pass(zenodo: zs.ZenodoServer, data_root: Path) -> Path:
+    """Run a streamed fetch in a process killed with SIGKILL once members are being written;
+    the members folder it leaves."""
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from tests.test_streamed import fetch_with_fresh_client\n"
+        "fetch_with_fresh_client(sys.argv[1], Path(sys.argv[2]), 'crc')\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, zenodo.url, str(data_root)], cwd=Path(__file__).parents[1]
+    )
+    try:
+        partial = RootLayout(data_root).partial_dir
+        wait_for(lambda: any(partial.glob("crc.zip.members.*/data/*")))
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
     [left] = RootLayout(data_root).partial_dir.glob("crc.zip.members.*")
-    planted = left / "data" / "planted.txt"
-    planted.write_text("not in the archive")
+    return left
+
+
+def fetch_with_fresh_client(url: str, data_root: Path, dataset_id: str) -> FetchedMembers:
+    """A streamed fetch with its own client (for a process of its own)."""
+    policy = RetryPolicy(retries=3, backoff_base=0.01, backoff_cap=0.02)
+    with RemoteClient(url, RECORD_ID, timeout=5, policy=policy) as remote:
+        return _fetch(remote, data_root, dataset_id)
+
+
+def test_files_left_by_a_killed_run_are_not_trusted(
+    zenodo: zs.ZenodoServer, client: RemoteClient, data_root: Path, fixture_data: FixtureData
+) -> None:
+    archive = fixture_data.archive("crc")
+    pass_listing_requests(zenodo, archive)
+    zenodo.inject("crc.zip", zs.stall_after(3_000_000))
+    left = _killed_mid_pass(zenodo, data_root)
+    planted = next(p for p in (left / "data").rglob("*") if p.is_file())
+    planted.write_bytes(b"not what the archive holds")
+    (left / "data" / "planted.txt").write_text("not in the archive")
     zenodo.clear_log()
     members = _fetch(client, data_root, "crc")
     assert not (members.data / "planted.txt").exists()
+    with zipfile.ZipFile(archive) as handle:
+        for entry in members.entries:
+            assert (members.data / entry.path).read_bytes() == handle.read(f"crc/{entry.path}")
     starts = [int(r.split("=")[1].split("-")[0]) for r in _ranges(zenodo, "crc.zip") if r]
     assert starts[-1] == 0, starts  # the md5 covers this run's bytes only

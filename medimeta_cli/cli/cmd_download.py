@@ -84,6 +84,15 @@ def download_command(
     with_masks: Annotated[
         bool, typer.Option("--with-masks", help="hdf5 layout: also fetch the organ masks.")
     ] = False,
+    stream: Annotated[
+        bool,
+        typer.Option(
+            "--stream",
+            help="Install while downloading: members go straight into place and the archive "
+            "never exists on disk (peak disk about the installed size; one connection per "
+            "archive). Chosen by itself when the disk cannot hold archive and extraction.",
+        ),
+    ] = False,
     dry_run: Annotated[
         bool,
         typer.Option("--dry-run", help="Show what would be fetched, its size and the free space."),
@@ -137,6 +146,7 @@ def download_command(
                     keep_archive=keep_archive,
                     layout=layout,
                     with_masks=with_masks,
+                    stream=stream,
                 )
                 if print_urls:
                     _print_urls(s.out, plan, common.json)
@@ -153,6 +163,7 @@ def download_command(
                         jobs=jobs,
                         layout=layout,
                         with_masks=with_masks,
+                        stream=stream,
                     )
             except DownloadInterrupted as stopped:
                 # Say what did finish before saying it was interrupted.
