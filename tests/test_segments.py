@@ -7,19 +7,22 @@ the bytes stay few. Nothing is timed: requests and bytes are counted on the serv
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from pathlib import Path
 
 import pytest
 
 from medimeta_cli.connections import MIN_SLICE, SPLIT_AT, ConnectionBudget
-from medimeta_cli.errors import IntegrityError
-from medimeta_cli.events import Event, Notice
+from medimeta_cli.errors import DiskSpaceError, IntegrityError
+from medimeta_cli.events import Event, Notice, Outcome
 from medimeta_cli.layout import RootLayout
+from medimeta_cli.partials import read_state_json, slice_list
 from medimeta_cli.remote import RemoteClient, RetryPolicy
 from medimeta_cli.settings import resolve_settings
 from medimeta_cli.slices import SliceTable
 from medimeta_cli.transfer import ArchiveTransfer, FetchedArchive
-from tests.helpers import make_downloader
+from tests.helpers import make_downloader, tmpfs, wait_for
 from tests.support import archives
 from tests.support import zenodo_server as zs
 
@@ -183,3 +186,50 @@ def test_the_budget_is_never_exceeded_with_jobs(
 def test_a_run_needs_a_connection(total: int) -> None:
     with pytest.raises(ValueError, match="at least one connection"):
         ConnectionBudget(total)
+
+
+def test_a_full_disk_while_slices_write_keeps_them_for_a_resume(
+    zenodo: zs.ZenodoServer, tmp_path: Path
+) -> None:
+    size = zenodo.file_size("crc.zip")
+    with tmpfs(tmp_path / "disk", f"size={3 * size}") as disk:
+        root = disk / "root"
+        zenodo.connection_rate = size / 2  # a few seconds, so that the disk fills meanwhile
+        downloader, _ = make_downloader(root=str(root))
+        downloader.min_slice = MiB
+        outcomes: list[Outcome] = []
+        worker = threading.Thread(
+            target=lambda: outcomes.extend(downloader.download([downloader.catalog.get("crc")]))
+        )
+        worker.start()
+        partial = root / ".medimeta" / "partial"
+
+        def saved_progress() -> int:
+            states = [read_state_json(p) for p in partial.glob("crc.zip.*.json")]
+            return sum(pos - start for state in states for start, _, pos in slice_list(state) or [])
+
+        wait_for(lambda: saved_progress() > 0)
+        filler = open(disk / "filler", "wb")  # noqa: SIM115 - closed below, after ENOSPC
+        with pytest.raises(OSError, match="No space left"):
+            while True:
+                filler.write(bytes(1 << 16))
+                filler.flush()
+        worker.join(timeout=60)
+        [outcome] = outcomes
+        assert isinstance(outcome.error, DiskSpaceError), outcome.error
+        assert not (root / "crc").exists()
+        (disk / "filler").unlink()
+        with contextlib.suppress(OSError):
+            filler.close()  # what stayed in its buffer cannot be written
+        # The slices' state was kept beside the partial data: the next run goes on.
+        kept = saved_progress()
+        assert kept > 0
+        zenodo.connection_rate = None
+        zenodo.clear_log()
+        again, _ = make_downloader(root=str(root))
+        again.min_slice = MiB
+        [outcome] = again.download([again.catalog.get("crc")])
+        assert outcome.status == "installed", outcome.error
+        assert outcome.archive_md5 == zenodo.file_md5("crc.zip")
+        sent = sum(g.bytes_sent for g in _gets(zenodo, "crc.zip"))
+        assert sent == size - kept  # only what the first run had not saved as written
