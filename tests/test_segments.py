@@ -15,7 +15,7 @@ import pytest
 
 from medimeta_cli.connections import MIN_SLICE, SPLIT_AT, ConnectionBudget
 from medimeta_cli.errors import DiskSpaceError, IntegrityError
-from medimeta_cli.events import Event, Notice, Outcome
+from medimeta_cli.events import DownloadInterrupted, Event, Notice, Outcome
 from medimeta_cli.layout import RootLayout
 from medimeta_cli.partials import read_state_json, slice_list
 from medimeta_cli.remote import RemoteClient, RetryPolicy
@@ -233,3 +233,32 @@ def test_a_full_disk_while_slices_write_keeps_them_for_a_resume(
         assert outcome.archive_md5 == zenodo.file_md5("crc.zip")
         sent = sum(g.bytes_sent for g in _gets(zenodo, "crc.zip"))
         assert sent == size - kept  # only what the first run had not saved as written
+
+
+def test_a_worker_waiting_on_a_silent_server_notices_a_stop(
+    zenodo: zs.ZenodoServer, data_root: Path
+) -> None:
+    # The first slice goes silent after a few bytes and stays open far longer than the
+    # join below waits; only the run's stop can end that worker's read.
+    zenodo.inject("crc.zip", zs.stall_after(4096, seconds=600))
+    downloader, _ = make_downloader(stall_seconds=600)
+    downloader.min_slice = MiB
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            downloader.download([downloader.catalog.get("crc")])
+        except BaseException as exc:  # handed to the test thread
+            raised.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    partial = data_root / ".medimeta" / "partial"
+    wait_for(lambda: len(_gets(zenodo, "crc.zip")) >= 2 and any(partial.glob("*.json")))
+    downloader.cancel.set()
+    worker.join(timeout=30)
+    assert not worker.is_alive(), "a worker stayed blocked on the silent connection"
+    [error] = raised
+    assert isinstance(error, DownloadInterrupted)
+    assert not (data_root / "crc").exists()
+    assert read_state_json(next(partial.glob("crc.zip.*.json"))) is not None
