@@ -104,7 +104,8 @@ def parse_shard(text: str) -> tuple[int, int]:
         index, count = int(left), int(right)
     except ValueError:
         raise UsageError(
-            f"--shard takes I/N, not {text!r}", hint="For example --shard 3/8 (shards 1 to 8)."
+            f"--shard takes I/N or auto, not {text!r}",
+            hint="For example --shard 3/8 (shards 1 to 8), or --shard auto in a job array.",
         ) from None
     if count < 1:
         raise UsageError(
