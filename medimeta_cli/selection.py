@@ -104,16 +104,24 @@ def parse_shard(text: str) -> tuple[int, int]:
         index, count = int(left), int(right)
     except ValueError:
         raise UsageError(
-            f"--shard takes I/N, not {text!r}", hint="For example --shard 3/8 (shards 1 to 8)."
+            f"--shard takes I/N or auto, not {text!r}",
+            hint="For example --shard 3/8 (shards 1 to 8), or --shard auto in a job array.",
         ) from None
     if count < 1:
         raise UsageError(
             f"--shard {text}: the number of shards must be at least 1",
             hint="For example --shard 3/8 (shards 1 to 8).",
         )
+    if index == 0:  # what `--shard $SLURM_ARRAY_TASK_ID/N` gives the first task of 0-(N-1)
+        raise UsageError(
+            f"shard 0/{count} does not exist: shards count from 1",
+            hint="In a job array, use --shard auto: it numbers the tasks 1 to N whatever "
+            f"index the array starts at (else 1/{count} to {count}/{count}).",
+        )
     if not 1 <= index <= count:
         raise UsageError(
-            f"shard {index}/{count} does not exist", hint=f"Use 1/{count} to {count}/{count}."
+            f"shard {index}/{count} does not exist",
+            hint=f"Use 1/{count} to {count}/{count}, or --shard auto in a job array.",
         )
     return index, count
 

@@ -132,6 +132,63 @@ def test_slurm_array_of_shards_makes_one_export(installed: InstalledData, tmp_pa
     assert files["whole"] == files["sharded"]
 
 
+@pytest.fixture
+def outside_arrays(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No job array variables, even when the tests themselves run in a batch job."""
+    for name in list(os.environ):
+        if name.startswith(("SLURM_ARRAY_", "LSB_JOBINDEX", "PBS_ARRAY")) or name == "PBS_ARRAYID":
+            monkeypatch.delenv(name)
+
+
+@pytest.mark.parametrize(
+    ("shard", "message", "hint"),
+    [
+        ("0/8", "shard 0/8 does not exist: shards count from 1", "--shard auto"),
+        ("auto", "--shard auto: this is not a task of a job array", "--shard I/N"),
+        ("auto/x", "'x', not a whole number", "--shard auto/8"),
+    ],
+)
+@pytest.mark.usefixtures("outside_arrays")
+def test_shard_errors_point_to_auto(
+    runner: CliRunner, installed: InstalledData, tmp_path: Path, shard: str, message: str, hint: str
+) -> None:
+    """`--shard $SLURM_ARRAY_TASK_ID/8` under --array=0-7 fails for task 0: say what to use."""
+    result = invoke(runner, "export", "crc", "--shard", shard, "--out", str(tmp_path / "o"))
+    assert result.exit_code == 2, result.stderr
+    assert message in result.stderr and hint in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.usefixtures("outside_arrays")
+def test_shard_auto_in_an_array_from_0_makes_one_export(
+    runner: CliRunner, installed: InstalledData, tmp_path: Path
+) -> None:
+    """Tasks 0..3 of an array (as SLURM numbers them) write shards 1..4, the whole export."""
+    base = ["export", "crc", "-j", "1", "--quiet", "--json"]
+    invoke(runner, *base, "--out", str(tmp_path / "whole"))
+    array = {"SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_MAX": "3"}
+    array |= {"SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_STEP": "1"}
+    results = [
+        invoke(
+            runner,
+            *base,
+            "--out",
+            str(tmp_path / "sharded"),
+            "--shard",
+            "auto",
+            env={**array, "SLURM_ARRAY_TASK_ID": str(task)},
+        )
+        for task in (3, 0, 2, 1)
+    ]
+    assert [r.exit_code for r in results] == [0] * 4, [r.stderr for r in results]
+    assert [json.loads(r.stdout)["complete"] for r in results] == [False, False, False, True]
+    files = {name: files_of(tmp_path / name) for name in ("whole", "sharded")}
+    for name in files:
+        files[name].pop("provenance.json")
+    assert files["whole"] == files["sharded"]
+
+
 def test_progress_is_plain_when_piped(installed: InstalledData, tmp_path: Path) -> None:
     env = {
         **os.environ,

@@ -94,8 +94,9 @@ def export_command(
         str | None,
         typer.Option(
             "--shard",
-            help="Export part I of N (e.g. 3/8) of the selection; N jobs "
-            "together write one complete export.",
+            help="Export part I of N (e.g. 3/8, counting from 1) of the selection; N jobs "
+            "together write one complete export. 'auto': I and N of this task of a SLURM or "
+            "LSF job array ('auto/N' under PBS).",
             show_default=False,
         ),
     ] = None,
@@ -114,7 +115,8 @@ def export_command(
         from medimeta_cli.cli._installed import open_installed
         from medimeta_cli.errors import IntegrityError, UsageError
         from medimeta_cli.export import ExportOptions, export_dataset
-        from medimeta_cli.selection import SelectionSpec, choose_task, parse_shard
+        from medimeta_cli.export.shards import resolve_shard
+        from medimeta_cli.selection import SelectionSpec, choose_task
         from medimeta_cli.status import State
 
         if rgb and grayscale:
@@ -141,7 +143,7 @@ def export_command(
             classes=split_values(classes),
             limit=limit,
             seed=seed,
-            shard=parse_shard(shard) if shard else None,
+            shard=resolve_shard(shard, os.environ) if shard else None,
         )
         options = ExportOptions(
             format=export_format,

@@ -6,16 +6,20 @@ for NumPy exports, each shard's arrays in ``<I>-of-<N>/``. The job that finds ev
 marker present merges the arrays, writes the shared files and ``provenance.json``,
 and removes the bookkeeping; any job may get there, and since every write is
 atomic and every job writes the same bytes, two jobs getting there at once is harmless.
+
+``--shard auto`` takes I and N from the job array the task runs in (:func:`resolve_shard`):
+SLURM tells a task everything needed; LSF and PBS tell less, hence their limits below.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from medimeta_cli.errors import OutputExistsError
+from medimeta_cli.errors import OutputExistsError, UsageError
 from medimeta_cli.export.npy import merge_numpy_shards
 from medimeta_cli.export.options import (
     ExportFormat,
@@ -26,11 +30,122 @@ from medimeta_cli.export.options import (
 from medimeta_cli.export.provenance import PROVENANCE, same_export
 from medimeta_cli.export.writers import estimated_bytes, write_json, write_selection, write_shared
 from medimeta_cli.fsutil import ensure_space, ensure_writable_dir, remove_tree
-from medimeta_cli.selection import Selection
+from medimeta_cli.selection import Selection, parse_shard
 
 logger = logging.getLogger(__name__)
 
 SHARDS_DIR = ".medimeta-shards"
+AUTO = "auto"
+_AUTO_HINT = (
+    "Run it as a task of a job array (sbatch --array=0-7, bsub -J 'name[1-8]', "
+    "qsub -J 0-7 with --shard auto/8), or give --shard I/N."
+)
+
+
+def resolve_shard(text: str, env: Mapping[str, str]) -> tuple[int, int]:
+    """``--shard`` as given: ``I/N``, or ``auto`` / ``auto/N`` read from the job array in ``env``.
+
+    SLURM (``SLURM_ARRAY_TASK_ID``, ``_MIN``, ``_MAX``, ``_COUNT``, ``_STEP``): shard
+    ``(ID - MIN) / STEP + 1`` of ``COUNT``, for any evenly spaced array (``0-7``, ``1-8``,
+    ``0-14:2``); a list with gaps (``1,2,5``) is refused. LSF (``LSB_JOBINDEX``,
+    ``LSB_JOBINDEX_END``, ``LSB_JOBINDEX_STEP``): LSF does not say where the array starts, so
+    it must start at 1, LSF's default (``name[1-8]``, ``name[1-15:2]``). PBS
+    (``PBS_ARRAY_INDEX``; Torque's ``PBS_ARRAYID``): PBS does not say the array's size, so
+    ``auto/N`` is needed, and N consecutive indices (``-J 0-7`` or ``-J 1-8``, step 1) map one
+    to one onto the N shards as ``index mod N + 1``. A count given as ``auto/N`` must agree
+    with the scheduler's where the scheduler tells one.
+    """
+    head, _, tail = text.partition("/")
+    if head.strip().lower() != AUTO:
+        return parse_shard(text)
+    given: int | None = None
+    if tail:
+        given = _number(tail, f"--shard {text}")
+        if given < 1:
+            raise UsageError(
+                f"--shard {text}: the number of shards must be at least 1", hint=_AUTO_HINT
+            )
+    index, count = _from_scheduler(env, given)
+    if given is not None and given != count:
+        raise UsageError(
+            f"--shard {text}: this job array has {count} tasks, not {given}",
+            hint=f"Use --shard auto (or auto/{count}), or submit an array of {given} tasks.",
+        )
+    logger.debug("--shard %s is shard %d/%d of this job array", text, index, count)
+    return index, count
+
+
+def _from_scheduler(env: Mapping[str, str], given: int | None) -> tuple[int, int]:
+    if env.get("SLURM_ARRAY_TASK_ID"):
+        return _slurm(env)
+    if env.get("LSB_JOBINDEX", "0") not in ("", "0"):  # LSF sets 0 outside arrays
+        return _lsf(env)
+    pbs = env.get("PBS_ARRAY_INDEX") or env.get("PBS_ARRAYID")
+    if pbs:
+        if given is None:
+            raise UsageError(
+                "--shard auto: PBS tells a task its index (PBS_ARRAY_INDEX) but not how many "
+                "tasks the array has",
+                hint="Give the count: --shard auto/8 with qsub -J 0-7 or -J 1-8 (step 1).",
+            )
+        return _number(pbs, "PBS_ARRAY_INDEX") % given + 1, given
+    raise UsageError(
+        "--shard auto: this is not a task of a job array (no SLURM_ARRAY_TASK_ID, "
+        "LSB_JOBINDEX or PBS_ARRAY_INDEX is set)",
+        hint=_AUTO_HINT,
+    )
+
+
+def _slurm(env: Mapping[str, str]) -> tuple[int, int]:
+    task = _number(env["SLURM_ARRAY_TASK_ID"], "SLURM_ARRAY_TASK_ID")
+    first = _number(_required(env, "SLURM_ARRAY_TASK_MIN"), "SLURM_ARRAY_TASK_MIN")
+    count = _number(_required(env, "SLURM_ARRAY_TASK_COUNT"), "SLURM_ARRAY_TASK_COUNT")
+    step = _number(env.get("SLURM_ARRAY_TASK_STEP") or "1", "SLURM_ARRAY_TASK_STEP")
+    last = _number(env.get("SLURM_ARRAY_TASK_MAX") or str(task), "SLURM_ARRAY_TASK_MAX")
+    # An evenly spaced array spans exactly (COUNT - 1) steps; a list with gaps does not, and
+    # its tasks cannot be numbered 1..COUNT from their IDs alone.
+    spaced = step >= 1 and count >= 1 and last - first == (count - 1) * step
+    if not spaced or (task - first) % step or not first <= task <= last:
+        raise UsageError(
+            f"--shard auto: SLURM array task {task} (tasks {first} to {last}, {count} in all, "
+            f"step {step}) cannot be numbered as one of {count} shards",
+            hint="Submit an evenly spaced array (--array=0-7 or --array=0-14:2), "
+            "not a list with gaps, or give --shard I/N.",
+        )
+    return (task - first) // step + 1, count
+
+
+def _lsf(env: Mapping[str, str]) -> tuple[int, int]:
+    task = _number(env["LSB_JOBINDEX"], "LSB_JOBINDEX")
+    last = _number(_required(env, "LSB_JOBINDEX_END"), "LSB_JOBINDEX_END")
+    step = _number(env.get("LSB_JOBINDEX_STEP") or "1", "LSB_JOBINDEX_STEP")
+    # LSF does not tell a task where its array starts: assume its default, 1.
+    if step < 1 or not 1 <= task <= last or (task - 1) % step:
+        raise UsageError(
+            f"--shard auto: LSF array task {task} (up to {last}, step {step}) is not one of "
+            "an array that starts at 1",
+            hint="Submit the array as name[1-N] (or name[1-M:S]), or give --shard I/N.",
+        )
+    return (task - 1) // step + 1, (last - 1) // step + 1
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name)
+    if not value:
+        raise UsageError(
+            f"--shard auto: {name} is not set, so this task's shard is unknown",
+            hint="Give --shard I/N instead.",
+        )
+    return value
+
+
+def _number(value: str, what: str) -> int:
+    try:
+        return int(value.strip())
+    except ValueError:
+        raise UsageError(
+            f"{what} is {value!r}, not a whole number", hint="For example --shard auto/8."
+        ) from None
 
 
 def export_shard(
