@@ -65,9 +65,7 @@ def test_every_command_declares_the_common_options(name: str) -> None:
     for option, (flags, help_text) in COMMON_HELP.items():
         param = params[option]
         assert isinstance(param, typer.core.TyperOption)
-        # sample's -q is --queries, so its --quiet has no short flag.
-        expected = ["--quiet"] if (name, option) == ("sample", "quiet") else flags
-        assert param.opts + param.secondary_opts == expected, (name, option)
+        assert param.opts + param.secondary_opts == flags, (name, option)
         assert param.help == help_text
     assert ("offline" in params) == (name in WITH_OFFLINE)
     assert ("lock_timeout" in params) == (name in WITH_LOCK_TIMEOUT)

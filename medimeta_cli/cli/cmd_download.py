@@ -49,6 +49,15 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+#: Command lines the help shows under "Examples".
+EXAMPLES = (
+    "medimeta download crc",
+    "medimeta download --domain radiology --dry-run",
+    "medimeta download cxr --layout hdf5 --jobs 2",
+    "medimeta download --from ~/Downloads/medimeta/",
+)
+
+
 @with_common_options(offline=True, lock_timeout=True)
 def download_command(
     common: CommonOptions,
