@@ -78,7 +78,7 @@ def download_command(
             "--connections",
             min=1,
             help="HTTP connections of the whole run, shared by the datasets fetched at once; "
-            "1: one stream per archive [env: MEDIMETA_CONNECTIONS; default 8].",
+            "1: one stream per archive [env: MEDIMETA_CONNECTIONS; default: 8].",
             show_default=False,
         ),
     ] = None,
