@@ -76,7 +76,7 @@ def test_every_command_reads_data_whose_info_yaml_differs_from_the_catalog(
     assert rows and all(0 <= int(row.split(",")[-1]) < 90 for row in rows)
     grid = tmp_path / "grid.png"
     episodes = json.loads(
-        _run(runner, "sample", "crc", "-n", "2", "-k", "1", "-q", "1", "--grid", str(grid))
+        _run(runner, "sample", "crc", "-n", "2", "-k", "1", "-Q", "1", "--grid", str(grid))
     )
     assert episodes["episodes"] and grid.is_file()
 

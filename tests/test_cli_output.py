@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 
+from medimeta_cli.cli.exit_codes import ExitCode
 from medimeta_cli.cli.output import Output, plain_table
 from medimeta_cli.errors import IntegrityError
 
@@ -74,3 +75,46 @@ def test_rich_table_on_a_terminal() -> None:
     stdout = TTY()
     _output(stdout, environ={}).emit_table(["ID", "NAME"], [["crc", "Colorectal"]])
     assert "crc" in stdout.getvalue() and "Colorectal" in stdout.getvalue()
+
+
+def test_fail_in_json_mode_writes_one_error_object_on_stdout() -> None:
+    out_stream, err_stream = io.StringIO(), io.StringIO()
+    error = IntegrityError("md5 mismatch for crc.zip")
+    _output(out_stream, err_stream, json_mode=True, environ={}).fail(error, ExitCode.INTEGRITY)
+    assert json.loads(out_stream.getvalue()) == {
+        "error": {
+            "code": "INTEGRITY",
+            "exit_code": 4,
+            "message": "md5 mismatch for crc.zip",
+            "hint": "Run `medimeta download --force ID` to fetch a fresh copy.",
+        }
+    }
+    assert err_stream.getvalue().splitlines()[0] == "error: md5 mismatch for crc.zip"
+
+
+def test_fail_without_json_leaves_stdout_empty() -> None:
+    out_stream, err_stream = io.StringIO(), io.StringIO()
+    _output(out_stream, err_stream, environ={}).fail(IntegrityError("bad"), ExitCode.INTEGRITY)
+    assert out_stream.getvalue() == ""
+    assert "error: bad" in err_stream.getvalue()
+
+
+def test_fail_after_a_result_adds_no_second_json_document() -> None:
+    out_stream = io.StringIO()
+    out = _output(out_stream, json_mode=True, environ={})
+    out.emit_json([{"id": "crc", "status": "failed"}])
+    out.fail(KeyboardInterrupt(), ExitCode.INTERRUPTED)
+    assert json.loads(out_stream.getvalue()) == [{"id": "crc", "status": "failed"}]
+
+
+def test_every_kind_of_error_has_a_message_and_a_hint() -> None:
+    for error in (
+        IntegrityError("x"),
+        KeyboardInterrupt(),
+        PermissionError(13, "Permission denied", "/data/x"),
+        RuntimeError("boom"),
+    ):
+        out_stream = io.StringIO()
+        _output(out_stream, json_mode=True, environ={}).fail(error, ExitCode.FAILURE)
+        document = json.loads(out_stream.getvalue())["error"]
+        assert document["message"] and document["hint"], error

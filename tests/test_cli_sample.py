@@ -119,3 +119,24 @@ def test_a_task_name_in_other_case_names_the_exact_one(
     assert result.exit_code == 0, result.stderr
     assert "task 'CLARITY' is 'Clarity'" in result.stderr
     assert json.loads(result.stdout)["task"] == "Clarity"
+
+
+def test_dash_q_is_quiet_as_in_every_command(runner: CliRunner, installed: InstalledData) -> None:
+    args = ["sample", "dr_regular", "--task", "CLARITY", "--ways", "2", "--shots", "1"]
+    quiet = invoke(runner, *args, "-Q", "1", "-q")
+    assert quiet.exit_code == 0, quiet.stderr
+    assert quiet.stderr == ""  # the task-name notice is a status line
+    episode = json.loads(quiet.stdout)["episodes"][0]
+    assert len(episode["query"]) == 2
+    assert invoke(runner, *args, "--queries", "1").stdout == quiet.stdout
+
+
+def test_errors_are_a_json_object_unless_csv(runner: CliRunner, installed: InstalledData) -> None:
+    too_many = invoke(runner, "sample", "crc", "--ways", "50")
+    assert too_many.exit_code == 2
+    error = json.loads(too_many.stdout)["error"]
+    assert (error["code"], error["exit_code"]) == ("USAGE", 2)
+    assert error["message"] in too_many.stderr
+    as_csv = invoke(runner, "sample", "crc", "--ways", "50", "--csv")
+    assert as_csv.exit_code == 2
+    assert as_csv.stdout == ""

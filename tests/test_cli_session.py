@@ -109,3 +109,32 @@ def test_session_resolves_the_options(tmp_path: Path) -> None:
         assert s.settings.offline is True
         assert s.settings.lock_timeout == 3.0
         assert s.settings.sources["lock_timeout"] == "--lock-timeout flag"
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["info", "crx", "--json"], ExitCode.USAGE),
+        (["--json", "info", "crx"], ExitCode.USAGE),
+        (["verify", "nope", "--json"], ExitCode.USAGE),
+        (["export", "crc", "--json"], ExitCode.NOT_INSTALLED),
+        (["--json", "remove", "crc", "--yes"], ExitCode.NOT_INSTALLED),
+        (["download", "crc", "--offline", "--json"], ExitCode.OFFLINE),
+    ],
+)
+def test_with_json_an_error_is_one_json_object_on_stdout(
+    runner: CliRunner, args: list[str], code: ExitCode
+) -> None:
+    result = invoke(runner, *args)
+    assert result.exit_code == code, result.stderr
+    error = json.loads(result.stdout)["error"]
+    assert set(error) == {"code", "exit_code", "message", "hint"}
+    assert (error["code"], error["exit_code"]) == (code.name, int(code))
+    # The one-line message stays on stderr, with its hint.
+    assert result.stderr.splitlines() == [f"error: {error['message']}", f"hint: {error['hint']}"]
+
+
+def test_without_json_an_error_leaves_stdout_empty(runner: CliRunner) -> None:
+    result = invoke(runner, "export", "crc")
+    assert result.exit_code == ExitCode.NOT_INSTALLED
+    assert result.stdout == ""

@@ -14,9 +14,17 @@ import sys
 from typing import Annotated, Any
 
 import typer
+import typer.core
+
+# Typer vendors click (0.26 and later) and exports no name for its error base class.
+from typer._click import ClickException
 
 from medimeta_cli import __version__
 from medimeta_cli.catalog import RECORD_ID
+from medimeta_cli.cli._help import HelpCommand, examples_epilog, readable_texts
+from medimeta_cli.cli.exit_codes import ExitCode
+from medimeta_cli.cli.options import with_global_options
+from medimeta_cli.cli.output import Output, error_object
 
 #: Command name -> (module under medimeta_cli.cli, function), in the order ``--help`` lists them.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -33,13 +41,40 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+#: Options of the root that take a value: the command is not the word after them.
+_ROOT_VALUE_OPTIONS = frozenset({"--root", "--lock-timeout"})
+
+#: The root's help page (above its options).
+ROOT_HELP = f"""Download, verify and export MedIMeta, the Medical Imaging Meta-Dataset
+(19 datasets, 10 domains, 54 tasks; Zenodo record {RECORD_ID}).
+
+The common options (--root, --json, --quiet, --debug, --offline, --lock-timeout)
+go before the command or after it; given in both places, the one after the
+command wins.
+
+Exit codes: 0 ok, 1 failure, 2 usage, 3 network, 4 integrity, 5 disk space,
+6 lock timeout, 7 offline, 8 not installed, 9 permission, 130 interrupted.
+With --json, a fatal error is also one JSON object on stdout:
+{{"error": {{"code", "exit_code", "message", "hint"}}}}.
+"""
+
+#: Examples of the root's ``--help``.
+EXAMPLES = (
+    "medimeta list --domain radiology",
+    "medimeta --root /data/medimeta download crc cxr",
+    "medimeta --json --offline info crc",
+)
+
+
 def _show_version(value: bool) -> None:
     if value:
         typer.echo(f"medimeta-cli {__version__}")
         raise typer.Exit()
 
 
+@with_global_options
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         bool,
         typer.Option(
@@ -47,28 +82,73 @@ def _root(
         ),
     ] = False,
 ) -> None:
-    """Download, verify and export MedIMeta, the Medical Imaging Meta-Dataset.
+    """Store the common options given before the command (the page is ROOT_HELP)."""
 
-    Exit codes: 0 ok, 1 failure, 2 usage, 3 network, 4 integrity, 5 disk space,
-    6 lock timeout, 7 offline, 8 not installed, 9 permission, 130 interrupted.
+
+class MedimetaGroup(typer.core.TyperGroup):
+    """The root command: readable help, and usage errors as JSON when ``--json`` is given."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        """The help page, with the texts fit for the renderer."""
+        with readable_texts(self):
+            super().format_help(ctx, formatter)
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        """Parse the root's options; a usage error is also reported as JSON if asked."""
+        # Before parsing: a command line that does not parse still says whether it
+        # asked for JSON (after the command name too; "--" ends the options).
+        ctx.meta[_JSON_ASKED] = "--json" in (args[: args.index("--")] if "--" in args else args)
+        try:
+            return super().parse_args(ctx, args)
+        except ClickException as error:
+            _report_as_json(ctx, error)
+            raise
+
+    def invoke(self, ctx: Any) -> Any:
+        """Run the command; its usage errors (bad option or value) too are reported as JSON."""
+        try:
+            return super().invoke(ctx)
+        except ClickException as error:
+            _report_as_json(ctx, error)
+            raise
+
+
+_JSON_ASKED = "medimeta_cli.json_asked"
+
+
+def _report_as_json(ctx: Any, error: ClickException) -> None:
+    """Write the JSON error object of a click error on stdout, if ``--json`` was given.
+
+    Typer still writes the message on stderr and exits with the error's code.
     """
+    if not ctx.meta.get(_JSON_ASKED):
+        return
+    try:
+        code = ExitCode(error.exit_code)
+    except ValueError:
+        code = ExitCode.FAILURE
+    where = getattr(getattr(error, "ctx", None), "command_path", None) or "medimeta"
+    hint = f"Run `{where} --help` to see the valid options and values."
+    Output(json_mode=True).emit_json(error_object(code, error.format_message(), hint))
 
 
 def build_app(only: str | None = None) -> typer.Typer:
     """The application with every command, or with the one command named ``only``."""
     application = typer.Typer(
         name="medimeta",
-        help="Download, verify and export MedIMeta, the Medical Imaging Meta-Dataset "
-        f"(19 datasets, 10 domains, 54 tasks; Zenodo record {RECORD_ID}).",
+        help=ROOT_HELP,
         no_args_is_help=True,
         pretty_exceptions_enable=False,
         context_settings={"help_option_names": ["-h", "--help"]},
+        cls=MedimetaGroup,
     )
-    application.callback()(_root)
-    for name, (module, function) in COMMANDS.items():
+    application.callback(epilog=examples_epilog(EXAMPLES))(_root)
+    for name, (module_name, function) in COMMANDS.items():
         if only is None or name == only:
-            command = getattr(importlib.import_module(f"medimeta_cli.cli.{module}"), function)
-            application.command(name)(command)
+            module = importlib.import_module(f"medimeta_cli.cli.{module_name}")
+            application.command(name, cls=HelpCommand, epilog=examples_epilog(module.EXAMPLES))(
+                getattr(module, function)
+            )
     return application
 
 
@@ -85,8 +165,13 @@ def _invoked_command(argv: list[str]) -> str | None:
     """The command a command line runs, when nothing needs the others (help, completion)."""
     if "_MEDIMETA_COMPLETE" in os.environ:
         return None
-    first = next((arg for arg in argv if not arg.startswith("-")), None)
-    return first if first in COMMANDS else None
+    words = iter(argv)
+    for word in words:
+        if word in _ROOT_VALUE_OPTIONS:
+            next(words, None)  # the option's value
+        elif not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
 
 
 def main() -> None:

@@ -15,6 +15,13 @@ if TYPE_CHECKING:
     from medimeta_cli.doctor import Check
 
 
+#: Command lines the help shows under "Examples".
+EXAMPLES = (
+    "medimeta doctor",
+    "medimeta doctor --offline --json",
+)
+
+
 @with_common_options(offline=True)
 def doctor_command(common: CommonOptions) -> None:
     """Check the record API, proxy, certificates, disk space, write permission, file locks,

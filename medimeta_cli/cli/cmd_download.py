@@ -49,6 +49,15 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+#: Command lines the help shows under "Examples".
+EXAMPLES = (
+    "medimeta download crc",
+    "medimeta download --domain radiology --dry-run",
+    "medimeta download cxr --layout hdf5 --jobs 2",
+    "medimeta download --from ~/Downloads/medimeta/",
+)
+
+
 @with_common_options(offline=True, lock_timeout=True)
 def download_command(
     common: CommonOptions,
@@ -69,7 +78,7 @@ def download_command(
             "--connections",
             min=1,
             help="HTTP connections of the whole run, shared by the datasets fetched at once; "
-            "1: one stream per archive [env: MEDIMETA_CONNECTIONS; default 8].",
+            "1: one stream per archive [env: MEDIMETA_CONNECTIONS; default: 8].",
             show_default=False,
         ),
     ] = None,

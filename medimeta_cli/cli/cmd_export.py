@@ -32,6 +32,15 @@ def default_out(dataset_id: str, task: str) -> Path:
     return Path(f"{dataset_id}-{safe}")
 
 
+#: Command lines the help shows under "Examples".
+EXAMPLES = (
+    "medimeta export crc",
+    'medimeta export cxr --task "patient sex" --split train,val --limit 1000',
+    "medimeta export crc --format numpy --npz --out crc-npy",
+    "medimeta export crc --shard 1/8",
+)
+
+
 @with_common_options()
 def export_command(
     common: CommonOptions,

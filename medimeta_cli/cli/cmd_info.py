@@ -16,6 +16,13 @@ from medimeta_cli.plan import archive_sizes
 from medimeta_cli.settings import Settings
 from medimeta_cli.status import LocalStatus
 
+#: Command lines the help shows under "Examples".
+EXAMPLES = (
+    "medimeta info crc",
+    'medimeta info cxr --task "patient sex" --json',
+    "medimeta info crc --cite",
+)
+
 
 @with_common_options()
 def info_command(

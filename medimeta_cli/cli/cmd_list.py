@@ -24,6 +24,14 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+#: Command lines the help shows under "Examples".
+EXAMPLES = (
+    "medimeta list",
+    "medimeta list --domain ophthalmology,dermatology",
+    "medimeta list --installed --json",
+)
+
+
 @with_common_options()
 def list_command(
     common: CommonOptions,

@@ -9,6 +9,12 @@ from medimeta_cli.cli.session import session
 from medimeta_cli.layout import RootLayout
 from medimeta_cli.roots import root_states
 
+#: Command lines the help shows under "Examples".
+EXAMPLES = (
+    "medimeta paths",
+    "medimeta paths --json",
+)
+
 
 @with_common_options(offline=True)
 def paths_command(common: CommonOptions) -> None:

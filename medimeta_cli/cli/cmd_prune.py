@@ -10,6 +10,12 @@ from medimeta_cli.cli.exit_codes import ExitCode
 from medimeta_cli.cli.options import CommonOptions, with_common_options
 from medimeta_cli.cli.session import session
 
+#: Command lines the help shows under "Examples".
+EXAMPLES = (
+    "medimeta prune --dry-run",
+    "medimeta prune --archives",
+)
+
 
 @with_common_options()
 def prune_command(

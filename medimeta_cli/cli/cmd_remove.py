@@ -29,6 +29,13 @@ def stdin_is_terminal() -> bool:
     return sys.stdin is not None and sys.stdin.isatty()
 
 
+#: Command lines the help shows under "Examples".
+EXAMPLES = (
+    "medimeta remove crc",
+    "medimeta remove --domain dermatology --yes",
+)
+
+
 @with_common_options(lock_timeout=True)
 def remove_command(
     common: CommonOptions,

@@ -6,6 +6,7 @@ import csv
 import io
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,7 +17,6 @@ from medimeta_cli.cli.options import (
     CommonOptions,
     DatasetArgument,
     OriginalSplitOption,
-    QuietLongOption,
     SeedOption,
     TaskOption,
     with_common_options,
@@ -27,7 +27,15 @@ if TYPE_CHECKING:
     from medimeta_cli.selection import Selection
 
 
-@with_common_options(always_json=True, quiet=QuietLongOption)
+#: Command lines the help shows under "Examples".
+EXAMPLES = (
+    "medimeta sample crc --ways 5 --shots 5 --queries 15 --episodes 600 > episodes.json",
+    "medimeta sample crc --per-class 10 --csv",
+    "medimeta sample crc --grid sheet.png",
+)
+
+
+@with_common_options(always_json=True)
 def sample_command(
     common: CommonOptions,
     dataset_id: DatasetArgument,
@@ -37,7 +45,7 @@ def sample_command(
     classes: ClassesOption = None,
     ways: Annotated[int, typer.Option("--ways", "-n", help="Classes per episode.")] = 5,
     shots: Annotated[int, typer.Option("--shots", "-k", help="Support images per class.")] = 5,
-    queries: Annotated[int, typer.Option("--queries", "-q", help="Query images per class.")] = 15,
+    queries: Annotated[int, typer.Option("--queries", "-Q", help="Query images per class.")] = 15,
     episodes: Annotated[int, typer.Option("--episodes", "-e", help="Number of episodes.")] = 1,
     seed: SeedOption = 0,
     per_class: Annotated[
@@ -69,7 +77,8 @@ def sample_command(
     Prints JSON (or --csv) with the upstream indices of every chosen image. The same
     seed gives the same episodes on any machine.
     """
-    with session(common) as s:
+    # The result is JSON unless --csv; an error is reported the same way (a JSON object).
+    with session(replace(common, json=False) if as_csv else common) as s:
         from medimeta_cli.cli._installed import open_installed
         from medimeta_cli.cli._selection import split_values, task_name_notice
         from medimeta_cli.reader import DatasetReader

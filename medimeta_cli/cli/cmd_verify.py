@@ -24,6 +24,14 @@ if TYPE_CHECKING:
     from medimeta_cli.verify import Report, VerifyMode
 
 
+#: Command lines the help shows under "Examples".
+EXAMPLES = (
+    "medimeta verify",
+    "medimeta verify crc --full",
+    "medimeta verify crc --repair",
+)
+
+
 @with_common_options()
 def verify_command(
     common: CommonOptions,

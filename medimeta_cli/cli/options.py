@@ -1,19 +1,20 @@
 """Options shared by several commands, declared once.
 
 Every command accepts the common options after its name (``medimeta list --json
---root DIR``), which is how shell scripts write them. Commands do not declare them
-one by one: :func:`with_common_options` adds them to a command's signature and hands the
-command their values as one :class:`CommonOptions`, which the command opens its
-session with::
+--root DIR``), which is how shell scripts write them, and before it (``medimeta --root
+DIR list``), where the root callback (:func:`with_global_options`) takes them. Commands
+do not declare them one by one: :func:`with_common_options` adds them to a command's
+signature and hands the command their values as one :class:`CommonOptions`, which the
+command opens its session with::
 
     @with_common_options(offline=True)
     def paths_command(common: CommonOptions) -> None:
         with session(common) as s:
             ...
 
-The values are collected in one place (:func:`with_common_options`), so options given
-before the command name (``medimeta --root X list``) can later be merged there from the
-root callback without touching the commands.
+The values are merged in one place (:func:`with_common_options`): the root callback
+stores the options given before the command in the click context, and the command's own
+values (after its name) win over them.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Annotated, Any, Concatenate, ParamSpec, cast
 
@@ -30,6 +31,10 @@ import typer
 from medimeta_cli.catalog import TaskTarget
 
 P = ParamSpec("P")
+
+#: Key of the click context's ``meta`` under which the root callback stores the common
+#: options given before the command name.
+GIVEN_BEFORE_COMMAND = "medimeta_cli.common_options"
 
 
 def complete_dataset_id(incomplete: str) -> list[str]:
@@ -47,6 +52,14 @@ def complete_domain(incomplete: str) -> list[str]:
     return [name for name in names if name.startswith(incomplete.lower())]
 
 
+def split_commas(values: list[str] | None) -> list[str] | None:
+    """``["a,b", "c"]`` -> ``["a", "b", "c"]``: a list option's values, repeated or
+    comma-separated (``--domain a,b`` as ``--split a,b``); None stays None."""
+    if values is None:
+        return None
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
 RootOption = Annotated[
     Path | None,
     typer.Option(
@@ -59,10 +72,6 @@ RootOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 QuietOption = Annotated[
     bool, typer.Option("--quiet", "-q", help="Print nothing on stderr but errors.")
-]
-#: ``--quiet`` for a command whose ``-q`` means something else (``sample --queries``).
-QuietLongOption = Annotated[
-    bool, typer.Option("--quiet", help="Print nothing on stderr but errors.")
 ]
 DebugOption = Annotated[
     bool,
@@ -78,8 +87,9 @@ DomainOption = Annotated[
         "--domain",
         "-d",
         help="Domain, alias (ophthalmology, radiology, dermatology, pathology, ...) or "
-        "dataset id; repeat for several.",
+        "dataset id; repeat or comma-separate for several.",
         autocompletion=complete_domain,
+        callback=split_commas,
         show_default=False,
     ),
 ]
@@ -168,14 +178,13 @@ class CommonOptions:
 
 
 def common_parameters(
-    *, offline: bool = False, lock_timeout: bool = False, quiet: Any = QuietOption
+    *, offline: bool = False, lock_timeout: bool = False
 ) -> list[inspect.Parameter]:
     """The common options as function parameters, in the order ``--help`` lists them.
 
     ``--root``, ``--json``, ``--quiet`` and ``--debug`` are always there; ``--offline``
-    and ``--lock-timeout`` only for the commands that can use them. ``quiet`` replaces
-    the ``--quiet`` declaration where ``-q`` is taken. Each parameter's name is the
-    :class:`CommonOptions` field it fills.
+    and ``--lock-timeout`` only for the commands that can use them. Each parameter's
+    name is the :class:`CommonOptions` field it fills.
     """
     chosen: list[tuple[str, Any, Any]] = []
     if lock_timeout:
@@ -185,7 +194,7 @@ def common_parameters(
     chosen += [
         ("root", RootOption, None),
         ("json", JsonOption, False),
-        ("quiet", quiet, False),
+        ("quiet", QuietOption, False),
         ("debug", DebugOption, False),
     ]
     return [
@@ -194,23 +203,77 @@ def common_parameters(
     ]
 
 
+def merge_common(before: CommonOptions | None, after: CommonOptions) -> CommonOptions:
+    """The options given before the command name, overridden by those given after it.
+
+    Off and None are "not given" (no common option has an ``--no-`` form), so a value
+    given after the command wins and one given only before it is kept.
+    """
+    if before is None:
+        return after
+    values = {
+        name: before_value if after_value is None or after_value is False else after_value
+        for name, before_value, after_value in (
+            (field.name, getattr(before, field.name), getattr(after, field.name))
+            for field in fields(CommonOptions)
+        )
+    }
+    return CommonOptions(**values)
+
+
+def _given_before_command(context: typer.Context | None) -> CommonOptions | None:
+    """The common options the root callback stored for this command line, if any."""
+    if context is None:  # called as a plain function (tests, embedding)
+        return None
+    found = context.meta.get(GIVEN_BEFORE_COMMAND)
+    return found if isinstance(found, CommonOptions) else None
+
+
+#: The parameter through which Typer hands a command its click context (a parameter
+#: annotated with ``typer.Context`` is filled in, never parsed from the command line).
+_CONTEXT = inspect.Parameter(
+    "medimeta_context", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=typer.Context
+)
+
+
+def with_global_options(function: Callable[..., None]) -> Callable[..., None]:
+    """Add every common option to the root callback ``function(ctx, **own)``.
+
+    The returned callback stores their values in the click context (shared with the
+    command's context) for :func:`with_common_options` to merge, then calls ``function``
+    with its own parameters.
+    """
+    added = common_parameters(offline=True, lock_timeout=True)
+    names = [parameter.name for parameter in added]
+    own = list(inspect.signature(function, eval_str=True).parameters.values())
+
+    @functools.wraps(function)
+    def callback(ctx: typer.Context, **values: Any) -> None:
+        ctx.meta[GIVEN_BEFORE_COMMAND] = CommonOptions(**{n: values.pop(n) for n in names})
+        function(ctx, **values)
+
+    signature = inspect.Signature([*own, *added], return_annotation=None)
+    callback.__signature__ = signature  # type: ignore[attr-defined]
+    callback.__annotations__ = {p.name: p.annotation for p in signature.parameters.values()}
+    return callback
+
+
 def with_common_options(
     *,
     offline: bool = False,
     lock_timeout: bool = False,
     always_json: bool = False,
-    quiet: Any = QuietOption,
 ) -> Callable[[Callable[Concatenate[CommonOptions, P], None]], Callable[..., None]]:
     """Add the common options to a command whose first parameter takes a :class:`CommonOptions`.
 
     The returned command has the function's own parameters followed by the common
     options (that is what Typer reads for ``--help`` and parsing); it collects their
-    values and calls the function with them first. ``offline`` and ``lock_timeout``
-    add ``--offline`` and ``--lock-timeout``; ``always_json`` is for a command whose
-    result is JSON whatever ``--json`` says; ``quiet`` replaces the ``--quiet``
-    declaration (see :func:`common_parameters`).
+    values, merges those given before the command name (:func:`merge_common`), and calls
+    the function with them first. ``offline`` and ``lock_timeout`` add ``--offline`` and
+    ``--lock-timeout``; ``always_json`` is for a command whose result is JSON whatever
+    ``--json`` says.
     """
-    added = common_parameters(offline=offline, lock_timeout=lock_timeout, quiet=quiet)
+    added = common_parameters(offline=offline, lock_timeout=lock_timeout)
     names = [parameter.name for parameter in added]
 
     def decorate(function: Callable[Concatenate[CommonOptions, P], None]) -> Callable[..., None]:
@@ -225,11 +288,12 @@ def with_common_options(
         body = cast(Callable[..., None], function)
 
         @functools.wraps(function)
-        def command(**values: Any) -> None:
-            common = CommonOptions(**{name: values.pop(name) for name in names})
+        def command(medimeta_context: typer.Context | None = None, **values: Any) -> None:
+            after = CommonOptions(**{name: values.pop(name) for name in names})
+            common = merge_common(_given_before_command(medimeta_context), after)
             body(replace(common, json=True) if always_json else common, **values)
 
-        signature = inspect.Signature([*own, *added], return_annotation=None)
+        signature = inspect.Signature([*own, *added, _CONTEXT], return_annotation=None)
         command.__signature__ = signature  # type: ignore[attr-defined]
         command.__annotations__ = {p.name: p.annotation for p in signature.parameters.values()}
         return command

@@ -3,6 +3,7 @@
 Results go to stdout (JSON with ``--json``, else tables and text); status,
 warnings and errors go to stderr. Colour and live displays appear only when the
 stream is a terminal and ``NO_COLOR`` is unset; ``--quiet`` keeps stderr to errors.
+With ``--json``, a fatal error is also one JSON object on stdout (:func:`error_object`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,37 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from medimeta_cli.cli.exit_codes import ExitCode
 from medimeta_cli.errors import MedimetaError
+
+_INTERRUPTED = "interrupted; partial work is kept and the next run resumes it"
+
+
+def error_object(code: ExitCode, message: str, hint: str) -> dict[str, Any]:
+    """The JSON document a fatal error writes on stdout in ``--json`` mode.
+
+    ``code`` is the exit code's stable name (``USAGE``, ``NETWORK``, ...), the same
+    for every error of one exit code.
+    """
+    return {"error": {"code": code.name, "exit_code": int(code), "message": message, "hint": hint}}
+
+
+def describe_error(error: BaseException) -> tuple[str, str | None]:
+    """The message and hint of an error, as the one or two lines on stderr say them."""
+    if isinstance(error, MedimetaError):
+        return error.message, error.hint or None
+    if isinstance(error, KeyboardInterrupt):
+        return _INTERRUPTED, None
+    if isinstance(error, OSError):
+        where = f": {error.filename}" if error.filename else ""
+        return (
+            f"{error.strerror or error}{where}",
+            "Check the path, its permissions and free space.",
+        )
+    return (
+        f"internal error: {type(error).__name__}: {error}",
+        "Run again with --debug and report the traceback.",
+    )
 
 
 def _wants_color(stream: TextIO, environ: Mapping[str, str]) -> bool:
@@ -34,6 +65,8 @@ class Output:
     stdout: TextIO = field(default_factory=lambda: sys.stdout)
     stderr: TextIO = field(default_factory=lambda: sys.stderr)
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    #: Whether a result went to stdout already (then a fatal error adds no JSON object).
+    emitted: bool = field(default=False, init=False)
 
     @property
     def stdout_color(self) -> bool:
@@ -53,11 +86,13 @@ class Output:
         indent = 2 if getattr(self.stdout, "isatty", lambda: False)() else None
         self.stdout.write(json.dumps(data, indent=indent, ensure_ascii=False) + "\n")
         self.stdout.flush()
+        self.emitted = True
 
     def emit_text(self, text: str) -> None:
         """Print plain result text on stdout."""
         self.stdout.write(text if text.endswith("\n") else text + "\n")
         self.stdout.flush()
+        self.emitted = True
 
     def emit_table(
         self, headers: Sequence[str], rows: Sequence[Sequence[str]], *, title: str | None = None
@@ -71,6 +106,7 @@ class Output:
             for row in rows:
                 table.add_row(*row)
             Console(file=self.stdout, highlight=False).print(table)
+            self.emitted = True
             return
         self.emit_text(plain_table(headers, rows))
 
@@ -92,25 +128,25 @@ class Output:
             import traceback
 
             traceback.print_exception(type(error), error, error.__traceback__, file=self.stderr)
-        if isinstance(error, MedimetaError):
-            lines = [f"{self._styled('error:', '31')} {error.message}"]
-            if error.hint:
-                lines.append(f"{self._styled('hint:', '36')} {error.hint}")
-        elif isinstance(error, KeyboardInterrupt):
-            lines = ["interrupted; partial work is kept and the next run resumes it"]
-        elif isinstance(error, OSError):
-            where = f": {error.filename}" if error.filename else ""
-            lines = [
-                f"{self._styled('error:', '31')} {error.strerror or error}{where}",
-                f"{self._styled('hint:', '36')} Check the path, its permissions and free space.",
-            ]
+        message, hint = describe_error(error)
+        if isinstance(error, KeyboardInterrupt):
+            lines = [message]
         else:
-            lines = [
-                f"{self._styled('error:', '31')} internal error: {type(error).__name__}: {error}",
-                f"{self._styled('hint:', '36')} Run again with --debug and report the traceback.",
-            ]
+            lines = [f"{self._styled('error:', '31')} {message}"]
+            if hint:
+                lines.append(f"{self._styled('hint:', '36')} {hint}")
         self.stderr.write("\n".join(lines) + "\n")
         self.stderr.flush()
+
+    def fail(self, error: BaseException, code: ExitCode) -> None:
+        """Report the error that ends the command: on stderr (:meth:`error`) and, with
+        ``--json`` and no result printed yet, as :func:`error_object` on stdout."""
+        self.error(error)
+        if self.json_mode and not self.emitted:
+            message, hint = describe_error(error)
+            if hint is None:  # interrupted
+                hint = "Run the same command again to resume."
+            self.emit_json(error_object(code, message, hint))
 
     def _styled(self, text: str, ansi: str) -> str:
         return f"\x1b[{ansi}m{text}\x1b[0m" if self.stderr_color else text

@@ -61,7 +61,9 @@ def session(options: CommonOptions | None = None) -> Iterator[Session]:
     """Resolve settings from the common options, yield a session, and report any error.
 
     The package's log records go to stderr meanwhile: debug records with ``--debug``
-    or ``MEDIMETA_DEBUG``, warnings otherwise, errors only with ``--quiet``.
+    or ``MEDIMETA_DEBUG``, warnings otherwise, errors only with ``--quiet``. An error
+    is reported on stderr, and with ``--json`` as a JSON object on stdout too, unless the
+    command printed its result already.
     """
     options = options or CommonOptions()
     debug = options.debug or _env_debug()
@@ -74,8 +76,9 @@ def session(options: CommonOptions | None = None) -> Iterator[Session]:
     except (typer.Exit, typer.Abort):
         raise
     except (MedimetaError, KeyboardInterrupt) as error:
-        out.error(error)
-        raise typer.Exit(int(exit_code_for(error))) from None
+        code = exit_code_for(error)
+        out.fail(error, code)
+        raise typer.Exit(int(code)) from None
     except Exception as error:
-        out.error(error)
+        out.fail(error, ExitCode.FAILURE)
         raise typer.Exit(int(ExitCode.FAILURE)) from None
