@@ -50,7 +50,8 @@ def _root(
     """Download, verify and export MedIMeta, the Medical Imaging Meta-Dataset.
 
     Exit codes: 0 ok, 1 failure, 2 usage, 3 network, 4 integrity, 5 disk space,
-    6 lock timeout, 7 offline, 8 not installed, 9 permission, 130 interrupted.
+    6 lock timeout, 7 offline, 8 not installed, 9 permission, 10 not in the record,
+    130 interrupted.
     """
 
 
