@@ -182,7 +182,7 @@ class UrlFormat(str, Enum):
 
     TSV = "tsv"  # URL, size, md5, file name (tab-separated), for scripts
     ARIA2C = "aria2c"  # aria2c -c -i FILE: each URL with its out= name and md5 checksum
-    CURL = "curl"  # curl -K FILE: url/output pairs; follows redirects, fails on errors, resumes
+    CURL = "curl"  # curl -K FILE: url/output pairs; follows redirects, resumes
     WGET = "wget"  # wget -c --content-disposition -i FILE: the name from the server's header
 
 
@@ -198,9 +198,10 @@ def url_lines(items: Sequence[PlanItem], url_format: UrlFormat) -> list[str]:
     items = [item for item in items if item.state is not ItemState.NOT_IN_RECORD]
     lines: list[str] = []
     if url_format is UrlFormat.CURL and items:
-        # Options for every URL below: resume a partial file, follow Zenodo's redirects,
-        # and leave no HTML error page behind under an archive's name.
-        lines += ["continue-at = -", "location", "fail"]
+        # For every URL below: resume a partial file, follow redirects. Not "fail": it makes
+        # the 416 of an archive already complete an error (without it curl ignores that
+        # answer); a wrong file is refused by the md5 check of --from all the same.
+        lines += ["continue-at = -", "location"]
     for item in items:
         if url_format is UrlFormat.TSV:
             size = "" if item.size is None else str(item.size)
