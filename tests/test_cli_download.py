@@ -906,7 +906,7 @@ def test_print_paths_leaves_out_what_is_not_there_and_says_why(
     result = invoke(runner, "download", "--domain", "radiology", "--print-paths")
     assert result.exit_code == 10
     assert result.stdout.splitlines() == [str(data_root / "cxr")]
-    assert "not in the record" in result.stderr
+    assert "has no file 'organs_axial.zip'" in result.stderr
     for clash in ("--json", "--dry-run", "--print-urls"):
         refused = invoke(runner, "download", "crc", "--print-paths", clash)
         assert refused.exit_code == 2 and "--print-paths" in refused.stderr, clash

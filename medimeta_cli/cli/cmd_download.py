@@ -99,9 +99,9 @@ def download_command(
         UrlFormat | None,
         typer.Option(
             "--url-format",
-            help="With --print-urls (implied): tsv (URL, size, md5, file name), or an input "
-            "file for `aria2c -c -i FILE`, `curl -K FILE` or "
-            "`wget -c --content-disposition -i FILE` [default: tsv].",
+            help="Implies --print-urls. tsv (the default): URL, size, md5 and file name; or an "
+            "input file for `aria2c -c -i FILE`, `curl -K FILE` or "
+            "`wget -c --content-disposition -i FILE`, each saving <id>.zip.",
             case_sensitive=False,
             show_default=False,
         ),
@@ -214,8 +214,9 @@ def _report_outcomes(
         for outcome in outcomes:
             if outcome.status is OutcomeStatus.FAILED:  # failures: one error line below
                 continue
-            if print_paths:
-                out.status(outcome.line())
+            if print_paths:  # stderr: the error line below says the rest
+                if outcome.error is None:
+                    out.status(outcome.line())
             else:
                 out.emit_text(outcome.line())
         if print_paths:
