@@ -88,7 +88,7 @@ class PlanItem:
     @property
     def pending(self) -> bool:
         """Whether the archive still has to be fetched."""
-        return self.state not in (ItemState.INSTALLED, ItemState.NOT_IN_RECORD)
+        return self.state is not ItemState.INSTALLED
 
     @property
     def to_fetch(self) -> int:
