@@ -20,7 +20,7 @@ import httpx
 
 from medimeta_cli.catalog import Catalog, Dataset
 from medimeta_cli.connections import MIN_SLICE, ConnectionBudget
-from medimeta_cli.errors import OfflineError
+from medimeta_cli.errors import NotInRecordError, OfflineError
 from medimeta_cli.events import (
     DownloadInterrupted,
     EventSink,
@@ -31,8 +31,9 @@ from medimeta_cli.events import (
     PhaseChanged,
     ignore,
 )
+from medimeta_cli.folder_import import find_archives, needs_record
 from medimeta_cli.fsutil import ensure_space, ensure_writable_dir
-from medimeta_cli.install import Installer, find_archives, needs_record
+from medimeta_cli.install import Installer
 from medimeta_cli.job import DatasetJob, JobOptions
 from medimeta_cli.layout import RootLayout
 from medimeta_cli.plan import (
@@ -183,6 +184,8 @@ class Downloader:
         if pending:
             ensure_writable_dir(self.layout.state_dir)
             manifest = self.manifest()
+            pending = self._in_record(manifest, pending, outcomes)
+        if pending:
             infos = {d.id: manifest.archive(d.archive) for d in pending}
             stream = stream and not keep_archive and layout is ArchiveLayout.FULL
 
@@ -247,6 +250,22 @@ class Downloader:
         if keep_archive or plan.stream or not archives or plan.needed_bytes <= plan.free_bytes:
             return False
         return space_needed(plan.items, 0) <= plan.free_bytes
+
+    def _in_record(
+        self, manifest: Manifest, datasets: Sequence[Dataset], outcomes: dict[str, Outcome]
+    ) -> list[Dataset]:
+        """The datasets whose archive the record lists; each of the others gets its own
+        outcome (not in the record), so that one missing archive stops none of the rest."""
+        listed = []
+        for dataset in datasets:
+            try:
+                manifest.archive(dataset.archive)
+            except NotInRecordError as error:
+                logger.info("%s", error.message)
+                outcomes[dataset.id] = Outcome.not_in_record(dataset.id, error)
+                continue
+            listed.append(dataset)
+        return listed
 
     def _finish_after_interrupt(
         self,

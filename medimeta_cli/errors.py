@@ -116,6 +116,20 @@ class RemoteDataError(NetworkError):
     default_hint = "The server may be in maintenance; try again later."
 
 
+class NotInRecordError(RemoteDataError):
+    """The record lists no archive for a dataset the catalog knows: that dataset cannot be
+    fetched, the others still are."""
+
+    def __init__(self, record_id: int, key: str) -> None:
+        super().__init__(
+            f"record {record_id} has no file {key!r}",
+            hint="The record may have changed; check MEDIMETA_RECORD and MEDIMETA_BASE_URL, "
+            "or install the archive fetched elsewhere with `medimeta download --from PATH`.",
+        )
+        self.record_id = record_id
+        self.key = key
+
+
 class IntegrityError(MedimetaError):
     """Data on disk or on the wire does not match its checksum, size or structure."""
 

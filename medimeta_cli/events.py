@@ -85,6 +85,12 @@ class OutcomeStatus(str, Enum):
     INSTALLED = "installed"
     SKIPPED = "skipped"
     FAILED = "failed"
+    NOT_IN_RECORD = "not_in_record"  # the record lists no archive for it: nothing to fetch
+
+    @property
+    def label(self) -> str:
+        """How the status reads in a text line."""
+        return "not in the record" if self is OutcomeStatus.NOT_IN_RECORD else self.value
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,11 @@ class Outcome:
         """The outcome of a dataset whose work raised ``error``."""
         return cls(dataset_id, OutcomeStatus.FAILED, error.message, error=error, seconds=seconds)
 
+    @classmethod
+    def not_in_record(cls, dataset_id: str, error: MedimetaError) -> Outcome:
+        """The outcome of a dataset whose archive the record does not list."""
+        return cls(dataset_id, OutcomeStatus.NOT_IN_RECORD, error.message, error=error)
+
     def line(self) -> str:
         """One line for people: status, dataset, why (an install needs no why), where, and
         how much was downloaded."""
@@ -116,7 +127,10 @@ class Outcome:
         amount = ""
         if self.downloaded_bytes:
             amount = f"  ({human_bytes(self.downloaded_bytes)} in {self.seconds:.1f} s)"
-        return f"{self.status.value:<10}{self.dataset_id:<17}{detail}{where}{amount}"
+        label = f"{self.status.label:<10}"
+        if self.status is OutcomeStatus.NOT_IN_RECORD:
+            label += " "  # the longer label stays apart from the id
+        return f"{label}{self.dataset_id:<17}{detail}{where}{amount}"
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready mapping."""

@@ -9,6 +9,9 @@ socket anywhere in the folder refuses it before a byte is copied, and each file 
 opened without following links and checked to be regular again. Every file is hashed as
 it is copied, which gives the install record its file manifest. The source folder is
 only read, never changed.
+
+:func:`find_archives` says what ``--from`` takes: zip files (``<id>.zip``, or
+``<id>.zip?download=1`` as a downloader may save one), folders of them, dataset folders.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import logging
 import os
 import stat
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -278,3 +282,58 @@ def _same_folder(folder: Path, final: Path) -> bool:
         return os.path.samefile(folder, final)
     except OSError:
         return False
+
+
+# ----------------------------------------------------------------------------- what --from takes
+
+
+_FROM_HINT = "Give a folder of <id>.zip files, a zip file, or a dataset folder <id>/."
+
+
+#: What wget saves a Zenodo download URL as, unless told otherwise: ``<id>.zip?download=1``.
+_URL_QUERY = "?download=1"
+
+
+def archive_id(path: Path) -> str:
+    """The dataset id an archive's file name gives: ``<id>.zip``, or ``<id>.zip?download=1``
+    as a downloader may save it. Only the name: the archive is checked like any other."""
+    return path.name.removesuffix(_URL_QUERY).removesuffix(".zip")
+
+
+def _archives_in(folder: Path) -> list[Path]:
+    """The archives of a folder: ``<id>.zip``, and ``<id>.zip?download=1`` where no
+    ``<id>.zip`` stands beside it."""
+    plain = sorted(folder.glob("*.zip"))
+    named = {path.name for path in plain}
+    saved_by_url = [
+        path
+        for path in sorted(folder.glob("*.zip[?]download=1"))
+        if path.name.removesuffix(_URL_QUERY) not in named
+    ]
+    return sorted([*plain, *saved_by_url], key=archive_id)
+
+
+def find_archives(paths: Iterable[Path]) -> list[Path]:
+    """What ``download --from`` installs: given zip files, dataset folders (holding
+    ``info.yaml``), and the zips in other given folders."""
+    found: list[Path] = []
+    for path in paths:
+        if is_dataset_folder(path):
+            found.append(path)
+        elif path.is_dir():
+            found.extend(_archives_in(path))
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise UsageError(f"{path} does not exist", hint=_FROM_HINT)
+    if not found:
+        raise UsageError("no .zip archives found", hint=_FROM_HINT)
+    return found
+
+
+def needs_record(paths: Iterable[Path], catalog: Catalog) -> bool:
+    """Whether installing these archives needs the record's manifest: only archives of
+    catalog datasets are checked against it (those of datasets outside the catalog have
+    nothing there, and dataset folders are hashed file by file as they are copied)."""
+    known = set(catalog.ids)
+    return any(archive_id(path).lower() in known for path in paths if not is_dataset_folder(path))

@@ -16,7 +16,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
@@ -43,7 +43,7 @@ from medimeta_cli.events import (
     TransferStarted,
     ignore,
 )
-from medimeta_cli.folder_import import install_dataset_folder, is_dataset_folder
+from medimeta_cli.folder_import import archive_id, install_dataset_folder, is_dataset_folder
 from medimeta_cli.fsutil import (
     ensure_space,
     remove_tree,
@@ -292,7 +292,7 @@ class Installer:
                 outcomes.append(install_dataset_folder(self, path, catalog, force=force))
                 continue
             started = time.monotonic()
-            dataset_id = path.name.removesuffix(".zip")
+            dataset_id = archive_id(path)
             try:
                 entry = _catalog_entry(catalog, dataset_id)
                 dataset = entry or dataset_in_archive(path, dataset_id)
@@ -451,36 +451,3 @@ def _catalog_entry(catalog: Catalog, dataset_id: str) -> Dataset | None:
     except UnknownDatasetError:
         check_dataset_id(dataset_id)
         return None
-
-
-_FROM_HINT = "Give a folder of <id>.zip files, a zip file, or a dataset folder <id>/."
-
-
-def find_archives(paths: Iterable[Path]) -> list[Path]:
-    """What ``download --from`` installs: given zip files, dataset folders (holding
-    ``info.yaml``), and the zips in other given folders."""
-    found: list[Path] = []
-    for path in paths:
-        if is_dataset_folder(path):
-            found.append(path)
-        elif path.is_dir():
-            found.extend(sorted(path.glob("*.zip")))
-        elif path.is_file():
-            found.append(path)
-        else:
-            raise UsageError(f"{path} does not exist", hint=_FROM_HINT)
-    if not found:
-        raise UsageError("no .zip archives found", hint=_FROM_HINT)
-    return found
-
-
-def needs_record(paths: Iterable[Path], catalog: Catalog) -> bool:
-    """Whether installing these archives needs the record's manifest: only archives of
-    catalog datasets are checked against it (those of datasets outside the catalog have
-    nothing there, and dataset folders are hashed file by file as they are copied)."""
-    known = set(catalog.ids)
-    return any(
-        path.name.removesuffix(".zip").lower() in known
-        for path in paths
-        if not is_dataset_folder(path)
-    )

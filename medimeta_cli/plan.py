@@ -41,6 +41,12 @@ class ItemState(str, Enum):
     INSTALLED = "installed"  # here or in a shared root: nothing to fetch
     PARTIAL = "partial"  # an earlier run left some bytes
     ABSENT = "absent"
+    NOT_IN_RECORD = "not_in_record"  # the record lists no such archive: nothing to fetch
+
+    @property
+    def label(self) -> str:
+        """How the state reads in a table."""
+        return "not in the record" if self is ItemState.NOT_IN_RECORD else self.value
 
 
 #: What the official loader reads; the TIFF copies of the images are not among it.
@@ -109,7 +115,7 @@ class PlanItem:
 
     def row(self) -> list[str]:
         """A table row: id, archive, both layouts' sizes, state, bytes to fetch."""
-        state = self.state.value
+        state = self.state.label
         if self.partial_bytes:
             state += f" ({human_bytes(self.partial_bytes)})"
         return [
@@ -132,6 +138,8 @@ class Plan:
     record_version: str | None
     #: Whole archives are installed while they download: no archive on disk.
     stream: bool = False
+    #: Whether a manifest (fetched or saved) gave sizes and md5s; False offline without one.
+    manifest_known: bool = True
 
     @property
     def to_fetch(self) -> int:
@@ -142,6 +150,11 @@ class Plan:
     def pending(self) -> tuple[PlanItem, ...]:
         """The items still to fetch."""
         return tuple(item for item in self.items if item.pending)
+
+    @property
+    def not_in_record(self) -> tuple[PlanItem, ...]:
+        """The items whose archive the record does not list."""
+        return tuple(item for item in self.items if item.state is ItemState.NOT_IN_RECORD)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready mapping."""
@@ -166,6 +179,47 @@ class Plan:
             f"{human_bytes(self.needed_bytes)}{streamed}; free: "
             f"{human_bytes(self.free_bytes)}{fits}"
         )
+
+
+class UrlFormat(str, Enum):
+    """How ``download --print-urls`` writes the archives' URLs for other downloaders; each
+    form makes its tool save the archive as ``<id>.zip``, which ``--from`` installs."""
+
+    TSV = "tsv"  # URL, size, md5, file name (tab-separated), for scripts
+    ARIA2C = "aria2c"  # aria2c -c -i FILE: each URL with its out= name and md5 checksum
+    CURL = "curl"  # curl -K FILE: url/output pairs; follows redirects, resumes
+    WGET = "wget"  # wget -c --content-disposition -i FILE: the name from the server's header
+
+
+def _curl_quoted(value: str) -> str:
+    """A string value of a curl config file."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def url_lines(items: Sequence[PlanItem], url_format: UrlFormat) -> list[str]:
+    """The lines of a URL list in ``url_format`` for these items (those the record lacks
+    are left out: their URL would only answer 404). File names are the catalog's
+    ``<id>.zip``, never a name from the network."""
+    items = [item for item in items if item.state is not ItemState.NOT_IN_RECORD]
+    lines: list[str] = []
+    if url_format is UrlFormat.CURL and items:
+        # For every URL below: resume a partial file, follow redirects. Not "fail": it makes
+        # the 416 of an archive already complete an error (without it curl ignores that
+        # answer); a wrong file is refused by the md5 check of --from all the same.
+        lines += ["continue-at = -", "location"]
+    for item in items:
+        if url_format is UrlFormat.TSV:
+            size = "" if item.size is None else str(item.size)
+            lines.append(f"{item.url}\t{size}\t{item.md5 or ''}\t{item.key}")
+        elif url_format is UrlFormat.ARIA2C:
+            lines += [item.url, f"  out={item.key}"]
+            if item.md5 is not None:
+                lines.append(f"  checksum=md5={item.md5}")
+        elif url_format is UrlFormat.CURL:
+            lines += [f"url = {_curl_quoted(item.url)}", f"output = {_curl_quoted(item.key)}"]
+        else:
+            lines.append(item.url)
+    return lines
 
 
 def space_needed(items: Sequence[PlanItem], parallel_archives: int) -> int:
@@ -238,6 +292,8 @@ def plan_download(
             if hdf5_size is None and wanted and listed_size is not None:
                 hdf5_size = listed_size(dataset, info)
         state = ItemState.PARTIAL if done else ItemState.ABSENT
+        if manifest is not None and info is None:
+            state = ItemState.NOT_IN_RECORD
         items.append(
             PlanItem(
                 dataset_id=dataset.id,
@@ -262,6 +318,7 @@ def plan_download(
         free_bytes=free_bytes(settings.root),
         record_version=manifest.version if manifest else None,
         stream=stream and layout is ArchiveLayout.FULL and not keep_archive,
+        manifest_known=manifest is not None,
     )
 
 

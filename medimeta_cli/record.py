@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from medimeta_cli.catalog import file_download_url
-from medimeta_cli.errors import RemoteDataError
+from medimeta_cli.errors import NotInRecordError, RemoteDataError
 from medimeta_cli.fsutil import atomic_write_text
 from medimeta_cli.layout import RootLayout
 
@@ -88,14 +88,11 @@ class Manifest:
     fetched_at: str | None = None
 
     def archive(self, key: str) -> ArchiveInfo:
-        """The archive with this key; :class:`RemoteDataError` when the record lacks it."""
+        """The archive with this key; :class:`NotInRecordError` when the record lacks it."""
         try:
             return self.files[key]
         except KeyError:
-            raise RemoteDataError(
-                f"record {self.record_id} has no file {key!r}",
-                hint="The record may have changed; check MEDIMETA_RECORD and MEDIMETA_BASE_URL.",
-            ) from None
+            raise NotInRecordError(self.record_id, key) from None
 
     def to_json(self) -> dict[str, Any]:
         """The saved form."""

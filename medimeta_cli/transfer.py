@@ -213,6 +213,13 @@ class ArchiveTransfer:
         """One stream from ``offset`` (the bytes before it hashed into ``digest``)."""
         part = partial.part
         attempt = 0
+        # Every byte received counts, those of attempts cut short included.
+        received = [fetched]
+
+        def count(n: int) -> None:
+            received[0] += n
+            self.on_event(BytesTransferred(dataset_id, n))
+
         try:
             while offset < info.size or (info.size == 0 and not part.exists()):
                 # identity: the bytes hashed must be the archive's, never a proxy's gzip of it.
@@ -227,9 +234,8 @@ class ArchiveTransfer:
                         )
                         if offset >= info.size:
                             break
-                        gained = self._receive(dataset_id, response, info, partial, offset, digest)
+                        gained = self._receive(response, info, partial, offset, digest, count)
                         offset += gained
-                        fetched += gained
                     if offset < info.size:
                         raise httpx.RemoteProtocolError("the server closed the transfer early")
                 except httpx.TransportError as exc:
@@ -249,7 +255,7 @@ class ArchiveTransfer:
             if partial.size() == 0:  # refused before a byte was kept: leave no "partial 0%"
                 partial.discard()
             raise
-        return self._verified(dataset_id, info, partial, digest, resumed_from, fetched)
+        return self._verified(dataset_id, info, partial, digest, resumed_from, received[0])
 
     def _verified(
         self,
@@ -319,14 +325,15 @@ class ArchiveTransfer:
 
     def _receive(
         self,
-        dataset_id: str,
         response: httpx.Response,
         info: ArchiveInfo,
         partial: Partial,
         offset: int,
         digest: Any,
+        count: Callable[[int], None],
     ) -> int:
-        """Append the body to the partial file, hashing it as it streams; return bytes written."""
+        """Append the body to the partial file, hashing it as it streams (``count`` told of
+        each chunk written); return bytes written."""
         written = 0
         head = b""
         with partial.open_append() as sink, BackgroundHasher(digest) as hasher:
@@ -346,7 +353,7 @@ class ArchiveTransfer:
                 sink.write(chunk)
                 hasher.feed(chunk)
                 written += len(chunk)
-                self.on_event(BytesTransferred(dataset_id, len(chunk)))
+                count(len(chunk))
                 if self.should_stop():
                     raise KeyboardInterrupt
         return written

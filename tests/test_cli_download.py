@@ -923,3 +923,141 @@ def test_stream_resumes_a_partial_archive_instead_of_starting_over(
     assert outcome["resumed_from"] > 0
     assert not _ordered_passes(zenodo, "crc.zip")
     assert invoke(runner, "verify", "crc", "--full").exit_code == 0
+
+
+# ----------------------------------------------------------------------------- scripts (#12)
+
+
+def test_an_archive_missing_from_the_record_stops_none_of_the_others(
+    runner: CliRunner, zenodo: zs.ZenodoServer, data_root: Path
+) -> None:
+    zenodo.remove_file("organs_axial.zip")
+    result = invoke(runner, "download", "--domain", "radiology", "--json")
+    assert result.exit_code == 10, result.stderr
+    outcomes = {o["id"]: o for o in json.loads(result.stdout)}
+    assert outcomes["cxr"]["status"] == "installed"
+    assert (data_root / "cxr" / "info.yaml").is_file()
+    missing = outcomes["organs_axial"]
+    assert missing["status"] == "not_in_record"
+    assert missing["error"]["type"] == "NotInRecordError"
+    assert "has no file 'organs_axial.zip'" in result.stderr
+    assert zenodo.requests_for("organs_axial.zip") == []
+    # In text: a line for each dataset on stdout, the error with its hint on stderr.
+    text = invoke(runner, "download", "--domain", "radiology")
+    assert text.exit_code == 10
+    lines = text.stdout.splitlines()
+    assert lines[0].startswith("skipped") and "cxr" in lines[0]
+    assert lines[1].startswith("not in the record organs_axial")
+    assert "error: record" in text.stderr and "hint:" in text.stderr
+    assert "Traceback" not in text.stderr
+
+
+def test_dry_run_reports_an_archive_missing_from_the_record(
+    runner: CliRunner, zenodo: zs.ZenodoServer, data_root: Path
+) -> None:
+    zenodo.remove_file("organs_axial.zip")
+    result = invoke(runner, "download", "--domain", "radiology", "--dry-run", "--json")
+    assert result.exit_code == 10, result.stderr
+    states = {item["id"]: item["state"] for item in json.loads(result.stdout)["items"]}
+    assert states == {"cxr": "absent", "organs_axial": "not_in_record"}
+    text = invoke(runner, "download", "--domain", "radiology", "--dry-run")
+    assert text.exit_code == 10
+    assert "not in the record" in text.stdout
+    assert "has no file 'organs_axial.zip'" in text.stderr
+    assert not (data_root / "cxr").exists()
+
+
+def test_print_urls_says_offline_only_when_offline(
+    runner: CliRunner, zenodo: zs.ZenodoServer, tmp_path: Path
+) -> None:
+    zenodo.remove_file("organs_axial.zip")
+    result = invoke(runner, "download", "--domain", "radiology", "--print-urls")
+    assert result.exit_code == 10
+    assert "offline" not in result.stderr
+    assert "has no file 'organs_axial.zip'" in result.stderr
+    assert [line.split("\t")[3] for line in result.stdout.splitlines()] == ["cxr.zip"]
+    # Offline in a root with no saved manifest: sizes and md5s are unknown, and it says why.
+    offline = invoke(
+        runner, "download", "cxr", "--print-urls", "--offline", "--root", str(tmp_path / "new")
+    )
+    assert offline.exit_code == 0, offline.stderr
+    assert offline.stdout.split("\t")[1:3] == ["", ""]
+    assert "offline mode is on" in offline.stderr
+
+
+def test_from_takes_archives_saved_under_their_url_name_and_checks_them(
+    runner: CliRunner, zenodo: zs.ZenodoServer, fixture_data: FixtureData, tmp_path: Path
+) -> None:
+    """`wget -c -i` of the URLs saves `<id>.zip?download=1`; `--from` takes those, unchecked
+    never: a corrupt one fails its md5 check."""
+    fetched = tmp_path / "fetched"
+    fetched.mkdir()
+    shutil.copyfile(fixture_data.archive("crc"), fetched / "crc.zip?download=1")
+    bad = bytearray(fixture_data.archive("cxr").read_bytes())
+    bad[5000] ^= 0xFF
+    (fetched / "cxr.zip?download=1").write_bytes(bytes(bad))
+    result = invoke(runner, "download", "--from", str(fetched), "--json")
+    assert result.exit_code == 4, result.stderr
+    statuses = {o["id"]: o["status"] for o in json.loads(result.stdout)}
+    assert statuses == {"crc": "installed", "cxr": "failed"}
+    assert (fetched / "crc.zip?download=1").is_file()  # the user's copy is left in place
+
+
+def test_json_downloaded_bytes_count_every_attempt_of_a_resumed_transfer(
+    runner: CliRunner, zenodo: zs.ZenodoServer
+) -> None:
+    size = zenodo.file_size("crc.zip")
+    zenodo.inject("crc.zip", zs.cut_after(size // 3))
+    [outcome] = invoke_json(runner, "download", "crc")
+    gets = zenodo.requests_for("crc.zip", method="GET")
+    assert [g.range for g in gets] == [None, f"bytes={size // 3}-"]
+    assert outcome["downloaded_bytes"] == sum(g.bytes_sent for g in gets) == size
+    assert outcome["resumed_from"] == 0
+
+
+def test_downloaded_bytes_count_a_cut_slice_of_a_segmented_transfer(
+    big_crc: zs.ZenodoServer, data_root: Path
+) -> None:
+    size = big_crc.file_size("crc.zip")
+    big_crc.inject("crc.zip", zs.cut_after(3 << 20))
+    proc = _run("download", "crc", "--json")
+    assert proc.returncode == 0, proc.stderr
+    [outcome] = json.loads(proc.stdout)
+    gets = big_crc.requests_for("crc.zip", method="GET")
+    assert len(gets) == 6  # five slices, one of them cut and resumed
+    assert outcome["downloaded_bytes"] == sum(g.bytes_sent for g in gets) == size
+
+
+def test_print_paths_gives_a_shell_the_installed_folders(
+    zenodo: zs.ZenodoServer, data_root: Path, tmp_path: Path
+) -> None:
+    script = (
+        'dir=$("$MEDIMETA" download crc --print-paths) && test -f "$dir/info.yaml" '
+        '&& printf "%s\\n" "$dir"\n'
+        '"$MEDIMETA" download crc cxr --print-paths\n'
+    )
+    proc = subprocess.run(
+        ["bash", "-eu", "-c", script],
+        capture_output=True,
+        text=True,
+        env=_env(MEDIMETA=installed_script()),
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    crc, cxr = str(data_root / "crc"), str(data_root / "cxr")
+    assert proc.stdout.splitlines() == [crc, crc, cxr]
+    assert "installed" in proc.stderr and "skipped" in proc.stderr
+
+
+def test_print_paths_leaves_out_what_is_not_there_and_says_why(
+    runner: CliRunner, zenodo: zs.ZenodoServer, data_root: Path
+) -> None:
+    zenodo.remove_file("organs_axial.zip")
+    result = invoke(runner, "download", "--domain", "radiology", "--print-paths")
+    assert result.exit_code == 10
+    assert result.stdout.splitlines() == [str(data_root / "cxr")]
+    assert "has no file 'organs_axial.zip'" in result.stderr
+    for clash in ("--json", "--dry-run", "--print-urls"):
+        refused = invoke(runner, "download", "crc", "--print-paths", clash)
+        assert refused.exit_code == 2 and "--print-paths" in refused.stderr, clash

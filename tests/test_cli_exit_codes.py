@@ -20,6 +20,7 @@ def test_each_error_family_maps_to_a_distinct_code() -> None:
         errors.ConfigError("x"): ExitCode.USAGE,
         errors.NetworkError("x"): ExitCode.NETWORK,
         errors.RemoteDataError("x"): ExitCode.NETWORK,
+        errors.NotInRecordError(1, "x.zip"): ExitCode.NOT_IN_RECORD,
         errors.IntegrityError("x"): ExitCode.INTEGRITY,
         errors.DiskSpaceError("x"): ExitCode.DISK_SPACE,
         errors.LockTimeoutError("x"): ExitCode.LOCK_TIMEOUT,

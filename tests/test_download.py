@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from medimeta_cli.errors import DiskSpaceError, PermissionDeniedError
+from medimeta_cli.errors import DiskSpaceError, NotInRecordError, PermissionDeniedError
 from medimeta_cli.events import BytesTransferred
 from medimeta_cli.layout import RootLayout
 from medimeta_cli.records import read_file_manifest, read_install_record
@@ -84,3 +84,16 @@ def test_read_only_root_is_a_permission_error(zenodo: zs.ZenodoServer, tmp_path:
         with pytest.raises(PermissionDeniedError, match="cannot write"):
             downloader.download([downloader.catalog.get("cxr")])
     assert list(source.iterdir()) == []
+
+
+def test_an_archive_the_record_lacks_fails_only_its_own_dataset(
+    zenodo: zs.ZenodoServer, data_root: Path
+) -> None:
+    zenodo.remove_file("crc.zip")
+    downloader, _ = make_downloader()
+    catalog = downloader.catalog
+    crc, cxr = downloader.download([catalog.get("crc"), catalog.get("cxr")])
+    assert crc.status == "not_in_record" and isinstance(crc.error, NotInRecordError)
+    assert crc.error.key == "crc.zip" and crc.path is None
+    assert cxr.status == "installed" and cxr.path == data_root / "cxr"
+    assert zenodo.requests_for("crc.zip") == []

@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 
 from medimeta_cli.errors import DiskSpaceError, IntegrityError, UsageError
-from medimeta_cli.folder_import import is_dataset_folder, list_dataset_folder
+from medimeta_cli.folder_import import (
+    archive_id,
+    find_archives,
+    is_dataset_folder,
+    list_dataset_folder,
+)
 from medimeta_cli.layout import RootLayout
 from medimeta_cli.records import ArchiveCheck, read_file_manifest, read_install_record
 from tests.conftest import FixtureData
@@ -214,3 +219,13 @@ def test_an_install_from_a_folder_is_no_upstream_change(
     assert outcome.status == "installed", outcome
     manifest = downloader.manifest()
     assert upstream_changes(RootLayout(data_root), {"crc": "crc.zip"}, manifest, None) == []
+
+
+def test_from_takes_archives_saved_under_their_url_name(tmp_path: Path) -> None:
+    """wget saves a Zenodo URL as `<id>.zip?download=1`: that is an archive too, unless the
+    plain `<id>.zip` stands beside it (the names only: the contents are checked later)."""
+    for name in ("crc.zip", "crc.zip?download=1", "cxr.zip?download=1", "notes.txt"):
+        (tmp_path / name).write_bytes(b"PK")
+    found = find_archives([tmp_path])
+    assert [p.name for p in found] == ["crc.zip", "cxr.zip?download=1"]
+    assert [archive_id(p) for p in found] == ["crc", "cxr"]

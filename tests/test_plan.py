@@ -15,8 +15,10 @@ from medimeta_cli.plan import (
     ArchiveLayout,
     ItemState,
     PlanItem,
+    UrlFormat,
     archive_sizes,
     space_needed,
+    url_lines,
     wanted_in_layout,
 )
 from tests.conftest import FixtureData
@@ -113,3 +115,50 @@ def test_archive_sizes_are_estimated_until_a_download_reads_the_archive(
     assert estimate["hdf5"] < 10**9
     save_archive_sizes(layout, "crc.zip", "0" * 32, {"full": 10**9, "hdf5": 123})
     assert archive_sizes(dataset, settings) == {"full": 10**9, "hdf5": 123, "hdf5_estimated": False}
+
+
+def _listed(dataset_id: str, state: ItemState, md5: str | None = "ab" * 16) -> PlanItem:
+    url = f"https://zenodo.org/records/1/files/{dataset_id}.zip?download=1"
+    return PlanItem(dataset_id, f"{dataset_id}.zip", url, 10, md5, state)
+
+
+def test_url_lists_name_every_archive_for_each_downloader() -> None:
+    items = [
+        _listed("crc", ItemState.ABSENT),
+        _listed("cxr", ItemState.PARTIAL, md5=None),
+        _listed("gone", ItemState.NOT_IN_RECORD, md5=None),
+    ]
+    crc_url, cxr_url = items[0].url, items[1].url
+    assert url_lines(items, UrlFormat.TSV) == [
+        f"{crc_url}\t10\t{'ab' * 16}\tcrc.zip",
+        f"{cxr_url}\t10\t\tcxr.zip",
+    ]
+    assert url_lines(items, UrlFormat.ARIA2C) == [
+        crc_url,
+        "  out=crc.zip",
+        f"  checksum=md5={'ab' * 16}",
+        cxr_url,
+        "  out=cxr.zip",
+    ]
+    assert url_lines(items, UrlFormat.CURL) == [
+        "continue-at = -",
+        "location",
+        f'url = "{crc_url}"',
+        'output = "crc.zip"',
+        f'url = "{cxr_url}"',
+        'output = "cxr.zip"',
+    ]
+    assert url_lines(items, UrlFormat.WGET) == [crc_url, cxr_url]
+    assert url_lines(items[2:], UrlFormat.CURL) == []
+
+
+def test_an_archive_the_record_lacks_is_planned_as_such(
+    zenodo: zs.ZenodoServer, data_root: Path
+) -> None:
+    zenodo.remove_file("cxr.zip")
+    downloader, _ = make_downloader(retries=0)
+    plan = downloader.plan([downloader.catalog.get(i) for i in ("crc", "cxr")])
+    assert [item.state for item in plan.items] == [ItemState.ABSENT, ItemState.NOT_IN_RECORD]
+    assert [item.key for item in plan.not_in_record] == ["cxr.zip"]
+    assert plan.manifest_known and plan.to_fetch == zenodo.file_size("crc.zip")
+    assert plan.items[1].row()[4] == "not in the record"

@@ -26,6 +26,17 @@ def test_resume_after_a_cut_fetches_only_the_missing_bytes(zenodo: zs.ZenodoServ
     assert any(isinstance(e, Notice) and "interrupted" in e.message for e in events)
 
 
+def test_bytes_of_an_attempt_cut_short_count_as_downloaded(zenodo: zs.ZenodoServer) -> None:
+    size = zenodo.file_size("crc.zip")
+    zenodo.inject("crc.zip", zs.cut_after(size // 3))
+    zenodo.inject("crc.zip", zs.cut_after(size // 3))
+    downloader, _ = make_downloader()
+    [outcome] = downloader.download([downloader.catalog.get("crc")])
+    assert outcome.status == "installed"
+    assert len(zenodo.requests_for("crc.zip", method="GET")) == 3
+    assert outcome.downloaded_bytes == zenodo.bytes_sent("crc.zip") == size
+
+
 def test_server_ignoring_ranges_restarts_cleanly(zenodo: zs.ZenodoServer) -> None:
     zenodo.inject("crc.zip", zs.cut_after(1000))
     zenodo.inject("crc.zip", zs.ignore_range())

@@ -53,7 +53,8 @@ go before the command or after it; given in both places, the one after the
 command wins.
 
 Exit codes: 0 ok, 1 failure, 2 usage, 3 network, 4 integrity, 5 disk space,
-6 lock timeout, 7 offline, 8 not installed, 9 permission, 130 interrupted.
+6 lock timeout, 7 offline, 8 not installed, 9 permission, 10 not in the record,
+130 interrupted.
 With --json, a fatal error is also one JSON object on stdout:
 {{"error": {{"code", "exit_code", "message", "hint"}}}}.
 """

@@ -24,7 +24,7 @@ from medimeta_cli.cli.options import (
 )
 from medimeta_cli.cli.output import Output, ProgressDisplay
 from medimeta_cli.cli.session import session
-from medimeta_cli.plan import ArchiveLayout
+from medimeta_cli.plan import ArchiveLayout, UrlFormat
 
 if TYPE_CHECKING:
     from medimeta_cli.events import Outcome
@@ -110,7 +110,26 @@ def download_command(
         bool,
         typer.Option(
             "--print-urls",
-            help="Print URL, size, md5 and file name (tab-separated) for wget/curl/aria2.",
+            help="Print the archives' URLs for another downloader (see --url-format).",
+        ),
+    ] = False,
+    url_format: Annotated[
+        UrlFormat | None,
+        typer.Option(
+            "--url-format",
+            help="Implies --print-urls. tsv (the default): URL, size, md5 and file name; or an "
+            "input file for `aria2c -c -i FILE`, `curl -K FILE` or "
+            "`wget -c --content-disposition -i FILE`, each saving <id>.zip.",
+            case_sensitive=False,
+            show_default=False,
+        ),
+    ] = None,
+    print_paths: Annotated[
+        bool,
+        typer.Option(
+            "--print-paths",
+            help="Print only the installed dataset folders on stdout, one a line, for "
+            "scripts: dir=$(medimeta download ID --print-paths). Everything else goes to stderr.",
         ),
     ] = False,
     from_paths: Annotated[
@@ -138,13 +157,15 @@ def download_command(
         if connections is not None:  # a download-only setting: the flag wins over the variable
             sources = {**settings.sources, "connections": "--connections flag"}
             settings = replace(settings, connections=connections, sources=sources)
+        print_urls = print_urls or url_format is not None
+        _check_print_paths(print_paths, json_mode=common.json, listing=print_urls or dry_run)
         downloader = Downloader(settings, s.catalog)
         try:
             if from_paths:
                 with ProgressDisplay(s.out, verb="checking") as display:
                     downloader.on_event = event_sink(display)
                     outcomes = downloader.install_from(from_paths, force=force)
-                _report_outcomes(s.out, outcomes, common.json)
+                _report_outcomes(s.out, outcomes, common.json, print_paths)
                 return
             datasets = select_datasets(s.catalog, dataset_ids, domain, everything)
             if print_urls or dry_run:
@@ -158,9 +179,10 @@ def download_command(
                     stream=stream,
                 )
                 if print_urls:
-                    _print_urls(s.out, plan, common.json)
+                    _print_urls(s.out, plan, common.json, url_format or UrlFormat.TSV)
                 else:
                     _print_plan(s.out, plan, common.json)
+                _report_not_in_record(s.out, plan, settings.record_id)
                 return
             try:
                 with sigterm_as_interrupt(), ProgressDisplay(s.out) as display:
@@ -178,21 +200,49 @@ def download_command(
                 # Say what did finish before saying it was interrupted.
                 _report_finished(s.out, stopped.outcomes, common.json)
                 raise
-            _report_outcomes(s.out, outcomes, common.json)
+            _report_outcomes(s.out, outcomes, common.json, print_paths)
         finally:
             downloader.close()
 
 
-def _report_outcomes(out: Output, outcomes: list[Outcome], json_mode: bool) -> None:
-    """Print what happened; exit with the code of the first failure."""
+def _check_print_paths(print_paths: bool, *, json_mode: bool, listing: bool) -> None:
+    """--print-paths goes with a download or --from only, and not with --json."""
+    from medimeta_cli.errors import UsageError
+
+    if print_paths and json_mode:
+        raise UsageError(
+            "--print-paths cannot be combined with --json",
+            hint="Drop --print-paths: the JSON gives each dataset's folder as its 'path'.",
+        )
+    if print_paths and listing:
+        raise UsageError(
+            "--print-paths cannot be combined with --print-urls, --url-format or --dry-run",
+            hint="Drop --print-paths: nothing is installed by a listing.",
+        )
+
+
+def _report_outcomes(
+    out: Output, outcomes: list[Outcome], json_mode: bool, print_paths: bool = False
+) -> None:
+    """Print what happened; exit with the code of the first failure. With ``print_paths``,
+    stdout gets only the folders of the datasets that are there, the lines go to stderr."""
     from medimeta_cli.events import OutcomeStatus
 
     if json_mode:
         out.emit_json([outcome.to_json() for outcome in outcomes])
     else:
         for outcome in outcomes:
-            if outcome.status is not OutcomeStatus.FAILED:  # failures: one error line below
+            if outcome.status is OutcomeStatus.FAILED:  # failures: one error line below
+                continue
+            if print_paths:  # stderr: the error line below says the rest
+                if outcome.error is None:
+                    out.status(outcome.line())
+            else:
                 out.emit_text(outcome.line())
+        if print_paths:
+            for outcome in outcomes:
+                if outcome.error is None and outcome.path is not None:
+                    out.emit_text(str(outcome.path))
     errors = [outcome.error for outcome in outcomes if outcome.error is not None]
     for error in errors:
         out.error(error)
@@ -212,15 +262,28 @@ def _report_finished(out: Output, outcomes: list[Outcome], json_mode: bool) -> N
             out.emit_text(outcome.line())
 
 
-def _print_urls(out: Output, plan: Plan, json_mode: bool) -> None:
+def _print_urls(out: Output, plan: Plan, json_mode: bool, url_format: UrlFormat) -> None:
+    from medimeta_cli.plan import url_lines
+
     if json_mode:
         out.emit_json([item.to_json() for item in plan.items])
         return
-    for item in plan.items:
-        size = "" if item.size is None else str(item.size)
-        out.emit_text(f"{item.url}\t{size}\t{item.md5 or ''}\t{item.key}")
-    if any(item.md5 is None for item in plan.items):
+    lines = url_lines(plan.items, url_format)
+    if lines:
+        out.emit_text("\n".join(lines))
+    if not plan.manifest_known:  # only offline without a saved manifest
         out.warn("sizes and md5s are unknown: no record manifest is saved and offline mode is on")
+
+
+def _report_not_in_record(out: Output, plan: Plan, record_id: int) -> None:
+    """After a listing: one error line per archive the record lacks, and its exit code."""
+    from medimeta_cli.errors import NotInRecordError
+
+    missing = [NotInRecordError(record_id, item.key) for item in plan.not_in_record]
+    for error in missing:
+        out.error(error)
+    if missing:
+        raise typer.Exit(int(exit_code_for(missing[0])))
 
 
 def _print_plan(out: Output, plan: Plan, json_mode: bool) -> None:

@@ -23,6 +23,7 @@ class ExitCode(IntEnum):
     OFFLINE = 7
     NOT_INSTALLED = 8
     PERMISSION = 9
+    NOT_IN_RECORD = 10
     INTERRUPTED = 130
 
 
@@ -31,6 +32,8 @@ _BY_ERROR: tuple[tuple[type[Exception], ExitCode], ...] = (
     (errors.UsageError, ExitCode.USAGE),
     # A catalog file that does not validate is a bad setting (MEDIMETA_CATALOG) to fix.
     (errors.CatalogError, ExitCode.USAGE),
+    # Before NetworkError: a record without the archive is no network trouble to retry.
+    (errors.NotInRecordError, ExitCode.NOT_IN_RECORD),
     (errors.NetworkError, ExitCode.NETWORK),
     (errors.IntegrityError, ExitCode.INTEGRITY),
     (errors.DiskSpaceError, ExitCode.DISK_SPACE),
@@ -52,6 +55,7 @@ DESCRIPTIONS: dict[ExitCode, str] = {
     ExitCode.OFFLINE: "offline mode, and the data is not available locally",
     ExitCode.NOT_INSTALLED: "the dataset is not installed",
     ExitCode.PERMISSION: "the data root or output folder is not writable",
+    ExitCode.NOT_IN_RECORD: "not in the record: the record has no archive for a dataset",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
 }
 
