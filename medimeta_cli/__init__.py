@@ -45,7 +45,6 @@ never from a layer above (``tests/test_layers.py`` checks every import against t
 from __future__ import annotations
 
 import importlib
-import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -56,10 +55,6 @@ __version__ = "0.1.0"
 # ``download``, ``verify`` and ``export`` of the API stay in ``medimeta_cli.api``: here
 # those names are the modules of the same name.
 __all__ = ["__version__", "ensure"]
-
-# A library never prints: without a handler of the program's, Python's last-resort
-# handler would write the engine's warnings to stderr (the command line adds its own).
-logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 # Public name -> module that defines it, imported on first use so that importing the
 # package (and ``medimeta --help``) stays light.
