@@ -9,7 +9,7 @@ Layers, top to bottom. A module imports from its own layer and the layers below 
 never from a layer above (``tests/test_layers.py`` checks every import against this map)::
 
     6  cli
-    5  download doctor
+    5  download doctor api
     4  plan ranged segments transfer streamed install folder_import job
     4  selection export sample verify remove prune
     3  remote archive installed images reader structure essentials status roots
@@ -18,8 +18,9 @@ never from a layer above (``tests/test_layers.py`` checks every import against t
 
 - 6, the command line: typer options, sessions, output, exit codes (``cli/cmd_*.py``,
   one module per command; shared helpers in private ``cli/_*.py`` modules).
-- 5, whole operations: downloading datasets (``download``) and diagnosing a machine
-  (``doctor/``: network, storage, environment).
+- 5, whole operations: downloading datasets (``download``), diagnosing a machine
+  (``doctor/``: network, storage, environment), and the Python API (``api``:
+  ``ensure``, ``download``, ``verify``, ``export``) with the command line's settings.
 - 4, engines over one dataset: what to fetch and the space it needs (``plan``), HTTP
   transfers of whole archives or of chosen members (``transfer``, ``ranged``), every
   member of a whole archive straight into staging, md5 checked (``streamed``), whole
@@ -41,6 +42,28 @@ never from a layer above (``tests/test_layers.py`` checks every import against t
   the run's budget of connections (``connections``).
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from medimeta_cli.api import ensure
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+# ``download``, ``verify`` and ``export`` of the API stay in ``medimeta_cli.api``: here
+# those names are the modules of the same name.
+__all__ = ["__version__", "ensure"]
+
+# Public name -> module that defines it, imported on first use so that importing the
+# package (and ``medimeta --help``) stays light.
+_LAZY = {"ensure": "medimeta_cli.api"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -187,6 +187,15 @@ SPECS: tuple[SettingSpec, ...] = (
         lambda: 6 * 3600.0,
         "seconds to wait for another job holding a dataset's lock",
     ),
+    SettingSpec(
+        "progress_interval",
+        "MEDIMETA_PROGRESS_INTERVAL",
+        None,
+        _positive(float),
+        lambda: 10.0,
+        "without a terminal (job logs): seconds at least between progress lines, which also "
+        "wait for 10% more progress",
+    ),
 )
 
 _SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
@@ -212,6 +221,7 @@ class Settings:
     connections: int
     locks: bool
     lock_timeout: float
+    progress_interval: float
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def describe(self) -> list[dict[str, Any]]:

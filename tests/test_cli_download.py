@@ -295,7 +295,8 @@ def test_killed_download_resumes_with_only_the_missing_bytes(
 
 def test_plain_progress_lines_when_not_a_terminal(zenodo: zs.ZenodoServer) -> None:
     zenodo.inject("crc.zip", zs.slow(zenodo.file_size("crc.zip") / 1.5))
-    proc = _run("download", "crc")
+    # The default interval (10 s) is longer than this transfer.
+    proc = _run("download", "crc", MEDIMETA_PROGRESS_INTERVAL="0.2")
     assert proc.returncode == 0
     assert "downloading:" in proc.stderr and "%" in proc.stderr
     assert "\x1b[" not in proc.stderr

@@ -55,6 +55,12 @@ def _wants_color(stream: TextIO, environ: Mapping[str, str]) -> bool:
     return bool(isatty and isatty())
 
 
+def _default_progress_interval() -> float:
+    from medimeta_cli.settings import SPECS
+
+    return float(next(spec.default() for spec in SPECS if spec.name == "progress_interval"))
+
+
 @dataclass
 class Output:
     """Where and how a command reports results, status and errors."""
@@ -65,6 +71,8 @@ class Output:
     stdout: TextIO = field(default_factory=lambda: sys.stdout)
     stderr: TextIO = field(default_factory=lambda: sys.stderr)
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    #: Seconds at least between plain progress lines (the session sets it from the settings).
+    progress_interval: float = field(default_factory=_default_progress_interval)
     #: Whether a result went to stdout already (then a fatal error adds no JSON object).
     emitted: bool = field(default=False, init=False)
 
@@ -167,9 +175,9 @@ def plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 class ProgressDisplay:
     """Shows byte progress per dataset and in total on stderr, from any thread.
 
-    A live rich display with bars, rate and ETA on a colour terminal; a plain
-    line every few seconds otherwise; nothing with ``--quiet``. Feed it the
-    core's events with :meth:`handle` and use it as a context manager.
+    A live rich display with bars, rate and ETA on a colour terminal; plain lines
+    at a steady interval otherwise (a job log: :class:`~medimeta_cli.cli._events.JobLog`);
+    nothing with ``--quiet``. Use it as a context manager.
     """
 
     def __init__(
@@ -177,15 +185,17 @@ class ProgressDisplay:
         out: Output,
         *,
         verb: str = "downloading",
-        interval: float = 5.0,
+        interval: float | None = None,
         unit: str = "bytes",
     ) -> None:
         import threading
 
+        from medimeta_cli.cli._events import JobLog
+
         self.out = out
         self.verb = verb
         self.unit = unit
-        self.interval = interval
+        self.interval = out.progress_interval if interval is None else interval
         self._lock = threading.Lock()
         self._live = out.stderr_color and not out.quiet
         self._progress: Any = None
@@ -193,13 +203,22 @@ class ProgressDisplay:
         self._totals: dict[str, int] = {}
         self._done: dict[str, int] = {}
         self._total_task: Any = None
-        self._last_line = 0.0
-        self._started = 0.0
+        self._log = (
+            None
+            if self._live or out.quiet
+            else JobLog(self._write_line, verb=verb, unit=unit, interval=self.interval)
+        )
+
+    def _write_line(self, line: str) -> None:
+        self.out.stderr.write(line + "\n")
+        self.out.stderr.flush()
+
+    def expect_outcomes(self) -> None:
+        """Each dataset's work ends with a final phase (the download engine's events)."""
+        if self._log is not None:
+            self._log.expect_outcomes()
 
     def __enter__(self) -> ProgressDisplay:
-        import time
-
-        self._started = time.monotonic()
         if self._live:
             from rich.console import Console
             from rich.progress import (
@@ -229,9 +248,12 @@ class ProgressDisplay:
             self._progress.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         if self._progress is not None:
             self._progress.stop()
+        if self._log is not None:
+            with self._lock:
+                self._log.finish(failed=exc_type is not None)
 
     def notice(self, message: str, *, warning: bool = False) -> None:
         """A message that must not garble the bars."""
@@ -241,9 +263,8 @@ class ProgressDisplay:
         with self._lock:
             if self._progress is not None:
                 self._progress.console.print(text, markup=False, highlight=False)
-            else:
-                self.out.stderr.write(text + "\n")
-                self.out.stderr.flush()
+            elif self._log is not None:
+                self._log.notice(text)
 
     def start(self, name: str, total: int, done: int = 0) -> None:
         """A byte stream of ``total`` bytes begins, ``done`` of them already there."""
@@ -256,23 +277,19 @@ class ProgressDisplay:
                 else:
                     self._tasks[name] = self._progress.add_task(name, total=total, completed=done)
                 self._update_total()
+            elif self._log is not None:
+                self._log.start(name, total, done)
 
     def advance(self, name: str, count: int) -> None:
         """``count`` more bytes of ``name``."""
-        import time
-
         with self._lock:
             self._done[name] = self._done.get(name, 0) + count
             if self._progress is not None:
                 self._progress.advance(self._tasks[name], count)
                 if self._total_task is not None:
                     self._progress.advance(self._total_task, count)
-                return
-            now = time.monotonic()
-            if self.out.quiet or now - self._last_line < self.interval:
-                return
-            self._last_line = now
-            self._plain_line(now)
+            elif self._log is not None:
+                self._log.advance(name, count)
 
     def _update_total(self) -> None:
         total, done = sum(self._totals.values()), sum(self._done.values())
@@ -283,29 +300,15 @@ class ProgressDisplay:
         else:
             self._progress.update(self._total_task, total=total, completed=done)
 
-    def _plain_line(self, now: float) -> None:
-        from medimeta_cli.fsutil import human_bytes
-
-        total, done = sum(self._totals.values()), sum(self._done.values())
-        elapsed = max(now - self._started, 1e-6)
-        rate = done / elapsed
-        eta = f", ETA {(total - done) / rate:.0f} s" if rate > 0 and total > done else ""
-        percent = 100.0 * done / total if total else 100.0
-        if self.unit == "bytes":
-            amounts = f"{human_bytes(done)} of {human_bytes(total)}"
-            speed = f"{human_bytes(rate)}/s"
-        else:
-            amounts = f"{done:,} of {total:,} {self.unit}"
-            speed = f"{rate:,.0f} {self.unit}/s"
-        self.out.stderr.write(f"{self.verb}: {amounts} ({percent:.0f}%), {speed}{eta}\n")
-        self.out.stderr.flush()
-
     def phase(self, name: str, phase: str, *, logged: bool) -> None:
         """A dataset moved on (extracting, installed, ...); without a live display, a line
         on stderr when ``logged``."""
         with self._lock:
             if self._progress is not None and name in self._tasks:
                 self._progress.update(self._tasks[name], description=f"{name} {phase}"[:24])
+                return
+            if self._log is not None:
+                self._log.phase(name, phase, logged=logged)
                 return
         if logged:
             self.notice(f"{name}: {phase}")

@@ -72,6 +72,7 @@ def session(options: CommonOptions | None = None) -> Iterator[Session]:
         with log_to_stderr(debug=debug, quiet=options.quiet):
             settings = resolve_settings(options.setting_flags())
             out.debug = settings.debug
+            out.progress_interval = settings.progress_interval
             yield Session(settings=settings, out=out)
     except (typer.Exit, typer.Abort):
         raise

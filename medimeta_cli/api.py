@@ -1,0 +1,324 @@
+"""The Python API: datasets for scripts and training jobs, as the command line gets them.
+
+::
+
+    from medimeta_cli import ensure
+    from medimeta.medimeta import MedIMeta  # the official loader
+
+    folder = ensure("crc")["crc"]            # <root>/crc, installed and checked
+    data = MedIMeta(folder.parent, "crc", "tissue class")
+
+Settings resolve as for the command line: an argument given here (not None) wins, then
+the ``MEDIMETA_*`` variable, then the default (:mod:`medimeta_cli.settings`). Nothing
+is printed: results come back as the objects the commands render (``to_json()``),
+errors are raised from :mod:`medimeta_cli.errors` with a ``hint``, and the engine logs
+with :mod:`logging` under ``medimeta_cli`` (no handler is configured here).
+
+Many processes may call :func:`ensure` at once (every rank of a ``torchrun`` or
+``srun`` job): each dataset is fetched under its lock by one of them while the others
+wait, then all return the same folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from medimeta_cli.errors import IntegrityError, UsageError
+
+if TYPE_CHECKING:
+    from medimeta_cli.catalog import Catalog, Dataset
+    from medimeta_cli.events import EventSink, Outcome
+    from medimeta_cli.export.options import ExportResult
+    from medimeta_cli.plan import ArchiveLayout
+    from medimeta_cli.settings import Settings
+    from medimeta_cli.verify import Report
+
+__all__ = ["download", "ensure", "export", "verify"]
+
+logger = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike[str]
+
+
+def _settings(root: PathLike | None, **flags: Any) -> tuple[Settings, Catalog]:
+    """The settings (flags given here win over the variables) and the catalog in use."""
+    from medimeta_cli.catalog import load_catalog
+    from medimeta_cli.settings import resolve_settings
+
+    settings = resolve_settings({"root": root, **flags})
+    return settings, load_catalog(settings.catalog)
+
+
+def _ids(ids: str | Iterable[str] | None) -> list[str]:
+    if ids is None:
+        return []
+    return [ids] if isinstance(ids, str) else list(ids)
+
+
+def _layout(layout: str | ArchiveLayout) -> ArchiveLayout:
+    from medimeta_cli.plan import ArchiveLayout
+
+    try:
+        return ArchiveLayout(str(getattr(layout, "value", layout)).lower())
+    except ValueError:
+        choices = " or ".join(repr(choice.value) for choice in ArchiveLayout)
+        raise UsageError(f"unknown layout {layout!r}", hint=f"Use {choices}.") from None
+
+
+def _healthy_copy(settings: Settings, dataset: Dataset) -> Path | None:
+    """The folder of an installed copy (data root, then shared roots), after the checks
+    that need no network and read no data: not found damaged by the last ``verify``, and
+    every file the loader reads there as a regular file. None when not installed;
+    :class:`IntegrityError` when the copy is broken (:class:`LinkRefusedError` when its
+    folder is a symbolic link)."""
+    from medimeta_cli.essentials import required_file_problems
+    from medimeta_cli.fsutil import require_real_folders
+    from medimeta_cli.installed import read_installed
+    from medimeta_cli.plan import installed_copy
+    from medimeta_cli.status import State, locate
+
+    folder = installed_copy(settings, dataset)
+    if folder is None:
+        return None
+    # The loader would follow a linked folder out of the root; it is refused, never returned.
+    require_real_folders([folder])
+    fix = f"Run `medimeta verify --repair {dataset.id}`"
+    if folder.parent != settings.root:
+        fix = "It is in a shared root, which the tool never changes: tell whoever maintains it"
+    if locate(settings.root, settings.shared_roots, dataset.id).state is State.DAMAGED:
+        raise IntegrityError(f"{dataset.id} in {folder} was found damaged", hint=fix + ".")
+    problems = required_file_problems(folder, read_installed(folder, dataset.id))
+    if problems:
+        listed = "; ".join(str(problem) for problem in problems[:3])
+        raise IntegrityError(f"{dataset.id} in {folder} is incomplete: {listed}", hint=fix + ".")
+    return folder
+
+
+def ensure(
+    ids: str | Iterable[str],
+    root: PathLike | None = None,
+    layout: str | ArchiveLayout = "full",
+    *,
+    offline: bool | None = None,
+    connections: int | None = None,
+    jobs: int = 2,
+) -> dict[str, Path]:
+    """Block until the datasets are installed and checked; return each one's folder.
+
+    ``ids`` is one dataset id or several (case-insensitive); the result maps each
+    catalog id to its folder ``<root>/<id>`` (or the folder in a shared root of
+    ``MEDIMETA_PATH`` that holds it), so that ``MedIMeta(folder.parent, id, task)``
+    loads it. Installed datasets are checked without the network (recorded damage, the
+    files the loader reads); missing ones are downloaded (``layout`` ``"full"`` or
+    ``"hdf5"``), md5-verified and installed, each under its lock: concurrent callers
+    wait for one transfer. Raises :class:`~medimeta_cli.errors.MedimetaError`
+    subclasses: e.g. ``UnknownDatasetError``, ``OfflineError``, ``NetworkError``,
+    ``IntegrityError`` (for the first dataset that failed; the others are installed).
+    """
+    from medimeta_cli.download import Downloader
+
+    wanted = _ids(ids)
+    if not wanted:
+        raise UsageError("ensure() needs at least one dataset id", hint='For example "crc".')
+    chosen = _layout(layout)
+    settings, catalog = _settings(root, offline=offline, connections=connections)
+    datasets = catalog.resolve(wanted)
+    folders = {d.id: found for d in datasets if (found := _healthy_copy(settings, d))}
+    missing = [d for d in datasets if d.id not in folders]
+    if missing:
+        logger.info("ensure: fetching %s", ", ".join(d.id for d in missing))
+        downloader = Downloader(settings, catalog)
+        try:
+            outcomes = downloader.download(missing, jobs=jobs, layout=chosen)
+        finally:
+            downloader.close()
+        failed = [o.error for o in outcomes if o.error is not None]
+        if failed:
+            raise failed[0]
+        for outcome in outcomes:
+            assert outcome.path is not None  # an installed or skipped dataset has its folder
+            folders[outcome.dataset_id] = outcome.path
+    return {d.id: folders[d.id] for d in datasets}
+
+
+def download(
+    ids: str | Iterable[str] | None = None,
+    *,
+    root: PathLike | None = None,
+    domains: Sequence[str] | None = None,
+    everything: bool = False,
+    force: bool = False,
+    keep_archive: bool = False,
+    jobs: int = 2,
+    connections: int | None = None,
+    layout: str | ArchiveLayout = "full",
+    with_masks: bool = False,
+    offline: bool | None = None,
+    on_event: EventSink | None = None,
+) -> list[Outcome]:
+    """``medimeta download``: one :class:`~medimeta_cli.events.Outcome` per dataset.
+
+    A dataset that fails has its error in its outcome (the others go on); errors that
+    concern every dataset (offline, no space, unreachable record) are raised.
+    ``on_event`` receives the engine's progress events.
+    """
+    from medimeta_cli.download import Downloader
+
+    settings, catalog = _settings(root, offline=offline, connections=connections)
+    datasets = _select(catalog, _ids(ids), domains, everything)
+    downloader = Downloader(settings, catalog)
+    if on_event is not None:
+        downloader.on_event = on_event
+    try:
+        return downloader.download(
+            datasets,
+            force=force,
+            keep_archive=keep_archive,
+            jobs=jobs,
+            layout=_layout(layout),
+            with_masks=with_masks,
+        )
+    finally:
+        downloader.close()
+
+
+def _select(
+    catalog: Catalog, ids: list[str], domains: Sequence[str] | None, everything: bool
+) -> tuple[Dataset, ...]:
+    if everything:
+        return catalog.datasets
+    chosen = [*catalog.resolve(ids), *(catalog.in_domains(domains) if domains else ())]
+    if not chosen:
+        raise UsageError("no datasets given", hint="Name dataset ids, domains, or everything.")
+    return tuple(dict.fromkeys(chosen))
+
+
+def verify(
+    ids: str | Iterable[str] | None = None,
+    *,
+    root: PathLike | None = None,
+    mode: str = "fast",
+    jobs: int | None = None,
+) -> list[Report]:
+    """``medimeta verify``: one :class:`~medimeta_cli.verify.Report` per dataset.
+
+    ``mode`` is ``"fast"`` (sizes and stamps), ``"full"`` (every byte hashed against
+    the install record) or ``"deep"`` (full, plus the upstream structure). Without
+    ``ids``, every installed dataset of the catalog is checked; a named one that is not
+    installed raises :class:`~medimeta_cli.errors.NotInstalledError`. Damage is in the
+    reports (``report.ok``), not raised.
+    """
+    from medimeta_cli.errors import NotInstalledError
+    from medimeta_cli.layout import RootLayout
+    from medimeta_cli.status import locate, root_of
+    from medimeta_cli.verify import VerifyMode, verify_dataset
+
+    try:
+        checked = VerifyMode(mode)
+    except ValueError:
+        choices = ", ".join(repr(m.value) for m in VerifyMode)
+        raise UsageError(f"unknown verify mode {mode!r}", hint=f"Use {choices}.") from None
+    settings, catalog = _settings(root)
+    named = _ids(ids)
+    reports = []
+    for dataset in catalog.resolve(named) if named else catalog.datasets:
+        where = root_of(locate(settings.root, settings.shared_roots, dataset.id))
+        if where is None:
+            if named:
+                roots = ", ".join(str(r) for r in (settings.root, *settings.shared_roots))
+                raise NotInstalledError(dataset.id, roots)
+            continue
+        reports.append(verify_dataset(RootLayout(where), dataset, mode=checked, jobs=jobs))
+    return reports
+
+
+def export(
+    dataset_id: str,
+    out: PathLike | None = None,
+    *,
+    root: PathLike | None = None,
+    task: str | None = None,
+    splits: Sequence[str] = ("train", "val", "test"),
+    original_split: bool = False,
+    classes: Sequence[str] | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    format: str = "imagefolder",
+    image_format: str = "png",
+    color: str | None = None,
+    npz: bool = False,
+    compress: bool = False,
+    jobs: int | None = None,
+    overwrite: bool = False,
+    shard: tuple[int, int] | None = None,
+    force: bool = False,
+) -> ExportResult:
+    """``medimeta export``: a selection of an installed dataset as class folders
+    (``format="imagefolder"``) or NumPy arrays (``"numpy"``), into ``out`` (default
+    ``./<id>-<task>``); returns the :class:`~medimeta_cli.export.ExportResult`.
+
+    Deterministic and idempotent like the command; a dataset that ``verify`` found
+    damaged raises :class:`~medimeta_cli.errors.IntegrityError` unless ``force``.
+    """
+    from medimeta_cli.errors import NotInstalledError, UnknownDatasetError
+    from medimeta_cli.export import ExportOptions, export_dataset
+    from medimeta_cli.installed import InstalledDataset, check_dataset_id
+    from medimeta_cli.selection import SelectionSpec, choose_task, parse_shard
+    from medimeta_cli.status import State, locate, root_of
+
+    settings, catalog = _settings(root)
+    try:
+        entry: Dataset | None = catalog.get(dataset_id)
+    except UnknownDatasetError:
+        entry = None  # an installed dataset outside the catalog describes itself
+        check_dataset_id(dataset_id)
+    dataset_id = entry.id if entry is not None else dataset_id
+    where = locate(settings.root, settings.shared_roots, dataset_id)
+    source = root_of(where)
+    if source is None:
+        if entry is None:
+            catalog.get(dataset_id)  # the unknown-id error, with its suggestions
+        roots = ", ".join(str(r) for r in (settings.root, *settings.shared_roots))
+        raise NotInstalledError(dataset_id, roots)
+    if where.state is State.DAMAGED and not force:
+        raise IntegrityError(
+            f"{dataset_id} was found damaged by verify; not exporting it",
+            hint=f"Run `medimeta verify --repair {dataset_id}`, or pass force=True.",
+        )
+    dataset = InstalledDataset.read(source / dataset_id, entry, dataset_id).dataset
+    chosen = choose_task(dataset, task)
+    spec = SelectionSpec(
+        task=chosen.name,
+        splits=tuple(splits),
+        original=original_split,
+        classes=None if classes is None else tuple(classes),
+        limit=limit,
+        seed=seed,
+        shard=None if shard is None else parse_shard(f"{shard[0]}/{shard[1]}"),
+    )
+    options = ExportOptions(
+        format=format,  # type: ignore[arg-type]  # validated (with a hint) by ExportOptions
+        image_format=image_format,  # type: ignore[arg-type]
+        color=color,  # type: ignore[arg-type]
+        npz=npz,
+        compress=compress,
+        jobs=jobs or os.cpu_count() or 1,
+        overwrite=overwrite,
+        command=f"medimeta_cli.export({dataset_id!r}, task={chosen.name!r})",
+    )
+    if out is None:  # as the command's default: ./<id>-<task>, the task made safe
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", chosen.name).strip("_") or "task"
+        out = f"{dataset_id}-{safe}"
+    return export_dataset(
+        source,
+        dataset,
+        spec,
+        Path(out).absolute(),
+        options,
+        roots=(settings.root, *settings.shared_roots),
+    )
