@@ -109,11 +109,12 @@ def expert_pipeline(url: str, work: Path) -> float:
 
 
 def disk_use(folder: Path) -> int:
-    """Bytes allocated under ``folder`` (files that vanish while it walks are skipped)."""
+    """Bytes allocated under ``folder`` (entries that vanish while it walks are skipped)."""
     total = 0
-    for path in folder.rglob("*"):
-        with contextlib.suppress(OSError):
-            total += path.lstat().st_blocks * 512
+    for parent, _, files in os.walk(folder, onerror=lambda error: None):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(parent, name)).st_blocks * 512
     return total
 
 

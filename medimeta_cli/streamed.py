@@ -16,12 +16,13 @@ trusted for the md5, so a later run starts afresh too.
 
 from __future__ import annotations
 
-import hashlib
 import logging
+import os
+import threading
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
 
 import httpx
 
@@ -43,25 +44,85 @@ from medimeta_cli.ranged import (
 from medimeta_cli.record import ArchiveInfo
 from medimeta_cli.records import FileEntry
 from medimeta_cli.remote import RemoteClient
-from medimeta_cli.transfer import FetchedMembers, remember_sizes
+from medimeta_cli.transfer import BackgroundHasher, FetchedMembers, new_md5, remember_sizes
 
 logger = logging.getLogger(__name__)
 
 Span = tuple[zipfile.ZipInfo, int, int]
 
 
-def _new_md5() -> Any:
-    return hashlib.md5(usedforsecurity=False)
+class _OrderedMd5:
+    """The archive's md5, fed in order, computed in a second thread: hashing overlaps
+    receiving and writing members (hashlib releases the GIL for large buffers)."""
+
+    def __init__(self) -> None:
+        self._hasher = BackgroundHasher(new_md5())
+        self._hasher.__enter__()
+        self._running = True
+
+    def update(self, data: bytes) -> None:
+        """Hash these bytes after those fed before."""
+        self._hasher.feed(data)
+
+    def close(self) -> None:
+        """Wait for every byte fed to be hashed, and end the thread (once)."""
+        if self._running:
+            self._running = False
+            self._hasher.__exit__(None, None, None)
+
+    def hexdigest(self) -> str:
+        """The md5 of every byte fed."""
+        self.close()
+        return str(self._hasher.digest.hexdigest())
 
 
 @dataclass
 class _Pass:
     """How far one ordered pass over the archive got: bytes hashed, members done."""
 
-    digest: Any
+    digest: _OrderedMd5
     hashed: int = 0
     index: int = 0
     current: MemberWrite | None = None
+
+
+class _FileMaker:
+    """Creates the members' empty files a little ahead of the pass, in a second thread.
+
+    Creating a file is the slowest step of writing a small member (about 0.5 ms each here,
+    a third of a pass over an archive of TIFFs); made ahead, the pass only opens it.
+    Files it could not make are made by the pass itself, which reports any error."""
+
+    def __init__(self, data: Path, paths: Sequence[str], ahead: int = 64) -> None:
+        self._room = threading.Semaphore(ahead)
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(data, paths), name="members", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, data: Path, paths: Sequence[str]) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        for relative in paths:
+            self._room.acquire()
+            if self._stopped.is_set():
+                return
+            target = data / relative
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.close(os.open(target, flags, 0o666))
+            except OSError:
+                continue  # already there, or not possible: left to the pass
+
+    def advance(self) -> None:
+        """The pass reached the next member: make room for one more file ahead."""
+        self._room.release()
+
+    def stop(self) -> None:
+        """End the thread (the files it made stay, for the pass or its clean-up)."""
+        self._stopped.set()
+        self._room.release()
+        self._thread.join()
 
 
 @dataclass
@@ -77,30 +138,41 @@ class StreamedFetcher(MemberFetcher):
         self.starts.clear()
         self.data.mkdir(parents=True)
         ordered = sorted(spans, key=lambda span: span[1])
-        state = _Pass(_new_md5())
-        attempt = 0
-        while True:
-            before = state.hashed
-            try:
-                self._pass(state, ordered)
-                break
-            except httpx.TransportError as exc:
-                if not self._can_continue(state, ordered):
-                    logger.info(
-                        "%s: cut where the md5 cannot continue; again from 0", self.info.key
-                    )
-                    if state.current is not None:
-                        self._restart(state.current)
-                    state = _Pass(_new_md5())
-                    self.done.clear()
-                attempt = 1 if state.hashed > before and not stalled(exc) else attempt + 1
-                self.client.retry_wait(attempt, f"transfer of {self.info.key} cut ({exc})")
+        state = _Pass(_OrderedMd5())
+        maker = _FileMaker(self.data, [member_path(info) for info, _, _ in ordered])
+        try:
+            attempt = 0
+            while True:
+                before = state.hashed
+                try:
+                    self._pass(state, ordered, maker)
+                    break
+                except httpx.TransportError as exc:
+                    if not self._can_continue(state, ordered):
+                        logger.info(
+                            "%s: cut where the md5 cannot continue; again from 0", self.info.key
+                        )
+                        if state.current is not None:
+                            self._restart(state.current)
+                        state.digest.close()
+                        state = _Pass(_OrderedMd5())
+                        self.done.clear()
+                    attempt = 1 if state.hashed > before and not stalled(exc) else attempt + 1
+                    self.client.retry_wait(attempt, f"transfer of {self.info.key} cut ({exc})")
+        finally:
+            maker.stop()
+            state.digest.close()
         if state.hashed != self.info.size or state.digest.hexdigest() != self.info.md5:
             raise IntegrityError(
                 f"{self.info.key} does not match the md5 the record lists",
                 hint="Run the same command again to fetch it afresh.",
             )
         return [self.done[member_path(info)] for info, _, _ in spans]
+
+    def save_progress(self) -> None:
+        """Nothing to record: a later run never takes over a streamed pass (its md5 cannot
+        go on), and the folder's name tells its owner (``prune``). Saving after every
+        member cost half the time of a pass over an archive of many small files."""
 
     def _can_continue(self, state: _Pass, ordered: Sequence[Span]) -> bool:
         """Whether the next request can start where the md5 stopped."""
@@ -109,7 +181,7 @@ class StreamedFetcher(MemberFetcher):
         # Between members: fine unless the cut fell inside the next member's local header.
         return state.index >= len(ordered) or state.hashed <= ordered[state.index][1]
 
-    def _pass(self, state: _Pass, ordered: Sequence[Span]) -> None:
+    def _pass(self, state: _Pass, ordered: Sequence[Span], maker: _FileMaker) -> None:
         begin = state.hashed
         headers = {"Range": f"bytes={begin}-{self.info.size - 1}", "Accept-Encoding": "identity"}
         with self.client.stream(self.info.url, headers) as response:
@@ -120,6 +192,7 @@ class StreamedFetcher(MemberFetcher):
                     info, start, _ = ordered[state.index]
                     if state.current is None:
                         state.current = self._open_member(body, info, start)
+                        maker.advance()
                     self._copy(body, state.current)
                     self._finish(state.current)
                     state.current = None
