@@ -3,7 +3,7 @@
 ::
 
     from medimeta_cli import ensure
-    from medimeta.medimeta import MedIMeta  # the official loader
+    from medimeta import MedIMeta  # the official loader
 
     folder = ensure("crc")["crc"]            # <root>/crc, installed and checked
     data = MedIMeta(folder.parent, "crc", "tissue class")
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -265,32 +264,23 @@ def export(
     Deterministic and idempotent like the command; a dataset that ``verify`` found
     damaged raises :class:`~medimeta_cli.errors.IntegrityError` unless ``force``.
     """
-    from medimeta_cli.errors import NotInstalledError, UnknownDatasetError
     from medimeta_cli.export import ExportOptions, export_dataset
-    from medimeta_cli.installed import InstalledDataset, check_dataset_id
+    from medimeta_cli.export.target import default_out
+    from medimeta_cli.installed import open_installed
     from medimeta_cli.selection import SelectionSpec, choose_task, parse_shard
     from medimeta_cli.status import State, locate, root_of
 
     settings, catalog = _settings(root)
-    try:
-        entry: Dataset | None = catalog.get(dataset_id)
-    except UnknownDatasetError:
-        entry = None  # an installed dataset outside the catalog describes itself
-        check_dataset_id(dataset_id)
-    dataset_id = entry.id if entry is not None else dataset_id
-    where = locate(settings.root, settings.shared_roots, dataset_id)
-    source = root_of(where)
-    if source is None:
-        if entry is None:
-            catalog.get(dataset_id)  # the unknown-id error, with its suggestions
-        roots = ", ".join(str(r) for r in (settings.root, *settings.shared_roots))
-        raise NotInstalledError(dataset_id, roots)
-    if where.state is State.DAMAGED and not force:
+    installed = open_installed(catalog, settings.root, settings.shared_roots, dataset_id)
+    dataset = installed.dataset
+    status = locate(settings.root, settings.shared_roots, dataset.id)
+    source = root_of(status)
+    assert source is not None  # open_installed() read it from there
+    if status.state is State.DAMAGED and not force:
         raise IntegrityError(
-            f"{dataset_id} was found damaged by verify; not exporting it",
-            hint=f"Run `medimeta verify --repair {dataset_id}`, or pass force=True.",
+            f"{dataset.id} was found damaged by verify; not exporting it",
+            hint=f"Run `medimeta verify --repair {dataset.id}`, or pass force=True.",
         )
-    dataset = InstalledDataset.read(source / dataset_id, entry, dataset_id).dataset
     chosen = choose_task(dataset, task)
     spec = SelectionSpec(
         task=chosen.name,
@@ -309,16 +299,14 @@ def export(
         compress=compress,
         jobs=jobs or os.cpu_count() or 1,
         overwrite=overwrite,
-        command=f"medimeta_cli.export({dataset_id!r}, task={chosen.name!r})",
+        command=f"medimeta_cli.export({dataset.id!r}, task={chosen.name!r})",
     )
-    if out is None:  # as the command's default: ./<id>-<task>, the task made safe
-        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", chosen.name).strip("_") or "task"
-        out = f"{dataset_id}-{safe}"
+    target = Path(out) if out is not None else default_out(dataset.id, chosen.name)
     return export_dataset(
         source,
         dataset,
         spec,
-        Path(out).absolute(),
+        target.absolute(),
         options,
         roots=(settings.root, *settings.shared_roots),
     )

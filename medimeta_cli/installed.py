@@ -16,15 +16,22 @@ import logging
 import os
 import re
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from medimeta_cli.catalog import SPLIT_NAMES, Dataset, SplitCounts, Task
+from medimeta_cli.catalog import SPLIT_NAMES, Catalog, Dataset, SplitCounts, Task
 from medimeta_cli.catalog_build import dataset_from_info, parse_info_yaml
-from medimeta_cli.errors import CatalogError, IntegrityError, UsageError
+from medimeta_cli.errors import (
+    CatalogError,
+    IntegrityError,
+    NotInstalledError,
+    UnknownDatasetError,
+    UsageError,
+)
 from medimeta_cli.fsutil import read_regular_file
+from medimeta_cli.status import locate, root_of
 
 __all__ = [
     "CatalogDifference",
@@ -331,3 +338,32 @@ class InstalledDataset:
         """Read the folder's ``info.yaml`` (:func:`read_installed`)."""
         summary = catalog_entry.summary if catalog_entry is not None else None
         return cls(read_installed(folder, dataset_id, summary=summary), catalog_entry)
+
+
+def catalog_entry_or_installed(
+    catalog: Catalog, root: Path, shared_roots: Sequence[Path], dataset_id: str
+) -> Dataset | None:
+    """The catalog's entry for an id (case-insensitive), or None when the catalog lacks it
+    but a dataset of that (safe) id is installed in the data root or a shared root;
+    :class:`~medimeta_cli.errors.UnknownDatasetError` otherwise."""
+    try:
+        return catalog.get(dataset_id)
+    except UnknownDatasetError:
+        if is_safe_id(dataset_id) and root_of(locate(root, shared_roots, dataset_id)):
+            return None
+        raise
+
+
+def open_installed(
+    catalog: Catalog, root: Path, shared_roots: Sequence[Path], dataset_id: str
+) -> InstalledDataset:
+    """An installed dataset by id, as its own ``info.yaml`` describes it, next to its
+    catalog entry; read from the data root, else the first shared root holding it.
+    :class:`~medimeta_cli.errors.NotInstalledError` when no root holds it;
+    :class:`InfoError` when its info.yaml cannot be read."""
+    entry = catalog_entry_or_installed(catalog, root, shared_roots, dataset_id)
+    dataset_id = entry.id if entry is not None else dataset_id
+    where = root_of(locate(root, shared_roots, dataset_id))
+    if where is None:
+        raise NotInstalledError(dataset_id, ", ".join(str(r) for r in (root, *shared_roots)))
+    return InstalledDataset.read(where / dataset_id, entry, dataset_id)

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from medimeta_cli.errors import UnknownDatasetError
-from medimeta_cli.installed import InstalledDataset, installed_ids, is_safe_id
-from medimeta_cli.status import root_of
+from medimeta_cli.installed import (
+    InstalledDataset,
+    catalog_entry_or_installed,
+    installed_ids,
+)
+from medimeta_cli.installed import open_installed as installed_dataset
 
 if TYPE_CHECKING:
     from medimeta_cli.catalog import Dataset
@@ -21,22 +24,16 @@ if TYPE_CHECKING:
 def catalog_entry(s: Session, dataset_id: str) -> Dataset | None:
     """The catalog's entry for an id (case-insensitive), or None when the catalog lacks it
     but a dataset of that id is installed; :class:`UnknownDatasetError` otherwise."""
-    try:
-        return s.catalog.get(dataset_id)
-    except UnknownDatasetError:
-        if is_safe_id(dataset_id) and root_of(s.locate(dataset_id)) is not None:
-            return None
-        raise
+    settings = s.settings
+    return catalog_entry_or_installed(s.catalog, settings.root, settings.shared_roots, dataset_id)
 
 
 def open_installed(s: Session, dataset_id: str) -> InstalledDataset:
     """An installed dataset by id, as its own ``info.yaml`` describes it, next to its
     catalog entry. :class:`NotInstalledError` when it is not installed anywhere;
     :class:`~medimeta_cli.installed.InfoError` when its info.yaml cannot be read."""
-    entry = catalog_entry(s, dataset_id)
-    dataset_id = entry.id if entry is not None else dataset_id
-    folder = s.installed_root(dataset_id) / dataset_id
-    return InstalledDataset.read(folder, entry, dataset_id)
+    settings = s.settings
+    return installed_dataset(s.catalog, settings.root, settings.shared_roots, dataset_id)
 
 
 def local_ids(s: Session) -> list[str]:

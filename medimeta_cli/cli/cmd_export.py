@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import sys
 from pathlib import Path
@@ -24,13 +23,7 @@ from medimeta_cli.cli.options import (
 from medimeta_cli.cli.output import ProgressDisplay
 from medimeta_cli.cli.session import session
 from medimeta_cli.export.options import Color, ExportFormat, ExportStatus, ImageFormat
-
-
-def default_out(dataset_id: str, task: str) -> Path:
-    """``./<id>-<task>`` with the task name made safe for a folder name."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", task).strip("_") or "task"
-    return Path(f"{dataset_id}-{safe}")
-
+from medimeta_cli.export.target import default_out
 
 #: Command lines the help shows under "Examples".
 EXAMPLES = (

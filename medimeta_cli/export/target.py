@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -19,6 +20,13 @@ from medimeta_cli.fsutil import remove_tree
 from medimeta_cli.ownership import owner_alive, owner_from_name
 
 logger = logging.getLogger(__name__)
+
+
+def default_out(dataset_id: str, task: str) -> Path:
+    """``./<id>-<task>``, the default export folder, with the task name made safe for a
+    folder name."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", task).strip("_") or "task"
+    return Path(f"{dataset_id}-{safe}")
 
 
 def _chain(path: str) -> Iterator[str]:
