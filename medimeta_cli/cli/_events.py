@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from medimeta_cli.events import Phase
+
 if TYPE_CHECKING:
     from medimeta_cli.cli.output import ProgressDisplay
 
@@ -35,9 +37,9 @@ RATE_AFTER_BYTES = 64 * 1024
 
 #: Engine phases after which no more bytes arrive for a dataset from the network: the
 #: bytes that follow (hashing an archive, copying a folder) are another stage.
-_STAGE_PHASES = ("verifying", "extracting", "copying")
+_STAGE_PHASES = (Phase.VERIFYING, Phase.EXTRACTING, Phase.COPYING)
 #: Engine phases that end a dataset's work; each gets the dataset's summary line.
-_FINAL_PHASES = ("installed", "installed by another job", "skipped", "failed")
+_FINAL_PHASES = (Phase.INSTALLED, Phase.INSTALLED_BY_ANOTHER_JOB, Phase.SKIPPED, Phase.FAILED)
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]|\x1b\[[0-9;?]*[A-Za-z]")
 
