@@ -161,6 +161,17 @@ def test_shard_errors_point_to_auto(
 
 
 @pytest.mark.usefixtures("outside_arrays")
+@pytest.mark.parametrize("shard", ["0/8", "auto"])
+def test_a_bad_shard_is_a_usage_error_before_the_data_is_looked_at(
+    runner: CliRunner, data_root: Path, tmp_path: Path, shard: str
+) -> None:
+    """A script's wrong --shard must say so (exit 2), not "not installed" (exit 8)."""
+    result = invoke(runner, "export", "crc", "--shard", shard, "--out", str(tmp_path / "o"))
+    assert result.exit_code == 2, result.stderr
+    assert "--shard auto" in result.stderr
+
+
+@pytest.mark.usefixtures("outside_arrays")
 def test_shard_auto_in_an_array_from_0_makes_one_export(
     runner: CliRunner, installed: InstalledData, tmp_path: Path
 ) -> None:

@@ -123,6 +123,8 @@ def export_command(
 
         if rgb and grayscale:
             raise UsageError("--rgb and --grayscale exclude each other", hint="Choose one.")
+        # A bad --shard is a usage error whatever is installed: say so first.
+        chosen_shard = resolve_shard(shard, os.environ) if shard else None
         # The dataset's own info.yaml, not the catalog, says what is installed.
         dataset = open_installed(s, dataset_id).dataset
         where = s.locate(dataset.id)
@@ -145,7 +147,7 @@ def export_command(
             classes=split_values(classes),
             limit=limit,
             seed=seed,
-            shard=resolve_shard(shard, os.environ) if shard else None,
+            shard=chosen_shard,
         )
         options = ExportOptions(
             format=export_format,

@@ -122,7 +122,8 @@ LockTimeoutOption = Annotated[
     typer.Option(
         "--lock-timeout",
         min=0,
-        help="Seconds to wait for another job holding a dataset [env: MEDIMETA_LOCK_TIMEOUT].",
+        help="Seconds to wait for another job holding a dataset "
+        "[env: MEDIMETA_LOCK_TIMEOUT; default: 21600, 6 hours].",
         show_default=False,
     ),
 ]
