@@ -351,3 +351,24 @@ def test_layout_is_case_insensitive(runner: CliRunner) -> None:
     result = invoke(runner, "download", "crc", "--layout", "HDF5", "--dry-run", "--offline")
     assert "Invalid value" not in result.stderr
     assert result.exit_code != 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message", "where"),
+    [
+        (["bogus"], "No such command 'bogus'.", "medimeta --help"),
+        (["list", "--nope"], "No such option: --nope", "medimeta list --help"),
+        (["download", "crc", "--layout", "foo"], "'foo' is not one of", "medimeta download --help"),
+    ],
+)
+def test_usage_errors_in_a_job_log_are_two_plain_lines(
+    runner: CliRunner, args: list[str], message: str, where: str
+) -> None:
+    """A batch job's log gets the tool's `error:`/`hint:` lines, not a drawn box."""
+    result = invoke(runner, *args)
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2, result.stderr
+    assert lines[0].startswith("error: ") and message in lines[0]
+    assert lines[1] == f"hint: Run `{where}` to see the valid options and values."
+    assert result.stdout == ""

@@ -18,6 +18,7 @@ import typer.core
 
 # Typer vendors click (0.26 and later) and exports no name for its error base class.
 from typer._click import ClickException
+from typer._click.exceptions import NoArgsIsHelpError
 
 from medimeta_cli import __version__
 from medimeta_cli.catalog import RECORD_ID
@@ -25,6 +26,7 @@ from medimeta_cli.cli._help import HelpCommand, examples_epilog, readable_texts
 from medimeta_cli.cli.exit_codes import ExitCode
 from medimeta_cli.cli.options import with_global_options
 from medimeta_cli.cli.output import Output, error_object
+from medimeta_cli.errors import UsageError
 
 #: Command name -> (module under medimeta_cli.cli, function), in the order ``--help`` lists them.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -102,7 +104,7 @@ class MedimetaGroup(typer.core.TyperGroup):
         try:
             return super().parse_args(ctx, args)
         except ClickException as error:
-            _report_as_json(ctx, error)
+            _report_usage_error(ctx, error)
             raise
 
     def invoke(self, ctx: Any) -> Any:
@@ -110,19 +112,22 @@ class MedimetaGroup(typer.core.TyperGroup):
         try:
             return super().invoke(ctx)
         except ClickException as error:
-            _report_as_json(ctx, error)
+            _report_usage_error(ctx, error)
             raise
 
 
 _JSON_ASKED = "medimeta_cli.json_asked"
 
 
-def _report_as_json(ctx: Any, error: ClickException) -> None:
-    """Write the JSON error object of a click error on stdout, if ``--json`` was given.
+def _report_usage_error(ctx: Any, error: ClickException) -> None:
+    """Report a click usage error as the tool reports every error.
 
-    Typer still writes the message on stderr and exits with the error's code.
+    With ``--json`` the error object goes to stdout. Where stderr is not a person's
+    terminal (a job log, a pipe, ``NO_COLOR``) the error is the tool's two plain lines
+    (``error:``, ``hint:``) and the command exits here with the error's code; at a
+    terminal, Typer's own display follows. A bare ``medimeta`` still shows the help.
     """
-    if not ctx.meta.get(_JSON_ASKED):
+    if isinstance(error, NoArgsIsHelpError):
         return
     try:
         code = ExitCode(error.exit_code)
@@ -130,7 +135,13 @@ def _report_as_json(ctx: Any, error: ClickException) -> None:
         code = ExitCode.FAILURE
     where = getattr(getattr(error, "ctx", None), "command_path", None) or "medimeta"
     hint = f"Run `{where} --help` to see the valid options and values."
-    Output(json_mode=True).emit_json(error_object(code, error.format_message(), hint))
+    out = Output(json_mode=bool(ctx.meta.get(_JSON_ASKED)))
+    if out.stderr_color:
+        if out.json_mode:
+            out.emit_json(error_object(code, error.format_message(), hint))
+        return
+    out.fail(UsageError(error.format_message(), hint=hint), code)
+    raise typer.Exit(int(code))
 
 
 def build_app(only: str | None = None) -> typer.Typer:
