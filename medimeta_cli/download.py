@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 
 from medimeta_cli.catalog import Catalog, Dataset
-from medimeta_cli.connections import MIN_SLICE, ConnectionBudget
+from medimeta_cli.connections import FAST_LINK, MIN_SLICE, ConnectionBudget
 from medimeta_cli.errors import NotInRecordError, OfflineError
 from medimeta_cli.events import (
     DownloadInterrupted,
@@ -65,6 +65,8 @@ class Downloader:
     cancel: threading.Event = field(default_factory=threading.Event)
     #: No slice of a segmented transfer is planned smaller (tests use small archives).
     min_slice: int = MIN_SLICE
+    #: A first connection this fast is kept alone (None: all connections at once).
+    fast_link: float | None = FAST_LINK
     _record: RecordSource | None = field(default=None, init=False, repr=False)
 
     @property
@@ -224,6 +226,7 @@ class Downloader:
                 self.settings.connections,
                 sharers=min(max(1, jobs), len(pending)),
                 min_slice=self.min_slice,
+                fast_link=self.fast_link,
             )
             job = DatasetJob(
                 self.installer(),

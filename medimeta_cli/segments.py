@@ -56,6 +56,10 @@ SAVE_BYTES = 8 * 1024 * 1024
 SAVE_SECONDS = 1.0
 #: After trouble, one connection more after this many quiet seconds (and some progress).
 GROW_AFTER = 10.0
+#: The first connection is measured alone for this long, or for this many slices' worth
+#: of bytes (``min_slice`` each), whichever comes first.
+PROBE_SECONDS = 0.5
+PROBE_SLICES = 4
 #: Statuses that mean "fewer connections, please".
 THROTTLE_STATUSES = frozenset({403, 429, 503})
 _HASH_STEP = 1024 * 1024
@@ -104,6 +108,10 @@ class SegmentedFetch:
     _calm_since: float = 0.0
     _fetched_at_trouble: int = 0
     _max_requests: int = 0
+    #: Measuring the first connection alone (see ``ConnectionBudget.fast_link``).
+    _probe_until: float = 0.0
+    #: One connection was fast enough: no more are opened.
+    _alone_is_enough: bool = False
 
     def run(self, fd: int) -> None:
         """Fetch every slice; return once all bytes are written and hashed. Raises
@@ -113,6 +121,8 @@ class SegmentedFetch:
         self.fd = fd
         self._limit = self.budget.share
         self._calm_since = time.monotonic()
+        if self.budget.fast_link is not None and self._limit > 1:
+            self._limit, self._probe_until = 1, self._calm_since + PROBE_SECONDS
         # Splits are bounded: the first slices, then at most as many again (a 1 GB archive
         # over 8 connections: at most 16 requests in a run without trouble).
         self._max_requests = len(self.table.slices) + max(4, self.budget.share)
@@ -150,6 +160,7 @@ class SegmentedFetch:
             if self.table.complete() and self._active == 0:
                 return None
             now = time.monotonic()
+            self._probe(now)
             self._grow(now)
             if now < self._hold_until:
                 if self._active == 0:
@@ -177,8 +188,30 @@ class SegmentedFetch:
             self._threads.append(thread)
             thread.start()
 
+    def _probe(self, now: float) -> None:
+        """After measuring the first connection alone: keep it alone on a fast link, else
+        open the transfer's share of connections."""
+        if not self._probe_until:
+            return
+        if now < self._probe_until and self.fetched < PROBE_SLICES * self.budget.min_slice:
+            return
+        elapsed = now - (self._probe_until - PROBE_SECONDS)
+        rate = self.fetched / max(elapsed, 1e-3)
+        self._probe_until = 0.0
+        assert self.budget.fast_link is not None  # measured only with a threshold
+        if rate >= self.budget.fast_link:
+            self._alone_is_enough = True
+            logger.info("%s: one connection does %.0f MB/s; no more", self.info.key, rate / 1e6)
+            return
+        self._limit = self.budget.share
+        logger.info(
+            "%s: one connection does %.0f MB/s; opening %d", self.info.key, rate / 1e6, self._limit
+        )
+
     def _grow(self, now: float) -> None:
         """One connection more after a quiet while with progress."""
+        if self._alone_is_enough or self._probe_until:
+            return
         if self._limit >= self.budget.share or now - self._calm_since < GROW_AFTER:
             return
         if self.fetched - self._fetched_at_trouble < self.budget.min_slice:
@@ -191,6 +224,7 @@ class SegmentedFetch:
         """Fewer connections, a pause as the server asked; give up after the retries when
         nothing moves. Called with the lock held."""
         now = time.monotonic()
+        self._probe_until = 0.0  # trouble tells more than a measurement: grow back slowly
         progressed = self.fetched > self._fetched_at_trouble
         self._attempt = 1 if progressed else self._attempt + 1
         self._fetched_at_trouble = self.fetched

@@ -74,7 +74,7 @@ def test_an_archive_in_slices_is_fetched_once_and_verified(
     zenodo: zs.ZenodoServer, data_root: Path
 ) -> None:
     size = zenodo.file_size("crc.zip")
-    fetched = _fetch(zenodo, "crc.zip", ConnectionBudget(4, min_slice=MiB))
+    fetched = _fetch(zenodo, "crc.zip", ConnectionBudget(4, min_slice=MiB, fast_link=None))
     gets = _gets(zenodo, "crc.zip")
     assert len(gets) == 4
     assert all(g.status == 206 and g.range is not None for g in gets)
@@ -97,7 +97,7 @@ def test_server_ignoring_the_range_of_the_second_slice(
     zenodo.inject("crc.zip", zs.slow(size))  # the first slice is still running...
     zenodo.inject("crc.zip", zs.ignore_range())  # ...when the second one gets a 200
     events: list[Event] = []
-    fetched = _fetch(zenodo, "crc.zip", ConnectionBudget(2, min_slice=MiB), events)
+    fetched = _fetch(zenodo, "crc.zip", ConnectionBudget(2, min_slice=MiB, fast_link=None), events)
     assert archives.md5_of(fetched.path) == zenodo.file_md5("crc.zip")
     assert any(
         isinstance(e, Notice) and "stopped honouring byte ranges" in e.message for e in events
@@ -113,6 +113,7 @@ def test_a_byte_flipped_in_one_slice_installs_nothing(
     zenodo.inject("crc.zip", zs.corrupt(1000))
     downloader, _ = make_downloader()
     downloader.min_slice = MiB
+    downloader.fast_link = None  # every connection at once: these tests are about slices
     [outcome] = downloader.download([downloader.catalog.get("crc")])
     assert isinstance(outcome.error, IntegrityError)
     assert "does not match the record" in outcome.error.message
@@ -128,6 +129,7 @@ def test_a_429_storm_on_extra_connections_ends_verified_with_fewer(
     zenodo.connection_rate = 8 * MiB
     downloader, events = make_downloader(connections=4)
     downloader.min_slice = MiB
+    downloader.fast_link = None  # every connection at once: these tests are about slices
     [outcome] = downloader.download([downloader.catalog.get("crc")])
     assert outcome.status == "installed", outcome.error
     assert outcome.archive_md5 == zenodo.file_md5("crc.zip")
@@ -142,6 +144,7 @@ def test_a_429_storm_on_extra_connections_ends_verified_with_fewer(
 def test_connections_1_is_a_single_request(zenodo: zs.ZenodoServer, data_root: Path) -> None:
     downloader, _ = make_downloader(connections=1)
     downloader.min_slice = MiB
+    downloader.fast_link = None  # every connection at once: these tests are about slices
     [outcome] = downloader.download([downloader.catalog.get("crc")])
     assert outcome.status == "installed"
     [get] = _gets(zenodo, "crc.zip")
@@ -156,7 +159,12 @@ def test_a_gigabyte_like_plan_stays_under_the_request_bound(
     size = zenodo.file_size("crc.zip")
     scale = size / 1e9
     zenodo.inject("crc.zip", zs.slow(size / 4))
-    budget = ConnectionBudget(8, min_slice=int(MIN_SLICE * scale), split_at=int(SPLIT_AT * scale))
+    budget = ConnectionBudget(
+        8,
+        min_slice=int(MIN_SLICE * scale),
+        split_at=int(SPLIT_AT * scale),
+        fast_link=None,
+    )
     fetched = _fetch(zenodo, "crc.zip", budget)
     assert archives.md5_of(fetched.path) == zenodo.file_md5("crc.zip")
     gets = _gets(zenodo, "crc.zip")
@@ -175,6 +183,7 @@ def test_the_budget_is_never_exceeded_with_jobs(
     zenodo.connection_rate = 6 * MiB
     downloader, _ = make_downloader(connections=connections)
     downloader.min_slice = MiB
+    downloader.fast_link = None  # every connection at once: these tests are about slices
     outcomes = downloader.download([downloader.catalog.get(i) for i in ids], jobs=jobs)
     assert [o.status for o in outcomes] == ["installed"] * len(ids)
     assert 2 <= zenodo.max_concurrent <= connections
@@ -197,6 +206,7 @@ def test_a_full_disk_while_slices_write_keeps_them_for_a_resume(
         zenodo.connection_rate = size / 2  # a few seconds, so that the disk fills meanwhile
         downloader, _ = make_downloader(root=str(root))
         downloader.min_slice = MiB
+        downloader.fast_link = None  # every connection at once: these tests are about slices
         outcomes: list[Outcome] = []
         worker = threading.Thread(
             target=lambda: outcomes.extend(downloader.download([downloader.catalog.get("crc")]))
@@ -228,6 +238,7 @@ def test_a_full_disk_while_slices_write_keeps_them_for_a_resume(
         zenodo.clear_log()
         again, _ = make_downloader(root=str(root))
         again.min_slice = MiB
+        again.fast_link = None  # every connection at once: these tests are about slices
         [outcome] = again.download([again.catalog.get("crc")])
         assert outcome.status == "installed", outcome.error
         assert outcome.archive_md5 == zenodo.file_md5("crc.zip")
@@ -243,6 +254,7 @@ def test_a_worker_waiting_on_a_silent_server_notices_a_stop(
     zenodo.inject("crc.zip", zs.stall_after(4096, seconds=600))
     downloader, _ = make_downloader(stall_seconds=600)
     downloader.min_slice = MiB
+    downloader.fast_link = None  # every connection at once: these tests are about slices
     raised: list[BaseException] = []
 
     def run() -> None:
@@ -262,3 +274,31 @@ def test_a_worker_waiting_on_a_silent_server_notices_a_stop(
     assert isinstance(error, DownloadInterrupted)
     assert not (data_root / "crc").exists()
     assert read_state_json(next(partial.glob("crc.zip.*.json"))) is not None
+
+
+def test_a_fast_first_connection_stays_alone(zenodo: zs.ZenodoServer, data_root: Path) -> None:
+    """A server that caps no connection gets one at a time: more would only cost CPU."""
+    downloader, _ = make_downloader(connections=4)
+    downloader.min_slice = MiB
+    downloader.fast_link = 1.0  # whatever the first connection does is fast enough
+    [outcome] = downloader.download([downloader.catalog.get("crc")])
+    assert outcome.status == "installed", outcome.error
+    assert outcome.archive_md5 == zenodo.file_md5("crc.zip")
+    assert zenodo.max_concurrent == 1
+    gets = _gets(zenodo, "crc.zip")
+    assert len(gets) == 4  # the planned slices, one after the other
+    assert sum(g.bytes_sent for g in gets) == zenodo.file_size("crc.zip")
+
+
+def test_a_capped_first_connection_opens_the_share(
+    zenodo: zs.ZenodoServer, data_root: Path
+) -> None:
+    """Like Zenodo, the server caps each connection: after measuring the first one alone,
+    the transfer opens its share of the run's connections."""
+    zenodo.connection_rate = 4 * MiB
+    downloader, _ = make_downloader(connections=4)
+    downloader.min_slice = MiB
+    downloader.fast_link = 1e12  # no capped connection is that fast
+    [outcome] = downloader.download([downloader.catalog.get("crc")])
+    assert outcome.status == "installed", outcome.error
+    assert zenodo.max_concurrent == 4
