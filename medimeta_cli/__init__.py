@@ -14,7 +14,7 @@ never from a layer above (``tests/test_layers.py`` checks every import against t
     4  selection export sample verify remove prune
     3  remote archive installed images reader structure essentials status roots
     2  catalog catalog_file catalog_build citation settings record records partials locking slices
-    1  errors events fsutil layout ownership upstream largereads connections
+    1  errors events fsutil layout ownership upstream largereads connections hashing
 
 - 6, the command line: typer options, sessions, output, exit codes (``cli/cmd_*.py``,
   one module per command; shared helpers in private ``cli/_*.py`` modules).
@@ -38,8 +38,8 @@ never from a layer above (``tests/test_layers.py`` checks every import against t
   slices of a segmented download (``slices``).
 - 1, foundations: the error tree, engine events, file-system helpers, the layout of a
   data root, ownership of temporary names, the upstream file names, and the socket
-  read size and read watch (cancellation, stalls) of this tool's own HTTP client, and
-  the run's budget of connections (``connections``).
+  read size and read watch (cancellation, stalls) of this tool's own HTTP client, the
+  run's budget of connections (``connections``), and the md5 of archives (``hashing``).
 """
 
 from __future__ import annotations

@@ -51,6 +51,7 @@ from medimeta_cli.fsutil import (
     unique_suffix,
     utc_now,
 )
+from medimeta_cli.hashing import hash_file, new_md5
 from medimeta_cli.installed import (
     InfoError,
     check_dataset_id,
@@ -73,7 +74,6 @@ from medimeta_cli.records import (
     write_install_record,
 )
 from medimeta_cli.settings import Settings
-from medimeta_cli.transfer import hash_file, new_md5
 
 logger = logging.getLogger(__name__)
 
@@ -120,10 +120,13 @@ class Installer:
         layout: ArchiveLayout = ArchiveLayout.FULL,
         with_masks: bool = False,
         checked: ArchiveCheck = ArchiveCheck.MD5,
+        before_commit: Callable[[], None] | None = None,
     ) -> InstallResult:
         """Extract a verified archive into place atomically and write its install record.
 
         With the hdf5 layout only the files the loader reads are extracted.
+        ``before_commit`` (when the archive's md5 is still being computed) runs after the
+        extraction and before anything becomes visible; what it raises stops the install.
         """
         self.on_event(PhaseChanged(dataset.id, Phase.EXTRACTING))
         listing = inspect_archive(archive, dataset, archive_size=info.size)
@@ -140,7 +143,14 @@ class Installer:
                 should_stop=self.should_stop,
             )
             return self.install_folder(
-                dataset, staging, entries, info, force=force, layout=layout, checked=checked
+                dataset,
+                staging,
+                entries,
+                info,
+                force=force,
+                layout=layout,
+                checked=checked,
+                before_commit=before_commit,
             )
         except OSError as exc:
             raise translate_os_error(exc, f"{dataset.id} into {self.layout.root}") from exc
@@ -162,6 +172,7 @@ class Installer:
         force: bool,
         layout: ArchiveLayout,
         checked: ArchiveCheck = ArchiveCheck.MD5,
+        before_commit: Callable[[], None] | None = None,
     ) -> InstallResult:
         """Rename a complete staging folder into ``<root>/<id>`` together with its record.
 
@@ -174,6 +185,8 @@ class Installer:
         check_info_id(staging, dataset.id, info.key)
         # The folder's own info.yaml says what its files must be, not the catalog.
         check_essentials(staging, described_staging(staging, dataset, info.key), info.key)
+        if before_commit is not None:
+            before_commit()
         final = self.layout.dataset_dir(dataset.id)
         target = inspect_target(final)
         if target is Target.DATASET and not force:

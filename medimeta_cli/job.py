@@ -122,8 +122,11 @@ class DatasetJob:
                 force=options.force,
                 layout=options.layout,
                 with_masks=options.with_masks,
+                before_commit=archive.confirm,
             )
+            archive.confirm()  # installed by another job meanwhile: still never kept unchecked
         except IntegrityError as error:
+            archive.confirm()  # a download that does not match the record is told as such
             raise archive.refused(error) from error
         archive.partial.finish(layout.archives_dir / info.key if options.keep_archive else None)
         return result, archive.resumed_from, archive.fetched, ArchiveCheck.MD5

@@ -44,6 +44,7 @@ from medimeta_cli.events import (
     TransferStarted,
 )
 from medimeta_cli.fsutil import human_bytes, translate_os_error
+from medimeta_cli.hashing import TailHasher
 from medimeta_cli.partials import Partial
 from medimeta_cli.record import ArchiveInfo
 from medimeta_cli.remote import RemoteClient, content_range, parse_retry_after
@@ -114,7 +115,8 @@ class SegmentedFetch:
     _alone_is_enough: bool = False
 
     def run(self, fd: int) -> None:
-        """Fetch every slice; return once all bytes are written and hashed. Raises
+        """Fetch every slice; return once all bytes are written (the md5 has caught up
+        with what it could while they arrived: :class:`TailHasher` does the rest). Raises
         :class:`RangesDropped` (the caller goes on in one stream), a :class:`MedimetaError`,
         an :class:`OSError` or KeyboardInterrupt, after every worker has stopped and the
         slices' state is saved."""
@@ -147,7 +149,6 @@ class SegmentedFetch:
             for thread in self._threads:
                 thread.join()
             self._save()
-        self._hash_forward(self.info.size)
 
     # ---- the manager (the calling thread)
 
@@ -410,8 +411,9 @@ def fetch_in_slices(
 ) -> tuple[Any, int, int, int]:
     """Fetch an archive in slices (``saved`` ones, or ``count`` fresh ones) into its partial:
     (md5 of the bytes up to ``offset``, ``offset``, bytes resumed, bytes fetched). The offset
-    is the archive's size once every slice is done; less when the server stopped honouring
-    ranges: a single stream goes on from there (the file is cut there, the state dropped)."""
+    is the archive's size once every slice is done, and the md5 a :class:`TailHasher` still
+    hashing the last bytes read back; less when the server stopped honouring ranges: a
+    single stream goes on from there (the file is cut there, the state dropped)."""
     dataset_id = sink.dataset_id
     table = SliceTable.restored(info.size, saved) if saved else SliceTable.fresh(info.size, count)
     resumed_from = table.done()
@@ -472,7 +474,8 @@ def fetch_in_slices(
     finally:
         os.close(fd)
     logger.debug("%s: %d request(s) for %d slices", info.key, engine.requests, len(table.slices))
-    return engine.digest, engine.hashed, resumed_from, engine.fetched
+    tail = TailHasher(partial.part, engine.digest, engine.hashed, info.size)
+    return tail, info.size, resumed_from, engine.fetched
 
 
 def fallback_notice(key: str, prefix: int, reason: str) -> str:

@@ -31,6 +31,7 @@ from medimeta_cli.catalog import Dataset
 from medimeta_cli.errors import IntegrityError
 from medimeta_cli.events import BytesTransferred, EventSink, Phase, PhaseChanged, TransferStarted
 from medimeta_cli.fsutil import ensure_space, remove_tree, translate_os_error
+from medimeta_cli.hashing import BackgroundHasher, new_md5
 from medimeta_cli.largereads import stalled
 from medimeta_cli.layout import RootLayout
 from medimeta_cli.partials import claim_members_folder
@@ -44,7 +45,7 @@ from medimeta_cli.ranged import (
 from medimeta_cli.record import ArchiveInfo
 from medimeta_cli.records import FileEntry
 from medimeta_cli.remote import RemoteClient
-from medimeta_cli.transfer import BackgroundHasher, FetchedMembers, new_md5, remember_sizes
+from medimeta_cli.transfer import FetchedMembers, remember_sizes
 
 logger = logging.getLogger(__name__)
 

@@ -12,14 +12,12 @@ only the members the loader reads, with range requests (see
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import logging
-import queue
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +37,7 @@ from medimeta_cli.events import (
     ignore,
 )
 from medimeta_cli.fsutil import ensure_space, human_bytes, translate_os_error
+from medimeta_cli.hashing import BackgroundHasher, new_md5
 from medimeta_cli.largereads import stalled
 from medimeta_cli.layout import RootLayout
 from medimeta_cli.partials import Partial, claim_members_folder, claim_partial, slice_list
@@ -51,57 +50,26 @@ from medimeta_cli.segments import SliceSink, fetch_in_slices
 
 logger = logging.getLogger(__name__)
 
-#: Local files are read in steps of this size (for hashing).
-READ_CHUNK = 1024 * 1024
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
 
-def new_md5() -> Any:
-    """An md5 for checking archives against the record: an integrity check, not security,
-    which lets it run on FIPS systems."""
-    return hashlib.md5(usedforsecurity=False)
+def _once(check: Callable[[], object]) -> Callable[[], None]:
+    """``check`` run at most once (from any thread); later calls raise what it raised."""
+    outcome: list[BaseException | None] = []
+    lock = threading.Lock()
 
+    def run() -> None:
+        with lock:
+            if not outcome:
+                try:
+                    check()
+                    outcome.append(None)
+                except BaseException as exc:  # raised again to every caller
+                    outcome.append(exc)
+        if outcome[0] is not None:
+            raise outcome[0]
 
-def hash_file(path: Path, digest: Any, on_bytes: Callable[[int], None] | None = None) -> int:
-    """Feed a file into ``digest``; return its length."""
-    done = 0
-    with open(path, "rb") as handle:
-        while chunk := handle.read(READ_CHUNK):
-            digest.update(chunk)
-            done += len(chunk)
-            if on_bytes is not None:
-                on_bytes(len(chunk))
-    return done
-
-
-class BackgroundHasher:
-    """Feeds chunks to a hash in a second thread, so hashing overlaps receiving.
-
-    hashlib releases the GIL for large buffers, so on two cores the md5 costs
-    almost no wall time as long as the network is not faster than md5 itself.
-    """
-
-    def __init__(self, digest: Any, depth: int = 32) -> None:
-        self.digest = digest
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
-        self._thread = threading.Thread(target=self._run, name="md5", daemon=True)
-
-    def _run(self) -> None:
-        while (chunk := self._queue.get()) is not None:
-            self.digest.update(chunk)
-
-    def feed(self, chunk: bytes) -> None:
-        """Hash this chunk after the ones fed before it."""
-        self._queue.put(chunk)
-
-    def __enter__(self) -> BackgroundHasher:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        # Always drain: the caller reads the digest of exactly what was written.
-        self._queue.put(None)
-        self._thread.join()
+    return run
 
 
 class RangeRefused(httpx.RemoteProtocolError):
@@ -113,12 +81,23 @@ class RangeRefused(httpx.RemoteProtocolError):
 
 @dataclass(frozen=True)
 class FetchedArchive:
-    """A complete, verified archive in a partial file of this process."""
+    """A complete archive in a partial file of this process: verified, or with its md5
+    still being computed (:meth:`confirm` waits for it)."""
 
     partial: Partial
     key: str  # the archive's name in the record
     resumed_from: int  # bytes earlier runs had left
     fetched: int  # bytes transferred by this run
+    #: Checks size and md5 (discarding the download on a mismatch) when the md5 was still
+    #: being computed on return; None when it was checked before.
+    check: Callable[[], None] | None = None
+
+    def confirm(self) -> None:
+        """Return once the archive is verified; :class:`IntegrityError` (the download
+        discarded) if its size or md5 does not match the record. Nothing made of it may
+        become visible before this returns."""
+        if self.check is not None:
+            self.check()
 
     @property
     def path(self) -> Path:
@@ -172,7 +151,14 @@ class ArchiveTransfer:
                     self.client, self.budget, info, partial, state, saved, count, sink
                 )
                 if offset == info.size:
-                    return self._verified(dataset_id, info, partial, digest, resumed_from, fetched)
+                    # The md5 of the last bytes is still being computed: extraction may
+                    # start meanwhile, the install's commit waits for confirm().
+                    check = functools.partial(
+                        self._verified, dataset_id, info, partial, digest, resumed_from, fetched
+                    )
+                    return FetchedArchive(
+                        partial, info.key, resumed_from, fetched, check=_once(check)
+                    )
                 with self._connection():
                     return self._stream(
                         dataset_id, info, partial, digest, offset, resumed_from, fetched
@@ -378,7 +364,7 @@ def refuse_non_archive(response: httpx.Response, info: ArchiveInfo) -> None:
 
 
 def _hdf5_members(with_masks: bool) -> Callable[[str], bool]:
-    return partial(wanted_in_layout, layout=ArchiveLayout.HDF5, with_masks=with_masks)
+    return functools.partial(wanted_in_layout, layout=ArchiveLayout.HDF5, with_masks=with_masks)
 
 
 def remember_sizes(layout: RootLayout, info: ArchiveInfo, listing: RemoteListing) -> None:

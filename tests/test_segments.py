@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from medimeta_cli.remote import RemoteClient, RetryPolicy
 from medimeta_cli.settings import resolve_settings
 from medimeta_cli.slices import SliceTable
 from medimeta_cli.transfer import ArchiveTransfer, FetchedArchive
+from tests.conftest import FixtureData
 from tests.helpers import make_downloader, tmpfs, wait_for
 from tests.support import archives
 from tests.support import zenodo_server as zs
@@ -302,3 +304,24 @@ def test_a_capped_first_connection_opens_the_share(
     [outcome] = downloader.download([downloader.catalog.get("crc")])
     assert outcome.status == "installed", outcome.error
     assert zenodo.max_concurrent == 4
+
+
+def test_a_flipped_byte_that_extracts_cleanly_is_still_refused_before_the_commit(
+    zenodo: zs.ZenodoServer, data_root: Path, fixture_data: FixtureData
+) -> None:
+    """Extraction starts while the md5 of the last bytes is computed; a byte only the md5
+    covers (a member's modification time) must still stop the install before the rename."""
+    archive = fixture_data.archive("crc")
+    with zipfile.ZipFile(archive) as handle:
+        first = min((i for i in handle.infolist() if not i.is_dir()), key=lambda i: i.header_offset)
+    zenodo.inject("crc.zip", zs.corrupt(offset=first.header_offset + 10))
+    downloader, _ = make_downloader(connections=4)
+    downloader.min_slice = MiB
+    downloader.fast_link = None
+    [outcome] = downloader.download([downloader.catalog.get("crc")])
+    assert isinstance(outcome.error, IntegrityError)
+    assert "does not match the record" in outcome.error.message
+    assert "discarded" in outcome.error.message
+    assert not (data_root / "crc").exists()
+    assert list((data_root / ".medimeta" / "partial").iterdir()) == []
+    assert not any((data_root / ".medimeta" / "tmp").iterdir())
