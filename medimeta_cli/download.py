@@ -38,6 +38,7 @@ from medimeta_cli.job import DatasetJob, JobOptions
 from medimeta_cli.layout import RootLayout
 from medimeta_cli.plan import (
     ArchiveLayout,
+    ListedSize,
     Plan,
     installed_copy,
     is_installed,
@@ -133,22 +134,13 @@ class Downloader:
         def listed_size(dataset: Dataset, info: ArchiveInfo) -> int | None:
             return listed_hdf5_size(self.record().client(), self.layout, dataset, info, with_masks)
 
-        def planned(streamed: bool) -> Plan:
-            return plan_download(
-                self.settings,
-                datasets,
-                manifest,
-                force=force,
-                jobs=jobs,
-                keep_archive=keep_archive,
-                layout=layout,
-                with_masks=with_masks,
-                listed_size=None if self.settings.offline else listed_size,
-                stream=streamed,
-            )
-
-        plan = planned(stream)
-        return planned(True) if self._stream_for_space(plan, keep_archive) else plan
+        return self._planned(
+            datasets,
+            manifest,
+            JobOptions(force, keep_archive, layout, with_masks, stream),
+            jobs,
+            listed_size=None if self.settings.offline else listed_size,
+        )
 
     def download(
         self,
@@ -189,26 +181,12 @@ class Downloader:
             pending = self._in_record(manifest, pending, outcomes)
         if pending:
             infos = {d.id: manifest.archive(d.archive) for d in pending}
-            stream = stream and not keep_archive and layout is ArchiveLayout.FULL
-
-            def planned(streamed: bool) -> Plan:
-                return plan_download(
-                    self.settings,
-                    pending,
-                    manifest,
-                    force=force,
-                    jobs=jobs,
-                    keep_archive=keep_archive,
-                    layout=layout,
-                    with_masks=with_masks,
-                    stream=streamed,
-                )
-
-            plan = planned(stream)
-            if self._stream_for_space(plan, keep_archive):
-                stream, plan = True, planned(True)
+            options = JobOptions(force, keep_archive, layout, with_masks, stream)
+            plan = self._planned(pending, manifest, options, jobs)
+            if plan.stream and not stream:
                 message = "too little space for archives and their extraction: installing "
                 self._notice("", message + "while downloading (one connection per archive)")
+            stream = plan.stream
             logger.debug(
                 "%d dataset(s) to fetch (%s layout): %d bytes, %d needed, %d free",
                 len(pending),
@@ -245,14 +223,39 @@ class Downloader:
                     self._finish_after_interrupt(futures, outcomes, datasets)
         return [outcomes[d.id] for d in datasets]
 
-    @staticmethod
-    def _stream_for_space(plan: Plan, keep_archive: bool) -> bool:
-        """Whether to install whole archives while downloading because only that fits on
-        the disk (never with --keep-archive, which wants the archives on disk)."""
+    def _planned(
+        self,
+        datasets: Sequence[Dataset],
+        manifest: Manifest | None,
+        options: JobOptions,
+        jobs: int,
+        listed_size: ListedSize | None = None,
+    ) -> Plan:
+        """The plan of a download; whole archives installed while downloading when asked
+        (``options.stream``), or when only that fits on the disk (never with
+        --keep-archive, which wants the archives on disk)."""
+
+        def planned(streamed: bool) -> Plan:
+            return plan_download(
+                self.settings,
+                datasets,
+                manifest,
+                force=options.force,
+                jobs=jobs,
+                keep_archive=options.keep_archive,
+                layout=options.layout,
+                with_masks=options.with_masks,
+                listed_size=listed_size,
+                stream=streamed,
+            )
+
+        plan = planned(options.stream)
         archives = [item for item in plan.pending if item.layout is ArchiveLayout.FULL]
-        if keep_archive or plan.stream or not archives or plan.needed_bytes <= plan.free_bytes:
-            return False
-        return space_needed(plan.items, 0) <= plan.free_bytes
+        if options.keep_archive or plan.stream or not archives:
+            return plan
+        if plan.needed_bytes <= plan.free_bytes or space_needed(plan.items, 0) > plan.free_bytes:
+            return plan
+        return planned(True)
 
     def _in_record(
         self, manifest: Manifest, datasets: Sequence[Dataset], outcomes: dict[str, Outcome]

@@ -83,10 +83,9 @@ def test_every_command_lists_the_common_options_in_help(runner: CliRunner, name:
         assert flag in result.stdout, (name, flag)
 
 
-@pytest.mark.parametrize("name", sorted(COMMANDS))
-def test_common_options_after_the_command_reach_the_session(
-    runner: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str
-) -> None:
+def _record_session(monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, Any], list[Output]]:
+    """Record the flags a command's session resolves settings from, and its outputs; the
+    session then stops with a lock timeout (exit 6) before the command does anything."""
     flags: dict[str, Any] = {}
     outputs: list[Output] = []
 
@@ -101,6 +100,14 @@ def test_common_options_after_the_command_reach_the_session(
 
     monkeypatch.setattr(session_module, "resolve_settings", resolve)
     monkeypatch.setattr(session_module, "Output", RecordedOutput)
+    return flags, outputs
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_common_options_after_the_command_reach_the_session(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str
+) -> None:
+    flags, outputs = _record_session(monkeypatch)
     extra = ["--offline"] if name in WITH_OFFLINE else []
     extra += ["--lock-timeout", "5"] if name in WITH_LOCK_TIMEOUT else []
     result = invoke(
@@ -171,20 +178,7 @@ def test_a_command_cannot_declare_a_common_option_itself() -> None:
 def test_common_options_before_the_command_reach_the_session(
     runner: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str
 ) -> None:
-    flags: dict[str, Any] = {}
-    outputs: list[Output] = []
-
-    def resolve(given: dict[str, Any]) -> None:
-        flags.update(given)
-        raise LockTimeoutError("stop here")
-
-    class RecordedOutput(Output):
-        def __init__(self, **kwargs: Any) -> None:
-            super().__init__(**kwargs)
-            outputs.append(self)
-
-    monkeypatch.setattr(session_module, "resolve_settings", resolve)
-    monkeypatch.setattr(session_module, "Output", RecordedOutput)
+    flags, outputs = _record_session(monkeypatch)
     before = ["--root", str(tmp_path), "--json", "-q", "--debug", "--offline"]
     result = invoke(runner, *before, "--lock-timeout", "5", name, *ARGUMENTS[name])
     assert result.exit_code == ExitCode.LOCK_TIMEOUT, result.stderr
