@@ -70,21 +70,29 @@ def throttle(server: object, link_mb_s: float) -> None:
         server.inject("crc.zip", zs.slow(link_mb_s * 1e6))  # type: ignore[attr-defined]
 
 
-def expert_tools() -> str | None:
-    """None when aria2c and unzip are there (installed with apt-get as root), else why not."""
-    missing = [tool for tool in ("aria2c", "unzip", "md5sum") if shutil.which(tool) is None]
-    if missing and os.geteuid() == 0 and shutil.which("apt-get"):
+def missing_tools(tools: tuple[str, ...], packages: tuple[str, ...], case: str) -> str | None:
+    """None when ``tools`` are there (the Debian ``packages`` installed with apt-get when
+    run as root), else why ``case`` is skipped."""
+
+    def missing() -> list[str]:
+        return [tool for tool in tools if shutil.which(tool) is None]
+
+    if missing() and os.geteuid() == 0 and shutil.which("apt-get"):
         subprocess.run(
-            ["apt-get", "install", "-y", "aria2", "unzip"],
+            ["apt-get", "install", "-y", *packages],
             check=False,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        missing = [tool for tool in ("aria2c", "unzip", "md5sum") if shutil.which(tool) is None]
-    if missing:
-        names = ", ".join(missing)
-        return f"skipping the aria2c baseline: {names} missing (apt-get install aria2 unzip)"
+    if missing():
+        names = ", ".join(missing())
+        return f"skipping {case}: {names} missing (apt-get install {' '.join(packages)})"
     return None
+
+
+def expert_tools() -> str | None:
+    """None when aria2c and unzip are there, else why the aria2c baseline is skipped."""
+    return missing_tools(("aria2c", "unzip", "md5sum"), ("aria2", "unzip"), "the aria2c baseline")
 
 
 def expert_pipeline(url: str, work: Path) -> float:
@@ -154,8 +162,9 @@ def whole_job_case(
     url: str, env: dict[str, str], root: Path, work: Path, runs: int
 ) -> dict[str, tuple[float, float]] | str:
     """Median wall time and peak disk ÷ installed size of each whole job, or why skipped."""
-    if shutil.which("unzip") is None or shutil.which("md5sum") is None:
-        return "skipping the whole-job case: unzip or md5sum missing (apt-get install unzip)"
+    skipped = missing_tools(("unzip", "md5sum"), ("unzip",), "the whole-job case")
+    if skipped:
+        return skipped
     jobs: dict[str, Callable[[], float]] = {
         "curl + md5sum + unzip": lambda: curl_pipeline(url, work / "curl"),
         "medimeta download": lambda: timed([medimeta_script(), "download", "crc", "-q"], env=env),

@@ -169,7 +169,9 @@ def download(
     from medimeta_cli.download import Downloader
 
     settings, catalog = _settings(root, offline=offline, connections=connections)
-    datasets = _select(catalog, _ids(ids), domains, everything)
+    datasets = catalog.select(
+        _ids(ids), domains or (), everything, hint="Name dataset ids, domains, or everything."
+    )
     downloader = Downloader(settings, catalog)
     if on_event is not None:
         downloader.on_event = on_event
@@ -184,17 +186,6 @@ def download(
         )
     finally:
         downloader.close()
-
-
-def _select(
-    catalog: Catalog, ids: list[str], domains: Sequence[str] | None, everything: bool
-) -> tuple[Dataset, ...]:
-    if everything:
-        return catalog.datasets
-    chosen = [*catalog.resolve(ids), *(catalog.in_domains(domains) if domains else ())]
-    if not chosen:
-        raise UsageError("no datasets given", hint="Name dataset ids, domains, or everything.")
-    return tuple(dict.fromkeys(chosen))
 
 
 def verify(

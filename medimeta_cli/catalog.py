@@ -25,6 +25,7 @@ from medimeta_cli.errors import (
     UnknownDatasetError,
     UnknownDomainError,
     UnknownTaskError,
+    UsageError,
 )
 
 logger = logging.getLogger(__name__)
@@ -373,6 +374,23 @@ class Catalog:
         """Datasets for a list of ids, in the order given, without duplicates."""
         found = [self.get(dataset_id) for dataset_id in dataset_ids]
         return tuple(dict.fromkeys(found))
+
+    def select(
+        self,
+        dataset_ids: Iterable[str],
+        domains: Iterable[str] = (),
+        everything: bool = False,
+        *,
+        hint: str = "Name dataset ids or domains.",
+    ) -> tuple[Dataset, ...]:
+        """Datasets named by ids and domains (or every one), without duplicates;
+        :class:`UsageError` with ``hint`` when that names none."""
+        if everything:
+            return self.datasets
+        chosen = [*self.resolve(dataset_ids), *self.in_domains(domains)]
+        if not chosen:
+            raise UsageError("no datasets given", hint=hint)
+        return tuple(dict.fromkeys(chosen))
 
     def in_domains(self, names: Iterable[str]) -> tuple[Dataset, ...]:
         """Datasets in any of the named domains, in catalog order.

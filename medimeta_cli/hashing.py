@@ -81,7 +81,6 @@ class TailHasher:
     def __init__(self, path: Path, digest: Any, start: int, end: int) -> None:
         self._digest = digest
         self._error: BaseException | None = None
-        self._stop = threading.Event()
         # Opened here: the thread reads this file even if its name goes meanwhile.
         self._fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         self._thread = threading.Thread(
@@ -91,7 +90,7 @@ class TailHasher:
 
     def _run(self, position: int, end: int) -> None:
         try:
-            while position < end and not self._stop.is_set():
+            while position < end:
                 chunk = os.pread(self._fd, min(READ_CHUNK, end - position), position)
                 if not chunk:
                     raise IntegrityError("the partial download shrank while it was hashed")
@@ -108,8 +107,3 @@ class TailHasher:
         if self._error is not None:
             raise self._error
         return str(self._digest.hexdigest())
-
-    def close(self) -> None:
-        """Stop hashing (the download is being given up)."""
-        self._stop.set()
-        self._thread.join()

@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 from medimeta_cli.catalog import Catalog, Dataset, Task
-from medimeta_cli.errors import UsageError
 
 
 def select_datasets(
     catalog: Catalog, ids: list[str] | None, domains: list[str] | None, everything: bool
 ) -> tuple[Dataset, ...]:
     """Datasets named by ids, ``--domain`` and ``--all``, without duplicates."""
-    if everything:
-        return catalog.datasets
-    chosen = list(catalog.resolve(ids or ()))
-    if domains:
-        chosen += catalog.in_domains(domains)
-    if not chosen:
-        raise UsageError(
-            "no datasets given",
-            hint="Name dataset ids (medimeta download crc), or use --domain NAME or --all.",
-        )
-    return tuple(dict.fromkeys(chosen))
+    return catalog.select(
+        ids or (),
+        domains or (),
+        everything,
+        hint="Name dataset ids (medimeta download crc), or use --domain NAME or --all.",
+    )
 
 
 def split_values(values: list[str] | None) -> tuple[str, ...] | None:
