@@ -15,8 +15,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from medimeta_cli.catalog_build import build_catalog  # noqa: E402
-from medimeta_cli.catalog_file import catalog_to_json  # noqa: E402
+from medimeta_cli.catalog.build import build_catalog  # noqa: E402
+from medimeta_cli.catalog.file import catalog_to_json  # noqa: E402
 from tests.support import archives  # noqa: E402
 from tests.support.zenodo_server import ZenodoServer  # noqa: E402
 

@@ -38,10 +38,10 @@ from _fixture import build_dataset, drop_file, medimeta_script, start_server, ti
 
 _ENGINE = """
 import json, sys, time
-from medimeta_cli.catalog import load_catalog
-from medimeta_cli.download import Downloader
+from medimeta_cli.catalog.file import load_catalog
+from medimeta_cli.download.run import Downloader
 from medimeta_cli.settings import resolve_settings
-from medimeta_cli.transfer import ArchiveTransfer
+from medimeta_cli.fetch.transfer import ArchiveTransfer
 settings = resolve_settings()
 catalog = load_catalog(settings.catalog)
 downloader = Downloader(settings, catalog)

@@ -394,7 +394,7 @@ def png_digests(out: Path) -> dict[str, str]:
 
 
 def imagefolder_part(args: argparse.Namespace) -> None:
-    from medimeta_cli.catalog import load_catalog
+    from medimeta_cli.catalog.file import load_catalog
     from medimeta_cli.export import class_folder_names
 
     spec = archives.with_num_images(archives.CRC, args.png_images)

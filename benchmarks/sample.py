@@ -61,10 +61,10 @@ def in_process(
     root: Path, catalog_path: Path, args: argparse.Namespace
 ) -> tuple[float, float, float]:
     """Seconds for select, sample_episodes, and the JSON document, as the command does them."""
-    from medimeta_cli.catalog import load_catalog
-    from medimeta_cli.reader import DatasetReader
-    from medimeta_cli.sample import EpisodeSample
-    from medimeta_cli.selection import SelectionSpec, select
+    from medimeta_cli.catalog.file import load_catalog
+    from medimeta_cli.dataset.reader import DatasetReader
+    from medimeta_cli.dataset.selection import SelectionSpec, select
+    from medimeta_cli.sample.episodes import EpisodeSample
 
     dataset = load_catalog(catalog_path).get("crc")
     start = time.perf_counter()

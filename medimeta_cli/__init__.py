@@ -5,41 +5,39 @@ imports typer or rich: it takes progress callbacks, returns result objects that
 render themselves (``to_json()``), logs with :mod:`logging` and raises from the one
 error tree in :mod:`medimeta_cli.errors`. Only :mod:`medimeta_cli.cli` talks to people.
 
+Subpackages by concern; the folder tree is the architecture:
+
+- ``catalog/``: the bundled catalog (datasets, tasks, domains), catalog files, citations.
+- ``zenodo/``: the source: the record's manifest and polite HTTP access to it (a second
+  source, a mirror or S3, would plug in beside it).
+- ``fetch/``: transfers of archives over HTTP: whole, in slices, chosen members, or
+  streamed into staging while they download.
+- ``install/``: zip safety, the installer and its one commit, and ``--from`` folders.
+- ``store/``: the data root: its layout, install records, partials, state, locks,
+  ownership of temporary names, removal and pruning.
+- ``dataset/``: an installed dataset: the upstream format, its self-description (the
+  one gate for what it says), images, labels and splits, checks, verification,
+  selections.
+- ``download/``: the plan, one dataset's job under its lock, and a whole run.
+- ``export/``, ``sample/``, ``doctor/``: what is made of installed data, and diagnosis.
+- ``api``: the Python API; ``cli/``: the command line over the same use cases.
+- Foundations at the top level: ``errors``, ``events``, ``fsutil``, ``hashing``,
+  ``settings``.
+
 Layers, top to bottom. A module imports from its own layer and the layers below it,
-never from a layer above (``tests/test_layers.py`` checks every import against this map)::
+never from a layer above, and no two modules import each other, directly or through
+others (``tests/test_layers.py`` checks every import, at any depth, against this map).
+A module's layer is that of the longest name below that it starts with::
 
-    6  cli
-    5  download doctor api
-    4  plan ranged segments transfer streamed install folder_import job
-    4  selection export sample verify remove prune
-    3  remote archive installed images reader structure essentials status roots
-    2  catalog catalog_file catalog_build citation settings record records partials locking slices
-    1  errors events fsutil layout ownership upstream largereads connections hashing
-
-- 6, the command line: typer options, sessions, output, exit codes (``cli/cmd_*.py``,
-  one module per command; shared helpers in private ``cli/_*.py`` modules).
-- 5, whole operations: downloading datasets (``download``), diagnosing a machine
-  (``doctor/``: network, storage, environment), and the Python API (``api``:
-  ``ensure``, ``download``, ``verify``, ``export``) with the command line's settings.
-- 4, engines over one dataset: what to fetch and the space it needs (``plan``), HTTP
-  transfers of whole archives or of chosen members (``transfer``, ``ranged``), every
-  member of a whole archive straight into staging, md5 checked (``streamed``), whole
-  archives in several slices at once within the run's connections (``segments``), installing
-  (``install``; unzipped dataset folders: ``folder_import``), one dataset's job under its
-  lock (``job``); selections, exports (``export/``), episodes (``sample``), verification,
-  removal and pruning.
-- 3, access to things outside the process: the record over HTTP (``remote``), zip
-  archives (``archive``), an installed dataset's own description, its ``info.yaml``
-  (``installed``), its images, labels and splits (``images``, ``reader``), the upstream
-  structure checks (full, and the quick ``essentials``), a dataset's local state and
-  the data roots.
-- 2, facts and local records: the bundled catalog, settings, the record manifest
-  (``record``), install records (``records``), partial downloads and locks, and the
-  slices of a segmented download (``slices``).
-- 1, foundations: the error tree, engine events, file-system helpers, the layout of a
-  data root, ownership of temporary names, the upstream file names, and the socket
-  read size and read watch (cancellation, stalls) of this tool's own HTTP client, the
-  run's budget of connections (``connections``), and the md5 of archives (``hashing``).
+    9  cli
+    8  api
+    7  download doctor
+    6  download.job
+    5  fetch install export sample download.plan dataset.verify store.remove store.prune
+    4  dataset
+    3  store zenodo
+    2  catalog.build catalog.citation settings
+    1  catalog errors events fsutil hashing _version
 """
 
 from __future__ import annotations
@@ -50,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from medimeta_cli.api import ensure
 
-__version__ = "0.1.0"
+from medimeta_cli._version import __version__
 
 # ``download``, ``verify`` and ``export`` of the API stay in ``medimeta_cli.api``: here
 # those names are the modules of the same name.

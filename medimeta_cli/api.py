@@ -30,12 +30,12 @@ from typing import TYPE_CHECKING, Any
 from medimeta_cli.errors import IntegrityError, UsageError
 
 if TYPE_CHECKING:
-    from medimeta_cli.catalog import Catalog, Dataset
+    from medimeta_cli.catalog.datasets import Catalog, Dataset
+    from medimeta_cli.dataset.layouts import ArchiveLayout
+    from medimeta_cli.dataset.verify import Report
     from medimeta_cli.events import EventSink, Outcome
     from medimeta_cli.export.options import ExportResult
-    from medimeta_cli.plan import ArchiveLayout
     from medimeta_cli.settings import Settings
-    from medimeta_cli.verify import Report
 
 __all__ = ["download", "ensure", "export", "verify"]
 
@@ -46,7 +46,7 @@ PathLike = str | os.PathLike[str]
 
 def _settings(root: PathLike | None, **flags: Any) -> tuple[Settings, Catalog]:
     """The settings (flags given here win over the variables) and the catalog in use."""
-    from medimeta_cli.catalog import load_catalog
+    from medimeta_cli.catalog.file import load_catalog
     from medimeta_cli.settings import resolve_settings
 
     settings = resolve_settings({"root": root, **flags})
@@ -60,7 +60,7 @@ def _ids(ids: str | Iterable[str] | None) -> list[str]:
 
 
 def _layout(layout: str | ArchiveLayout) -> ArchiveLayout:
-    from medimeta_cli.plan import ArchiveLayout
+    from medimeta_cli.dataset.layouts import ArchiveLayout
 
     try:
         return ArchiveLayout(str(getattr(layout, "value", layout)).lower())
@@ -75,11 +75,10 @@ def _healthy_copy(settings: Settings, dataset: Dataset) -> Path | None:
     every file the loader reads there as a regular file. None when not installed;
     :class:`IntegrityError` when the copy is broken (:class:`LinkRefusedError` when its
     folder is a symbolic link)."""
-    from medimeta_cli.essentials import required_file_problems
+    from medimeta_cli.dataset.essentials import required_file_problems
+    from medimeta_cli.dataset.installed import read_installed
     from medimeta_cli.fsutil import require_real_folders
-    from medimeta_cli.installed import read_installed
-    from medimeta_cli.plan import installed_copy
-    from medimeta_cli.status import State, locate
+    from medimeta_cli.store.status import State, installed_copy, locate
 
     folder = installed_copy(settings, dataset)
     if folder is None:
@@ -119,7 +118,7 @@ def ensure(
     subclasses: e.g. ``UnknownDatasetError``, ``OfflineError``, ``NetworkError``,
     ``IntegrityError`` (for the first dataset that failed; the others are installed).
     """
-    from medimeta_cli.download import Downloader
+    from medimeta_cli.download.run import Downloader
 
     wanted = _ids(ids)
     if not wanted:
@@ -166,7 +165,7 @@ def download(
     concern every dataset (offline, no space, unreachable record) are raised.
     ``on_event`` receives the engine's progress events.
     """
-    from medimeta_cli.download import Downloader
+    from medimeta_cli.download.run import Downloader
 
     settings, catalog = _settings(root, offline=offline, connections=connections)
     datasets = catalog.select(
@@ -195,7 +194,7 @@ def verify(
     mode: str = "fast",
     jobs: int | None = None,
 ) -> list[Report]:
-    """``medimeta verify``: one :class:`~medimeta_cli.verify.Report` per dataset.
+    """``medimeta verify``: one :class:`~medimeta_cli.dataset.verify.Report` per dataset.
 
     ``mode`` is ``"fast"`` (sizes and stamps), ``"full"`` (every byte hashed against
     the install record) or ``"deep"`` (full, plus the upstream structure). Without
@@ -203,10 +202,10 @@ def verify(
     installed raises :class:`~medimeta_cli.errors.NotInstalledError`. Damage is in the
     reports (``report.ok``), not raised.
     """
+    from medimeta_cli.dataset.verify import VerifyMode, verify_dataset
     from medimeta_cli.errors import NotInstalledError
-    from medimeta_cli.layout import RootLayout
-    from medimeta_cli.status import locate, root_of
-    from medimeta_cli.verify import VerifyMode, verify_dataset
+    from medimeta_cli.store.layout import RootLayout
+    from medimeta_cli.store.status import locate, root_of
 
     try:
         checked = VerifyMode(mode)
@@ -255,11 +254,11 @@ def export(
     Deterministic and idempotent like the command; a dataset that ``verify`` found
     damaged raises :class:`~medimeta_cli.errors.IntegrityError` unless ``force``.
     """
+    from medimeta_cli.dataset.installed import open_installed
+    from medimeta_cli.dataset.selection import SelectionSpec, choose_task, parse_shard
     from medimeta_cli.export import ExportOptions, export_dataset
     from medimeta_cli.export.target import default_out
-    from medimeta_cli.installed import open_installed
-    from medimeta_cli.selection import SelectionSpec, choose_task, parse_shard
-    from medimeta_cli.status import State, locate, root_of
+    from medimeta_cli.store.status import State, locate, root_of
 
     settings, catalog = _settings(root)
     installed = open_installed(catalog, settings.root, settings.shared_roots, dataset_id)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medimeta_cli.catalog import RECORD_ID
+from medimeta_cli.catalog.datasets import RECORD_ID
 from medimeta_cli.errors import ConfigError
 
 logger = logging.getLogger(__name__)

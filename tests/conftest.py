@@ -72,8 +72,8 @@ class FixtureData:
 def fixture_data(tmp_path_factory: pytest.TempPathFactory) -> FixtureData:
     """Build crc (RGB), cxr (grayscale, multi-label), dr_regular (keys not 0..K-1) and
     organs_axial (masks) once per test session, plus a catalog built from their info.yaml."""
-    from medimeta_cli.catalog_build import build_catalog
-    from medimeta_cli.catalog_file import catalog_to_json
+    from medimeta_cli.catalog.build import build_catalog
+    from medimeta_cli.catalog.file import catalog_to_json
     from tests.support import archives
 
     base = tmp_path_factory.mktemp("fixture-data")
@@ -110,7 +110,7 @@ class InstalledData:
     specs: dict[str, Any]
 
     def catalog(self) -> Any:
-        from medimeta_cli.catalog import load_catalog
+        from medimeta_cli.catalog.file import load_catalog
 
         return load_catalog(self.catalog_path)
 
@@ -141,7 +141,7 @@ def shared_root(
 ) -> Iterator[Path]:
     """A lab's shared root: crc and cxr installed by the tool, then mounted read-only and
     listed in MEDIMETA_PATH; the personal data root stays empty."""
-    from tests.helpers import install_from_server, read_only_view
+    from tests.support.helpers import install_from_server, read_only_view
 
     source = tmp_path / "lab-data"
     install_from_server("crc", "cxr", root=source)

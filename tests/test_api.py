@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 import medimeta_cli
 from medimeta_cli import api
-from medimeta_cli.catalog import load_catalog
+from medimeta_cli.catalog.file import load_catalog
+from medimeta_cli.dataset.reader import DatasetReader
 from medimeta_cli.errors import (
     ConfigError,
     IntegrityError,
@@ -22,11 +23,10 @@ from medimeta_cli.errors import (
     UnknownDatasetError,
     UsageError,
 )
-from medimeta_cli.reader import DatasetReader
 from tests.conftest import FixtureData
-from tests.helpers import install_from_server, invoke, invoke_json
 from tests.support import archives
 from tests.support import zenodo_server as zs
+from tests.support.helpers import install_from_server, invoke, invoke_json
 
 ENSURE_CRC = (
     "import json, medimeta_cli\n"

@@ -26,7 +26,7 @@ from medimeta_cli.fsutil import (
     translate_os_error,
     unique_suffix,
 )
-from tests.helpers import read_only_view, tmpfs
+from tests.support.helpers import read_only_view, tmpfs
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 
 from medimeta_cli.cli.app import app
 from tests.conftest import FixtureData
-from tests.helpers import installed_script
+from tests.support.helpers import installed_script
 
 if TYPE_CHECKING:
     from tests.support.zenodo_server import ZenodoServer

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from medimeta_cli.catalog import RECORD_ID
+from medimeta_cli.catalog.datasets import RECORD_ID
 from medimeta_cli.errors import ConfigError
 from medimeta_cli.settings import DEFAULT_BASE_URL, resolve_settings
 

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from medimeta_cli.installed import (
+from medimeta_cli.dataset.installed import (
     InstalledDataset,
     catalog_entry_or_installed,
     installed_ids,
 )
-from medimeta_cli.installed import open_installed as installed_dataset
+from medimeta_cli.dataset.installed import open_installed as installed_dataset
 
 if TYPE_CHECKING:
-    from medimeta_cli.catalog import Dataset
+    from medimeta_cli.catalog.datasets import Dataset
     from medimeta_cli.cli.session import Session
 
 
@@ -31,7 +31,7 @@ def catalog_entry(s: Session, dataset_id: str) -> Dataset | None:
 def open_installed(s: Session, dataset_id: str) -> InstalledDataset:
     """An installed dataset by id, as its own ``info.yaml`` describes it, next to its
     catalog entry. :class:`NotInstalledError` when it is not installed anywhere;
-    :class:`~medimeta_cli.installed.InfoError` when its info.yaml cannot be read."""
+    :class:`~medimeta_cli.dataset.installed.InfoError` when its info.yaml cannot be read."""
     settings = s.settings
     return installed_dataset(s.catalog, settings.root, settings.shared_roots, dataset_id)
 

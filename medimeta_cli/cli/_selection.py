@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from medimeta_cli.catalog import Catalog, Dataset, Task
+from medimeta_cli.catalog.datasets import Catalog, Dataset, Task
 
 
 def select_datasets(

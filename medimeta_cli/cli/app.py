@@ -20,8 +20,8 @@ import typer.core
 from typer._click import ClickException
 from typer._click.exceptions import NoArgsIsHelpError
 
-from medimeta_cli import __version__
-from medimeta_cli.catalog import RECORD_ID
+from medimeta_cli._version import __version__
+from medimeta_cli.catalog.datasets import RECORD_ID
 from medimeta_cli.cli._help import HelpCommand, examples_epilog, readable_texts
 from medimeta_cli.cli.exit_codes import ExitCode
 from medimeta_cli.cli.options import with_global_options

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from medimeta_cli.cli._events import event_sink
 from medimeta_cli.cli._selection import select_datasets
 from medimeta_cli.cli.exit_codes import exit_code_for
 from medimeta_cli.cli.options import (
@@ -22,13 +21,15 @@ from medimeta_cli.cli.options import (
     JobsOption,
     with_common_options,
 )
-from medimeta_cli.cli.output import Output, ProgressDisplay
+from medimeta_cli.cli.output import Output
+from medimeta_cli.cli.progress import ProgressDisplay, event_sink
 from medimeta_cli.cli.session import session
-from medimeta_cli.plan import ArchiveLayout, UrlFormat
+from medimeta_cli.dataset.layouts import ArchiveLayout
+from medimeta_cli.download.plan import UrlFormat
 
 if TYPE_CHECKING:
+    from medimeta_cli.download.plan import Plan
     from medimeta_cli.events import Outcome
-    from medimeta_cli.plan import Plan
 
 
 @contextmanager
@@ -150,7 +151,7 @@ def download_command(
     and never leaves a half-installed dataset behind.
     """
     with session(common) as s:
-        from medimeta_cli.download import Downloader
+        from medimeta_cli.download.run import Downloader
         from medimeta_cli.events import DownloadInterrupted
 
         settings = s.settings
@@ -263,7 +264,7 @@ def _report_finished(out: Output, outcomes: list[Outcome], json_mode: bool) -> N
 
 
 def _print_urls(out: Output, plan: Plan, json_mode: bool, url_format: UrlFormat) -> None:
-    from medimeta_cli.plan import url_lines
+    from medimeta_cli.download.plan import url_lines
 
     if json_mode:
         out.emit_json([item.to_json() for item in plan.items])

@@ -20,7 +20,7 @@ from medimeta_cli.cli.options import (
     TaskOption,
     with_common_options,
 )
-from medimeta_cli.cli.output import ProgressDisplay
+from medimeta_cli.cli.progress import ProgressDisplay
 from medimeta_cli.cli.session import session
 from medimeta_cli.export.options import Color, ExportFormat, ExportStatus, ImageFormat
 from medimeta_cli.export.target import default_out
@@ -113,13 +113,13 @@ def export_command(
     export that is already complete is left alone (or replaced with --overwrite).
     """
     with session(common) as s:
-        from medimeta_cli.catalog import TaskTarget
+        from medimeta_cli.catalog.datasets import TaskTarget
         from medimeta_cli.cli._installed import open_installed
+        from medimeta_cli.dataset.selection import SelectionSpec, choose_task
         from medimeta_cli.errors import IntegrityError, UsageError
         from medimeta_cli.export import ExportOptions, export_dataset
         from medimeta_cli.export.shards import resolve_shard
-        from medimeta_cli.selection import SelectionSpec, choose_task
-        from medimeta_cli.status import State
+        from medimeta_cli.store.status import State
 
         if rgb and grayscale:
             raise UsageError("--rgb and --grayscale exclude each other", hint="Choose one.")

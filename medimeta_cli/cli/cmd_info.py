@@ -6,15 +6,15 @@ from typing import Annotated, Any
 
 import typer
 
-from medimeta_cli.catalog import DOI, RECORD_ID, Dataset, Task, file_download_url
+from medimeta_cli.catalog.datasets import DOI, RECORD_ID, Dataset, Task, file_download_url
 from medimeta_cli.cli._selection import task_name_notice
 from medimeta_cli.cli.options import CommonOptions, DatasetArgument, with_common_options
 from medimeta_cli.cli.session import session
+from medimeta_cli.dataset.installed import InstalledDataset
+from medimeta_cli.download.plan import archive_sizes
 from medimeta_cli.errors import NotInstalledError
-from medimeta_cli.installed import InstalledDataset
-from medimeta_cli.plan import archive_sizes
 from medimeta_cli.settings import Settings
-from medimeta_cli.status import LocalStatus
+from medimeta_cli.store.status import LocalStatus
 
 #: Command lines the help shows under "Examples".
 EXAMPLES = (
@@ -54,7 +54,7 @@ def info_command(
         if notice := task_name_notice(dataset.id, task, tasks[0]):
             s.out.status(notice)
         if cite:
-            from medimeta_cli.citation import bibtex_for
+            from medimeta_cli.catalog.citation import bibtex_for
 
             bibtex = bibtex_for(dataset)
             if common.json:
@@ -77,8 +77,8 @@ def _installed_view(
 ) -> InstalledDataset:
     """The dataset as its installed info.yaml describes it, or the catalog's entry when it
     is not installed (or its info.yaml cannot be read: ``verify`` says why)."""
-    from medimeta_cli.installed import InfoError
-    from medimeta_cli.status import root_of
+    from medimeta_cli.dataset.installed import InfoError
+    from medimeta_cli.store.status import root_of
 
     root = root_of(status)
     if root is not None:

@@ -14,11 +14,11 @@ from medimeta_cli.cli.options import (
     with_common_options,
 )
 from medimeta_cli.cli.session import session
-from medimeta_cli.installed import InstalledDataset
-from medimeta_cli.status import LocalStatus, State, root_of
+from medimeta_cli.dataset.installed import InstalledDataset
+from medimeta_cli.store.status import LocalStatus, State, root_of
 
 if TYPE_CHECKING:
-    from medimeta_cli.catalog import Dataset
+    from medimeta_cli.catalog.datasets import Dataset
     from medimeta_cli.cli.session import Session
 
 logger = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def _described(
 ) -> InstalledDataset | None:
     """An installed dataset as its info.yaml describes it; None when it is not installed
     or its info.yaml cannot be read (``verify`` says why)."""
-    from medimeta_cli.installed import InfoError
+    from medimeta_cli.dataset.installed import InfoError
 
     root = root_of(status)
     if root is None:

@@ -6,8 +6,8 @@ from typing import Any
 
 from medimeta_cli.cli.options import CommonOptions, with_common_options
 from medimeta_cli.cli.session import session
-from medimeta_cli.layout import RootLayout
-from medimeta_cli.roots import root_states
+from medimeta_cli.store.layout import RootLayout
+from medimeta_cli.store.roots import root_states
 
 #: Command lines the help shows under "Examples".
 EXAMPLES = (

@@ -34,8 +34,8 @@ def prune_command(
     """
     with session(common) as s:
         from medimeta_cli.fsutil import human_bytes
-        from medimeta_cli.layout import RootLayout
-        from medimeta_cli.prune import prune
+        from medimeta_cli.store.layout import RootLayout
+        from medimeta_cli.store.prune import prune
 
         report = prune(RootLayout(s.settings.root), archives=archives, dry_run=dry_run)
         if common.json:

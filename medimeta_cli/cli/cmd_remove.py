@@ -18,10 +18,10 @@ from medimeta_cli.cli.session import session
 from medimeta_cli.errors import PermissionDeniedError, UsageError
 
 if TYPE_CHECKING:
-    from medimeta_cli.catalog import Dataset
+    from medimeta_cli.catalog.datasets import Dataset
     from medimeta_cli.cli.output import Output
     from medimeta_cli.cli.session import Session
-    from medimeta_cli.remove import DiskUsage, RemovedInfo
+    from medimeta_cli.store.remove import DiskUsage, RemovedInfo
 
 
 def stdin_is_terminal() -> bool:
@@ -51,8 +51,8 @@ def remove_command(
     """
     with session(common) as s:
         from medimeta_cli.fsutil import human_bytes
-        from medimeta_cli.layout import RootLayout
-        from medimeta_cli.remove import dataset_usage, remove_dataset
+        from medimeta_cli.store.layout import RootLayout
+        from medimeta_cli.store.remove import dataset_usage, remove_dataset
 
         targets = _targets(s, dataset_ids, domain)
         if not targets:
@@ -92,7 +92,7 @@ def _targets(s: Session, ids: list[str] | None, domains: list[str] | None) -> li
     """The datasets to remove; named ones must be installed in the data root itself."""
     from medimeta_cli.cli._selection import select_datasets
     from medimeta_cli.errors import NotInstalledError
-    from medimeta_cli.status import State, root_of
+    from medimeta_cli.store.status import State, root_of
 
     if not ids and not domains:
         raise UsageError(

@@ -24,7 +24,7 @@ from medimeta_cli.cli.options import (
 from medimeta_cli.cli.session import Session, session
 
 if TYPE_CHECKING:
-    from medimeta_cli.selection import Selection
+    from medimeta_cli.dataset.selection import Selection
 
 
 #: Command lines the help shows under "Examples".
@@ -81,15 +81,15 @@ def sample_command(
     with session(replace(common, json=False) if as_csv else common) as s:
         from medimeta_cli.cli._installed import open_installed
         from medimeta_cli.cli._selection import split_values, task_name_notice
-        from medimeta_cli.reader import DatasetReader
-        from medimeta_cli.sample import (
+        from medimeta_cli.dataset.reader import DatasetReader
+        from medimeta_cli.dataset.selection import SelectionSpec, select
+        from medimeta_cli.sample.episodes import (
             ROW_COLUMNS,
             ClassSubset,
             EpisodeSample,
             SampleResult,
             contact_sheet,
         )
-        from medimeta_cli.selection import SelectionSpec, select
 
         # The dataset's own info.yaml, not the catalog, says what is installed.
         dataset = open_installed(s, dataset_id).dataset

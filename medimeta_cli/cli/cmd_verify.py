@@ -14,14 +14,14 @@ from medimeta_cli.cli.options import (
     DomainOption,
     with_common_options,
 )
-from medimeta_cli.cli.output import ProgressDisplay
+from medimeta_cli.cli.progress import ProgressDisplay
 from medimeta_cli.cli.session import session
 
 if TYPE_CHECKING:
-    from medimeta_cli.catalog import Dataset
+    from medimeta_cli.catalog.datasets import Dataset
     from medimeta_cli.cli.output import Output
     from medimeta_cli.cli.session import Session
-    from medimeta_cli.verify import Report, VerifyMode
+    from medimeta_cli.dataset.verify import Report, VerifyMode
 
 
 #: Command lines the help shows under "Examples".
@@ -63,9 +63,9 @@ def verify_command(
     with session(common) as s:
         from medimeta_cli.cli._installed import catalog_entry, local_ids
         from medimeta_cli.cli._selection import select_datasets
-        from medimeta_cli.layout import RootLayout
-        from medimeta_cli.status import root_of
-        from medimeta_cli.verify import VerifyMode, verify_dataset
+        from medimeta_cli.dataset.verify import VerifyMode, verify_dataset
+        from medimeta_cli.store.layout import RootLayout
+        from medimeta_cli.store.status import root_of
 
         local: list[str]  # installed datasets the catalog lacks, checked by their info.yaml
         if dataset_ids or domain:
@@ -126,8 +126,8 @@ def verify_command(
 
 def _repair(s: Session, datasets: list[Dataset]) -> None:
     """Download damaged datasets again; exit with the integrity code if that fails."""
-    from medimeta_cli.cli._events import event_sink
-    from medimeta_cli.download import Downloader
+    from medimeta_cli.cli.progress import event_sink
+    from medimeta_cli.download.run import Downloader
 
     downloader = Downloader(s.settings, s.catalog)
     try:
@@ -150,8 +150,8 @@ def _local_dataset(
 ) -> Dataset | None:
     """An installed dataset outside the catalog, as its info.yaml describes it; None (and
     a damaged report) when that cannot be read, as nothing else describes it."""
-    from medimeta_cli.installed import InfoError, read_installed
-    from medimeta_cli.verify import Problem, ProblemKind, Report, VerifyStatus
+    from medimeta_cli.dataset.installed import InfoError, read_installed
+    from medimeta_cli.dataset.verify import Problem, ProblemKind, Report, VerifyStatus
 
     folder = s.installed_root(dataset_id) / dataset_id
     try:

@@ -28,7 +28,7 @@ from typing import Annotated, Any, Concatenate, ParamSpec, cast
 
 import typer
 
-from medimeta_cli.catalog import TaskTarget
+from medimeta_cli.catalog.datasets import TaskTarget
 
 P = ParamSpec("P")
 
@@ -39,14 +39,15 @@ GIVEN_BEFORE_COMMAND = "medimeta_cli.common_options"
 
 def complete_dataset_id(incomplete: str) -> list[str]:
     """Shell completion for dataset ids."""
-    from medimeta_cli.catalog import load_catalog
+    from medimeta_cli.catalog.file import load_catalog
 
     return [i for i in load_catalog().ids if i.startswith(incomplete.lower())]
 
 
 def complete_domain(incomplete: str) -> list[str]:
     """Shell completion for --domain: aliases and dataset ids (domains contain spaces)."""
-    from medimeta_cli.catalog import DOMAIN_ALIASES, load_catalog
+    from medimeta_cli.catalog.datasets import DOMAIN_ALIASES
+    from medimeta_cli.catalog.file import load_catalog
 
     names = [*DOMAIN_ALIASES, *(d.lower().replace(" ", "-") for d in load_catalog().domains)]
     return [name for name in names if name.startswith(incomplete.lower())]

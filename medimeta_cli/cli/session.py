@@ -15,14 +15,15 @@ from pathlib import Path
 
 import typer
 
-from medimeta_cli.catalog import Catalog, load_catalog
+from medimeta_cli.catalog.datasets import Catalog
+from medimeta_cli.catalog.file import load_catalog
 from medimeta_cli.cli._logs import log_to_stderr
 from medimeta_cli.cli.exit_codes import ExitCode, exit_code_for
 from medimeta_cli.cli.options import CommonOptions
 from medimeta_cli.cli.output import Output
 from medimeta_cli.errors import MedimetaError, NotInstalledError
 from medimeta_cli.settings import Settings, resolve_settings
-from medimeta_cli.status import LocalStatus, locate, root_of
+from medimeta_cli.store.status import LocalStatus, locate, root_of
 
 
 @dataclass

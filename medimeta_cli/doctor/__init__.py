@@ -41,7 +41,7 @@ from medimeta_cli.errors import MedimetaError
 from medimeta_cli.settings import Settings
 
 if TYPE_CHECKING:
-    from medimeta_cli.catalog import Catalog
+    from medimeta_cli.catalog.datasets import Catalog
 
 __all__ = ["Check", "CheckStatus", "any_failed", "run_checks", "summary"]
 
@@ -71,7 +71,7 @@ def run_checks(
     if catalog is None:
         catalog_error: MedimetaError | None = None
         try:
-            from medimeta_cli.catalog import load_catalog
+            from medimeta_cli.catalog.file import load_catalog
 
             catalog = load_catalog(settings.catalog)
         except MedimetaError as exc:

@@ -26,7 +26,7 @@ def check_versions() -> Check:
     imported), and the platform."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from medimeta_cli import __version__
+    from medimeta_cli._version import __version__
 
     parts = [f"Python {platform.python_version()}", f"medimeta-cli {__version__}"]
     missing = []

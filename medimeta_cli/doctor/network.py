@@ -13,8 +13,8 @@ from medimeta_cli.errors import MedimetaError, NetworkError
 from medimeta_cli.settings import Settings
 
 if TYPE_CHECKING:
-    from medimeta_cli.record import Manifest
-    from medimeta_cli.remote import RemoteClient
+    from medimeta_cli.zenodo.client import RemoteClient
+    from medimeta_cli.zenodo.record import Manifest
 
 #: Clock skew (seconds) above which HTTP dates from the server are misjudged noticeably.
 CLOCK_WARN_SECONDS = 30.0
@@ -48,7 +48,7 @@ def default_client(
     settings: Settings, on_notice: Callable[[str], None] | None = None
 ) -> RemoteClient:
     """A client that gives up quickly: the doctor reports, it does not persist."""
-    from medimeta_cli.remote import RemoteClient, RetryPolicy
+    from medimeta_cli.zenodo.client import RemoteClient, RetryPolicy
 
     return RemoteClient(
         settings.base_url,
@@ -85,7 +85,7 @@ def probe_record_api(
         )
     import httpx
 
-    from medimeta_cli.catalog import record_api_url
+    from medimeta_cli.catalog.datasets import record_api_url
 
     url = record_api_url(settings.base_url, settings.record_id)
     seen: dict[str, Any] = {"attempts": 0}

@@ -21,12 +21,12 @@ from medimeta_cli.errors import (
     PermissionDeniedError,
 )
 from medimeta_cli.fsutil import free_bytes, human_bytes, unique_suffix, unsafe_folder
-from medimeta_cli.layout import RootLayout
 from medimeta_cli.settings import Settings
+from medimeta_cli.store.layout import RootLayout
 
 if TYPE_CHECKING:
-    from medimeta_cli.catalog import Catalog
-    from medimeta_cli.record import Manifest
+    from medimeta_cli.catalog.datasets import Catalog
+    from medimeta_cli.zenodo.record import Manifest
 
 #: Free space below this multiple of what ``download --all`` needs earns a warning: other
 #: programs write to the same disk while a download of many hours runs.
@@ -43,7 +43,7 @@ _LOCKS_HINT = (
 
 
 class FileLockLike(Protocol):
-    """The part of :class:`medimeta_cli.locking.LockFile` the lock check uses."""
+    """The part of :class:`medimeta_cli.store.locking.LockFile` the lock check uses."""
 
     def acquire(self, timeout: float) -> object:
         """Take the lock, waiting at most ``timeout`` seconds (:class:`LockTimeoutError`)."""
@@ -73,8 +73,8 @@ def check_disk_space(
     the need is computed exactly as ``download`` computes it (archives plus
     extraction, resumed downloads counted).
     """
-    from medimeta_cli.plan import plan_download
-    from medimeta_cli.record import load_saved_record
+    from medimeta_cli.download.plan import plan_download
+    from medimeta_cli.zenodo.record import load_saved_record
 
     name = "disk space"
     root = settings.root
@@ -227,7 +227,7 @@ def check_write_permission(root: Path) -> Check:
 #: Run by the second process: try the lock once, without waiting, and say what happened.
 _CHILD_SCRIPT = r"""
 import sys
-from medimeta_cli.locking import LockFile
+from medimeta_cli.store.locking import LockFile
 lock = LockFile(sys.argv[1])
 try:
     taken = lock.try_acquire()
@@ -241,7 +241,7 @@ else:
 
 
 def _default_lock_factory(path: str) -> FileLockLike:
-    from medimeta_cli.locking import LockFile
+    from medimeta_cli.store.locking import LockFile
 
     return LockFile(path)
 

@@ -21,7 +21,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from medimeta_cli.catalog import Dataset, Task
+from medimeta_cli.catalog.datasets import Dataset, Task
+from medimeta_cli.dataset.reader import DatasetReader
+from medimeta_cli.dataset.selection import Selection
 from medimeta_cli.export.options import (
     Color,
     ExportFormat,
@@ -31,8 +33,6 @@ from medimeta_cli.export.options import (
 )
 from medimeta_cli.export.pixels import convert_color
 from medimeta_cli.fsutil import atomic_write_bytes
-from medimeta_cli.reader import DatasetReader
-from medimeta_cli.selection import Selection
 
 logger = logging.getLogger(__name__)
 

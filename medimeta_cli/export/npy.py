@@ -16,11 +16,11 @@ from typing import IO, Any
 import numpy as np
 import numpy.typing as npt
 
+from medimeta_cli.dataset.reader import DatasetReader
+from medimeta_cli.dataset.selection import Selection
 from medimeta_cli.export.options import Color, ExportOptions, ProgressCallback
 from medimeta_cli.export.pixels import convert_color
 from medimeta_cli.fsutil import atomic_output
-from medimeta_cli.reader import DatasetReader
-from medimeta_cli.selection import Selection
 
 logger = logging.getLogger(__name__)
 

@@ -7,14 +7,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from medimeta_cli import __version__
-from medimeta_cli.catalog import DOI
-from medimeta_cli.citation import bibtex_for
+from medimeta_cli._version import __version__
+from medimeta_cli.catalog.citation import bibtex_for
+from medimeta_cli.catalog.datasets import DOI
+from medimeta_cli.dataset.selection import Selection
 from medimeta_cli.export.imagefolder import empty_class_folders
 from medimeta_cli.export.options import ExportFormat, ExportOptions
-from medimeta_cli.layout import RootLayout
-from medimeta_cli.records import read_install_record
-from medimeta_cli.selection import Selection
+from medimeta_cli.store.layout import RootLayout
+from medimeta_cli.store.records import read_install_record
 
 #: Written last: an export without it is incomplete.
 PROVENANCE = "provenance.json"

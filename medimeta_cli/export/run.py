@@ -9,7 +9,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from medimeta_cli.catalog import Dataset
+from medimeta_cli.catalog.datasets import Dataset
+from medimeta_cli.dataset.reader import DatasetReader
+from medimeta_cli.dataset.selection import Selection, SelectionSpec, select
 from medimeta_cli.errors import OutputExistsError
 from medimeta_cli.export.options import (
     ExportOptions,
@@ -27,9 +29,7 @@ from medimeta_cli.fsutil import (
     ensure_writable_dir,
     translate_os_error,
 )
-from medimeta_cli.layout import RootLayout
-from medimeta_cli.reader import DatasetReader
-from medimeta_cli.selection import Selection, SelectionSpec, select
+from medimeta_cli.store.layout import RootLayout
 
 logger = logging.getLogger(__name__)
 

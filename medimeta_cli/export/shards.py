@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from medimeta_cli.dataset.selection import Selection, parse_shard
 from medimeta_cli.errors import OutputExistsError, UsageError
 from medimeta_cli.export.npy import merge_numpy_shards
 from medimeta_cli.export.options import (
@@ -30,7 +31,6 @@ from medimeta_cli.export.options import (
 from medimeta_cli.export.provenance import PROVENANCE, same_export
 from medimeta_cli.export.writers import estimated_bytes, write_json, write_selection, write_shared
 from medimeta_cli.fsutil import ensure_space, ensure_writable_dir, remove_tree
-from medimeta_cli.selection import Selection, parse_shard
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from medimeta_cli.errors import UsageError
 from medimeta_cli.fsutil import remove_tree
-from medimeta_cli.ownership import owner_alive, owner_from_name
+from medimeta_cli.store.ownership import owner_alive, owner_from_name
 
 logger = logging.getLogger(__name__)
 

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from medimeta_cli.dataset.selection import Selection
 from medimeta_cli.export.imagefolder import classes_json, metadata_csv, write_image_files
 from medimeta_cli.export.npy import write_arrays
 from medimeta_cli.export.options import ExportFormat, ExportOptions, ProgressCallback
 from medimeta_cli.fsutil import atomic_write_text
-from medimeta_cli.selection import Selection
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from medimeta_cli.dataset.selection import SelectionSpec
 from medimeta_cli.export import ExportOptions, ExportResult, export_dataset
-from medimeta_cli.selection import SelectionSpec
 from tests.conftest import InstalledData
 
 

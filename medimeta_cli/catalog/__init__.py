@@ -1,0 +1,1 @@
+"""The bundled catalog of MedIMeta: datasets, tasks, domains, citations."""

@@ -1,0 +1,1 @@
+"""Downloading datasets: the plan, one dataset's job, and a whole run."""

@@ -1,0 +1,1 @@
+"""Fetching archives: transfers of whole archives, slices, members, or streams."""

@@ -1,0 +1,486 @@
+"""Segmented transfers: one archive over several HTTP range requests at once.
+
+The archive is cut into a few large contiguous slices, one per connection; when a
+connection finishes its slice it takes the largest slice still running and splits it
+in two, if that is large enough, so that connections stay busy with few requests (a
+1 GB archive takes at most about 16). Bytes go with ``os.pwrite`` to their offsets in
+the partial file, which has the archive's size from the start; the state of every
+slice is kept in the partial's sidecar (see :mod:`medimeta_cli.store.partials`) every few
+MiB or seconds, so that a killed run resumes every slice where it stopped.
+
+The md5 is computed in archive order while slices arrive: whenever the contiguous
+prefix of done bytes grows, the new bytes are read back (``os.pread``; the page cache
+serves them) and hashed.
+
+Connections are a budget of the whole run (:class:`ConnectionBudget`), shared by every
+dataset being fetched and never exceeded. A slice answered with 429, 403 or a broken
+connection halves the connections of its transfer, honours ``Retry-After`` and grows
+back by one after a quiet while. A server that answers a slice without honouring its
+range raises :class:`RangesDropped`: the caller goes on with a single stream from the
+contiguous prefix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from medimeta_cli.errors import IntegrityError, MedimetaError, NetworkError, RemoteDataError
+from medimeta_cli.events import (
+    BytesTransferred,
+    EventSink,
+    Notice,
+    Phase,
+    PhaseChanged,
+    TransferStarted,
+)
+from medimeta_cli.fetch.connections import ConnectionBudget
+from medimeta_cli.fetch.slices import Slice, SliceTable
+from medimeta_cli.fsutil import human_bytes, translate_os_error
+from medimeta_cli.hashing import TailHasher
+from medimeta_cli.store.partials import Partial
+from medimeta_cli.zenodo.client import RemoteClient, content_range, parse_retry_after
+from medimeta_cli.zenodo.record import ArchiveInfo
+
+logger = logging.getLogger(__name__)
+
+#: The slices' state is saved after this many bytes or seconds.
+SAVE_BYTES = 8 * 1024 * 1024
+SAVE_SECONDS = 1.0
+#: After trouble, one connection more after this many quiet seconds (and some progress).
+GROW_AFTER = 10.0
+#: The first connection is measured alone for this long, or for this many slices' worth
+#: of bytes (``min_slice`` each), whichever comes first.
+PROBE_SECONDS = 0.5
+PROBE_SLICES = 4
+#: Statuses that mean "fewer connections, please".
+THROTTLE_STATUSES = frozenset({403, 429, 503})
+_HASH_STEP = 1024 * 1024
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+
+
+class RangesDropped(Exception):
+    """The server answered a slice without honouring its range: go on in one stream."""
+
+
+class _Trouble(Exception):
+    """A slice met throttling or a broken connection; the transfer adapts and retries."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+@dataclass
+class SegmentedFetch:
+    """Fetches the slices of one archive into its partial file, ``budget`` permitting."""
+
+    client: RemoteClient
+    info: ArchiveInfo
+    partial: Partial
+    table: SliceTable
+    budget: ConnectionBudget
+    digest: Any
+    hashed: int
+    on_bytes: Callable[[int], None]
+    on_notice: Callable[[str], None]
+    should_stop: Callable[[], bool]
+    state: dict[str, Any]
+    fd: int = -1
+    fetched: int = 0
+    requests: int = 0
+    _cond: threading.Condition = field(default_factory=threading.Condition)
+    _active: int = 0
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _error: BaseException | None = None
+    _abort: bool = False
+    _limit: int = 1
+    _hold_until: float = 0.0
+    _attempt: int = 0
+    _calm_since: float = 0.0
+    _fetched_at_trouble: int = 0
+    _max_requests: int = 0
+    #: Measuring the first connection alone (see ``ConnectionBudget.fast_link``).
+    _probe_until: float = 0.0
+    #: One connection was fast enough: no more are opened.
+    _alone_is_enough: bool = False
+
+    def run(self, fd: int) -> None:
+        """Fetch every slice; return once all bytes are written (the md5 has caught up
+        with what it could while they arrived: :class:`TailHasher` does the rest). Raises
+        :class:`RangesDropped` (the caller goes on in one stream), a :class:`MedimetaError`,
+        an :class:`OSError` or KeyboardInterrupt, after every worker has stopped and the
+        slices' state is saved."""
+        self.fd = fd
+        self._limit = self.budget.share
+        self._calm_since = time.monotonic()
+        if self.budget.fast_link is not None and self._limit > 1:
+            self._limit, self._probe_until = 1, self._calm_since + PROBE_SECONDS
+        # Splits are bounded: the first slices, then at most as many again (a 1 GB archive
+        # over 8 connections: at most 16 requests in a run without trouble).
+        self._max_requests = len(self.table.slices) + max(4, self.budget.share)
+        saved_at, saved_bytes = time.monotonic(), self.fetched
+        try:
+            while True:
+                wait = self._step()
+                if wait is None:
+                    break
+                if wait > 0:
+                    self.client.sleep(wait)  # nothing running: wait as the server asked
+                self._hash_forward(64 * _HASH_STEP)
+                if self.should_stop():
+                    raise KeyboardInterrupt
+                now = time.monotonic()
+                if now - saved_at >= SAVE_SECONDS or self.fetched - saved_bytes >= SAVE_BYTES:
+                    self._save()
+                    saved_at, saved_bytes = now, self.fetched
+        finally:
+            with self._cond:
+                self._abort = True
+            for thread in self._threads:
+                thread.join()
+            self._save()
+
+    # ---- the manager (the calling thread)
+
+    def _step(self) -> float | None:
+        """Start workers as allowed and wait a little; the seconds to sleep when nothing
+        runs and the server asked to wait, None once complete. Raises a worker's error."""
+        with self._cond:
+            if self._error is not None:
+                raise self._error
+            if self.table.complete() and self._active == 0:
+                return None
+            now = time.monotonic()
+            self._probe(now)
+            self._grow(now)
+            if now < self._hold_until:
+                if self._active == 0:
+                    return self._hold_until - now
+            else:
+                self._start_workers()
+            # Hashing keeps up with the prefix; otherwise wake up for workers or a while.
+            self._cond.wait(0.0 if self.table.prefix() > self.hashed else 0.2)
+            return 0.0
+
+    def _start_workers(self) -> None:
+        while self._active < self._limit:
+            may_split = self.requests < self._max_requests
+            if not self.budget.try_acquire():
+                return
+            piece = self.table.take(self.budget.split_at, may_split)
+            if piece is None:
+                self.budget.release()
+                return
+            self._active += 1
+            self.requests += 1
+            thread = threading.Thread(
+                target=self._work, args=(piece,), name=f"slice-{piece.start}", daemon=True
+            )
+            self._threads.append(thread)
+            thread.start()
+
+    def _probe(self, now: float) -> None:
+        """After measuring the first connection alone: keep it alone on a fast link, else
+        open the transfer's share of connections."""
+        if not self._probe_until:
+            return
+        if now < self._probe_until and self.fetched < PROBE_SLICES * self.budget.min_slice:
+            return
+        elapsed = now - (self._probe_until - PROBE_SECONDS)
+        rate = self.fetched / max(elapsed, 1e-3)
+        self._probe_until = 0.0
+        assert self.budget.fast_link is not None  # measured only with a threshold
+        if rate >= self.budget.fast_link:
+            self._alone_is_enough = True
+            logger.info("%s: one connection does %.0f MB/s; no more", self.info.key, rate / 1e6)
+            return
+        self._limit = self.budget.share
+        logger.info(
+            "%s: one connection does %.0f MB/s; opening %d", self.info.key, rate / 1e6, self._limit
+        )
+
+    def _grow(self, now: float) -> None:
+        """One connection more after a quiet while with progress."""
+        if self._alone_is_enough or self._probe_until:
+            return
+        if self._limit >= self.budget.share or now - self._calm_since < GROW_AFTER:
+            return
+        if self.fetched - self._fetched_at_trouble < self.budget.min_slice:
+            return
+        self._limit += 1
+        self._calm_since = now
+        logger.info("%s: back to %d connection(s)", self.info.key, self._limit)
+
+    def _trouble(self, trouble: _Trouble) -> None:
+        """Fewer connections, a pause as the server asked; give up after the retries when
+        nothing moves. Called with the lock held."""
+        now = time.monotonic()
+        self._probe_until = 0.0  # trouble tells more than a measurement: grow back slowly
+        progressed = self.fetched > self._fetched_at_trouble
+        self._attempt = 1 if progressed else self._attempt + 1
+        self._fetched_at_trouble = self.fetched
+        self._calm_since = now
+        policy = self.client.policy
+        if self._attempt > policy.retries:
+            self._error = NetworkError(
+                f"giving up after {self._attempt} attempts: {trouble.reason} on {self.info.key}"
+            )
+            return
+        wait = trouble.retry_after
+        if wait is not None and wait > policy.max_server_wait:
+            self._error = NetworkError(
+                f"{trouble.reason} on {self.info.key}; the server asks to wait {wait:.0f} s",
+                hint="Try again later; the command resumes where it stopped.",
+            )
+            return
+        if wait is None:
+            wait = policy.backoff(self._attempt)
+        self._limit = max(1, self._limit // 2)
+        self._hold_until = max(self._hold_until, now + wait)
+        message = (
+            f"{trouble.reason} on a slice of {self.info.key}; going on with "
+            f"{self._limit} connection(s) in {wait:.1f} s"
+        )
+        logger.info("%s", message)
+        self.on_notice(message)
+
+    def _hash_forward(self, at_most: int) -> None:
+        """Hash the done bytes that follow the hashed ones, in archive order."""
+        with self._cond:
+            prefix = self.table.prefix()
+        stop = min(prefix, self.hashed + at_most)
+        while self.hashed < stop:
+            chunk = os.pread(self.fd, min(_HASH_STEP, stop - self.hashed), self.hashed)
+            if not chunk:
+                raise IntegrityError(f"the partial download of {self.info.key} shrank")
+            self.digest.update(chunk)
+            self.hashed += len(chunk)
+
+    def _save(self) -> None:
+        with self._cond:
+            slices = self.table.to_json()
+        self.partial.save_slices(self.state, slices)
+
+    # ---- the workers
+
+    def _work(self, piece: Slice | None) -> None:
+        try:
+            while piece is not None:
+                self._fetch(piece)
+                with self._cond:
+                    piece.busy = False
+                    piece = None
+                    if self._abort or self._error is not None or self._active > self._limit:
+                        break
+                    if time.monotonic() < self._hold_until:
+                        break
+                    may_split = self.requests < self._max_requests
+                    piece = self.table.take(self.budget.split_at, may_split)
+                    if piece is not None:
+                        self.requests += 1
+        except _Trouble as trouble:
+            with self._cond:
+                if piece is not None:
+                    piece.busy = False
+                if self._error is None and not self._abort:
+                    self._trouble(trouble)
+        except BaseException as exc:  # handed to the manager, which raises it
+            with self._cond:
+                if piece is not None:
+                    piece.busy = False
+                if self._error is None:
+                    self._error = exc
+        finally:
+            self.budget.release()
+            with self._cond:
+                self._active -= 1
+                self._cond.notify_all()
+
+    def _fetch(self, piece: Slice) -> None:
+        info = self.info
+        headers = {
+            "Accept-Encoding": "identity",
+            "Range": f"bytes={piece.pos}-{piece.end - 1}",
+        }
+        try:
+            with self.client.stream(info.url, headers, retry=False) as response:
+                self._check(response, piece)
+                self._receive(response, piece)
+        except httpx.TransportError as exc:
+            raise _Trouble(f"{type(exc).__name__} ({exc})") from exc
+        if piece.left:
+            raise _Trouble("the server closed a slice early")
+
+    def _check(self, response: httpx.Response, piece: Slice) -> None:
+        from medimeta_cli.fetch.transfer import refuse_non_archive  # the same checks as one stream
+
+        status = response.status_code
+        if status in THROTTLE_STATUSES or status in (408, 425, 500, 502, 504):
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            if status == 429 and retry_after is None:
+                retry_after = self.client.limiter.pause_needed() or None
+            if status == 403 and self._alone():
+                raise NetworkError(f"HTTP 403 for {self.info.url}")
+            raise _Trouble(f"HTTP {status}", retry_after)
+        if status == 404:
+            raise RemoteDataError(
+                f"{self.info.key} was not found at {self.info.url} (HTTP 404)",
+                hint="The record may have changed; check MEDIMETA_BASE_URL and MEDIMETA_RECORD.",
+            )
+        if status in (200, 416):
+            raise RangesDropped(f"HTTP {status} for the range from {piece.pos}")
+        if status != 206:
+            raise NetworkError(f"HTTP {status} for {self.info.url}")
+        start, total = content_range(response) or (-1, None)
+        if start != piece.pos or total != self.info.size:
+            got = response.headers.get("content-range")
+            raise RangesDropped(f"unexpected Content-Range {got!r} for bytes {piece.pos}-")
+        refuse_non_archive(response, self.info)
+
+    def _alone(self) -> bool:
+        with self._cond:
+            return self._active <= 1
+
+    def _receive(self, response: httpx.Response, piece: Slice) -> None:
+        head = piece.pos == 0
+        for chunk in response.iter_raw():
+            with self._cond:
+                if self._abort or self._error is not None:
+                    return
+                pos, end = piece.pos, piece.end
+            if head:
+                if chunk[:4] not in _ZIP_MAGIC:
+                    raise RemoteDataError(
+                        f"the server sent something that is not a zip archive for "
+                        f"{self.info.key} (it starts with {chunk[:16]!r})"
+                    )
+                head = False
+            data = memoryview(chunk)[: max(0, end - pos)]
+            written = 0
+            while written < len(data):
+                written += os.pwrite(self.fd, data[written:], pos + written)
+            with self._cond:
+                # A split may have moved the end meanwhile: the bytes past it are the
+                # archive's bytes all the same, written again by the next slice.
+                piece.pos = min(piece.end, pos + written)
+                self.fetched += written
+            if written:
+                self.on_bytes(written)
+            if self.should_stop():
+                raise KeyboardInterrupt
+            if piece.pos >= piece.end:
+                return
+
+
+@dataclass(frozen=True)
+class SliceSink:
+    """Where a segmented transfer reports: one dataset's events and notices."""
+
+    dataset_id: str
+    on_event: EventSink
+    should_stop: Callable[[], bool]
+
+    def count(self, n: int) -> None:
+        """``n`` more bytes arrived."""
+        self.on_event(BytesTransferred(self.dataset_id, n))
+
+    def notice(self, message: str) -> None:
+        """Tell the user."""
+        self.on_event(Notice(self.dataset_id, message))
+
+
+def fetch_in_slices(
+    client: RemoteClient,
+    budget: ConnectionBudget,
+    info: ArchiveInfo,
+    partial: Partial,
+    state: dict[str, Any],
+    saved: list[tuple[int, int, int]] | None,
+    count: int,
+    sink: SliceSink,
+) -> tuple[Any, int, int, int]:
+    """Fetch an archive in slices (``saved`` ones, or ``count`` fresh ones) into its partial:
+    (md5 of the bytes up to ``offset``, ``offset``, bytes resumed, bytes fetched). The offset
+    is the archive's size once every slice is done, and the md5 a :class:`TailHasher` still
+    hashing the last bytes read back; less when the server stopped honouring ranges: a
+    single stream goes on from there (the file is cut there, the state dropped)."""
+    dataset_id = sink.dataset_id
+    table = SliceTable.restored(info.size, saved) if saved else SliceTable.fresh(info.size, count)
+    resumed_from = table.done()
+    try:
+        # The state first: a file of the archive's size never lacks the state saying
+        # which of its bytes are real.
+        partial.save_slices(state, table.to_json())
+        fd = partial.open_slices()
+    except OSError as exc:
+        raise translate_os_error(exc, f"{info.key} into {partial.part.parent}") from exc
+
+    engine = SegmentedFetch(
+        client,
+        info,
+        partial,
+        table,
+        budget,
+        hashlib.md5(usedforsecurity=False),
+        0,
+        sink.count,
+        sink.notice,
+        sink.should_stop,
+        state,
+    )
+    try:
+        if os.fstat(fd).st_size != info.size:
+            os.ftruncate(fd, info.size)
+        engine.fd = fd
+        if resumed_from:
+            sink.on_event(PhaseChanged(dataset_id, Phase.CHECKING_PARTIAL))
+            engine._hash_forward(info.size)
+            logger.info(
+                "resuming %s: %d bytes done in %d slices",
+                info.key,
+                resumed_from,
+                len(table.slices),
+            )
+            sink.notice(
+                f"resuming {info.key} at {human_bytes(resumed_from)} ({len(table.slices)} slices)",
+            )
+        sink.on_event(TransferStarted(dataset_id, total=info.size, done=resumed_from))
+        try:
+            engine.run(fd)
+        except RangesDropped as exc:
+            engine._hash_forward(info.size)
+            prefix = engine.hashed
+            sink.notice(fallback_notice(info.key, prefix, str(exc)))
+            logger.info("%s: %s; one stream from byte %d", info.key, exc, prefix)
+            os.ftruncate(fd, prefix)
+            partial.save_slices(state, None)
+            return engine.digest, prefix, resumed_from, engine.fetched
+    except OSError as exc:
+        raise translate_os_error(exc, f"{info.key} into {partial.part.parent}") from exc
+    except MedimetaError:
+        if table.done() == 0:  # refused before a byte was kept: leave no "partial 0%"
+            partial.discard()
+        raise
+    finally:
+        os.close(fd)
+    logger.debug("%s: %d request(s) for %d slices", info.key, engine.requests, len(table.slices))
+    tail = TailHasher(partial.part, engine.digest, engine.hashed, info.size)
+    return tail, info.size, resumed_from, engine.fetched
+
+
+def fallback_notice(key: str, prefix: int, reason: str) -> str:
+    """What a user is told when a segmented transfer goes on in one stream."""
+    return (
+        f"the server stopped honouring byte ranges for {key} ({reason}); going on in one "
+        f"stream from {human_bytes(prefix)}"
+    )

@@ -1,0 +1,1 @@
+"""Installing: zip safety, the installer and its one commit, and ``--from`` folders."""

@@ -1,0 +1,342 @@
+"""Installing an unzipped dataset folder in the MedIMeta format (``download --from <id>/``).
+
+A folder holding ``info.yaml`` is a dataset, named by the folder: its name must be a safe
+id and match the id in its ``info.yaml``, in the catalog or not. It is copied into a
+staging folder on the data root's file system and installed like an extracted archive
+(:meth:`Installer.install_folder`: the quick structure check, the record written before
+the folder becomes visible). The walk never follows a link: a link, FIFO, device or
+socket anywhere in the folder refuses it before a byte is copied, and each file is
+opened without following links and checked to be regular again. Every file is hashed as
+it is copied, which gives the install record its file manifest. The source folder is
+only read, never changed.
+
+:func:`find_archives` says what ``--from`` takes: zip files (``<id>.zip``, or
+``<id>.zip?download=1`` as a downloader may save one), folders of them, dataset folders.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import stat
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from medimeta_cli.catalog.datasets import Catalog, Dataset
+from medimeta_cli.dataset.installed import InfoError, check_dataset_id, read_installed
+from medimeta_cli.dataset.layouts import ArchiveLayout
+from medimeta_cli.errors import (
+    IntegrityError,
+    MedimetaError,
+    PermissionDeniedError,
+    UnknownDatasetError,
+    UsageError,
+)
+from medimeta_cli.events import (
+    BytesTransferred,
+    Outcome,
+    OutcomeStatus,
+    Phase,
+    PhaseChanged,
+    TransferStarted,
+)
+from medimeta_cli.fsutil import ensure_space, remove_tree, translate_os_error
+from medimeta_cli.install.archive import HashedWriter
+from medimeta_cli.store.records import ArchiveCheck, FileEntry
+from medimeta_cli.store.status import is_installed
+from medimeta_cli.zenodo.record import ArchiveInfo
+
+if TYPE_CHECKING:  # install imports this module to dispatch folders here
+    from medimeta_cli.install.installer import Installer
+
+__all__ = ["FolderFile", "install_dataset_folder", "is_dataset_folder", "list_dataset_folder"]
+
+logger = logging.getLogger(__name__)
+
+_COPY_CHUNK = 1024 * 1024
+_NOT_A_DATASET = "is not a dataset in the MedIMeta format"
+_HINT = (
+    "A dataset folder <id>/ holds only regular files and folders (no links, devices or "
+    "FIFOs); copy the real files in, or give the dataset's <id>.zip."
+)
+
+
+def is_dataset_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder holding ``info.yaml`` (of any kind: a link there is
+    refused later, with the reason), as opposed to a folder of ``<id>.zip`` archives."""
+    if not path.is_dir():
+        return False
+    try:
+        os.lstat(path / "info.yaml")
+    except OSError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class FolderFile:
+    """A regular file of a dataset folder: its path inside the folder and its size."""
+
+    relative: str
+    size: int
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "a symbolic link (never followed)"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file or folder"
+
+
+def _refused(folder: Path, entry: Path, mode: int) -> IntegrityError:
+    return IntegrityError(
+        f"the folder {folder} {_NOT_A_DATASET}: {entry} is {_kind(mode)}; nothing was installed",
+        hint=_HINT,
+    )
+
+
+def _read_error(exc: OSError, path: Path) -> MedimetaError:
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return PermissionDeniedError(
+            f"cannot read {path}: {exc.strerror}; nothing was installed",
+            hint="Make the dataset folder readable, then run the command again.",
+        )
+    return IntegrityError(f"cannot read {path}: {exc.strerror}; nothing was installed")
+
+
+def list_dataset_folder(folder: Path) -> tuple[list[str], list[FolderFile]]:
+    """The sub-folders and regular files of a dataset folder, relative to it, walked
+    without following links; :class:`IntegrityError` naming the first entry that is a
+    link, FIFO, device or socket."""
+    folders: list[str] = []
+    files: list[FolderFile] = []
+    pending = [""]
+    while pending:
+        relative = pending.pop()
+        here = folder / relative if relative else folder
+        try:
+            with os.scandir(here) as scan:
+                entries = sorted(scan, key=lambda e: e.name)
+            for entry in entries:
+                mode = entry.stat(follow_symlinks=False).st_mode
+                inner = f"{relative}/{entry.name}" if relative else entry.name
+                if stat.S_ISDIR(mode):
+                    folders.append(inner)
+                    pending.append(inner)
+                elif stat.S_ISREG(mode):
+                    files.append(FolderFile(inner, entry.stat(follow_symlinks=False).st_size))
+                else:
+                    raise _refused(folder, Path(entry.path), mode)
+        except OSError as exc:
+            raise _read_error(exc, here) from exc
+    return sorted(folders), sorted(files, key=lambda f: f.relative)
+
+
+def _copy_file(
+    folder: Path, staging: Path, item: FolderFile, installer: Installer, dataset_id: str
+) -> FileEntry:
+    """Copy one regular file, hashing it; the source is opened without following a link
+    and must still be a regular file of the size listed (else it changed meanwhile)."""
+    path = folder / item.relative
+    try:
+        # O_NONBLOCK: a FIFO put there since the walk must not block the open.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _refused(folder, path, stat.S_IFLNK) from exc
+        raise _read_error(exc, path) from exc
+    with open(descriptor, "rb") as reader:
+        mode = os.fstat(descriptor).st_mode
+        if not stat.S_ISREG(mode):
+            raise _refused(folder, path, mode)
+        writer = HashedWriter(staging / item.relative, item.relative)
+        try:
+            while True:
+                try:
+                    chunk = reader.read(_COPY_CHUNK)
+                except OSError as exc:
+                    raise _read_error(exc, path) from exc
+                if not chunk:
+                    break
+                writer.write(chunk)
+                installer.on_event(BytesTransferred(dataset_id, len(chunk)))
+        finally:
+            writer.close()
+    if writer.written != item.size:
+        raise IntegrityError(
+            f"{path} changed while it was being copied ({item.size:,} bytes, then "
+            f"{writer.written:,}); nothing was installed",
+            hint="Let whatever writes to the folder finish, then run the command again.",
+        )
+    return writer.finish()
+
+
+def _file_list_digest(entries: list[FileEntry]) -> str:
+    """An md5 of the copied files' paths, sizes and block hashes: identifies the folder's
+    contents in the outcome (it is no archive md5, and is not recorded as one)."""
+    digest = hashlib.md5(usedforsecurity=False)
+    for entry in entries:
+        digest.update(f"{entry.path}\0{entry.size}\0{','.join(entry.sha256)}\n".encode())
+    return digest.hexdigest()
+
+
+def _describe(folder: Path, catalog: Catalog) -> Dataset:
+    """The dataset the folder is: named by the folder, described by its ``info.yaml``
+    (the catalog's entry when the id is in the catalog)."""
+    dataset_id = folder.name
+    try:
+        entry: Dataset | None = catalog.get(dataset_id)
+    except UnknownDatasetError:
+        entry = None
+    if entry is None or entry.id != dataset_id:
+        check_dataset_id(dataset_id)
+    try:
+        described = read_installed(folder, dataset_id, summary=entry.summary if entry else None)
+    except InfoError as error:
+        raise IntegrityError(
+            f"the folder {folder} {_NOT_A_DATASET}: its info.yaml {error.reason}; "
+            "nothing was installed",
+            hint="A dataset folder is named after the id in its own info.yaml.",
+        ) from None
+    return entry if entry is not None else described
+
+
+def _copy_and_install(
+    installer: Installer, folder: Path, dataset: Dataset, *, force: bool
+) -> tuple[OutcomeStatus, str]:
+    """Copy the folder into staging and install it; the staging copy is removed after."""
+    folders, files = list_dataset_folder(folder)
+    total = sum(item.size for item in files)
+    ensure_space(installer.layout.root, total, f"copying {folder}")
+    installer.on_event(TransferStarted(dataset.id, total=total, done=0))
+    installer.on_event(PhaseChanged(dataset.id, Phase.COPYING))
+    staging = installer.new_staging(dataset)
+    logger.debug("copying %s (%d files) into %s", folder, len(files), staging)
+    try:
+        staging.mkdir()
+        for inner in folders:
+            (staging / inner).mkdir()
+        entries = []
+        for item in files:
+            if installer.should_stop():
+                raise KeyboardInterrupt
+            entries.append(_copy_file(folder, staging, item, installer, dataset.id))
+        info = ArchiveInfo(
+            f"{dataset.id}/", total, _file_list_digest(entries), folder.absolute().as_uri()
+        )
+        result = installer.install_folder(
+            dataset,
+            staging,
+            entries,
+            info,
+            force=force,
+            layout=ArchiveLayout.FULL,
+            checked=ArchiveCheck.FOLDER,
+        )
+    except OSError as exc:
+        raise translate_os_error(exc, f"{dataset.id} into {installer.layout.root}") from exc
+    finally:
+        remove_tree(staging)
+    from medimeta_cli.install.installer import (
+        InstallResult,  # imported here: install imports this module
+    )
+
+    installed = result is InstallResult.INSTALLED
+    return OutcomeStatus.INSTALLED if installed else OutcomeStatus.SKIPPED, result.value
+
+
+def install_dataset_folder(
+    installer: Installer, folder: Path, catalog: Catalog, *, force: bool
+) -> Outcome:
+    """Install one unzipped dataset folder into the installer's data root; the outcome
+    says what happened (a failure is an outcome too, as for archives)."""
+    started = time.monotonic()
+    dataset_id = folder.name
+    try:
+        dataset = _describe(folder, catalog)
+        dataset_id = dataset.id
+        final = installer.layout.dataset_dir(dataset_id)
+        if _same_folder(folder, final):
+            raise UsageError(
+                f"{folder} is the installed {dataset_id} itself; nothing to install",
+                hint="Give a copy of the dataset folder from outside the data root.",
+            )
+        if not force and is_installed(installer.settings.root, dataset_id):
+            return Outcome(dataset_id, OutcomeStatus.SKIPPED, "already installed", path=final)
+        with installer.lock(dataset_id).hold():
+            status, detail = _copy_and_install(installer, folder, dataset, force=force)
+    except MedimetaError as error:
+        return Outcome.failed(dataset_id, error, time.monotonic() - started)
+    return Outcome(dataset_id, status, detail, path=final, seconds=time.monotonic() - started)
+
+
+def _same_folder(folder: Path, final: Path) -> bool:
+    try:
+        return os.path.samefile(folder, final)
+    except OSError:
+        return False
+
+
+# ----------------------------------------------------------------------------- what --from takes
+
+
+_FROM_HINT = "Give a folder of <id>.zip files, a zip file, or a dataset folder <id>/."
+
+
+#: What wget saves a Zenodo download URL as, unless told otherwise: ``<id>.zip?download=1``.
+_URL_QUERY = "?download=1"
+
+
+def archive_id(path: Path) -> str:
+    """The dataset id an archive's file name gives: ``<id>.zip``, or ``<id>.zip?download=1``
+    as a downloader may save it. Only the name: the archive is checked like any other."""
+    return path.name.removesuffix(_URL_QUERY).removesuffix(".zip")
+
+
+def _archives_in(folder: Path) -> list[Path]:
+    """The archives of a folder: ``<id>.zip``, and ``<id>.zip?download=1`` where no
+    ``<id>.zip`` stands beside it."""
+    plain = sorted(folder.glob("*.zip"))
+    named = {path.name for path in plain}
+    saved_by_url = [
+        path
+        for path in sorted(folder.glob("*.zip[?]download=1"))
+        if path.name.removesuffix(_URL_QUERY) not in named
+    ]
+    return sorted([*plain, *saved_by_url], key=archive_id)
+
+
+def find_archives(paths: Iterable[Path]) -> list[Path]:
+    """What ``download --from`` installs: given zip files, dataset folders (holding
+    ``info.yaml``), and the zips in other given folders."""
+    found: list[Path] = []
+    for path in paths:
+        if is_dataset_folder(path):
+            found.append(path)
+        elif path.is_dir():
+            found.extend(_archives_in(path))
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise UsageError(f"{path} does not exist", hint=_FROM_HINT)
+    if not found:
+        raise UsageError("no .zip archives found", hint=_FROM_HINT)
+    return found
+
+
+def needs_record(paths: Iterable[Path], catalog: Catalog) -> bool:
+    """Whether installing these archives needs the record's manifest: only archives of
+    catalog datasets are checked against it (those of datasets outside the catalog have
+    nothing there, and dataset folders are hashed file by file as they are copied)."""
+    known = set(catalog.ids)
+    return any(archive_id(path).lower() in known for path in paths if not is_dataset_folder(path))

@@ -1,0 +1,1 @@
+"""Few-shot episodes, stratified per-class subsets and contact sheets."""

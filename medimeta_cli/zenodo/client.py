@@ -1,0 +1,366 @@
+"""Polite HTTP access to the Zenodo record: retries, rate limits and streamed bodies;
+and the record's manifest as one run sees it (fetched once and saved, or the saved copy).
+
+Only commands that talk to the record import this module (it loads httpx);
+``list`` and ``info`` take URLs from :mod:`medimeta_cli.catalog.datasets`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+
+import httpx
+
+from medimeta_cli._version import __version__
+from medimeta_cli.catalog.datasets import DOI, record_api_url
+from medimeta_cli.errors import NetworkError, OfflineError, RemoteDataError
+from medimeta_cli.fsutil import utc_now
+from medimeta_cli.settings import Settings
+from medimeta_cli.store.layout import RootLayout
+from medimeta_cli.zenodo.record import (
+    Manifest,
+    load_saved_record,
+    parse_record,
+    save_record,
+    upstream_changes,
+)
+from medimeta_cli.zenodo.transport import ReadWatch, large_read_mounts
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = f"medimeta-cli/{__version__} (+https://doi.org/{DOI})"
+
+#: Statuses worth retrying: timeouts, throttling and server trouble.
+RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+def content_range(response: httpx.Response) -> tuple[int, int | None] | None:
+    """First byte and total size (None for ``*``) of a 206 answer's ``Content-Range``."""
+    match = _CONTENT_RANGE.fullmatch(response.headers.get("content-range", "").strip())
+    if match is None:
+        return None
+    total = match.group(3)
+    return int(match.group(1)), None if total == "*" else int(total)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    now = time.time() if now is None else now
+    return max(0.0, when.timestamp() - now)
+
+
+@dataclass
+class RetryPolicy:
+    """Bounded retries with exponential backoff and full jitter."""
+
+    retries: int = 8
+    backoff_base: float = 1.0
+    backoff_cap: float = 60.0
+    max_server_wait: float = 900.0
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait before retry ``attempt`` (1-based) when the server gave no hint."""
+        ceiling = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+
+class RateLimiter:
+    """Paces requests by the server's ``X-RateLimit-*`` headers, shared by all threads."""
+
+    def __init__(self, sleep: Callable[[float], None] = time.sleep) -> None:
+        self._lock = threading.Lock()
+        self._remaining: int | None = None
+        self._reset_at: float | None = None
+        self._sleep = sleep
+
+    def update(self, headers: Mapping[str, str]) -> None:
+        """Remember what the last response said about the budget left."""
+        remaining, reset = headers.get("x-ratelimit-remaining"), headers.get("x-ratelimit-reset")
+        with self._lock:
+            if remaining is not None and remaining.strip().isdigit():
+                self._remaining = int(remaining)
+            if reset is not None:
+                with suppress(ValueError):
+                    self._reset_at = float(reset)
+
+    def pause_needed(self, now: float | None = None) -> float:
+        """Seconds to wait before the next request so as not to run into a 429."""
+        now = time.time() if now is None else now
+        with self._lock:
+            if self._remaining is None or self._remaining > 1 or self._reset_at is None:
+                return 0.0
+            return max(0.0, min(self._reset_at - now, 120.0))
+
+    def before_request(self, on_notice: Callable[[str], None] | None) -> None:
+        """Sleep if the budget is spent, and count this request against it."""
+        pause = self.pause_needed()
+        if pause > 0:
+            logger.info("rate limit reached; pausing %.0f s", pause)
+            if on_notice is not None:
+                on_notice(f"rate limit reached; pausing {pause:.0f} s")
+            self._sleep(pause)
+            with self._lock:
+                self._remaining = None
+        with self._lock:
+            if self._remaining is not None:
+                self._remaining -= 1
+
+
+class RemoteClient:
+    """HTTP access to one Zenodo record: the record API and ranged file downloads."""
+
+    def __init__(
+        self,
+        base_url: str,
+        record_id: int,
+        *,
+        timeout: float = 30.0,
+        policy: RetryPolicy | None = None,
+        on_notice: Callable[[str], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        transport: httpx.BaseTransport | None = None,
+        stall_seconds: float | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.record_id = record_id
+        self.policy = policy or RetryPolicy()
+        self.on_notice = on_notice
+        self.sleep = sleep
+        self.limiter = RateLimiter(sleep)
+        # Reads wake up twice a second: a cancelled run stops, a stalled transfer is cut.
+        watch = ReadWatch(should_stop or (lambda: False), stall_seconds)
+        self.http = httpx.Client(
+            headers={"User-Agent": USER_AGENT},
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
+            follow_redirects=True,
+            transport=transport,
+            # Archives stream through connections that read the socket in large steps.
+            mounts=large_read_mounts(watch) if transport is None else None,
+        )
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self.http.close()
+
+    def __enter__(self) -> RemoteClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _notice(self, message: str) -> None:
+        if self.on_notice is not None:
+            self.on_notice(message)
+
+    def retry_wait(self, attempt: int, reason: str, retry_after: float | None = None) -> None:
+        """Wait before retry ``attempt`` (1-based), or raise when retries are used up."""
+        if attempt > self.policy.retries:
+            logger.info("giving up after %d attempt(s): %s", attempt, reason)
+            tries = "1 attempt" if attempt == 1 else f"{attempt} attempts"
+            raise NetworkError(f"giving up after {tries}: {reason}")
+        if retry_after is not None and retry_after > self.policy.max_server_wait:
+            raise NetworkError(
+                f"{reason}; the server asks to wait {retry_after:.0f} s",
+                hint="Try again later; the command resumes where it stopped.",
+            )
+        wait = retry_after if retry_after is not None else self.policy.backoff(attempt)
+        logger.info(
+            "%s; retry %d/%d in %.1f s%s",
+            reason,
+            attempt,
+            self.policy.retries,
+            wait,
+            " (as the server asked)" if retry_after is not None else "",
+        )
+        self._notice(f"{reason}; retry {attempt}/{self.policy.retries} in {wait:.1f} s")
+        self.sleep(wait)
+
+    @contextmanager
+    def stream(
+        self, url: str, headers: Mapping[str, str] | None = None, *, retry: bool = True
+    ) -> Iterator[httpx.Response]:
+        """``GET url`` as a stream, retrying connection errors and retryable statuses.
+
+        Yields the first response whose status is not retryable; the caller
+        decides what a 404 or a 416 means. With ``retry=False`` (the slices of a
+        segmented transfer, whose engine adapts to trouble itself) the first response
+        is yielded whatever its status, and a connection error is raised; the rate
+        limit is honoured either way.
+        """
+        attempt = 0
+        while True:
+            self.limiter.before_request(self._notice)
+            request = self.http.build_request("GET", url, headers=headers)
+            logger.debug("GET %s (range %s)", url, request.headers.get("range", "none"))
+            try:
+                response = self.http.send(request, stream=True)
+            except httpx.TransportError as exc:
+                if not retry:
+                    raise
+                attempt += 1
+                if attempt >= _NAME_RETRIES and _unresolvable(exc):
+                    raise NetworkError(
+                        f"cannot resolve the server's name for {url} ({exc})",
+                        hint="No network here? Compute nodes often have none: use --offline "
+                        "with data installed elsewhere, or `medimeta download --from PATH`.",
+                    ) from exc
+                self.retry_wait(attempt, f"{type(exc).__name__} on {url}: {exc}")
+                continue
+            self.limiter.update(response.headers)
+            logger.debug("HTTP %d from %s", response.status_code, url)
+            if retry and response.status_code in RETRYABLE_STATUSES:
+                retry_after = parse_retry_after(response.headers.get("retry-after"))
+                if retry_after is None and response.status_code == 429:
+                    retry_after = self.limiter.pause_needed() or None
+                response.close()
+                attempt += 1
+                self.retry_wait(attempt, f"HTTP {response.status_code} from {url}", retry_after)
+                continue
+            try:
+                yield response
+            finally:
+                response.close()
+            return
+
+    def fetch_record(self) -> Manifest:
+        """Fetch and validate the record's manifest."""
+        url = record_api_url(self.base_url, self.record_id)
+        with self.stream(url, {"Accept": "application/json"}) as response:
+            if response.status_code != 200:
+                raise RemoteDataError(
+                    f"the record API answered HTTP {response.status_code} for {url}",
+                    hint="Check MEDIMETA_BASE_URL and MEDIMETA_RECORD, or try again later.",
+                )
+            body = response.read()
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            kind = response.headers.get("content-type", "unknown content")
+            raise RemoteDataError(f"the record API sent {kind}, not JSON ({url})") from None
+        return parse_record(
+            payload, record_id=self.record_id, base_url=self.base_url, fetched_at=utc_now()
+        )
+
+
+#: A name that does not resolve twice in a row will not resolve in the next minutes either:
+#: say so at once instead of backing off for minutes (compute nodes without network).
+_NAME_RETRIES = 2
+
+
+def _unresolvable(exc: BaseException) -> bool:
+    """Whether a connection failed because the host name could not be resolved."""
+    import socket
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, socket.gaierror):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc)
+    return "Name or service not known" in text or "name resolution" in text
+
+
+@dataclass
+class RecordSource:
+    """The record as one run sees it: the HTTP client, made on first use, and the manifest,
+    fetched (and saved) once, or the saved copy offline or when preferred."""
+
+    settings: Settings
+    policy: RetryPolicy | None = None
+    sleep: Callable[[float], None] = time.sleep
+    transport: httpx.BaseTransport | None = None
+    #: True once the run is being cancelled: waiting reads stop (within half a second).
+    should_stop: Callable[[], bool] | None = None
+    #: Told ``(dataset id or "", message, warning)``: retries, rate limits, upstream changes.
+    on_notice: Callable[[str, str, bool], None] = lambda dataset_id, message, warning: None
+    _client: RemoteClient | None = field(default=None, init=False, repr=False)
+    _manifest: Manifest | None = field(default=None, init=False, repr=False)
+
+    @property
+    def layout(self) -> RootLayout:
+        """Paths inside the data root (where manifests are saved)."""
+        return RootLayout(self.settings.root)
+
+    @property
+    def loaded(self) -> Manifest | None:
+        """The manifest this run uses, once :meth:`manifest` has been called."""
+        return self._manifest
+
+    def client(self) -> RemoteClient:
+        """The HTTP client, created on first use; :class:`OfflineError` in offline mode."""
+        if self.settings.offline:
+            raise OfflineError("offline mode is on, and this needs the Zenodo record")
+        if self._client is None:
+            self._client = RemoteClient(
+                self.settings.base_url,
+                self.settings.record_id,
+                timeout=self.settings.timeout,
+                policy=self.policy or RetryPolicy(retries=self.settings.retries),
+                on_notice=lambda message: self.on_notice("", message, False),
+                sleep=self.sleep,
+                transport=self.transport,
+                stall_seconds=self.settings.stall_seconds,
+                should_stop=self.should_stop,
+            )
+        return self._client
+
+    def close(self) -> None:
+        """Close network connections."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def manifest(
+        self, dataset_archives: Mapping[str, str], *, prefer_saved: bool = False
+    ) -> Manifest:
+        """The record's manifest: fetched (and saved) once per run, or the saved copy offline.
+
+        A fetched manifest is compared with the saved one and with the installed datasets
+        (``dataset_archives`` maps their ids to archive keys): changes upstream are told.
+        """
+        if self._manifest is not None:
+            return self._manifest
+        settings = self.settings
+        saved = load_saved_record(self.layout, settings.record_id, settings.base_url)
+        if settings.offline or (prefer_saved and saved is not None):
+            if saved is None:
+                raise OfflineError(
+                    "offline mode is on and no record manifest is saved in "
+                    f"{self.layout.records_dir}",
+                    hint="Run `medimeta download --print-urls` once with network access to save "
+                    "it, or unset MEDIMETA_OFFLINE.",
+                )
+            logger.debug("using the saved manifest of record %d", settings.record_id)
+            self._manifest = saved
+            return saved
+        fresh = self.client().fetch_record()
+        for dataset_id, message in upstream_changes(self.layout, dataset_archives, fresh, saved):
+            self.on_notice(dataset_id, message, True)
+        # A read-only root still lets us report; the install step will say more.
+        with suppress(OSError):
+            save_record(self.layout, fresh)
+        self._manifest = fresh
+        return fresh

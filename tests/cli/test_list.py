@@ -1,0 +1,102 @@
+"""``medimeta list``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from medimeta_cli.catalog.file import load_catalog
+from tests.support.helpers import install_stub, invoke, invoke_json
+
+
+def test_json_lists_every_dataset_with_the_documented_keys(runner: CliRunner) -> None:
+    items = invoke_json(runner, "list")
+    assert [item["id"] for item in items] == list(load_catalog().ids)
+    crc = next(item for item in items if item["id"] == "crc")
+    assert crc["num_samples"] == 107180
+    assert crc["splits"] == {"train": 85000, "val": 15000, "test": 7180}
+    assert crc["tasks"][0]["name"] == "tissue class"
+    assert crc["tasks"][0]["target"] == "multiclass"
+    assert crc["tasks"][0]["labels"]["8"].startswith("colorectal adenocarcinoma")
+    assert crc["license"].endswith("(CC BY-SA 4.0)")
+    assert crc["state"] == "absent"
+    for item in items:
+        assert {
+            "id",
+            "name",
+            "domain",
+            "num_samples",
+            "splits",
+            "tasks",
+            "license",
+            "state",
+        } <= set(item)
+
+
+def test_domain_filter_with_alias(runner: CliRunner) -> None:
+    ids = {item["id"] for item in invoke_json(runner, "list", "--domain", "ophthalmology")}
+    assert ids == {"dr_regular", "dr_uwf", "fundus", "glaucoma", "oct"}
+    ids = {item["id"] for item in invoke_json(runner, "list", "-d", "OCT", "-d", "pathology")}
+    assert ids == {"oct", "crc", "aml", "pbc"}
+
+
+def test_task_type_filter(runner: CliRunner) -> None:
+    items = invoke_json(runner, "list", "--task-type", "multilabel")
+    assert {item["id"] for item in items} == {"cxr", "fundus", "mammo_calc", "mammo_mass"}
+    for item in invoke_json(runner, "list", "--task-type", "ordinal"):
+        assert any(task["target"] == "ordinal" for task in item["tasks"])
+
+
+def test_installed_filter_and_state(runner: CliRunner, data_root: Path) -> None:
+    folder = install_stub(data_root, "bus")
+    items = invoke_json(runner, "list", "--installed")
+    assert [(item["id"], item["state"], item["path"]) for item in items] == [
+        ("bus", "installed", str(folder))
+    ]
+
+
+def test_root_flag_beats_environment(runner: CliRunner, tmp_path: Path) -> None:
+    install_stub(tmp_path / "other", "crc")
+    items = invoke_json(runner, "list", "--installed", "--root", str(tmp_path / "other"))
+    assert [item["id"] for item in items] == ["crc"]
+
+
+def test_table_is_plain_text_when_not_a_terminal(runner: CliRunner) -> None:
+    result = invoke(runner, "list", "--domain", "Abdominal CT")
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == [
+        "ID",
+        "NAME",
+        "DOMAIN",
+        "IMAGES",
+        "TASKS",
+        "LICENSE",
+        "STATE",
+        "SIZE",
+    ]
+    assert len(lines) == 4
+    assert "CC BY-NC-SA 4.0 (NC)" in lines[1]
+    assert "\x1b[" not in result.stdout + result.stderr
+    assert "non-commercial" in result.stderr
+
+
+def test_quiet_keeps_stderr_empty(runner: CliRunner) -> None:
+    result = invoke(runner, "list", "--domain", "Abdominal CT", "--quiet")
+    assert result.exit_code == 0 and result.stderr == ""
+
+
+def test_unknown_domain_is_a_usage_error(runner: CliRunner) -> None:
+    result = invoke(runner, "list", "--domain", "radiolgy")
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert "did you mean 'radiology'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_no_match_says_so(runner: CliRunner) -> None:
+    result = invoke(runner, "list", "--domain", "OCT", "--task-type", "multilabel")
+    assert result.exit_code == 0
+    assert "no dataset matches" in result.stderr
+    assert invoke_json(runner, "list", "--domain", "OCT", "--task-type", "multilabel") == []

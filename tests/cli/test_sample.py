@@ -1,0 +1,142 @@
+"""``medimeta sample``: JSON and CSV output, grids and exports of the sampled images."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from PIL import Image
+from typer.testing import CliRunner
+
+from medimeta_cli.sample.episodes import sheet_size
+from tests.conftest import InstalledData
+from tests.support.helpers import invoke
+
+
+def test_episodes_as_json(runner: CliRunner, installed: InstalledData) -> None:
+    result = invoke(
+        runner,
+        "sample",
+        "crc",
+        "--ways",
+        "3",
+        "--shots",
+        "1",
+        "--queries",
+        "1",
+        "--episodes",
+        "4",
+        "--seed",
+        "7",
+    )
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert (document["dataset"], document["task"], document["split"]) == (
+        "crc",
+        "tissue class",
+        "train",
+    )
+    assert len(document["episodes"]) == 4
+    for episode in document["episodes"]:
+        assert len(episode["classes"]) == 3
+        assert len(episode["support"]) == 3 and len(episode["query"]) == 3
+    again = invoke(
+        runner,
+        "sample",
+        "crc",
+        "--ways",
+        "3",
+        "--shots",
+        "1",
+        "--queries",
+        "1",
+        "--episodes",
+        "4",
+        "--seed",
+        "7",
+    )
+    assert again.stdout == result.stdout
+
+
+def test_episodes_as_csv(runner: CliRunner, installed: InstalledData) -> None:
+    result = invoke(
+        runner,
+        "sample",
+        "dr_regular",
+        "--task",
+        "clarity",
+        "--ways",
+        "2",
+        "--shots",
+        "1",
+        "--queries",
+        "0",
+        "--episodes",
+        "3",
+        "--csv",
+    )
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert len(rows) == 3 * 2
+    assert {row["set"] for row in rows} == {"support"}
+    assert {int(row["class_key"]) for row in rows} <= {1, 4, 6, 8, 10}
+
+
+def test_per_class_with_grid_and_export(
+    runner: CliRunner, installed: InstalledData, tmp_path: Path
+) -> None:
+    grid, out = tmp_path / "grid.png", tmp_path / "subset"
+    result = invoke(
+        runner, "sample", "crc", "--per-class", "2", "--grid", str(grid), "--export", str(out)
+    )
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert [len(c["indices"]) for c in document["classes"]] == [2] * 9
+    assert Image.open(grid).size == sheet_size(9, 2)
+    exported = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
+    expected = sorted(
+        f"train/{position:02d}_{c['name']}/crc_{i:06d}.png"
+        for position, c in enumerate(document["classes"])
+        for i in c["indices"]
+    )
+    assert exported == expected
+
+
+def test_errors(runner: CliRunner, installed: InstalledData) -> None:
+    too_many = invoke(runner, "sample", "crc", "--ways", "5", "--shots", "5", "--queries", "15")
+    assert too_many.exit_code == 2 and "an episode needs" in too_many.stderr
+    multilabel = invoke(runner, "sample", "cxr", "--task", "disease labels")
+    assert multilabel.exit_code == 2 and "multi-label" in multilabel.stderr
+    empty = invoke(runner, "sample", "organs_axial", "--split", "val", "--original-split")
+    assert empty.exit_code == 2 and "has no images" in empty.stderr
+
+
+def test_a_task_name_in_other_case_names_the_exact_one(
+    runner: CliRunner, installed: InstalledData
+) -> None:
+    result = invoke(runner, "sample", "dr_regular", "--task", "CLARITY", "--per-class", "1")
+    assert result.exit_code == 0, result.stderr
+    assert "task 'CLARITY' is 'Clarity'" in result.stderr
+    assert json.loads(result.stdout)["task"] == "Clarity"
+
+
+def test_dash_q_is_quiet_as_in_every_command(runner: CliRunner, installed: InstalledData) -> None:
+    args = ["sample", "dr_regular", "--task", "CLARITY", "--ways", "2", "--shots", "1"]
+    quiet = invoke(runner, *args, "-Q", "1", "-q")
+    assert quiet.exit_code == 0, quiet.stderr
+    assert quiet.stderr == ""  # the task-name notice is a status line
+    episode = json.loads(quiet.stdout)["episodes"][0]
+    assert len(episode["query"]) == 2
+    assert invoke(runner, *args, "--queries", "1").stdout == quiet.stdout
+
+
+def test_errors_are_a_json_object_unless_csv(runner: CliRunner, installed: InstalledData) -> None:
+    too_many = invoke(runner, "sample", "crc", "--ways", "50")
+    assert too_many.exit_code == 2
+    error = json.loads(too_many.stdout)["error"]
+    assert (error["code"], error["exit_code"]) == ("USAGE", 2)
+    assert error["message"] in too_many.stderr
+    as_csv = invoke(runner, "sample", "crc", "--ways", "50", "--csv")
+    assert as_csv.exit_code == 2
+    assert as_csv.stdout == ""
