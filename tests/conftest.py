@@ -149,3 +149,30 @@ def shared_root(
         monkeypatch.setenv("MEDIMETA_PATH", str(shared))
         zenodo.clear_log()
         yield shared
+
+
+class _SlowWatch:
+    """Names, at the end of a run, the tests that took longer than :data:`SLOW_SECONDS`
+    without the ``slow`` marker, so that ``pytest -m "not slow"`` stays the quick loop."""
+
+    def __init__(self) -> None:
+        self.unmarked: list[tuple[str, float]] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        slow = report.when == "call" and report.duration > SLOW_SECONDS
+        if slow and "slow" not in report.keywords:
+            self.unmarked.append((report.nodeid, report.duration))
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if self.unmarked:
+            terminalreporter.section(f"slower than {SLOW_SECONDS} s without the slow marker")
+            for nodeid, seconds in sorted(self.unmarked, key=lambda item: -item[1]):
+                terminalreporter.write_line(f"{seconds:5.1f} s  {nodeid}")
+
+
+#: A test slower than this should carry ``@pytest.mark.slow``.
+SLOW_SECONDS = 1.5
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(_SlowWatch(), "medimeta-slow-watch")

@@ -112,6 +112,7 @@ def test_ensure_errors_come_from_the_error_tree_with_hints(
         medimeta_cli.ensure("cxr", root=tmp_path / "other")
 
 
+@pytest.mark.slow
 def test_eight_processes_ensuring_at_once_make_one_transfer(
     zenodo: zs.ZenodoServer, data_root: Path, runner: CliRunner
 ) -> None:

@@ -68,6 +68,7 @@ def _require(tool: str) -> None:
         pytest.skip(f"SKIPPED LOUDLY: {tool} is not installed; `.ci/tools` installs it (CI does)")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tool", ["aria2c", "curl", "wget"])
 def test_the_readme_offline_recipe_works_with_each_downloader(
     tool: str,

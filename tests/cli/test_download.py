@@ -211,6 +211,7 @@ def test_read_only_root_exit_code(zenodo: zs.ZenodoServer) -> None:
     assert "cannot write to" in proc.stderr
 
 
+@pytest.mark.slow
 def test_many_jobs_at_once_transfer_once_and_all_succeed(
     zenodo: zs.ZenodoServer, data_root: Path
 ) -> None:
@@ -236,6 +237,7 @@ def test_many_jobs_at_once_transfer_once_and_all_succeed(
     assert record is not None and record.archive_md5 == zenodo.file_md5("crc.zip")
 
 
+@pytest.mark.slow
 def test_without_working_locks_jobs_still_install_correctly(
     zenodo: zs.ZenodoServer, data_root: Path, runner: CliRunner
 ) -> None:
@@ -258,6 +260,7 @@ def test_without_working_locks_jobs_still_install_correctly(
     assert not any((data_root / ".medimeta" / "tmp").glob("*"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_killed_download_resumes_with_only_the_missing_bytes(
     zenodo: zs.ZenodoServer, data_root: Path, runner: CliRunner, how: signal.Signals
@@ -293,6 +296,7 @@ def test_killed_download_resumes_with_only_the_missing_bytes(
     assert record is not None and record.archive_md5 == zenodo.file_md5("crc.zip")
 
 
+@pytest.mark.slow
 def test_plain_progress_lines_when_not_a_terminal(zenodo: zs.ZenodoServer) -> None:
     zenodo.inject("crc.zip", zs.slow(zenodo.file_size("crc.zip") / 1.5))
     # The default interval (10 s) is longer than this transfer.
@@ -331,6 +335,7 @@ def _run_in_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str]:
     return proc.wait(timeout=60), b"".join(chunks).decode("utf-8", "replace")
 
 
+@pytest.mark.slow
 def test_live_progress_bars_on_a_terminal_and_none_with_no_color(
     zenodo: zs.ZenodoServer, data_root: Path
 ) -> None:
@@ -344,6 +349,7 @@ def test_live_progress_bars_on_a_terminal_and_none_with_no_color(
     assert "installed cxr" in screen
 
 
+@pytest.mark.slow
 def test_sigterm_while_waiting_for_a_lock_stops_promptly(
     zenodo: zs.ZenodoServer, data_root: Path
 ) -> None:
@@ -432,6 +438,7 @@ def _free(path: Path) -> int:
     return stats.f_bavail * stats.f_frsize
 
 
+@pytest.mark.slow
 def test_a_full_disk_at_the_install_record_leaves_nothing_visible(
     runner: CliRunner, zenodo: zs.ZenodoServer, tmp_path: Path
 ) -> None:
@@ -543,6 +550,7 @@ def test_one_bad_archive_hides_neither_the_others_nor_the_json(
     assert not (data_root / "cxr").exists()
 
 
+@pytest.mark.slow
 def test_sigterm_during_extraction_reports_what_really_happened(
     zenodo: zs.ZenodoServer, data_root: Path, tmp_path: Path
 ) -> None:
@@ -573,6 +581,7 @@ def test_sigterm_during_extraction_reports_what_really_happened(
     assert not any(tmp_dir.iterdir())
 
 
+@pytest.mark.slow
 def test_sigterm_cuts_a_stalled_transfer_at_once(
     zenodo: zs.ZenodoServer, data_root: Path, runner: CliRunner
 ) -> None:
@@ -720,6 +729,7 @@ def _slices(root: Path) -> list[list[int]]:
     return []
 
 
+@pytest.mark.slow
 def test_sigkill_in_a_segmented_transfer_resumes_every_slice(
     big_crc: zs.ZenodoServer, data_root: Path, runner: CliRunner
 ) -> None:
@@ -1016,6 +1026,7 @@ def test_json_downloaded_bytes_count_every_attempt_of_a_resumed_transfer(
     assert outcome["resumed_from"] == 0
 
 
+@pytest.mark.slow
 def test_downloaded_bytes_count_a_cut_slice_of_a_segmented_transfer(
     big_crc: zs.ZenodoServer, data_root: Path
 ) -> None:
@@ -1029,6 +1040,7 @@ def test_downloaded_bytes_count_a_cut_slice_of_a_segmented_transfer(
     assert outcome["downloaded_bytes"] == sum(g.bytes_sent for g in gets) == size
 
 
+@pytest.mark.slow
 def test_print_paths_gives_a_shell_the_installed_folders(
     zenodo: zs.ZenodoServer, data_root: Path, tmp_path: Path
 ) -> None:

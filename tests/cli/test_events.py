@@ -8,6 +8,8 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from medimeta_cli.cli.progress import MAX_LINE, JobLog, duration, plain_lines
 from medimeta_cli.events import Phase
 from medimeta_cli.fsutil import human_bytes
@@ -59,6 +61,7 @@ def _lines(log: Path) -> list[str]:
     return lines[:-1]
 
 
+@pytest.mark.slow
 def test_a_throttled_download_logs_calm_lines_and_a_summary(
     zenodo: zs.ZenodoServer, data_root: Path, tmp_path: Path
 ) -> None:

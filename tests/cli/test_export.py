@@ -106,6 +106,7 @@ def test_existing_output_needs_overwrite(
     assert replaced.exit_code == 0
 
 
+@pytest.mark.slow
 def test_slurm_array_of_shards_makes_one_export(installed: InstalledData, tmp_path: Path) -> None:
     """Shards run at the same time, as array jobs do, and together equal one whole export."""
     env = {

@@ -31,6 +31,7 @@ def _run(runner: CliRunner, *args: str) -> str:
     return result.stdout
 
 
+@pytest.mark.slow
 def test_every_command_reads_data_whose_info_yaml_differs_from_the_catalog(
     runner: CliRunner, zenodo: ZenodoServer, fixture_data: FixtureData, tmp_path: Path
 ) -> None:

@@ -66,6 +66,7 @@ def _stop(job: subprocess.Popen[str]) -> None:
     job.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_killed_download_is_pruned_a_live_one_is_left(
     zenodo: zs.ZenodoServer, data_root: Path, runner: CliRunner
 ) -> None:

@@ -172,6 +172,7 @@ _HOLDER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_waits_for_a_job_holding_the_dataset(
     runner: CliRunner, zenodo: zs.ZenodoServer, data_root: Path
 ) -> None:

@@ -25,6 +25,9 @@ from tests.support.helpers import invoke, wait_for
 
 # Read at import: the autouse clean_env fixture drops every MEDIMETA_* variable.
 REQUIRED = os.environ.get("MEDIMETA_REQUIRE_SLURM", "").lower() in ("1", "true", "yes", "on")
+#: Every test here submits real jobs and waits for them.
+pytestmark = pytest.mark.slow
+
 # A task runs the tool with this interpreter, then records its exit code by task id.
 TASK = """#!/bin/bash
 "$TEST_PYTHON" -m medimeta_cli "$@"

@@ -182,6 +182,7 @@ def test_class_folders_carry_a_zero_padded_index() -> None:
     assert sorted(names.values()) == [names[k] for k in range(120)]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("datasets") is None, reason="needs HF datasets")
 def test_hugging_face_imagefolder_labels_are_the_classes_json_index(
     installed: InstalledData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

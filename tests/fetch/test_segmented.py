@@ -124,6 +124,7 @@ def test_a_byte_flipped_in_one_slice_installs_nothing(
     assert list((data_root / ".medimeta" / "partial").iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_429_storm_on_extra_connections_ends_verified_with_fewer(
     zenodo: zs.ZenodoServer, data_root: Path
 ) -> None:
@@ -174,6 +175,7 @@ def test_a_gigabyte_like_plan_stays_under_the_request_bound(
     assert zenodo.bytes_sent("crc.zip") <= size + 8 * MiB
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("connections", "jobs", "ids"),
     [(5, 2, ["crc", "dr_regular"]), (2, 3, ["crc", "dr_regular", "organs_axial"])],
@@ -292,6 +294,7 @@ def test_a_fast_first_connection_stays_alone(zenodo: zs.ZenodoServer, data_root:
     assert sum(g.bytes_sent for g in gets) == zenodo.file_size("crc.zip")
 
 
+@pytest.mark.slow
 def test_a_capped_first_connection_opens_the_share(
     zenodo: zs.ZenodoServer, data_root: Path
 ) -> None:

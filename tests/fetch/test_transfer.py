@@ -98,6 +98,7 @@ def test_error_pages_are_named_as_such(
     assert not (data_root / "cxr").exists()
 
 
+@pytest.mark.slow
 def test_a_trickling_server_is_cut_and_resumed(
     zenodo: zs.ZenodoServer, data_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -113,6 +114,7 @@ def test_a_trickling_server_is_cut_and_resumed(
     assert any("stalled" in e.message for e in events if isinstance(e, Notice))
 
 
+@pytest.mark.slow
 def test_a_server_that_keeps_trickling_runs_out_of_retries(
     zenodo: zs.ZenodoServer, data_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -109,6 +109,7 @@ def _start_holder(root: Path) -> subprocess.Popen[str]:
     return proc
 
 
+@pytest.mark.slow
 def test_waiters_name_the_holder_and_time_out(tmp_path: Path) -> None:
     holder = _start_holder(tmp_path)
     try:

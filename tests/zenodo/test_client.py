@@ -93,6 +93,7 @@ def test_retries_honour_retry_after_from_the_server(tmp_path: Path) -> None:
         assert 1.0 <= waits[1] <= 3.5
 
 
+@pytest.mark.slow
 def test_rate_limit_headers_prevent_429(tmp_path: Path) -> None:
     with zs.ZenodoServer({"crc.zip": b"PK\x03\x04"}, rate_limit=3, rate_window=1.0) as server:
         waits: list[float] = []
