@@ -306,11 +306,11 @@ def verify_dataset(
         dataset.id,
         mode,
         status,
-        tuple(problems),
-        checked,
-        hashed,
-        time.monotonic() - started,
-        differences,
+        problems=tuple(problems),
+        files_checked=checked,
+        bytes_hashed=hashed,
+        seconds=time.monotonic() - started,
+        catalog_differences=differences,
     )
     logger.debug(
         "%s: %s, %d files checked, %d bytes hashed, %d problems in %.1f s",
