@@ -28,9 +28,10 @@ Modules::
     options      ExportOptions, ExportResult and the vocabularies (no numpy: the
                  command line types its options from them)
     pixels       colour conversion
-    imagefolder  file and folder names, image files, metadata.csv, classes.json
-    npy          streamed .npy and .npz files, merging the arrays of shards
-    writers      what each format writes; JSON files
+    imagefolder  file and folder names, image files, metadata.csv (a Writer)
+    npy          streamed .npy and .npz files, joining the arrays of shards (a Writer)
+    writer       the Writer interface: what a format writes, whole or in shards
+    formats      the table of formats (one Writer each), classes.json, JSON files
     provenance   provenance.json: building it, and telling whether an export is current
     shards       --shard I/N
     run          export_dataset, export_selection: whole exports and shards

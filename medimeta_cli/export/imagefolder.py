@@ -1,4 +1,4 @@
-"""The ``imagefolder`` layout: class folders of image files, metadata.csv and classes.json.
+"""The ``imagefolder`` format: class folders of image files and metadata.csv.
 
 Single-label tasks get ``<split>/<class>/<id>_<index>.<ext>``, multi-label tasks
 ``<split>/<id>_<index>.<ext>`` with their labels as 0/1 columns in
@@ -32,7 +32,8 @@ from medimeta_cli.export.options import (
     ProgressCallback,
 )
 from medimeta_cli.export.pixels import convert_color
-from medimeta_cli.fsutil import atomic_write_bytes
+from medimeta_cli.export.writer import Writer
+from medimeta_cli.fsutil import atomic_write_bytes, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -276,47 +277,47 @@ def metadata_csv(selection: Selection, image_format: ImageFormat, split: str) ->
     return buffer.getvalue()
 
 
-def classes_json(selection: Selection, export_format: ExportFormat) -> dict[str, Any]:
-    """The kept classes in index order (label key order), with how keys map to indices.
-
-    ``index`` is what a training loop uses (0..K-1): the ``label`` column of
-    metadata.csv, the sorted position of the class folder, ``label_indices.npy``; the
-    upstream ``key`` is what ``task_labels`` and ``labels.npy`` hold. For multi-label
-    tasks ``index`` is the column of the 0/1 matrix (labels.npy, metadata.csv).
-    """
-    multilabel = selection.multilabel
-    folders = class_folder_names(selection.task, selection.classes)
-    with_folders = not multilabel and export_format is ExportFormat.IMAGEFOLDER
-    return {
-        "dataset": selection.dataset.id,
-        "task": selection.task.name,
-        "task_type": selection.task.target.value,
-        "index_by_key": {str(key): position for position, key in enumerate(selection.classes)},
-        "labels": _LABELS_NOTE[(export_format, multilabel)],
-        "classes": [
-            {
-                "index": position,
-                "key": key,
-                "name": selection.task.labels[key],
-                "folder": folders[key] if with_folders else None,
-            }
-            for position, key in enumerate(selection.classes)
-        ],
-    }
+# ----------------------------------------------------------------------------- the writer
 
 
-_LABELS_NOTE = {
-    (ExportFormat.IMAGEFOLDER, False): (
-        "Class folders sort in index order (every split has every folder; a class a split "
-        "lacks has an empty folder); metadata.csv: label = index, label_key = upstream key."
-    ),
-    (ExportFormat.IMAGEFOLDER, True): (
-        "Multi-label: metadata.csv has one 0/1 column per class, in index order."
-    ),
-    (ExportFormat.NUMPY, False): (
-        "label_indices.npy holds the index (0..K-1), labels.npy the upstream key."
-    ),
-    (ExportFormat.NUMPY, True): (
-        "Multi-label: labels.npy is an N x K 0/1 matrix whose columns are in index order."
-    ),
-}
+class ImageFolderWriter(Writer):
+    """Image files in class folders, and a metadata.csv per split."""
+
+    format = ExportFormat.IMAGEFOLDER
+    image_files = True
+
+    def write_images(
+        self,
+        folder: Path,
+        selection: Selection,
+        target: Path,
+        options: ExportOptions,
+        progress: ProgressCallback,
+        *,
+        atomic: bool,
+    ) -> None:
+        """Encode the selected images as files (see :func:`write_image_files`)."""
+        write_image_files(folder, selection, target, options, progress, atomic=atomic)
+
+    def write_split_files(self, selection: Selection, target: Path, options: ExportOptions) -> None:
+        """``<split>/metadata.csv``, which Hugging Face ``imagefolder`` reads."""
+        for part in selection.parts:
+            split_dir = target / part.split
+            split_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(
+                split_dir / "metadata.csv",
+                metadata_csv(selection, options.image_format, part.split),
+            )
+
+    def empty_class_folders(self, full: Selection) -> dict[str, list[str]]:
+        """See :func:`empty_class_folders`."""
+        return empty_class_folders(full)
+
+    def labels_note(self, multilabel: bool) -> str:
+        """Folders sort in index order; metadata.csv has the index (or 0/1 columns)."""
+        if multilabel:
+            return "Multi-label: metadata.csv has one 0/1 column per class, in index order."
+        return (
+            "Class folders sort in index order (every split has every folder; a class a split "
+            "lacks has an empty folder); metadata.csv: label = index, label_key = upstream key."
+        )

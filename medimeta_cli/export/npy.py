@@ -1,4 +1,4 @@
-"""The ``numpy`` layout: streamed ``.npy`` files or one ``.npz`` per split, and shard merging.
+"""The ``numpy`` format: streamed ``.npy`` files or one ``.npz`` per split, and shard merging.
 
 Arrays are never held whole in memory: a header is written first, then the rows
 batch by batch, byte for byte what ``np.save`` writes. ``.npz`` members get fixed
@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -18,8 +19,9 @@ import numpy.typing as npt
 
 from medimeta_cli.dataset.reader import DatasetReader
 from medimeta_cli.dataset.selection import Selection
-from medimeta_cli.export.options import Color, ExportOptions, ProgressCallback
+from medimeta_cli.export.options import Color, ExportFormat, ExportOptions, ProgressCallback
 from medimeta_cli.export.pixels import convert_color
+from medimeta_cli.export.writer import Writer
 from medimeta_cli.fsutil import atomic_output
 
 logger = logging.getLogger(__name__)
@@ -149,3 +151,50 @@ def _rows(arrays: Sequence[Any], step: int = _ROWS_PER_WRITE) -> Iterator[Any]:
     for array in arrays:
         for start in range(0, len(array), step):
             yield np.asarray(array[start : start + step])
+
+
+class NumpyWriter(Writer):
+    """Arrays per split: ``.npy`` files, or one ``.npz``; shards are joined at the end."""
+
+    format = ExportFormat.NUMPY
+
+    def write_images(
+        self,
+        folder: Path,
+        selection: Selection,
+        target: Path,
+        options: ExportOptions,
+        progress: ProgressCallback,
+        *,
+        atomic: bool,
+    ) -> None:
+        """Stream every split's arrays (each file is written atomically anyway)."""
+        write_arrays(folder, selection, target, options, progress)
+
+    def write_shard(
+        self,
+        folder: Path,
+        selection: Selection,
+        out: Path,
+        piece: Path,
+        options: ExportOptions,
+        progress: ProgressCallback,
+    ) -> None:
+        """A shard's slices as plain ``.npy`` files in its own piece folder; joining them
+        writes the format asked for."""
+        piece.mkdir(exist_ok=True)
+        write_arrays(folder, selection, piece, replace(options, npz=False), progress)
+
+    def join_shards(
+        self, full: Selection, out: Path, pieces: Sequence[Path], options: ExportOptions
+    ) -> None:
+        """Concatenate the pieces' arrays, in shard order (see :func:`merge_numpy_shards`)."""
+        merge_numpy_shards(full, out, pieces, options)
+
+    def labels_note(self, multilabel: bool) -> str:
+        """labels.npy holds keys (or a 0/1 matrix), label_indices.npy the index."""
+        if multilabel:
+            return (
+                "Multi-label: labels.npy is an N x K 0/1 matrix whose columns are in index order."
+            )
+        return "label_indices.npy holds the index (0..K-1), labels.npy the upstream key."

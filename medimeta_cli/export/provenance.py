@@ -11,8 +11,8 @@ from medimeta_cli._version import __version__
 from medimeta_cli.catalog.citation import bibtex_for
 from medimeta_cli.catalog.datasets import DOI
 from medimeta_cli.dataset.selection import Selection
-from medimeta_cli.export.imagefolder import empty_class_folders
-from medimeta_cli.export.options import ExportFormat, ExportOptions
+from medimeta_cli.export.formats import writer_for
+from medimeta_cli.export.options import ExportOptions
 from medimeta_cli.store.layout import RootLayout
 from medimeta_cli.store.records import read_install_record
 
@@ -36,7 +36,7 @@ def build_provenance(root: Path, full: Selection, options: ExportOptions) -> dic
     """
     dataset = full.dataset
     record = read_install_record(RootLayout(root), dataset.id)
-    imagefolder = options.format is ExportFormat.IMAGEFOLDER
+    writer = writer_for(options.format)
     return {
         "layout_version": LAYOUT_VERSION,
         "dataset": dataset.id,
@@ -51,7 +51,7 @@ def build_provenance(root: Path, full: Selection, options: ExportOptions) -> dic
         "selection": replace(full.spec, task=full.task.name).to_json(),
         "format": {
             "format": options.format.value,
-            "image_format": options.image_format.value if imagefolder else None,
+            "image_format": options.image_format.value if writer.image_files else None,
             "color": options.color.value if options.color is not None else None,
             "npz": options.npz,
             "compressed": options.compress,
@@ -59,7 +59,7 @@ def build_provenance(root: Path, full: Selection, options: ExportOptions) -> dic
         "command": options.command,
         "tool_version": __version__,
         "counts": full.counts(),
-        "empty_class_folders": empty_class_folders(full) if imagefolder else {},
+        "empty_class_folders": writer.empty_class_folders(full),
         "sources": [source.to_json() for source in dataset.sources],
         "bibtex": bibtex_for(dataset),
         "doi": DOI,

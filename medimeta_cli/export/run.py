@@ -13,6 +13,7 @@ from medimeta_cli.catalog.datasets import Dataset
 from medimeta_cli.dataset.reader import DatasetReader
 from medimeta_cli.dataset.selection import Selection, SelectionSpec, select
 from medimeta_cli.errors import OutputExistsError
+from medimeta_cli.export.formats import estimated_bytes, write_json, write_shared, writer_for
 from medimeta_cli.export.options import (
     ExportOptions,
     ExportResult,
@@ -22,7 +23,6 @@ from medimeta_cli.export.options import (
 from medimeta_cli.export.provenance import PROVENANCE, build_provenance, same_export
 from medimeta_cli.export.shards import export_shard
 from medimeta_cli.export.target import clean_dead_staging, refuse_root_overlap
-from medimeta_cli.export.writers import estimated_bytes, write_json, write_selection, write_shared
 from medimeta_cli.fsutil import (
     atomic_directory,
     ensure_space,
@@ -141,7 +141,9 @@ def _export_whole(
     clean_dead_staging(out)
     ensure_space(out.parent, estimated_bytes(selection, options), f"exporting to {out}")
     with atomic_directory(out) as staging:
-        write_selection(folder, selection, staging, options, progress, atomic=False)
+        writer_for(options.format).write_images(
+            folder, selection, staging, options, progress, atomic=False
+        )
         write_shared(selection, staging, options)
         write_json(staging / PROVENANCE, provenance)
     return ExportStatus.EXPORTED

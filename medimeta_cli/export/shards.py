@@ -15,21 +15,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from medimeta_cli.dataset.selection import Selection, parse_shard
 from medimeta_cli.errors import OutputExistsError, UsageError
-from medimeta_cli.export.npy import merge_numpy_shards
-from medimeta_cli.export.options import (
-    ExportFormat,
-    ExportOptions,
-    ExportStatus,
-    ProgressCallback,
-)
+from medimeta_cli.export.formats import estimated_bytes, write_json, write_shared, writer_for
+from medimeta_cli.export.options import ExportOptions, ExportStatus, ProgressCallback
 from medimeta_cli.export.provenance import PROVENANCE, same_export
-from medimeta_cli.export.writers import estimated_bytes, write_json, write_selection, write_shared
 from medimeta_cli.fsutil import ensure_space, ensure_writable_dir, remove_tree
 
 logger = logging.getLogger(__name__)
@@ -160,6 +153,7 @@ def export_shard(
     """Write one shard of ``full``; return what happened and whether the export is complete."""
     assert selection.spec.shard is not None
     index, count = selection.spec.shard
+    writer = writer_for(options.format)
     shards = out / SHARDS_DIR
     marker = shards / f"{index}-of-{count}.json"
     fingerprint = shards / "export.json"
@@ -179,14 +173,8 @@ def export_shard(
     if not marker.exists():
         logger.debug("writing shard %d/%d (%d images) into %s", index, count, selection.total, out)
         ensure_space(out, estimated_bytes(selection, options), f"exporting to {out}")
-        if options.format is ExportFormat.IMAGEFOLDER:
-            write_selection(folder, selection, out, options, progress, atomic=True)
-        else:  # slices as plain .npy files; the merge writes the format asked for
-            piece = shards / f"{index}-of-{count}"
-            piece.mkdir(exist_ok=True)
-            write_selection(
-                folder, selection, piece, replace(options, npz=False), progress, atomic=True
-            )
+        piece = shards / f"{index}-of-{count}"
+        writer.write_shard(folder, selection, out, piece, options, progress)
         write_json(marker, {"shard": f"{index}/{count}", "images": selection.total})
         status = ExportStatus.SHARD_WRITTEN
     else:
@@ -196,9 +184,8 @@ def export_shard(
     if done:
         logger.debug("all %d shards of %s are written; completing the export", count, out)
         # Any job may get here; what it writes is the same, and every write is atomic.
-        if options.format is ExportFormat.NUMPY:
-            pieces = [shards / f"{i}-of-{count}" for i in range(1, count + 1)]
-            merge_numpy_shards(full, out, pieces, options)
+        pieces = [shards / f"{i}-of-{count}" for i in range(1, count + 1)]
+        writer.join_shards(full, out, pieces, options)
         write_shared(full, out, options)
         write_json(out / PROVENANCE, provenance)
         remove_tree(shards)
