@@ -21,8 +21,8 @@ _LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 
 
 def pages() -> list[Path]:
-    """The README and every page under ``docs/``."""
-    return [README, *sorted(DOCS.glob("*.md"))]
+    """The README, the changelog and every page under ``docs/``."""
+    return [README, REPO / "CHANGELOG.md", *sorted(DOCS.glob("*.md"))]
 
 
 def read(path: Path) -> str:
