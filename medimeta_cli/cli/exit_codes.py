@@ -1,6 +1,7 @@
 """The one place where errors become exit codes.
 
-Scripts rely on these numbers; they are documented in the README and never reused.
+Scripts rely on these numbers; they are documented in the README (in brief) and in
+docs/commands.md (in full), and never reused.
 """
 
 from __future__ import annotations

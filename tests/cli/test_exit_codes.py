@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -9,9 +10,8 @@ from typer.testing import CliRunner
 
 from medimeta_cli import errors
 from medimeta_cli.cli.exit_codes import DESCRIPTIONS, ExitCode, exit_code_for
+from tests.support import docs
 from tests.support.helpers import invoke
-
-README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_each_error_family_maps_to_a_distinct_code() -> None:
@@ -41,10 +41,16 @@ def test_codes_are_distinct_and_described() -> None:
     assert set(DESCRIPTIONS) == set(ExitCode)
 
 
-def test_readme_documents_every_code() -> None:
-    text = README.read_text(encoding="utf-8")
-    for code in ExitCode:
-        assert f"| {int(code)} | `{code.name}` |" in text, code
+@pytest.mark.parametrize(
+    ("page", "heading"),
+    [("README.md", "Exit codes"), ("docs/commands.md", "Output and exit codes")],
+)
+def test_the_documentation_tables_every_code(page: str, heading: str) -> None:
+    """The README's brief table and the full one of the commands page: every code, by number
+    and name, in order, and nothing else."""
+    section = docs.section(docs.read(docs.REPO / page), heading)
+    rows = re.findall(r"^\| (\d+) \| `(\w+)` \| [^|]+ \|$", section, re.M)
+    assert rows == [(str(int(code)), code.name) for code in sorted(ExitCode, key=int)]
 
 
 def test_every_error_carries_a_hint() -> None:

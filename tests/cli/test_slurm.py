@@ -1,6 +1,7 @@
-"""Real SLURM job arrays against the test server: downloads, sharded exports, the README's
-templates. The cluster is a one-node SLURM started by ``.ci/slurm``; without one these tests
-are skipped (loudly), and with ``MEDIMETA_REQUIRE_SLURM=1`` (as CI sets) they fail."""
+"""Real SLURM job arrays against the test server: downloads, sharded exports, the job
+templates of ``docs/hpc.md``. The cluster is a one-node SLURM started by ``.ci/slurm``;
+without one these tests are skipped (loudly), and with ``MEDIMETA_REQUIRE_SLURM=1`` (as CI
+sets) they fail."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ import pytest
 from typer.testing import CliRunner
 
 import medimeta_cli
-from tests.conftest import REPO, InstalledData
+from tests.conftest import InstalledData
+from tests.support import docs
 from tests.support import zenodo_server as zs
 from tests.support.helpers import invoke, wait_for
 
@@ -207,15 +209,12 @@ def test_task_cancelled_mid_download_is_resumed_by_the_next(
     assert result.exit_code == 0, result.stdout + result.stderr
 
 
-# ----------------------------------------------------------------------------- README templates
+# ----------------------------------------------------------------------- docs/hpc.md templates
 
 
-def readme_hpc() -> tuple[dict[str, str], str]:
-    """The HPC section's job scripts by file name, and its submit command, verbatim."""
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    match = re.search(r"^## HPC.*?(?=^## )", readme, re.S | re.M)
-    assert match, "README lost its HPC section"
-    section = match.group(0)
+def hpc_templates() -> tuple[dict[str, str], str]:
+    """The HPC page's job scripts by file name, and its submit command, verbatim."""
+    section = docs.section(docs.page("hpc.md"), "Job templates")
     # A job script's file name is its job name without "medimeta-": fetch.sh, train.py.
     scripts = {
         f"{name}.{'py' if lang == 'python' else 'sh'}": text
@@ -227,7 +226,7 @@ def readme_hpc() -> tuple[dict[str, str], str]:
     return scripts, submit_line
 
 
-def _run_readme_jobs(folder: Path, command: str) -> str:
+def _run_documented_jobs(folder: Path, command: str) -> str:
     """Run ``command`` in ``folder`` (as a user would), wait for its jobs, return their logs."""
     proc = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", command],
@@ -245,17 +244,19 @@ def _run_readme_jobs(folder: Path, command: str) -> str:
 
 
 @pytest.mark.usefixtures("cluster")
-def test_readme_fetch_then_sharded_export_templates(
+def test_documented_fetch_then_sharded_export_templates(
     zenodo: zs.ZenodoServer, data_root: Path, tmp_path: Path, runner: CliRunner
 ) -> None:
-    """The README's fetch.sh and export.sh, submitted with its own command line, as shown."""
-    scripts, submit_line = readme_hpc()
+    """docs/hpc.md's fetch.sh and export.sh, submitted with its own command line, as shown."""
+    scripts, submit_line = hpc_templates()
     jobs = tmp_path / "jobs"
     jobs.mkdir()
     for name in ("fetch.sh", "export.sh"):
         (jobs / name).write_text(scripts[name], encoding="utf-8")
     # The submit line prints only the export's id; the fetch job is found by its name.
-    logs = _run_readme_jobs(jobs, f"{submit_line}; squeue --noheader --name=medimeta-fetch -o %i")
+    logs = _run_documented_jobs(
+        jobs, f"{submit_line}; squeue --noheader --name=medimeta-fetch -o %i"
+    )
     assert (jobs / "crc-numpy" / "provenance.json").is_file(), logs
     assert (jobs / "crc-png" / "provenance.json").is_file(), logs
     whole = invoke(runner, "export", "crc", "--jobs", "1", "--out", str(tmp_path / "whole"))
@@ -265,13 +266,13 @@ def test_readme_fetch_then_sharded_export_templates(
 
 
 @pytest.mark.usefixtures("cluster")
-def test_readme_training_template_ensures_its_data(
+def test_documented_training_template_ensures_its_data(
     zenodo: zs.ZenodoServer, data_root: Path, tmp_path: Path
 ) -> None:
-    """The README's train.py, submitted as a job: it gets the installed dataset's folder."""
+    """docs/hpc.md's train.py, submitted as a job: it gets the installed dataset's folder."""
     if not hasattr(medimeta_cli, "ensure"):
         pytest.skip("ensure() not available")
-    scripts, _ = readme_hpc()
+    scripts, _ = hpc_templates()
     (tmp_path / "train.py").write_text(scripts["train.py"], encoding="utf-8")
-    logs = _run_readme_jobs(tmp_path, "sbatch train.py")
+    logs = _run_documented_jobs(tmp_path, "sbatch train.py")
     assert f"training on {data_root / 'crc'}" in logs, logs

@@ -1,4 +1,6 @@
-"""The README promises what CI does and documents every command."""
+"""The pages under ``docs/`` hold what they say: every command, the package as it is, and
+examples that run as shown. (The SLURM templates of ``docs/hpc.md`` run in
+``tests/cli/test_slurm.py``, on a real cluster.)"""
 
 from __future__ import annotations
 
@@ -11,50 +13,66 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+import medimeta_cli
 from medimeta_cli.cli.app import app
 from tests.conftest import FixtureData
+from tests.support import docs
 from tests.support.helpers import installed_script
 
 if TYPE_CHECKING:
     from tests.support.zenodo_server import ZenodoServer
 
-REPO = Path(__file__).resolve().parents[1]
+PACKAGE = docs.REPO / "medimeta_cli"
 
 
-def test_ci_runs_the_readme_test_command() -> None:
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    match = re.search(r"Run the tests.*?```sh\n(.+?)\n```", readme, re.S)
-    assert match, "README lost its test command"
-    ci_lines = (REPO / ".ci" / "run").read_text(encoding="utf-8").splitlines()
-    assert match.group(1) in ci_lines
-
-
-def test_ci_runs_the_readme_lint_command_before_the_tests() -> None:
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    match = re.search(r"Lint, formatting and types.*?```sh\n(.+?)\n```", readme, re.S)
-    assert match, "README lost its lint command"
-    for tool in ("ruff check", "ruff format --check", "mypy"):
-        assert tool in match.group(1)
-    ci_lines = (REPO / ".ci" / "run").read_text(encoding="utf-8").splitlines()
-    assert match.group(1) in ci_lines
-    assert ci_lines.index(match.group(1)) < next(
-        i for i, line in enumerate(ci_lines) if "pytest" in line
-    )
-
-
-def test_readme_documents_every_command() -> None:
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
+def test_the_commands_page_documents_every_command() -> None:
+    titles = [m.group(2) for m in docs.headings(docs.page("commands.md"))]
     for command in app.registered_commands:
-        assert f"### `medimeta {command.name}" in readme, command.name
+        assert any(t.startswith(f"`medimeta {command.name}") for t in titles), command.name
+
+
+def test_the_architecture_page_draws_the_layer_map_of_the_package() -> None:
+    """The layer map is written twice, in the package docstring (checked against every import
+    by tests/test_layers.py) and on the architecture page: the two must be equal."""
+    [drawn] = docs.code_blocks(docs.section(docs.page("architecture.md"), "Layers"), "")
+    assert medimeta_cli.__doc__
+    in_code = medimeta_cli.__doc__.split("::\n\n", 1)[1]
+    assert drawn.split() == in_code.split()
+
+
+def test_the_architecture_page_names_every_subpackage() -> None:
+    tree = docs.section(docs.page("architecture.md"), "The package tree")
+    for package in sorted(p.parent.name for p in PACKAGE.glob("*/__init__.py")):
+        assert f"`{package}/`" in tree, package
+    for module in sorted(PACKAGE.glob("*.py")):
+        if not module.name.startswith("_"):
+            assert module.stem in tree, module.name
+
+
+def python_files_named(text: str, scripts: set[str]) -> list[str]:
+    """The ``*.py`` files a page names in backquotes that exist nowhere in the repository
+    (job scripts the page itself defines aside)."""
+    names = set(re.findall(r"`(?:python )?([\w/.]+\.py)\b", text)) - scripts
+    present = [str(p.relative_to(docs.REPO)) for p in docs.REPO.rglob("*.py")]
+    return sorted(n for n in names if not any(p == n or p.endswith(f"/{n}") for p in present))
+
+
+@pytest.mark.parametrize("page", docs.pages(), ids=lambda p: p.name)
+def test_every_module_a_page_names_exists(page: Path) -> None:
+    """Old module names (``largereads.py``, ``segments.py``) do not survive a move."""
+    assert python_files_named(docs.read(page), {"train.py"}) == []
+
+
+def test_a_module_that_moved_is_found() -> None:
+    text = "`zenodo/transport.py`, `largereads.py`, `python benchmarks/sample.py`, `train.py`"
+    assert python_files_named(text, {"train.py"}) == ["largereads.py"]
 
 
 def _offline_recipe() -> tuple[list[str], str]:
-    """The README's offline recipe: its fetching lines (one per downloader) and its install
+    """The HPC page's offline recipe: its fetching lines (one per downloader) and its install
     line."""
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    match = re.search(r"Compute nodes without internet:\s*```sh\n(.+?)\n```", readme, re.S)
-    assert match, "README lost its offline recipe"
-    lines = [line for line in match.group(1).splitlines() if not line.startswith("#")]
+    [recipe] = docs.code_blocks(docs.section(docs.page("hpc.md"), "Compute nodes"), "sh")
+    lines = [line for line in recipe.splitlines() if not line.startswith("#")]
     fetching = [line for line in lines if "--print-urls" in line]
     [install] = [line for line in lines if "--from" in line]
     return fetching, install.split("#")[0].strip()
@@ -70,14 +88,14 @@ def _require(tool: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("tool", ["aria2c", "curl", "wget"])
-def test_the_readme_offline_recipe_works_with_each_downloader(
+def test_the_offline_recipe_works_with_each_downloader(
     tool: str,
     zenodo: ZenodoServer,
     fixture_data: FixtureData,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Run the README's lines verbatim in a shell: each downloader saves every archive under
+    """Run the recipe's lines verbatim in a shell: each downloader saves every archive under
     its own name (resuming one already begun), and the offline install takes them all."""
     _require(tool)
     fetching, install = _offline_recipe()
