@@ -77,7 +77,7 @@ def _installed_view(
 ) -> InstalledDataset:
     """The dataset as its installed info.yaml describes it, or the catalog's entry when it
     is not installed (or its info.yaml cannot be read: ``verify`` says why)."""
-    from medimeta_cli.dataset.installed import InfoError
+    from medimeta_cli.dataset.gate import InfoError
     from medimeta_cli.store.status import root_of
 
     root = root_of(status)

@@ -103,7 +103,7 @@ def _described(
 ) -> InstalledDataset | None:
     """An installed dataset as its info.yaml describes it; None when it is not installed
     or its info.yaml cannot be read (``verify`` says why)."""
-    from medimeta_cli.dataset.installed import InfoError
+    from medimeta_cli.dataset.gate import InfoError
 
     root = root_of(status)
     if root is None:
