@@ -28,21 +28,19 @@ import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Any, Final
 
 from medimeta_cli.catalog.build import dataset_from_info, parse_info_yaml
 from medimeta_cli.catalog.datasets import SPLIT_NAMES, Dataset, Task, TaskTarget
-from medimeta_cli.dataset.upstream import (
-    image_relpath,
-    parse_split_bytes,
-    split_line,
-    split_relpath,
-)
 from medimeta_cli.errors import CatalogError, IntegrityError, UsageError
 from medimeta_cli.fsutil import read_regular_file
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+# numpy (and the upstream format's module, which needs it) is imported where labels and
+# splits are read: describing a dataset (list, info) stays light.
 
 __all__ = [
     "DESCRIPTION_RULES",
@@ -311,6 +309,8 @@ def label_problems(array: Any, dataset: Dataset, task: Task) -> list[str]:
     """What is wrong with a label array for ``task``: not one numeric array, or not of
     the shape the description gives (one row per image; a column per label for a
     multi-label task). Empty when it can be used."""
+    import numpy as np
+
     if not isinstance(array, np.ndarray):
         return ["is not a single array"]
     if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
@@ -329,6 +329,8 @@ def label_problems(array: Any, dataset: Dataset, task: Task) -> list[str]:
 def label_value_problem(array: npt.NDArray[Any], task: Task) -> str | None:
     """Values of a label array (of a usable shape) that are no label of ``task``: not
     0/1 for a multi-label task, not a label key otherwise; None when all are."""
+    import numpy as np
+
     if task.target is TaskTarget.MULTILABEL:
         valid = np.array([0, 1])
         what = "values other than 0 and 1"
@@ -347,6 +349,8 @@ def label_value_problem(array: npt.NDArray[Any], task: Task) -> str | None:
 
 
 def _show_number(value: Any) -> str:
+    import numpy as np
+
     number = value.item() if isinstance(value, np.generic) else value
     if isinstance(number, float) and number.is_integer():
         return str(int(number))
@@ -357,6 +361,8 @@ def read_label_array(folder: Path, task: Task) -> npt.NDArray[Any]:
     """The array in a task's label file, read without following a link; raises
     :class:`FileNotFoundError` when it is missing and :class:`ValueError` (or OSError,
     EOFError, MemoryError) when it cannot be read as one array."""
+    import numpy as np
+
     path = label_path(folder, task)
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
@@ -434,6 +440,10 @@ class SplitLines:
 def split_lines(data: bytes, total: int) -> SplitLines:
     """Check the lines of a split file of a dataset of ``total`` images: each
     ``images/NNNNNN.tiff`` naming an image that exists, none listed twice."""
+    import numpy as np
+
+    from medimeta_cli.dataset.upstream import image_relpath, parse_split_bytes, split_line
+
     indices = parse_split_bytes(data)
     malformed = beyond = repeated = None
     bad = np.flatnonzero(indices < 0)
@@ -481,6 +491,10 @@ def load_split(data: DatasetFolder, split: str, *, original: bool = False) -> np
     :class:`IntegrityError` naming the file and line when a line is not
     ``images/NNNNNN.tiff`` or names an image beyond the described image count.
     """
+    import numpy as np
+
+    from medimeta_cli.dataset.upstream import split_relpath
+
     dataset = data.dataset
     if split not in SPLIT_NAMES:
         raise UsageError(
