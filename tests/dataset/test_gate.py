@@ -98,5 +98,5 @@ def test_labels_of_the_wrong_shape_are_refused_with_the_verify_wording(tmp_path:
     np.save(folder / "task_labels" / "DR level.npy", np.zeros(3, np.int64))
     with pytest.raises(IntegrityError) as caught:
         load_labels(open_folder(folder, "dr_regular"), "DR level")
-    expected = f"task_labels/DR level.npy of 'dr_regular' has 3 rows, expected {DR_REGULAR.num_images}"
-    assert caught.value.message == expected
+    where = "task_labels/DR level.npy of 'dr_regular'"
+    assert caught.value.message == f"{where} has 3 rows, expected {DR_REGULAR.num_images}"
