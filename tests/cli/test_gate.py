@@ -38,9 +38,7 @@ def plant(folder: Path) -> Path:
 
 
 @pytest.fixture
-def evil_crc(
-    data_root: Path, fixture_data: FixtureData, monkeypatch: pytest.MonkeyPatch
-) -> Path:
+def evil_crc(data_root: Path, fixture_data: FixtureData, monkeypatch: pytest.MonkeyPatch) -> Path:
     """crc installed in the data root with a task name that leaves the dataset."""
     monkeypatch.setenv("MEDIMETA_CATALOG", str(fixture_data.catalog))
     write_installed(archives.CXR, data_root)
