@@ -82,7 +82,7 @@ def list_command(
                         **d.to_json(),
                         **statuses[d.id].to_json(),
                         **views[d.id].to_json(),
-                        "refused": refused.get(d.id),
+                        **({"refused": refused[d.id]} if d.id in refused else {}),
                     }
                     for d in datasets
                 ]
@@ -134,8 +134,9 @@ def _described(
     refused: dict[str, str],
 ) -> InstalledDataset | None:
     """An installed dataset as its info.yaml describes it; None when it is not installed
-    or the gate refuses its info.yaml (then ``refused`` learns why; ``verify`` says more)."""
-    from medimeta_cli.dataset.gate import InfoError
+    or its info.yaml cannot be read (``verify`` says why); when the gate refuses what it
+    says, ``refused`` learns why too."""
+    from medimeta_cli.dataset.gate import InfoError, RefusedInfoError
 
     root = root_of(status)
     if root is None:
@@ -144,7 +145,8 @@ def _described(
         return InstalledDataset.read(root / dataset_id, entry, dataset_id)
     except InfoError as error:
         logger.debug("%s: %s; showing the catalog's figures", dataset_id, error.message)
-        refused[dataset_id] = error.message
+        if isinstance(error, RefusedInfoError):
+            refused[dataset_id] = error.message
         return None
 
 

@@ -48,6 +48,7 @@ __all__ = [
     "MAX_INFO_BYTES",
     "DatasetFolder",
     "InfoError",
+    "RefusedInfoError",
     "SplitLines",
     "describe_info",
     "info_in_archive",
@@ -84,6 +85,12 @@ class InfoError(IntegrityError):
             f"`medimeta verify --repair {dataset_id}` to fetch a fresh copy.",
         )
         self.reason = reason
+
+
+class RefusedInfoError(InfoError):
+    """The ``info.yaml`` reads as a description, but one that breaks a rule of
+    :data:`DESCRIPTION_RULES` (a task name that would leave the dataset): refused
+    everywhere, never shown in place of what the catalog says."""
 
 
 # --------------------------------------------------------------------------- rules
@@ -146,7 +153,7 @@ def describe_info(raw: bytes, dataset_id: str, *, summary: str | None = None) ->
         raise InfoError(dataset_id, f"names dataset {dataset.id!r}, not {dataset_id!r}")
     reason = _problems_of(dataset)
     if reason is not None:
-        raise InfoError(dataset_id, f"{reason}; refused")
+        raise RefusedInfoError(dataset_id, f"{reason}; refused")
     return dataset
 
 
@@ -239,7 +246,7 @@ class DatasetFolder:
     def __post_init__(self) -> None:
         reason = _problems_of(self.dataset)
         if reason is not None:
-            raise InfoError(self.dataset.id, f"{reason}; refused")
+            raise RefusedInfoError(self.dataset.id, f"{reason}; refused")
 
     @property
     def dataset_id(self) -> str:

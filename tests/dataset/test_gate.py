@@ -12,6 +12,7 @@ import pytest
 from medimeta_cli.dataset.gate import (
     DatasetFolder,
     InfoError,
+    RefusedInfoError,
     describe_info,
     label_path,
     label_relpath,
@@ -36,7 +37,7 @@ def evil_info(folder: Path, name: str = EVIL) -> bytes:
 @pytest.mark.parametrize("name", [EVIL, "a/b", "a\\b", "nul\0byte", "..", "."])
 def test_a_task_name_that_is_a_path_is_refused(tmp_path: Path, name: str) -> None:
     folder, _ = write_installed(CRC, tmp_path)
-    with pytest.raises(InfoError) as caught:
+    with pytest.raises(RefusedInfoError) as caught:
         describe_info(evil_info(folder, name), "crc")
     assert f"names task {name!r}" in caught.value.message
     assert caught.value.message.endswith("refused")
