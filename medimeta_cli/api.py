@@ -76,7 +76,7 @@ def _healthy_copy(settings: Settings, dataset: Dataset) -> Path | None:
     :class:`IntegrityError` when the copy is broken (:class:`LinkRefusedError` when its
     folder is a symbolic link)."""
     from medimeta_cli.dataset.essentials import required_file_problems
-    from medimeta_cli.dataset.installed import read_installed
+    from medimeta_cli.dataset.gate import read_info
     from medimeta_cli.fsutil import require_real_folders
     from medimeta_cli.store.status import State, installed_copy, locate
 
@@ -90,7 +90,8 @@ def _healthy_copy(settings: Settings, dataset: Dataset) -> Path | None:
         fix = "It is in a shared root, which the tool never changes: tell whoever maintains it"
     if locate(settings.root, settings.shared_roots, dataset.id).state is State.DAMAGED:
         raise IntegrityError(f"{dataset.id} in {folder} was found damaged", hint=fix + ".")
-    problems = required_file_problems(folder, read_installed(folder, dataset.id))
+    # The gate reads the copy's own info.yaml, and refuses one it cannot trust.
+    problems = required_file_problems(folder, read_info(folder, dataset.id))
     if problems:
         listed = "; ".join(str(problem) for problem in problems[:3])
         raise IntegrityError(f"{dataset.id} in {folder} is incomplete: {listed}", hint=fix + ".")
@@ -254,33 +255,26 @@ def export(
     Deterministic and idempotent like the command; a dataset that ``verify`` found
     damaged raises :class:`~medimeta_cli.errors.IntegrityError` unless ``force``.
     """
-    from medimeta_cli.dataset.installed import open_installed
-    from medimeta_cli.dataset.selection import SelectionSpec, choose_task, parse_shard
-    from medimeta_cli.export import ExportOptions, export_dataset
-    from medimeta_cli.export.target import default_out
-    from medimeta_cli.store.status import State, locate, root_of
+    from medimeta_cli.dataset.selection import parse_shard
+    from medimeta_cli.export import ExportOptions
+    from medimeta_cli.export.usecase import ExportRequest, plan_export, run_export
 
     settings, catalog = _settings(root)
-    installed = open_installed(catalog, settings.root, settings.shared_roots, dataset_id)
-    dataset = installed.dataset
-    status = locate(settings.root, settings.shared_roots, dataset.id)
-    source = root_of(status)
-    assert source is not None  # open_installed() read it from there
-    if status.state is State.DAMAGED and not force:
-        raise IntegrityError(
-            f"{dataset.id} was found damaged by verify; not exporting it",
-            hint=f"Run `medimeta verify --repair {dataset.id}`, or pass force=True.",
-        )
-    chosen = choose_task(dataset, task)
-    spec = SelectionSpec(
-        task=chosen.name,
+    request = ExportRequest(
+        dataset_id=dataset_id,
+        task=task,
         splits=tuple(splits),
         original=original_split,
         classes=None if classes is None else tuple(classes),
         limit=limit,
         seed=seed,
         shard=None if shard is None else parse_shard(f"{shard[0]}/{shard[1]}"),
+        out=None if out is None else Path(out),
+        force=force,
     )
+    plan = plan_export(settings, catalog, request)
+    if plan.damaged is not None:
+        logger.warning("%s; exporting it anyway (force=True)", plan.damaged)
     options = ExportOptions(
         format=format,  # type: ignore[arg-type]  # validated (with a hint) by ExportOptions
         image_format=image_format,  # type: ignore[arg-type]
@@ -289,14 +283,6 @@ def export(
         compress=compress,
         jobs=jobs or os.cpu_count() or 1,
         overwrite=overwrite,
-        command=f"medimeta_cli.export({dataset.id!r}, task={chosen.name!r})",
+        command=f"medimeta_cli.export({plan.dataset.id!r}, task={plan.task.name!r})",
     )
-    target = Path(out) if out is not None else default_out(dataset.id, chosen.name)
-    return export_dataset(
-        source,
-        dataset,
-        spec,
-        target.absolute(),
-        options,
-        roots=(settings.root, *settings.shared_roots),
-    )
+    return run_export(plan, options)

@@ -87,7 +87,8 @@ _UPSTREAM_TARGETS: dict[TaskTarget, str] = {
 class Task:
     """One classification task of a dataset.
 
-    ``labels`` maps label keys, as stored in ``task_labels/<name>.npy``, to label
+    ``labels`` maps label keys, as stored in the task's label file (which
+    :func:`medimeta_cli.dataset.gate.label_path` finds), to label
     names. Keys are not always ``0..K-1`` (``dr_regular`` uses 1, 4, 6, 8, 10).
     For multi-label tasks the keys are column indices of the ``(N, C)`` array.
     """
@@ -113,11 +114,6 @@ class Task:
     def num_classes(self) -> int:
         """Number of labels (classes, or columns of a multi-label array)."""
         return len(self.labels)
-
-    @property
-    def file_name(self) -> str:
-        """Path of the label file inside an installed dataset."""
-        return f"task_labels/{self.name}.npy"
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready mapping (label keys become strings, as JSON requires)."""

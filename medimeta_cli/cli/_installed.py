@@ -31,7 +31,7 @@ def catalog_entry(s: Session, dataset_id: str) -> Dataset | None:
 def open_installed(s: Session, dataset_id: str) -> InstalledDataset:
     """An installed dataset by id, as its own ``info.yaml`` describes it, next to its
     catalog entry. :class:`NotInstalledError` when it is not installed anywhere;
-    :class:`~medimeta_cli.dataset.installed.InfoError` when its info.yaml cannot be read."""
+    :class:`~medimeta_cli.dataset.gate.InfoError` when the gate refuses its info.yaml."""
     settings = s.settings
     return installed_dataset(s.catalog, settings.root, settings.shared_roots, dataset_id)
 

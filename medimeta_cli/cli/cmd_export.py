@@ -23,7 +23,6 @@ from medimeta_cli.cli.options import (
 from medimeta_cli.cli.progress import ProgressDisplay
 from medimeta_cli.cli.session import session
 from medimeta_cli.export.options import Color, ExportFormat, ExportStatus, ImageFormat
-from medimeta_cli.export.target import default_out
 
 #: Command lines the help shows under "Examples".
 EXAMPLES = (
@@ -114,41 +113,34 @@ def export_command(
     """
     with session(common) as s:
         from medimeta_cli.catalog.datasets import TaskTarget
-        from medimeta_cli.cli._installed import open_installed
-        from medimeta_cli.dataset.selection import SelectionSpec, choose_task
-        from medimeta_cli.errors import IntegrityError, UsageError
-        from medimeta_cli.export import ExportOptions, export_dataset
+        from medimeta_cli.errors import UsageError
+        from medimeta_cli.export import ExportOptions
         from medimeta_cli.export.shards import resolve_shard
-        from medimeta_cli.store.status import State
+        from medimeta_cli.export.usecase import ExportRequest, plan_export, run_export
 
         if rgb and grayscale:
             raise UsageError("--rgb and --grayscale exclude each other", hint="Choose one.")
         # A bad --shard is a usage error whatever is installed: say so first.
         chosen_shard = resolve_shard(shard, os.environ) if shard else None
         # The dataset's own info.yaml, not the catalog, says what is installed.
-        dataset = open_installed(s, dataset_id).dataset
-        where = s.locate(dataset.id)
-        if where.state is State.DAMAGED:
-            found = f"{dataset.id} was found damaged by verify ({where.checked_at or 'undated'})"
-            if not force:
-                raise IntegrityError(
-                    f"{found}; not exporting it",
-                    hint=f"Run `medimeta verify --repair {dataset.id}`, or pass --force "
-                    "to export it anyway.",
-                )
-            s.out.warn(f"{found}; exporting it anyway (--force)")
-        chosen_task = choose_task(dataset, task)
-        if notice := task_name_notice(dataset.id, task, chosen_task):
-            s.out.status(notice)
-        spec = SelectionSpec(
-            task=chosen_task.name,
+        request = ExportRequest(
+            dataset_id=dataset_id,
+            task=task,
             splits=split_values(split) or ("train", "val", "test"),
             original=original_split,
             classes=split_values(classes),
             limit=limit,
             seed=seed,
             shard=chosen_shard,
+            out=out,
+            force=force,
         )
+        plan = plan_export(s.settings, s.catalog, request)
+        dataset, chosen_task = plan.dataset, plan.task
+        if plan.damaged is not None:
+            s.out.warn(f"{plan.damaged}; exporting it anyway (--force)")
+        if notice := task_name_notice(dataset.id, task, chosen_task):
+            s.out.status(notice)
         options = ExportOptions(
             format=export_format,
             image_format=image_format,
@@ -159,7 +151,6 @@ def export_command(
             overwrite=overwrite,
             command=shlex.join(["medimeta", *sys.argv[1:]]),
         )
-        target = (out or default_out(dataset.id, chosen_task.name)).absolute()
         if (
             chosen_task.target is TaskTarget.MULTILABEL
             and export_format is ExportFormat.IMAGEFOLDER
@@ -169,15 +160,11 @@ def export_command(
                 "folder, with their labels as 0/1 columns in metadata.csv"
             )
         with ProgressDisplay(s.out, verb="exporting", unit="images") as display:
-            result = export_dataset(
-                s.installed_root(dataset.id),
-                dataset,
-                spec,
-                target,
+            result = run_export(
+                plan,
                 options,
                 on_start=lambda total: display.start(dataset.id, total),
                 on_progress=lambda count: display.advance(dataset.id, count),
-                roots=(s.settings.root, *s.settings.shared_roots),
             )
         for split_name, folders in result.empty_class_folders.items():
             s.out.warn(

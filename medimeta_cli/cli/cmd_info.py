@@ -76,14 +76,18 @@ def _installed_view(
     entry: Dataset | None, dataset_id: str, status: LocalStatus
 ) -> InstalledDataset:
     """The dataset as its installed info.yaml describes it, or the catalog's entry when it
-    is not installed (or its info.yaml cannot be read: ``verify`` says why)."""
-    from medimeta_cli.dataset.installed import InfoError
+    is not installed (or its info.yaml cannot be read: ``verify`` says why);
+    :class:`~medimeta_cli.dataset.gate.RefusedInfoError` when the gate refuses what the
+    installed info.yaml says."""
+    from medimeta_cli.dataset.gate import InfoError, RefusedInfoError
     from medimeta_cli.store.status import root_of
 
     root = root_of(status)
     if root is not None:
         try:
             return InstalledDataset.read(root / dataset_id, entry, dataset_id)
+        except RefusedInfoError:
+            raise  # never shown in place of the catalog's figures
         except InfoError:
             if entry is None:  # nothing else describes a dataset outside the catalog
                 raise

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: The state shown for an installed dataset whose info.yaml the gate refuses.
+_REFUSED = "damaged (info.yaml refused)"
+
 
 #: Command lines the help shows under "Examples".
 EXAMPLES = (
@@ -53,13 +56,19 @@ def list_command(
             s.catalog.in_domains(domain) if domain else s.catalog.datasets
         )
         statuses = {d.id: s.locate(d.id) for d in datasets}
-        shown = {d.id: _described(s, d.id, d, statuses[d.id]) for d in datasets}
+        # Datasets whose info.yaml the gate refuses: listed as such, never described by it.
+        refused: dict[str, str] = {}
+        shown = {d.id: _described(s, d.id, d, statuses[d.id], refused) for d in datasets}
+        refused_local: list[str] = []
         for dataset_id in local_ids(s):
             status = s.locate(dataset_id)
-            found = _described(s, dataset_id, None, status)
+            found = _described(s, dataset_id, None, status, refused)
             if found is not None and _in_domains(found.dataset, domain):
                 statuses[dataset_id], shown[dataset_id] = status, found
                 datasets += (found.dataset,)
+            elif dataset_id in refused and not domain:
+                statuses[dataset_id] = status
+                refused_local.append(dataset_id)
         views = {d.id: shown[d.id] or InstalledDataset(d, d) for d in datasets}
         datasets = tuple(views[d.id].dataset for d in datasets)
         if task_type:
@@ -69,8 +78,17 @@ def list_command(
         if common.json:
             s.out.emit_json(
                 [
-                    {**d.to_json(), **statuses[d.id].to_json(), **views[d.id].to_json()}
+                    {
+                        **d.to_json(),
+                        **statuses[d.id].to_json(),
+                        **views[d.id].to_json(),
+                        **({"refused": refused[d.id]} if d.id in refused else {}),
+                    }
                     for d in datasets
+                ]
+                + [
+                    {"id": i, **statuses[i].to_json(), "in_catalog": False, "refused": refused[i]}
+                    for i in refused_local
                 ]
             )
             return
@@ -82,15 +100,25 @@ def list_command(
                 _images(views[d.id]),
                 str(len(d.tasks)),
                 d.license.short + (" (NC)" if d.license.non_commercial else ""),
-                statuses[d.id].describe() + ("" if views[d.id].in_catalog else " [local]"),
+                (_REFUSED if d.id in refused else statuses[d.id].describe())
+                + ("" if views[d.id].in_catalog else " [local]"),
                 _size(statuses[d.id]),
             ]
             for d in datasets
         ]
+        rows += [
+            [i, "?", "?", "?", "?", "?", f"{_REFUSED} [local]", _size(statuses[i])]
+            for i in refused_local
+        ]
         s.out.emit_table(
             ["ID", "NAME", "DOMAIN", "IMAGES", "TASKS", "LICENSE", "STATE", "SIZE"], rows
         )
-        if not datasets:
+        if refused:
+            s.out.warn(
+                f"{', '.join(sorted(refused))}: info.yaml refused; "
+                "`medimeta verify --deep <id>` says why"
+            )
+        if not datasets and not refused_local:
             s.out.status("no dataset matches these filters")
         elif any(d.license.non_commercial for d in datasets):
             s.out.status("(NC) = non-commercial use only")
@@ -99,11 +127,16 @@ def list_command(
 
 
 def _described(
-    s: Session, dataset_id: str, entry: Dataset | None, status: LocalStatus
+    s: Session,
+    dataset_id: str,
+    entry: Dataset | None,
+    status: LocalStatus,
+    refused: dict[str, str],
 ) -> InstalledDataset | None:
     """An installed dataset as its info.yaml describes it; None when it is not installed
-    or its info.yaml cannot be read (``verify`` says why)."""
-    from medimeta_cli.dataset.installed import InfoError
+    or its info.yaml cannot be read (``verify`` says why); when the gate refuses what it
+    says, ``refused`` learns why too."""
+    from medimeta_cli.dataset.gate import InfoError, RefusedInfoError
 
     root = root_of(status)
     if root is None:
@@ -112,6 +145,8 @@ def _described(
         return InstalledDataset.read(root / dataset_id, entry, dataset_id)
     except InfoError as error:
         logger.debug("%s: %s; showing the catalog's figures", dataset_id, error.message)
+        if isinstance(error, RefusedInfoError):
+            refused[dataset_id] = error.message
         return None
 
 

@@ -92,8 +92,9 @@ def sample_command(
         )
 
         # The dataset's own info.yaml, not the catalog, says what is installed.
-        dataset = open_installed(s, dataset_id).dataset
-        with DatasetReader.open(s.installed_root(dataset.id), dataset) as reader:
+        installed = open_installed(s, dataset_id)
+        dataset = installed.dataset
+        with DatasetReader(installed.folder()) as reader:
             selection = select(
                 reader,
                 SelectionSpec(

@@ -150,12 +150,12 @@ def _local_dataset(
 ) -> Dataset | None:
     """An installed dataset outside the catalog, as its info.yaml describes it; None (and
     a damaged report) when that cannot be read, as nothing else describes it."""
-    from medimeta_cli.dataset.installed import InfoError, read_installed
+    from medimeta_cli.dataset.gate import InfoError, read_info
     from medimeta_cli.dataset.verify import Problem, ProblemKind, Report, VerifyStatus
 
     folder = s.installed_root(dataset_id) / dataset_id
     try:
-        return read_installed(folder, dataset_id)
+        return read_info(folder, dataset_id)
     except InfoError as error:
         problem = Problem("info.yaml", ProblemKind.STRUCTURE, error.reason)
         reports.append(Report(dataset_id, mode, VerifyStatus.DAMAGED, (problem,)))

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from medimeta_cli.catalog.datasets import Dataset
+from medimeta_cli.dataset.gate import label_relpath
 from medimeta_cli.dataset.upstream import (
     HDF5_ERRORS,
     HDF5_NAME,
@@ -47,7 +48,7 @@ def required_files(dataset: Dataset) -> list[str]:
     """Paths (inside the dataset folder) of the files every install of ``dataset`` holds,
     in either layout: what the official loader reads."""
     paths = ["info.yaml", "LICENSE", "annotations.csv", HDF5_NAME]
-    paths += [f"task_labels/{task.name}.npy" for task in dataset.tasks]
+    paths += [label_relpath(task) for task in dataset.tasks]
     for original in (False, True):
         counts = (dataset.original_splits if original else dataset.splits).as_dict()
         # Upstream leaves out the file of an empty split.

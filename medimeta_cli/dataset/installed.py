@@ -8,6 +8,7 @@ tool was released; it is for browsing and planning before a download. A newer re
 lab's subset or a dataset built with the upstream scripts differs from it, and that is a
 notice (:func:`catalog_differences`), never damage. Damage is only a folder whose files
 disagree with the ``info.yaml`` beside them (:mod:`medimeta_cli.dataset.structure`).
+What an ``info.yaml`` says is read and checked by the gate (:mod:`medimeta_cli.dataset.gate`).
 """
 
 from __future__ import annotations
@@ -21,38 +22,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from medimeta_cli.catalog.build import dataset_from_info, parse_info_yaml
 from medimeta_cli.catalog.datasets import SPLIT_NAMES, Catalog, Dataset, SplitCounts, Task
-from medimeta_cli.errors import (
-    CatalogError,
-    IntegrityError,
-    NotInstalledError,
-    UnknownDatasetError,
-    UsageError,
-)
-from medimeta_cli.fsutil import read_regular_file
+from medimeta_cli.dataset.gate import DatasetFolder, open_folder
+from medimeta_cli.errors import NotInstalledError, UnknownDatasetError, UsageError
 from medimeta_cli.store.status import locate, root_of
 
 __all__ = [
     "CatalogDifference",
-    "InfoError",
     "InstalledDataset",
     "catalog_differences",
     "check_dataset_id",
-    "dataset_in_archive",
-    "describe_info",
     "installed_ids",
     "is_safe_id",
-    "read_installed",
+    "open_installed",
 ]
 
 logger = logging.getLogger(__name__)
 
 #: A dataset id that is safe as a folder name and a zip name: what the catalog allows.
 _SAFE_ID: Final = re.compile(r"[a-z][a-z0-9_]{0,63}")
-
-#: The largest info.yaml read: upstream's are a few kilobytes; more is not an info file.
-MAX_INFO_BYTES: Final = 1 << 20
 
 
 def is_safe_id(name: str) -> bool:
@@ -69,114 +57,6 @@ def check_dataset_id(name: str) -> str:
             hint="Dataset ids are lower-case letters, digits and _, starting with a letter.",
         )
     return name
-
-
-class InfoError(IntegrityError):
-    """The ``info.yaml`` of a dataset folder is missing, unreadable, malformed or names
-    another dataset; ``reason`` says which, after the file name (``is missing``)."""
-
-    def __init__(self, dataset_id: str, reason: str) -> None:
-        super().__init__(
-            f"info.yaml of {dataset_id!r} {reason}",
-            hint=f"Run `medimeta verify --deep {dataset_id}` to see every problem, and "
-            f"`medimeta verify --repair {dataset_id}` to fetch a fresh copy.",
-        )
-        self.reason = reason
-
-
-def describe_info(raw: bytes, dataset_id: str, *, summary: str | None = None) -> Dataset:
-    """The :class:`Dataset` an ``info.yaml``'s bytes describe; :class:`InfoError` when they
-    cannot be read as one, or name another dataset than ``dataset_id``."""
-    if len(raw) > MAX_INFO_BYTES:
-        raise InfoError(dataset_id, f"is {len(raw):,} bytes, too large for an info file")
-    try:
-        info = parse_info_yaml(raw.decode("utf-8"), source="info.yaml")
-        dataset = dataset_from_info(info, summary=summary)
-    except UnicodeDecodeError:
-        raise InfoError(dataset_id, "is not UTF-8 text") from None
-    except CatalogError as exc:
-        raise InfoError(dataset_id, _reason(exc.message)) from None
-    except (AttributeError, TypeError, ValueError) as exc:
-        # Shapes dataset_from_info does not anticipate (a list where a mapping belongs).
-        raise InfoError(dataset_id, f"is malformed: {_one_line(str(exc))}") from None
-    if dataset.id != dataset_id:
-        raise InfoError(dataset_id, f"names dataset {dataset.id!r}, not {dataset_id!r}")
-    return dataset
-
-
-def read_installed(folder: Path, dataset_id: str, *, summary: str | None = None) -> Dataset:
-    """The Dataset of an installed folder: what its own ``info.yaml`` says.
-
-    ``info.yaml`` is read without following a link at its end, and must name
-    ``dataset_id``. ``summary`` (our own wording, not upstream's) is kept from the
-    catalog. Raises :class:`InfoError` naming what is wrong.
-    """
-    path = Path(folder) / "info.yaml"
-    raw = read_regular_file(path)
-    if raw is None:
-        try:
-            mode = os.lstat(path).st_mode
-        except FileNotFoundError:
-            raise InfoError(dataset_id, "is missing") from None
-        except OSError as exc:
-            raise InfoError(dataset_id, f"cannot be read: {exc.strerror}") from None
-        if stat.S_ISLNK(mode):
-            raise InfoError(dataset_id, "is a symbolic link (never followed)")
-        if not stat.S_ISREG(mode):
-            raise InfoError(dataset_id, "is not a regular file")
-        raise InfoError(dataset_id, "cannot be read")
-    return describe_info(raw, dataset_id, summary=summary)
-
-
-def dataset_in_archive(path: Path, dataset_id: str) -> Dataset:
-    """What the ``<id>/info.yaml`` inside an archive describes, read before extracting
-    anything (it bounds what the archive may unpack to); :class:`IntegrityError` when the
-    archive has none, or one that cannot be read or names another dataset."""
-    import zipfile
-
-    name = f"{dataset_id}/info.yaml"
-    try:
-        with zipfile.ZipFile(path) as archive:
-            try:
-                member = archive.getinfo(name)
-            except KeyError:
-                raise IntegrityError(
-                    f"refusing {path.name}: it holds no {name}, so it is no dataset "
-                    "in the MedIMeta format",
-                    hint="An archive <id>.zip must hold the folder <id>/ with its info.yaml.",
-                ) from None
-            if member.file_size > MAX_INFO_BYTES:
-                raise IntegrityError(
-                    f"refusing {path.name}: {name} declares {member.file_size:,} bytes, "
-                    "too large for an info file",
-                    hint="The archive is not in the MedIMeta format.",
-                )
-            with archive.open(member) as handle:
-                raw = handle.read(MAX_INFO_BYTES + 1)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise IntegrityError(f"{path.name} is not a readable zip archive: {exc}") from exc
-    try:
-        return describe_info(raw, dataset_id)
-    except InfoError as error:
-        raise IntegrityError(
-            f"refusing {path.name}: {name} {error.reason}",
-            hint="The archive is not in the MedIMeta format; fix its info.yaml.",
-        ) from None
-
-
-def _reason(message: str) -> str:
-    """A CatalogError message as the reason after ``info.yaml of 'x'``."""
-    message = _one_line(message)
-    for prefix in ("info.yaml of ", "info.yaml "):
-        if message.startswith(prefix):
-            rest = message[len(prefix) :]
-            # "info.yaml of 'crc' lacks ..." -> "lacks ..."
-            return re.sub(r"^'[^']*' ", "", rest) if prefix == "info.yaml of " else rest
-    return message
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 def installed_ids(roots: Iterable[Path]) -> list[str]:
@@ -307,10 +187,12 @@ def _describe_tasks(here: tuple[Task, ...], catalog: tuple[Task, ...]) -> str:
 @dataclass(frozen=True)
 class InstalledDataset:
     """An installed dataset as its own ``info.yaml`` describes it, next to its catalog
-    entry (None for a dataset outside the catalog)."""
+    entry (None for a dataset outside the catalog). ``data`` is the validated folder when
+    the dataset is installed (None for the catalog's view of one that is not)."""
 
     dataset: Dataset
     catalog_entry: Dataset | None
+    data: DatasetFolder | None = None
 
     @property
     def in_catalog(self) -> bool:
@@ -333,11 +215,20 @@ class InstalledDataset:
             "catalog_differences": [d.message for d in differences],
         }
 
+    def folder(self) -> DatasetFolder:
+        """The validated folder; :class:`NotInstalledError` for the catalog's view of a
+        dataset that is not installed."""
+        if self.data is None:
+            raise NotInstalledError(self.dataset.id, "any data root")
+        return self.data
+
     @classmethod
     def read(cls, folder: Path, catalog_entry: Dataset | None, dataset_id: str) -> InstalledDataset:
-        """Read the folder's ``info.yaml`` (:func:`read_installed`)."""
+        """Read the folder through the gate (:func:`~medimeta_cli.dataset.gate.open_folder`);
+        :class:`~medimeta_cli.dataset.gate.InfoError` when it refuses the folder."""
         summary = catalog_entry.summary if catalog_entry is not None else None
-        return cls(read_installed(folder, dataset_id, summary=summary), catalog_entry)
+        data = open_folder(folder, dataset_id, summary=summary)
+        return cls(data.dataset, catalog_entry, data)
 
 
 def catalog_entry_or_installed(
@@ -360,7 +251,7 @@ def open_installed(
     """An installed dataset by id, as its own ``info.yaml`` describes it, next to its
     catalog entry; read from the data root, else the first shared root holding it.
     :class:`~medimeta_cli.errors.NotInstalledError` when no root holds it;
-    :class:`InfoError` when its info.yaml cannot be read."""
+    :class:`~medimeta_cli.dataset.gate.InfoError` when the gate refuses its info.yaml."""
     entry = catalog_entry_or_installed(catalog, root, shared_roots, dataset_id)
     dataset_id = entry.id if entry is not None else dataset_id
     where = root_of(locate(root, shared_roots, dataset_id))

@@ -11,14 +11,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import h5py
 import numpy as np
 import numpy.typing as npt
 
-from medimeta_cli.catalog.datasets import SPLIT_NAMES, Dataset, Task, TaskTarget
-from medimeta_cli.dataset.installed import InfoError, read_installed
+from medimeta_cli.catalog.datasets import SPLIT_NAMES, Dataset, Task
+from medimeta_cli.dataset.gate import (
+    InfoError,
+    label_problems,
+    label_relpath,
+    label_value_problem,
+    read_info,
+    read_label_array,
+    split_lines,
+)
 from medimeta_cli.dataset.upstream import (
     HDF5_ERRORS,
     HDF5_NAME,
@@ -26,8 +34,6 @@ from medimeta_cli.dataset.upstream import (
     foreign_storage,
     image_relpath,
     open_hdf5,
-    parse_split_bytes,
-    split_line,
     split_relpath,
 )
 
@@ -35,9 +41,6 @@ __all__ = ["StructureProblem", "check_structure"]
 
 #: Plain files every dataset folder holds besides the data files checked in detail.
 REQUIRED_FILES: Final = ("LICENSE", "annotations.csv")
-
-# How many example values a message lists before it says "...".
-_EXAMPLES: Final = 3
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,7 @@ def check_structure(folder: Path, dataset: Dataset) -> list[StructureProblem]:
 def _described(folder: Path, fallback: Dataset) -> tuple[Dataset, list[StructureProblem]]:
     """The folder's own description, or ``fallback`` and the problem with info.yaml."""
     try:
-        return read_installed(folder, fallback.id, summary=fallback.summary), []
+        return read_info(folder, fallback.id, summary=fallback.summary), []
     except InfoError as exc:
         return fallback, [StructureProblem("info.yaml", exc.reason)]
 
@@ -139,62 +142,19 @@ def _check_hdf5(folder: Path, dataset: Dataset) -> list[StructureProblem]:
 
 
 def _check_labels(folder: Path, dataset: Dataset, task: Task) -> list[StructureProblem]:
-    rel = task.file_name
-    path = folder / rel
-    if not path.is_file():
-        return [StructureProblem(rel, "is missing")]
+    """The gate's checks of a label file, every problem collected."""
+    rel = label_relpath(task)
     try:
-        array = np.load(path, allow_pickle=False)
+        array = read_label_array(folder, task)
+    except FileNotFoundError:
+        return [StructureProblem(rel, "is missing")]
     except (OSError, ValueError, EOFError, MemoryError) as exc:
         # MemoryError: a damaged header can claim an absurd shape.
         return [StructureProblem(rel, f"cannot be read: {_one_line(str(exc))}")]
-    if not isinstance(array, np.ndarray):
-        return [StructureProblem(rel, "is not a single array")]
-    if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
-        return [StructureProblem(rel, f"has dtype {array.dtype}, expected numeric labels")]
-    total = dataset.num_samples
-    if task.target is TaskTarget.MULTILABEL:
-        expected_shape: tuple[int, ...] = (total, task.num_classes)
-    else:
-        expected_shape = (total,)
-    if array.ndim != len(expected_shape):
-        return [StructureProblem(rel, f"has shape {array.shape}, expected {expected_shape}")]
-    problems: list[StructureProblem] = []
-    if array.shape[0] != total:
-        problems.append(StructureProblem(rel, f"has {array.shape[0]} rows, expected {total}"))
-    if array.ndim == 2 and array.shape[1] != task.num_classes:
-        problems.append(
-            StructureProblem(rel, f"has {array.shape[1]} columns, expected {task.num_classes}")
-        )
-    if problems:
-        return problems
-    if task.target is TaskTarget.MULTILABEL:
-        valid = np.array([0, 1])
-        what = "values other than 0 and 1"
-    else:
-        valid = np.array(sorted(task.labels))
-        keys = ", ".join(str(key) for key in sorted(task.labels))
-        what = f"values that are not label keys ({keys})"
-    bad = np.isin(array, valid, invert=True)
-    if bad.any():
-        values = np.unique(array[bad])
-        examples = ", ".join(_show_number(v) for v in values[:_EXAMPLES])
-        more = ", ..." if len(values) > _EXAMPLES else ""
-        row = int(np.argwhere(bad)[0][0])
-        problems.append(
-            StructureProblem(
-                rel,
-                f"has {int(bad.sum())} {what}: {examples}{more} (first in row {row})",
-            )
-        )
-    return problems
-
-
-def _show_number(value: Any) -> str:
-    number = value.item() if isinstance(value, np.generic) else value
-    if isinstance(number, float) and number.is_integer():
-        return str(int(number))
-    return str(number)
+    problems = label_problems(array, dataset, task)
+    if not problems and (values := label_value_problem(array, task)) is not None:
+        problems.append(values)
+    return [StructureProblem(rel, message) for message in problems]
 
 
 # --------------------------------------------------------------------------- split files
@@ -236,32 +196,8 @@ def _check_splits(folder: Path, dataset: Dataset, *, original: bool) -> list[Str
 
 def _check_split_lines(data: bytes, total: int) -> tuple[list[str], int, npt.NDArray[np.int64]]:
     """Problems with the lines of one split file, its line count and valid distinct indices."""
-    indices = parse_split_bytes(data)
-    messages: list[str] = []
-    malformed = np.flatnonzero(indices < 0)
-    if len(malformed):
-        first = int(malformed[0]) + 1
-        messages.append(
-            f"has {_plural(len(malformed), 'malformed line')}, first line {first}: "
-            f"{split_line(data, first)!r} (expected 'images/NNNNNN.tiff')"
-        )
-    beyond = np.flatnonzero(indices >= total)
-    if len(beyond):
-        first = int(beyond[0]) + 1
-        messages.append(
-            f"has {_plural(len(beyond), 'line')} naming images that do not exist, first line "
-            f"{first}: {split_line(data, first)!r} (the dataset has {total} images)"
-        )
-    valid = indices[(indices >= 0) & (indices < total)]
-    distinct, occurrences = np.unique(valid, return_counts=True)
-    repeated = np.flatnonzero(occurrences > 1)
-    if len(repeated):
-        index = int(distinct[repeated[0]])
-        messages.append(
-            f"lists {_plural(len(repeated), 'image')} more than once, e.g. "
-            f"{image_relpath(index)} ({int(occurrences[repeated[0]])} times)"
-        )
-    return messages, len(indices), distinct
+    lines = split_lines(data, total)
+    return lines.problems(), lines.count, lines.distinct
 
 
 def _check_partition(

@@ -36,12 +36,8 @@ from typing import Any
 
 from medimeta_cli.catalog.datasets import Dataset
 from medimeta_cli.dataset.essentials import required_file_problems
-from medimeta_cli.dataset.installed import (
-    CatalogDifference,
-    InfoError,
-    catalog_differences,
-    read_installed,
-)
+from medimeta_cli.dataset.gate import InfoError, read_info
+from medimeta_cli.dataset.installed import CatalogDifference, catalog_differences
 from medimeta_cli.fsutil import utc_now
 from medimeta_cli.store.layout import RootLayout
 from medimeta_cli.store.records import (
@@ -243,7 +239,7 @@ def verify_dataset(
     problems: list[Problem] = []
     differences: tuple[CatalogDifference, ...] = ()
     try:
-        described = read_installed(folder, dataset.id, summary=dataset.summary)
+        described = read_info(folder, dataset.id, summary=dataset.summary)
         differences = tuple(catalog_differences(described, dataset))
     except InfoError as error:
         # Without a readable info.yaml, the catalog says which files must be there.

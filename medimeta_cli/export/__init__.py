@@ -34,7 +34,8 @@ Modules::
     formats      the table of formats (one Writer each), classes.json, JSON files
     provenance   provenance.json: building it, and telling whether an export is current
     shards       --shard I/N
-    run          export_dataset, export_selection: whole exports and shards
+    run          export_dataset, export_folder, export_selection: whole exports and shards
+    usecase      the export use case the command line and the Python API share
 
 Importing this package stays light: the names below that need numpy are loaded
 on first use.

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from medimeta_cli.catalog.datasets import Dataset, Task
-from medimeta_cli.dataset.reader import DatasetReader
+from medimeta_cli.dataset.images import ImageReader
 from medimeta_cli.dataset.selection import Selection
 from medimeta_cli.export.options import (
     Color,
@@ -155,7 +155,7 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(folder: str, dataset: Dataset) -> None:
-    _WORKER["reader"] = DatasetReader(Path(folder), dataset)
+    _WORKER["reader"] = ImageReader(Path(folder), dataset)
 
 
 def _write_images(
@@ -166,7 +166,7 @@ def _write_images(
     atomic: bool,
 ) -> int:
     """Read, convert, encode and write one run of images (in a worker or in-process)."""
-    reader: DatasetReader = _WORKER["reader"]
+    reader: ImageReader = _WORKER["reader"]
     written = 0
     for position in range(0, len(indices), BATCH):
         batch = convert_color(reader.read_images(indices[position : position + BATCH]), color)

@@ -17,7 +17,7 @@ from typing import IO, Any
 import numpy as np
 import numpy.typing as npt
 
-from medimeta_cli.dataset.reader import DatasetReader
+from medimeta_cli.dataset.images import ImageReader
 from medimeta_cli.dataset.selection import Selection
 from medimeta_cli.export.options import Color, ExportFormat, ExportOptions, ProgressCallback
 from medimeta_cli.export.pixels import convert_color
@@ -51,7 +51,7 @@ def write_npy(
 
 
 def _image_batches(
-    reader: DatasetReader,
+    reader: ImageReader,
     indices: npt.NDArray[np.int64],
     color: Color | None,
     progress: ProgressCallback,
@@ -72,7 +72,7 @@ def write_arrays(
 ) -> None:
     """Write images, labels (keys and indices) and upstream indices of every split under
     ``target``."""
-    reader = DatasetReader(folder, selection.dataset)
+    reader = ImageReader(folder, selection.dataset)
     try:
         shape = convert_color(np.zeros((1, *reader.image_shape), np.uint8), options.color).shape[1:]
         for part in selection.parts:

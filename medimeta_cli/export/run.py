@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from medimeta_cli.catalog.datasets import Dataset
+from medimeta_cli.dataset.gate import DatasetFolder
 from medimeta_cli.dataset.reader import DatasetReader
 from medimeta_cli.dataset.selection import Selection, SelectionSpec, select
 from medimeta_cli.errors import OutputExistsError
@@ -45,19 +46,38 @@ def export_dataset(
     on_progress: ProgressCallback | None = None,
     roots: Iterable[Path] = (),
 ) -> ExportResult:
-    """Select images of an installed dataset and export them (whole, or one shard).
+    """Select images of the dataset installed in ``root`` and export them (whole, or one
+    shard); its folder is read through the gate (:meth:`DatasetReader.open`).
 
     ``roots`` are the other data roots (personal and shared) that ``out`` must keep out
     of, besides ``root``; see :func:`export_selection`.
     """
-    reader = DatasetReader.open(root, dataset)
+    data = DatasetReader.open(root, dataset).data
+    return export_folder(
+        data, spec, out, options, on_start=on_start, on_progress=on_progress, roots=roots
+    )
+
+
+def export_folder(
+    data: DatasetFolder,
+    spec: SelectionSpec,
+    out: Path,
+    options: ExportOptions,
+    *,
+    on_start: Callable[[int], None] | None = None,
+    on_progress: ProgressCallback | None = None,
+    roots: Iterable[Path] = (),
+) -> ExportResult:
+    """Select images of a dataset folder the gate handed out and export them (whole, or
+    one shard); see :func:`export_dataset`."""
+    reader = DatasetReader(data)
     try:
         selection = select(reader, spec)
         full = selection if spec.shard is None else select(reader, replace(spec, shard=None))
     finally:
         reader.close()
     return export_selection(
-        root,
+        data.folder.parent,
         selection,
         out,
         options,

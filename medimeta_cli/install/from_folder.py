@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from medimeta_cli.catalog.datasets import Catalog, Dataset
-from medimeta_cli.dataset.installed import InfoError, check_dataset_id, read_installed
+from medimeta_cli.dataset.gate import InfoError, read_info
+from medimeta_cli.dataset.installed import check_dataset_id
 from medimeta_cli.dataset.layouts import ArchiveLayout
 from medimeta_cli.errors import (
     IntegrityError,
@@ -201,7 +202,7 @@ def _describe(folder: Path, catalog: Catalog) -> Dataset:
     if entry is None or entry.id != dataset_id:
         check_dataset_id(dataset_id)
     try:
-        described = read_installed(folder, dataset_id, summary=entry.summary if entry else None)
+        described = read_info(folder, dataset_id, summary=entry.summary if entry else None)
     except InfoError as error:
         raise IntegrityError(
             f"the folder {folder} {_NOT_A_DATASET}: its info.yaml {error.reason}; "

@@ -24,12 +24,8 @@ from pathlib import Path
 from medimeta_cli._version import __version__
 from medimeta_cli.catalog.datasets import Catalog, Dataset
 from medimeta_cli.dataset.essentials import essential_problems
-from medimeta_cli.dataset.installed import (
-    InfoError,
-    check_dataset_id,
-    dataset_in_archive,
-    read_installed,
-)
+from medimeta_cli.dataset.gate import InfoError, info_in_archive, read_info
+from medimeta_cli.dataset.installed import check_dataset_id
 from medimeta_cli.dataset.layouts import ArchiveLayout, wanted_in_layout
 from medimeta_cli.errors import (
     IntegrityError,
@@ -309,7 +305,7 @@ class Installer:
             dataset_id = archive_id(path)
             try:
                 entry = _catalog_entry(catalog, dataset_id)
-                dataset = entry or dataset_in_archive(path, dataset_id)
+                dataset = entry or info_in_archive(path, dataset_id)
                 dataset_id = dataset.id
                 folder = self.layout.dataset_dir(dataset_id)
                 if not force and is_installed(self.settings.root, dataset_id):
@@ -429,27 +425,23 @@ def check_essentials(folder: Path, dataset: Dataset, key: str) -> None:
 
 
 def check_info_id(folder: Path, dataset_id: str, key: str) -> None:
-    """The archive must hold ``info.yaml`` naming the dataset it claims to be."""
-    import yaml
-
-    info_path = folder / "info.yaml"
+    """The archive must hold ``info.yaml`` naming the dataset it claims to be, as the gate
+    (:mod:`medimeta_cli.dataset.gate`) reads it."""
     try:
-        info = yaml.safe_load(info_path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise IntegrityError(f"{key} holds no readable {dataset_id}/info.yaml ({exc})") from exc
-    found = info.get("id") if isinstance(info, dict) else None
-    if found != dataset_id:
+        read_info(folder, dataset_id)
+    except InfoError as error:
         raise IntegrityError(
-            f"{key} holds info.yaml for dataset {found!r}, not {dataset_id!r}",
-            hint="The archive is not the one it is named after; fetch it again.",
-        )
+            f"refusing {key}: {dataset_id}/info.yaml {error.reason}",
+            hint="The archive is not the one it is named after, or not a genuine MedIMeta "
+            "archive; fetch it again.",
+        ) from None
 
 
 def described_staging(folder: Path, dataset: Dataset, key: str) -> Dataset:
     """The dataset as the extracted ``info.yaml`` describes it; refuse the archive when
     that cannot be read (the loader needs it)."""
     try:
-        return read_installed(folder, dataset.id, summary=dataset.summary)
+        return read_info(folder, dataset.id, summary=dataset.summary)
     except InfoError as error:
         raise IntegrityError(
             f"refusing {key}: {dataset.id}/info.yaml {error.reason}",

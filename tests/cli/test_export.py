@@ -415,3 +415,25 @@ def test_a_split_lacking_a_class_is_reported(
         "val": ["01_background (BACK)"],
         "test": ["00_adipose (ADI)"],
     }
+
+
+def test_the_command_line_and_the_api_word_the_damaged_refusal_alike(
+    runner: CliRunner, zenodo: object, data_root: Path, tmp_path: Path
+) -> None:
+    """Both go through one export use case; before, each worded the refusal its own way."""
+    from medimeta_cli import api
+    from medimeta_cli.errors import IntegrityError
+    from tests.support.helpers import install_from_server
+
+    install_from_server("crc")
+    (data_root / "crc" / "LICENSE").unlink()
+    assert invoke(runner, "verify", "crc").exit_code == 4
+    out = tmp_path / "o"
+    refused = invoke(runner, "export", "crc", "--out", str(out), "-j", "1", "--json")
+    assert refused.exit_code == 4, refused.stderr
+    shown = json.loads(refused.stdout or refused.stderr)["error"]
+    with pytest.raises(IntegrityError) as raised:
+        api.export("crc", out, jobs=1)
+    assert raised.value.message == shown["message"]
+    assert raised.value.hint == shown["hint"]
+    assert not out.exists()

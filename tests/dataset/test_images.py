@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 import pytest
 
-from medimeta_cli.dataset.images import _runs
+from medimeta_cli.dataset.images import ImageReader, _runs
 from medimeta_cli.dataset.reader import DatasetReader
 from medimeta_cli.errors import (
     IntegrityError,
@@ -260,7 +260,7 @@ def test_runs_are_bounded_and_cover_every_row() -> None:
 
 def test_iter_batches_can_reuse_one_buffer(tmp_path: Path) -> None:
     folder, dataset = write_installed(CRC, tmp_path)
-    with DatasetReader(folder, dataset) as reader:
+    with ImageReader(folder, dataset) as reader:
         indices = np.arange(CRC.num_images)
         fresh = [images.copy() for _, images in reader.iter_batches(indices, batch_size=8)]
         reused = list(reader.iter_batches(indices, batch_size=8, reuse_buffer=True))

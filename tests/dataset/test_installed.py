@@ -11,14 +11,12 @@ import pytest
 
 from medimeta_cli.catalog.datasets import TaskTarget
 from medimeta_cli.catalog.file import load_catalog
+from medimeta_cli.dataset.gate import InfoError, info_in_archive, read_info
 from medimeta_cli.dataset.installed import (
-    InfoError,
     InstalledDataset,
     catalog_differences,
-    dataset_in_archive,
     installed_ids,
     is_safe_id,
-    read_installed,
 )
 from medimeta_cli.errors import IntegrityError
 from tests.support import archives
@@ -29,7 +27,7 @@ from tests.support.helpers import write_installed
 def test_the_installed_info_yaml_is_read_not_the_catalog(tmp_path: Path) -> None:
     folder, _ = write_installed(with_num_images(CRC, 90), tmp_path)
     catalog_crc = load_catalog().get("crc")
-    dataset = read_installed(folder, "crc", summary=catalog_crc.summary)
+    dataset = read_info(folder, "crc", summary=catalog_crc.summary)
     assert dataset.num_samples == 90
     assert dataset.summary == catalog_crc.summary  # our own wording is kept
 
@@ -85,7 +83,7 @@ def test_an_unusable_info_yaml_is_named(tmp_path: Path, damage: str, reason: str
     else:
         path.write_text(text + "#" * (1 << 20))
     with pytest.raises(InfoError) as caught:
-        read_installed(folder, "crc")
+        read_info(folder, "crc")
     assert reason in caught.value.reason
     assert "verify --deep crc" in caught.value.hint
 
@@ -103,11 +101,11 @@ def test_installed_ids_are_safe_folders_with_info_yaml(tmp_path: Path) -> None:
 
 def test_an_archive_is_described_before_it_is_extracted(tmp_path: Path) -> None:
     archive = archives.build_archive(CRC, tmp_path)
-    assert dataset_in_archive(archive, "crc").num_samples == CRC.num_images
+    assert info_in_archive(archive, "crc").num_samples == CRC.num_images
     with pytest.raises(IntegrityError, match=r"holds no cxr/info\.yaml"):
-        dataset_in_archive(archive, "cxr")
+        info_in_archive(archive, "cxr")
     empty = tmp_path / "empty.zip"
     with zipfile.ZipFile(empty, "w") as handle:
         handle.writestr("empty/info.yaml", "id: [unclosed\n")
     with pytest.raises(IntegrityError, match="is not valid YAML"):
-        dataset_in_archive(empty, "empty")
+        info_in_archive(empty, "empty")
