@@ -41,19 +41,22 @@ import json, sys, time
 from medimeta_cli.catalog.file import load_catalog
 from medimeta_cli.download.run import Downloader
 from medimeta_cli.settings import resolve_settings
-from medimeta_cli.fetch.transfer import ArchiveTransfer
+from medimeta_cli.fetch.result import ArchiveFile, TransferContext
+from medimeta_cli.fetch.whole import WholeArchiveTransfer
 settings = resolve_settings()
 catalog = load_catalog(settings.catalog)
 downloader = Downloader(settings, catalog)
 dataset = catalog.get("crc")
 info = downloader.manifest().archive("crc.zip")
 start = time.perf_counter()
-archive = ArchiveTransfer(downloader.record().client(), downloader.layout).fetch("crc", info)
+context = TransferContext(downloader.record().client(), downloader.layout)
+fetched = WholeArchiveTransfer(context).fetch(dataset, info)
+assert isinstance(fetched.content, ArchiveFile)
 transfer = time.perf_counter() - start
 start = time.perf_counter()
-downloader.installer().install_archive(dataset, archive.path, info)
+downloader.installer().install_archive(dataset, fetched.content.path, info, proof=fetched.proof)
 extract = time.perf_counter() - start
-print(json.dumps({"transfer": transfer, "extract": extract, "bytes": archive.fetched}))
+print(json.dumps({"transfer": transfer, "extract": extract, "bytes": fetched.fetched}))
 """
 
 

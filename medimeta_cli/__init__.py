@@ -10,9 +10,10 @@ Subpackages by concern; the folder tree is the architecture:
 - ``catalog/``: the bundled catalog (datasets, tasks, domains), catalog files, citations.
 - ``zenodo/``: the source: the record's manifest and polite HTTP access to it (a second
   source, a mirror or S3, would plug in beside it).
-- ``fetch/``: transfers of archives over HTTP: whole, in slices, chosen members, or
-  streamed into staging while they download.
-- ``install/``: zip safety, the installer and its one commit, and ``--from`` folders.
+- ``fetch/``: transfers of archives over HTTP behind one interface: whole, in slices, chosen
+  members, or streamed into staging while they download.
+- ``install/``: zip safety, the installer and its one commit (the commit rule: nothing
+  becomes visible without the proof of its mode's check), and ``--from`` folders.
 - ``store/``: the data root: its layout, install records, partials, state, locks,
   ownership of temporary names, removal and pruning.
 - ``dataset/``: an installed dataset: the upstream format, its self-description (the

@@ -14,7 +14,7 @@ import queue
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 from medimeta_cli.errors import IntegrityError
 
@@ -22,13 +22,26 @@ from medimeta_cli.errors import IntegrityError
 READ_CHUNK = 1024 * 1024
 
 
-def new_md5() -> Any:
+class Digest(Protocol):
+    """What the engines need of a hash (hashlib's objects are one)."""
+
+    def update(self, data: bytes | bytearray | memoryview, /) -> None:
+        """Hash these bytes after those fed before."""
+
+    def hexdigest(self) -> str:
+        """The hash of every byte fed."""
+
+    def copy(self) -> Digest:
+        """An independent hash of the same bytes so far."""
+
+
+def new_md5() -> Digest:
     """An md5 for checking archives against the record: an integrity check, not security,
     which lets it run on FIPS systems."""
     return hashlib.md5(usedforsecurity=False)
 
 
-def hash_file(path: Path, digest: Any, on_bytes: Callable[[int], None] | None = None) -> int:
+def hash_file(path: Path, digest: Digest, on_bytes: Callable[[int], None] | None = None) -> int:
     """Feed a file into ``digest``; return its length."""
     done = 0
     with open(path, "rb") as handle:
@@ -47,16 +60,16 @@ class BackgroundHasher:
     almost no wall time as long as the network is not faster than md5 itself.
     """
 
-    def __init__(self, digest: Any, depth: int = 32) -> None:
+    def __init__(self, digest: Digest, depth: int = 32) -> None:
         self.digest = digest
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
+        self._queue: queue.Queue[bytes | bytearray | None] = queue.Queue(maxsize=depth)
         self._thread = threading.Thread(target=self._run, name="md5", daemon=True)
 
     def _run(self) -> None:
         while (chunk := self._queue.get()) is not None:
             self.digest.update(chunk)
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, chunk: bytes | bytearray) -> None:
         """Hash this chunk after the ones fed before it."""
         self._queue.put(chunk)
 
@@ -78,7 +91,7 @@ class TailHasher:
     With several connections the md5 lags behind the bytes (it needs them in order and
     runs at about 650 MB/s); this hides that lag behind the extraction."""
 
-    def __init__(self, path: Path, digest: Any, start: int, end: int) -> None:
+    def __init__(self, path: Path, digest: Digest, start: int, end: int) -> None:
         self._digest = digest
         self._error: BaseException | None = None
         # Opened here: the thread reads this file even if its name goes meanwhile.
@@ -106,4 +119,4 @@ class TailHasher:
         self._thread.join()
         if self._error is not None:
             raise self._error
-        return str(self._digest.hexdigest())
+        return self._digest.hexdigest()

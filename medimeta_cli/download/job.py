@@ -1,38 +1,76 @@
 """One dataset's download: under its lock, fetch it and install it; its outcome.
 
-The whole archive is fetched into a partial file (:class:`ArchiveTransfer`) and
-extracted; or installed while it downloads, its members written straight into place and
-the archive never on disk (:class:`StreamedTransfer`, asked for with ``stream``); or, for
-the hdf5 layout, only the members the loader reads are fetched (:class:`MembersTransfer`).
-Both member paths fall back to the whole archive when the server does not honour byte
-ranges.
+The transfer comes from a table (:data:`TRANSFERS`), by mode: the whole archive in one
+stream, or in slices over several connections when the run has a connection budget
+(:mod:`medimeta_cli.fetch.whole`, :mod:`medimeta_cli.fetch.segmented`); only the members
+the loader reads for the hdf5 layout (:mod:`medimeta_cli.fetch.members`); or every
+member installed while the archive downloads, the archive never on disk
+(:mod:`medimeta_cli.fetch.streamed`, asked for with ``stream``). A transfer that cannot
+serve an archive says so, and the table's fallback, the whole archive, fetches it.
+Whatever the transfer, the install takes its result and the proof of its check
+(:mod:`medimeta_cli.fetch.result`), and finishes or discards it through that result.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 
 from medimeta_cli.catalog.datasets import Dataset
 from medimeta_cli.dataset.layouts import ArchiveLayout
 from medimeta_cli.errors import IntegrityError, MedimetaError
 from medimeta_cli.events import EventSink, Notice, Outcome, OutcomeStatus, Phase, PhaseChanged
 from medimeta_cli.fetch.connections import ConnectionBudget
-from medimeta_cli.fetch.ranged import RangesUnsupported
+from medimeta_cli.fetch.members import MembersTransfer
+from medimeta_cli.fetch.result import (
+    ArchiveFile,
+    Fetched,
+    Transfer,
+    TransferContext,
+    TransferUnavailable,
+)
+from medimeta_cli.fetch.segmented import SegmentedTransfer
 from medimeta_cli.fetch.streamed import StreamedTransfer
-from medimeta_cli.fetch.transfer import ArchiveTransfer, FetchedMembers, MembersTransfer
-from medimeta_cli.fsutil import remove_tree
-from medimeta_cli.install.installer import Installer, InstallResult, inspect_target
-from medimeta_cli.store.partials import partial_bytes
+from medimeta_cli.fetch.whole import WholeArchiveTransfer
+from medimeta_cli.install.commit import InstallResult
+from medimeta_cli.install.installer import Installer, inspect_target
 from medimeta_cli.store.records import ArchiveCheck
 from medimeta_cli.store.status import is_installed
 from medimeta_cli.zenodo.client import RemoteClient
 from medimeta_cli.zenodo.record import ArchiveInfo
 
 logger = logging.getLogger(__name__)
+
+
+class Mode(str, Enum):
+    """How an archive is fetched."""
+
+    WHOLE = "whole archive"
+    SEGMENTED = "archive in slices"
+    MEMBERS = "hdf5 members"
+    STREAMED = "installed while downloading"
+
+
+@dataclass(frozen=True)
+class Route:
+    """A mode's transfer, and the mode that fetches the archive when it cannot."""
+
+    transfer: Callable[[TransferContext], Transfer]
+    #: None: no fallback; ``WHOLE`` means the whole archive, in slices within a budget.
+    fallback: Mode | None = None
+
+
+#: Mode -> transfer. The segmented transfer goes on in one stream by itself (a small
+#: archive, a single stream's partial, a server that drops ranges midway).
+TRANSFERS: dict[Mode, Route] = {
+    Mode.WHOLE: Route(WholeArchiveTransfer),
+    Mode.SEGMENTED: Route(SegmentedTransfer),
+    Mode.MEMBERS: Route(MembersTransfer, fallback=Mode.WHOLE),
+    Mode.STREAMED: Route(StreamedTransfer, fallback=Mode.WHOLE),
+}
 
 
 @dataclass(frozen=True)
@@ -101,96 +139,80 @@ class DatasetJob:
             seconds=time.monotonic() - started,
         )
 
+    def mode(self) -> Mode:
+        """The mode the options ask for."""
+        options = self.options
+        if options.layout is ArchiveLayout.HDF5:
+            return Mode.MEMBERS
+        if options.stream and not options.keep_archive:
+            return Mode.STREAMED
+        return self._archive_mode()
+
+    def _archive_mode(self) -> Mode:
+        return Mode.WHOLE if self.budget is None else Mode.SEGMENTED
+
     def _fetch_and_install(
         self, dataset: Dataset, info: ArchiveInfo
     ) -> tuple[InstallResult, int, int, ArchiveCheck]:
         """The install's result, the offset resumed from, the bytes transferred and what
         was checked of the archive."""
-        installer, options = self.installer, self.options
-        layout, stop = installer.layout, installer.should_stop
-        if options.layout is ArchiveLayout.HDF5 or (options.stream and not options.keep_archive):
-            installed = self._install_members(dataset, info)
-            if installed is not None:
-                return installed
-        archive = ArchiveTransfer(self.client(), layout, self.on_event, stop, self.budget).fetch(
-            dataset.id, info
+        installer = self.installer
+        context = TransferContext(
+            client=self.client(),
+            layout=installer.layout,
+            on_event=self.on_event,
+            should_stop=installer.should_stop,
+            budget=self.budget,
+            with_masks=self.options.with_masks,
         )
+        mode: Mode | None = self.mode()
+        while True:
+            assert mode is not None
+            route = TRANSFERS[mode]
+            try:
+                fetched = route.transfer(context).fetch(dataset, info)
+                break
+            except TransferUnavailable as unavailable:
+                if route.fallback is None:  # pragma: no cover - every such mode has one
+                    raise
+                if unavailable.warning:
+                    self.on_event(Notice(dataset.id, unavailable.message, warning=True))
+                mode = route.fallback
+                if mode is Mode.WHOLE:
+                    mode = self._archive_mode()
+        result = self._install(dataset, info, fetched)
+        keep = self.options.keep_archive and isinstance(fetched.content, ArchiveFile)
+        fetched.finish(installer.layout.archives_dir / info.key if keep else None)
+        return result, fetched.resumed_from, fetched.fetched, fetched.proof.check
+
+    def _install(self, dataset: Dataset, info: ArchiveInfo, fetched: Fetched) -> InstallResult:
+        """Install what a transfer fetched; what it does not pass is discarded."""
+        options, content = self.options, fetched.content
         try:
-            result = installer.install_archive(
+            if isinstance(content, ArchiveFile):
+                return self.installer.install_archive(
+                    dataset,
+                    content.path,
+                    info,
+                    force=options.force,
+                    layout=options.layout,
+                    with_masks=options.with_masks,
+                    proof=fetched.proof,
+                )
+            return self.installer.install_folder(
                 dataset,
-                archive.path,
+                content.data,
+                content.entries,
                 info,
                 force=options.force,
                 layout=options.layout,
-                with_masks=options.with_masks,
-                before_commit=archive.confirm,
+                proof=fetched.proof,
             )
-            archive.confirm()  # installed by another job meanwhile: still never kept unchecked
         except IntegrityError as error:
-            archive.confirm()  # a download that does not match the record is told as such
-            raise archive.refused(error) from error
-        archive.partial.finish(layout.archives_dir / info.key if options.keep_archive else None)
-        return result, archive.resumed_from, archive.fetched, ArchiveCheck.MD5
-
-    @contextmanager
-    def _connection(self) -> Iterator[None]:
-        """One connection of the run's budget, for a transfer that uses exactly one."""
-        if self.budget is None:
-            yield
-            return
-        self.budget.acquire(self.installer.should_stop)
-        try:
-            yield
-        finally:
-            self.budget.release()
-
-    def _install_members(
-        self, dataset: Dataset, info: ArchiveInfo
-    ) -> tuple[InstallResult, int, int, ArchiveCheck] | None:
-        """Fetch members straight into a members folder and install it: the hdf5 layout's
-        members (CRC-32 checked), or every member of the archive while it downloads (md5
-        checked too). None when the whole archive must be downloaded instead."""
-        layout, stop, options = self.installer.layout, self.installer.should_stop, self.options
-        streamed = options.layout is ArchiveLayout.FULL
-        if streamed and partial_bytes(layout, info.key, info.md5):
-            # Bytes an earlier run left are worth more than the disk the archive needs.
-            message = f"resuming the partial {info.key} of an earlier run"
-            logger.info("%s: a partial archive exists; not installing while downloading", info.key)
-            self.on_event(Notice(dataset.id, message))
-            return None
-        members: FetchedMembers
-        try:
-            with self._connection():
-                if streamed:
-                    members = StreamedTransfer(self.client(), layout, self.on_event, stop).fetch(
-                        dataset, info
-                    )
-                else:
-                    members = MembersTransfer(self.client(), layout, self.on_event, stop).fetch(
-                        dataset, info, with_masks=options.with_masks
-                    )
-        except RangesUnsupported:
-            message = "the server does not honour byte ranges; fetching the whole archive"
-            logger.info("%s: no byte ranges; falling back to the whole archive", info.key)
-            self.on_event(Notice(dataset.id, message, warning=True))
-            return None
-        checked = ArchiveCheck.MD5 if streamed else ArchiveCheck.MEMBERS
-        try:
-            result = self.installer.install_folder(
-                dataset,
-                members.data,
-                members.entries,
-                info,
-                force=options.force,
-                layout=options.layout,
-                checked=checked,
-            )
-        finally:
-            if streamed:  # never resumed by a later run: its md5 could not go on
-                remove_tree(members.folder)
-        if not streamed:
-            remove_tree(members.folder)
-        return result, members.resumed_from, members.fetched, checked
+            raise fetched.refused(error) from error
+        except BaseException:
+            fetched.failed()
+            raise
 
 
 def unexpected_error(exc: Exception) -> MedimetaError:

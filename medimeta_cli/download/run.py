@@ -1,7 +1,7 @@
 """Orchestration of downloads: which datasets to fetch, in parallel, within one run.
 
 One dataset's work is a :class:`medimeta_cli.download.job.DatasetJob` under the dataset's lock:
-fetch (:mod:`medimeta_cli.fetch.transfer`, :mod:`medimeta_cli.fetch.segmented`, or only the members
+fetch (:mod:`medimeta_cli.fetch.whole`, :mod:`medimeta_cli.fetch.segmented`, or only the members
 the loader reads), then install (:mod:`medimeta_cli.install.installer`). What to fetch and the
 space it needs come from :mod:`medimeta_cli.download.plan`. Correctness never relies on the
 lock: temporary names are unique per process and every visible change is one rename.
@@ -34,7 +34,7 @@ from medimeta_cli.events import (
     ignore,
 )
 from medimeta_cli.fetch.connections import FAST_LINK, MIN_SLICE, ConnectionBudget
-from medimeta_cli.fetch.transfer import listed_hdf5_size
+from medimeta_cli.fetch.zipdir import listed_hdf5_size
 from medimeta_cli.fsutil import ensure_space, ensure_writable_dir
 from medimeta_cli.install.from_folder import find_archives, needs_record
 from medimeta_cli.install.installer import Installer

@@ -8,7 +8,8 @@ downloads at once.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 #: No slice is planned smaller than this: below it a second request is not worth it.
 MIN_SLICE = 8 * 1024 * 1024
@@ -77,3 +78,18 @@ class ConnectionBudget:
     def plan(self, size: int) -> int:
         """How many slices a fresh transfer of ``size`` bytes starts with (1: one stream)."""
         return max(1, min(self.share, size // self.min_slice))
+
+
+@contextmanager
+def one_connection(
+    budget: ConnectionBudget | None, should_stop: Callable[[], bool]
+) -> Iterator[None]:
+    """One connection of the run's budget (if any) for as long as a single stream runs."""
+    if budget is None:
+        yield
+        return
+    budget.acquire(should_stop)
+    try:
+        yield
+    finally:
+        budget.release()

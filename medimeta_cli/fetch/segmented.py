@@ -16,13 +16,14 @@ Connections are a budget of the whole run (:class:`ConnectionBudget`), shared by
 dataset being fetched and never exceeded. A slice answered with 429, 403 or a broken
 connection halves the connections of its transfer, honours ``Retry-After`` and grows
 back by one after a quiet while. A server that answers a slice without honouring its
-range raises :class:`RangesDropped`: the caller goes on with a single stream from the
-contiguous prefix.
+range raises :class:`RangesDropped`: the transfer goes on with a single stream from
+the contiguous prefix (:func:`medimeta_cli.fetch.whole.stream_archive`), as it does when
+the archive is too small for slices or a single stream left it half done.
 """
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import logging
 import os
 import threading
@@ -33,21 +34,26 @@ from typing import Any
 
 import httpx
 
-from medimeta_cli.errors import IntegrityError, MedimetaError, NetworkError, RemoteDataError
+from medimeta_cli.catalog.datasets import Dataset
+from medimeta_cli.errors import IntegrityError, MedimetaError, NetworkError
 from medimeta_cli.events import (
     BytesTransferred,
-    EventSink,
     Notice,
     Phase,
     PhaseChanged,
     TransferStarted,
 )
-from medimeta_cli.fetch.connections import ConnectionBudget
+from medimeta_cli.fetch.answers import Kind, check_zip_start, open_range
+from medimeta_cli.fetch.connections import ConnectionBudget, one_connection
+from medimeta_cli.fetch.result import ArchiveFile, Fetched, TransferContext
+from medimeta_cli.fetch.retry import RetryRule
 from medimeta_cli.fetch.slices import Slice, SliceTable
+from medimeta_cli.fetch.whole import COVERS, StreamStart, resume_stream, stream_archive, verified
 from medimeta_cli.fsutil import human_bytes, translate_os_error
-from medimeta_cli.hashing import TailHasher
-from medimeta_cli.store.partials import Partial
-from medimeta_cli.zenodo.client import RemoteClient, content_range, parse_retry_after
+from medimeta_cli.hashing import Digest, new_md5
+from medimeta_cli.install.commit import Proof
+from medimeta_cli.store.partials import Partial, claim_partial, slice_list
+from medimeta_cli.zenodo.client import RemoteClient
 from medimeta_cli.zenodo.record import ArchiveInfo
 
 logger = logging.getLogger(__name__)
@@ -61,10 +67,7 @@ GROW_AFTER = 10.0
 #: of bytes (``min_slice`` each), whichever comes first.
 PROBE_SECONDS = 0.5
 PROBE_SLICES = 4
-#: Statuses that mean "fewer connections, please".
-THROTTLE_STATUSES = frozenset({403, 429, 503})
 _HASH_STEP = 1024 * 1024
-_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
 
 class RangesDropped(Exception):
@@ -89,12 +92,12 @@ class SegmentedFetch:
     partial: Partial
     table: SliceTable
     budget: ConnectionBudget
-    digest: Any
-    hashed: int
     on_bytes: Callable[[int], None]
     on_notice: Callable[[str], None]
     should_stop: Callable[[], bool]
     state: dict[str, Any]
+    digest: Digest = field(default_factory=new_md5)
+    hashed: int = 0
     fd: int = -1
     fetched: int = 0
     requests: int = 0
@@ -105,7 +108,7 @@ class SegmentedFetch:
     _abort: bool = False
     _limit: int = 1
     _hold_until: float = 0.0
-    _attempt: int = 0
+    _retry: RetryRule | None = None
     _calm_since: float = 0.0
     _fetched_at_trouble: int = 0
     _max_requests: int = 0
@@ -227,13 +230,15 @@ class SegmentedFetch:
         now = time.monotonic()
         self._probe_until = 0.0  # trouble tells more than a measurement: grow back slowly
         progressed = self.fetched > self._fetched_at_trouble
-        self._attempt = 1 if progressed else self._attempt + 1
+        if self._retry is None:
+            self._retry = RetryRule(self.client)
+        attempt = self._retry.count(progressed, trouble)
         self._fetched_at_trouble = self.fetched
         self._calm_since = now
         policy = self.client.policy
-        if self._attempt > policy.retries:
+        if attempt > policy.retries:
             self._error = NetworkError(
-                f"giving up after {self._attempt} attempts: {trouble.reason} on {self.info.key}"
+                f"giving up after {attempt} attempts: {trouble.reason} on {self.info.key}"
             )
             return
         wait = trouble.retry_after
@@ -244,7 +249,7 @@ class SegmentedFetch:
             )
             return
         if wait is None:
-            wait = policy.backoff(self._attempt)
+            wait = policy.backoff(attempt)
         self._limit = max(1, self._limit // 2)
         self._hold_until = max(self._hold_until, now + wait)
         message = (
@@ -308,44 +313,27 @@ class SegmentedFetch:
 
     def _fetch(self, piece: Slice) -> None:
         info = self.info
-        headers = {
-            "Accept-Encoding": "identity",
-            "Range": f"bytes={piece.pos}-{piece.end - 1}",
-        }
         try:
-            with self.client.stream(info.url, headers, retry=False) as response:
-                self._check(response, piece)
-                self._receive(response, piece)
+            with open_range(
+                self.client, info.url, piece.pos, piece.end, total=info.size, retry=False
+            ) as answer:
+                kind = answer.kind
+                if kind is Kind.THROTTLED:
+                    if answer.status == 403 and self._alone():
+                        raise NetworkError(f"HTTP 403 for {info.url}")
+                    raise _Trouble(f"HTTP {answer.status}", answer.retry_after)
+                if kind in (Kind.WHOLE, Kind.UNSATISFIABLE):
+                    raise RangesDropped(f"HTTP {answer.status} for the range from {piece.pos}")
+                if kind is Kind.WRONG_RANGE or (kind is Kind.PARTIAL and answer.total is None):
+                    got = answer.response.headers.get("content-range")
+                    raise RangesDropped(f"unexpected Content-Range {got!r} for bytes {piece.pos}-")
+                if kind is not Kind.PARTIAL:
+                    raise answer.refuse(info.key, info.url)
+                self._receive(answer.response, piece)
         except httpx.TransportError as exc:
             raise _Trouble(f"{type(exc).__name__} ({exc})") from exc
         if piece.left:
             raise _Trouble("the server closed a slice early")
-
-    def _check(self, response: httpx.Response, piece: Slice) -> None:
-        from medimeta_cli.fetch.transfer import refuse_non_archive  # the same checks as one stream
-
-        status = response.status_code
-        if status in THROTTLE_STATUSES or status in (408, 425, 500, 502, 504):
-            retry_after = parse_retry_after(response.headers.get("retry-after"))
-            if status == 429 and retry_after is None:
-                retry_after = self.client.limiter.pause_needed() or None
-            if status == 403 and self._alone():
-                raise NetworkError(f"HTTP 403 for {self.info.url}")
-            raise _Trouble(f"HTTP {status}", retry_after)
-        if status == 404:
-            raise RemoteDataError(
-                f"{self.info.key} was not found at {self.info.url} (HTTP 404)",
-                hint="The record may have changed; check MEDIMETA_BASE_URL and MEDIMETA_RECORD.",
-            )
-        if status in (200, 416):
-            raise RangesDropped(f"HTTP {status} for the range from {piece.pos}")
-        if status != 206:
-            raise NetworkError(f"HTTP {status} for {self.info.url}")
-        start, total = content_range(response) or (-1, None)
-        if start != piece.pos or total != self.info.size:
-            got = response.headers.get("content-range")
-            raise RangesDropped(f"unexpected Content-Range {got!r} for bytes {piece.pos}-")
-        refuse_non_archive(response, self.info)
 
     def _alone(self) -> bool:
         with self._cond:
@@ -359,11 +347,7 @@ class SegmentedFetch:
                     return
                 pos, end = piece.pos, piece.end
             if head:
-                if chunk[:4] not in _ZIP_MAGIC:
-                    raise RemoteDataError(
-                        f"the server sent something that is not a zip archive for "
-                        f"{self.info.key} (it starts with {chunk[:16]!r})"
-                    )
+                check_zip_start(chunk, self.info.key)
                 head = False
             data = memoryview(chunk)[: max(0, end - pos)]
             written = 0
@@ -383,67 +367,64 @@ class SegmentedFetch:
 
 
 @dataclass(frozen=True)
-class SliceSink:
-    """Where a segmented transfer reports: one dataset's events and notices."""
+class SlicePlan:
+    """Where a segmented transfer starts: the sidecar's state, and the slices it recorded
+    (None: ``count`` fresh ones)."""
 
-    dataset_id: str
-    on_event: EventSink
-    should_stop: Callable[[], bool]
-
-    def count(self, n: int) -> None:
-        """``n`` more bytes arrived."""
-        self.on_event(BytesTransferred(self.dataset_id, n))
-
-    def notice(self, message: str) -> None:
-        """Tell the user."""
-        self.on_event(Notice(self.dataset_id, message))
+    state: dict[str, Any]
+    saved: list[tuple[int, int, int]] | None
+    count: int
 
 
 def fetch_in_slices(
-    client: RemoteClient,
-    budget: ConnectionBudget,
+    context: TransferContext,
+    dataset_id: str,
     info: ArchiveInfo,
     partial: Partial,
-    state: dict[str, Any],
-    saved: list[tuple[int, int, int]] | None,
-    count: int,
-    sink: SliceSink,
-) -> tuple[Any, int, int, int]:
-    """Fetch an archive in slices (``saved`` ones, or ``count`` fresh ones) into its partial:
-    (md5 of the bytes up to ``offset``, ``offset``, bytes resumed, bytes fetched). The offset
-    is the archive's size once every slice is done, and the md5 a :class:`TailHasher` still
-    hashing the last bytes read back; less when the server stopped honouring ranges: a
-    single stream goes on from there (the file is cut there, the state dropped)."""
-    dataset_id = sink.dataset_id
-    table = SliceTable.restored(info.size, saved) if saved else SliceTable.fresh(info.size, count)
+    plan: SlicePlan,
+) -> Fetched:
+    """Fetch an archive in slices into its partial. Once every slice is done the md5 of the
+    last bytes may still be being computed (read back by a :class:`TailHasher`): the
+    result's proof is pending and the install's commit waits for it. When the server stops
+    honouring ranges, the file is cut at the contiguous prefix, the state dropped, and a
+    single stream goes on from there."""
+    assert context.budget is not None  # slices are planned only within a budget
+    table = (
+        SliceTable.restored(info.size, plan.saved)
+        if plan.saved
+        else SliceTable.fresh(info.size, plan.count)
+    )
     resumed_from = table.done()
     try:
         # The state first: a file of the archive's size never lacks the state saying
         # which of its bytes are real.
-        partial.save_slices(state, table.to_json())
-        fd = partial.open_slices()
+        partial.save_slices(plan.state, table.to_json())
+        fd = partial.open_slices(info.size)
     except OSError as exc:
-        raise translate_os_error(exc, f"{info.key} into {partial.part.parent}") from exc
+        raise translate_os_error(exc, f"{info.key} into {partial.folder}") from exc
+
+    def notice(message: str) -> None:
+        context.on_event(Notice(dataset_id, message))
+
+    def count(n: int) -> None:
+        context.on_event(BytesTransferred(dataset_id, n))
 
     engine = SegmentedFetch(
-        client,
-        info,
-        partial,
-        table,
-        budget,
-        hashlib.md5(usedforsecurity=False),
-        0,
-        sink.count,
-        sink.notice,
-        sink.should_stop,
-        state,
+        client=context.client,
+        info=info,
+        partial=partial,
+        table=table,
+        budget=context.budget,
+        on_bytes=count,
+        on_notice=notice,
+        should_stop=context.should_stop,
+        state=plan.state,
     )
+    start: StreamStart | None = None
     try:
-        if os.fstat(fd).st_size != info.size:
-            os.ftruncate(fd, info.size)
         engine.fd = fd
         if resumed_from:
-            sink.on_event(PhaseChanged(dataset_id, Phase.CHECKING_PARTIAL))
+            context.on_event(PhaseChanged(dataset_id, Phase.CHECKING_PARTIAL))
             engine._hash_forward(info.size)
             logger.info(
                 "resuming %s: %d bytes done in %d slices",
@@ -451,31 +432,68 @@ def fetch_in_slices(
                 resumed_from,
                 len(table.slices),
             )
-            sink.notice(
+            notice(
                 f"resuming {info.key} at {human_bytes(resumed_from)} ({len(table.slices)} slices)",
             )
-        sink.on_event(TransferStarted(dataset_id, total=info.size, done=resumed_from))
+        context.on_event(TransferStarted(dataset_id, total=info.size, done=resumed_from))
         try:
             engine.run(fd)
         except RangesDropped as exc:
             engine._hash_forward(info.size)
             prefix = engine.hashed
-            sink.notice(fallback_notice(info.key, prefix, str(exc)))
+            notice(fallback_notice(info.key, prefix, str(exc)))
             logger.info("%s: %s; one stream from byte %d", info.key, exc, prefix)
-            os.ftruncate(fd, prefix)
-            partial.save_slices(state, None)
-            return engine.digest, prefix, resumed_from, engine.fetched
+            partial.keep_prefix(fd, prefix, plan.state)
+            start = StreamStart(engine.digest, prefix, resumed_from, engine.fetched)
     except OSError as exc:
-        raise translate_os_error(exc, f"{info.key} into {partial.part.parent}") from exc
+        raise translate_os_error(exc, f"{info.key} into {partial.folder}") from exc
     except MedimetaError:
         if table.done() == 0:  # refused before a byte was kept: leave no "partial 0%"
             partial.discard()
         raise
     finally:
         os.close(fd)
+    if start is not None:
+        with one_connection(context.budget, context.should_stop):
+            return stream_archive(context, dataset_id, info, partial, start)
     logger.debug("%s: %d request(s) for %d slices", info.key, engine.requests, len(table.slices))
-    tail = TailHasher(partial.part, engine.digest, engine.hashed, info.size)
-    return tail, info.size, resumed_from, engine.fetched
+    tail = partial.hash_tail(engine.digest, engine.hashed, info.size)
+    # The md5 of the last bytes is still being computed: extraction may start meanwhile,
+    # the install's commit waits for it.
+    pending = functools.partial(verified, context, dataset_id, info, partial, tail.hexdigest)
+    return Fetched(
+        ArchiveFile(partial, info.key), Proof.md5(COVERS, pending), resumed_from, engine.fetched
+    )
+
+
+@dataclass(frozen=True)
+class SegmentedTransfer:
+    """Downloads a whole archive over several connections of the run's budget; in one
+    stream when it is too small for slices, when a single stream left it half done, or
+    when the server stops honouring ranges."""
+
+    context: TransferContext
+
+    def fetch(self, dataset: Dataset, info: ArchiveInfo) -> Fetched:
+        """Download the archive, resuming what earlier runs left; verify size and md5."""
+        context, dataset_id = self.context, dataset.id
+        budget = context.budget
+        partial = claim_partial(
+            context.layout, info, lambda m: context.on_event(Notice(dataset_id, m))
+        )
+        state = partial.state() or {}
+        saved = slice_list(state)
+        if "slices" in state and (saved is None or partial.size() != info.size):
+            saved = None  # a state that makes no sense, or not its file's: not trusted
+            partial.save_slices(state, None)
+            partial.restart()
+        count = budget.plan(info.size) if budget is not None else 1
+        if saved is not None or (count > 1 and partial.resume_offset(info.size) == 0):
+            return fetch_in_slices(
+                context, dataset_id, info, partial, SlicePlan(state, saved, count)
+            )
+        with one_connection(budget, context.should_stop):
+            return resume_stream(context, dataset_id, info, partial)
 
 
 def fallback_notice(key: str, prefix: int, reason: str) -> str:

@@ -8,6 +8,11 @@ central directory) goes into the archive's md5 in order, so the md5 is checked a
 downloaded archive, but the archive itself never exists on disk: peak disk is the
 installed size plus bounded buffers.
 
+The directory that said where members are and what they are named was read ahead, by
+range requests outside the hashed stream: it is trusted only once the same bytes came in
+the stream (compared when the stream reaches them), and each member's local header in
+the stream must agree with its directory entry. Otherwise nothing is installed.
+
 A cut connection resumes at the byte where the md5 stopped (inside a stored member).
 Where that is not possible (a deflated member, or a cut inside a local header) the pass
 starts again from byte 0 in this run; members written by an earlier run are never
@@ -19,8 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,28 +32,29 @@ import httpx
 
 from medimeta_cli.catalog.datasets import Dataset
 from medimeta_cli.errors import IntegrityError
-from medimeta_cli.events import BytesTransferred, EventSink, Phase, PhaseChanged, TransferStarted
-from medimeta_cli.fetch.ranged import (
-    MemberFetcher,
-    MemberWrite,
-    ResponseBody,
-    check_partial,
-    read_listing,
-)
-from medimeta_cli.fetch.transfer import FetchedMembers, remember_sizes
+from medimeta_cli.events import BytesTransferred, Notice, Phase, PhaseChanged, TransferStarted
+from medimeta_cli.fetch.answers import RangesUnsupported, open_range
+from medimeta_cli.fetch.connections import one_connection
+from medimeta_cli.fetch.members import NO_RANGES
+from medimeta_cli.fetch.ranged import MemberFetcher, MemberWrite, ResponseBody
+from medimeta_cli.fetch.result import Fetched, MembersFolder, TransferContext, TransferUnavailable
+from medimeta_cli.fetch.retry import RetryRule
+from medimeta_cli.fetch.zipdir import Span, read_listing, remember_sizes, require_partial
 from medimeta_cli.fsutil import ensure_space, remove_tree, translate_os_error
 from medimeta_cli.hashing import BackgroundHasher, new_md5
 from medimeta_cli.install.archive import member_path
-from medimeta_cli.store.layout import RootLayout
-from medimeta_cli.store.partials import claim_members_folder
+from medimeta_cli.install.commit import Proof
+from medimeta_cli.store.partials import claim_members_folder, partial_bytes
 from medimeta_cli.store.records import FileEntry
-from medimeta_cli.zenodo.client import RemoteClient
 from medimeta_cli.zenodo.record import ArchiveInfo
-from medimeta_cli.zenodo.transport import stalled
 
 logger = logging.getLogger(__name__)
 
-Span = tuple[zipfile.ZipInfo, int, int]
+#: What the check of an install while downloading covers.
+COVERS = (
+    "the archive's md5 over the stream every member came from, the directory read ahead "
+    "equal to the stream's, and each local header equal to its directory entry"
+)
 
 
 class _OrderedMd5:
@@ -61,7 +66,7 @@ class _OrderedMd5:
         self._hasher.__enter__()
         self._running = True
 
-    def update(self, data: bytes) -> None:
+    def update(self, data: bytes | bytearray) -> None:
         """Hash these bytes after those fed before."""
         self._hasher.feed(data)
 
@@ -74,7 +79,7 @@ class _OrderedMd5:
     def hexdigest(self) -> str:
         """The md5 of every byte fed."""
         self.close()
-        return str(self._hasher.digest.hexdigest())
+        return self._hasher.digest.hexdigest()
 
 
 @dataclass
@@ -85,6 +90,8 @@ class _Pass:
     hashed: int = 0
     index: int = 0
     current: MemberWrite | None = None
+    #: Whether the stream's directory is the one read ahead (once the pass got there).
+    directory_agrees: bool = False
 
 
 class _FileMaker:
@@ -130,9 +137,14 @@ class _FileMaker:
 class StreamedFetcher(MemberFetcher):
     """Fetches all members of an archive in one ordered pass and checks the archive's md5."""
 
+    #: The directory's offset and bytes as read ahead (they must be the stream's).
+    directory_offset: int = 0
+    directory: bytes = b""
+
     def fetch_all(self, spans: Sequence[Span]) -> list[FileEntry]:
         """Write every member into :attr:`data`; raise :class:`IntegrityError` unless every
-        size, CRC-32 and the md5 over all the archive's bytes match."""
+        size, CRC-32, local header, the directory read ahead and the md5 over all the
+        archive's bytes match."""
         # Files of an earlier run were not part of this pass's md5: start afresh.
         remove_tree(self.data)
         self.done.clear()
@@ -142,7 +154,7 @@ class StreamedFetcher(MemberFetcher):
         state = _Pass(_OrderedMd5())
         maker = _FileMaker(self.data, [member_path(info) for info, _, _ in ordered])
         try:
-            attempt = 0
+            rule = RetryRule(self.client)
             while True:
                 before = state.hashed
                 try:
@@ -158,8 +170,11 @@ class StreamedFetcher(MemberFetcher):
                         state.digest.close()
                         state = _Pass(_OrderedMd5())
                         self.done.clear()
-                    attempt = 1 if state.hashed > before and not stalled(exc) else attempt + 1
-                    self.client.retry_wait(attempt, f"transfer of {self.info.key} cut ({exc})")
+                    rule.retry(
+                        f"transfer of {self.info.key} cut ({exc})",
+                        progressed=state.hashed > before,
+                        error=exc,
+                    )
         finally:
             maker.stop()
             state.digest.close()
@@ -167,6 +182,13 @@ class StreamedFetcher(MemberFetcher):
             raise IntegrityError(
                 f"{self.info.key} does not match the md5 the record lists",
                 hint="Run the same command again to fetch it afresh.",
+            )
+        if not state.directory_agrees:
+            raise IntegrityError(
+                f"the central directory of {self.info.key} read ahead is not the one in the "
+                "archive's md5-checked bytes; nothing was installed",
+                hint="The server's answers are not consistent; run the command again, "
+                "and report it should it come back.",
             )
         return [self.done[member_path(info)] for info, _, _ in spans]
 
@@ -184,10 +206,9 @@ class StreamedFetcher(MemberFetcher):
 
     def _pass(self, state: _Pass, ordered: Sequence[Span], maker: _FileMaker) -> None:
         begin = state.hashed
-        headers = {"Range": f"bytes={begin}-{self.info.size - 1}", "Accept-Encoding": "identity"}
-        with self.client.stream(self.info.url, headers) as response:
-            check_partial(response, begin)
-            body = ResponseBody(response.iter_raw(), begin, digest=state.digest)
+        with open_range(self.client, self.info.url, begin, self.info.size) as answer:
+            require_partial(answer.kind, answer.status, self.info.url)
+            body = ResponseBody(answer.response.iter_raw(), begin, digest=state.digest.update)
             try:
                 while state.index < len(ordered):
                     info, start, _ = ordered[state.index]
@@ -198,44 +219,68 @@ class StreamedFetcher(MemberFetcher):
                     self._finish(state.current)
                     state.current = None
                     state.index += 1
-                body.skip_to(self.info.size)  # the central directory and end records
+                # The central directory and end records: they must be the ones read ahead
+                # (told after the md5, which says first whether the stream is the record's).
+                body.skip_to(self.directory_offset)
+                tail = body.take(self.info.size - self.directory_offset)
+                state.directory_agrees = tail == self.directory
             finally:
                 state.hashed = body.position
 
 
-@dataclass
+@dataclass(frozen=True)
 class StreamedTransfer:
     """Installs while downloading: a whole archive's members, md5 checked, no archive file."""
 
-    client: RemoteClient
-    layout: RootLayout
-    on_event: EventSink
-    should_stop: Callable[[], bool] = lambda: False
+    context: TransferContext
 
-    def fetch(self, dataset: Dataset, info: ArchiveInfo) -> FetchedMembers:
+    def fetch(self, dataset: Dataset, info: ArchiveInfo) -> Fetched:
         """Read the directory, then stream every member into a members folder.
 
-        Raises ``RangesUnsupported`` (:mod:`medimeta_cli.fetch.ranged`) when the server sends whole
-        files only (nothing is left behind then), :class:`IntegrityError` on any mismatch
-        (the members folder is removed).
+        :class:`TransferUnavailable` when a partial archive of an earlier run is worth
+        resuming, or the server sends whole files only (nothing is left behind then);
+        :class:`IntegrityError` on any mismatch (the members folder is removed).
         """
-        self.on_event(PhaseChanged(dataset.id, Phase.READING_DIRECTORY))
-        listing, _ = read_listing(self.client, info, dataset)
-        remember_sizes(self.layout, info, listing)
+        context = self.context
+        if partial_bytes(context.layout, info.key, info.md5):
+            # Bytes an earlier run left are worth more than the disk the archive needs.
+            logger.info("%s: a partial archive exists; not installing while downloading", info.key)
+            context.on_event(
+                Notice(dataset.id, f"resuming the partial {info.key} of an earlier run")
+            )
+            raise TransferUnavailable(f"resuming the partial {info.key} of an earlier run")
+        try:
+            with one_connection(context.budget, context.should_stop):
+                return self._fetch(dataset, info)
+        except RangesUnsupported:
+            logger.info("%s: no byte ranges; falling back to the whole archive", info.key)
+            raise TransferUnavailable(NO_RANGES, warning=True) from None
+
+    def _fetch(self, dataset: Dataset, info: ArchiveInfo) -> Fetched:
+        context = self.context
+        context.on_event(PhaseChanged(dataset.id, Phase.READING_DIRECTORY))
+        listing, _ = read_listing(context.client, info, dataset)
+        remember_sizes(context.layout, info, listing)
         spans = listing.spans(lambda path: True)
-        ensure_space(self.layout.root, listing.listing.total_bytes, f"installing {info.key}")
-        folder = claim_members_folder(self.layout, info)
+        ensure_space(context.layout.root, listing.listing.total_bytes, f"installing {info.key}")
+        folder = claim_members_folder(context.layout, info)
         fetched = [0]
 
         def count(n: int) -> None:
             fetched[0] += n
-            self.on_event(BytesTransferred(dataset.id, n))
+            context.on_event(BytesTransferred(dataset.id, n))
 
         fetcher = StreamedFetcher(
-            self.client, info, folder, on_bytes=count, should_stop=self.should_stop
+            context.client,
+            info,
+            folder,
+            on_bytes=count,
+            should_stop=context.should_stop,
+            directory_offset=listing.directory_offset,
+            directory=listing.directory,
         )
         total = sum(info.compress_size for info, _, _ in spans)
-        self.on_event(TransferStarted(dataset.id, total=total, done=0))
+        context.on_event(TransferStarted(dataset.id, total=total, done=0))
         try:
             entries = fetcher.fetch_all(spans)
         except BaseException as exc:
@@ -245,4 +290,5 @@ class StreamedTransfer:
             if isinstance(exc, OSError):
                 raise translate_os_error(exc, f"{info.key} into {folder}") from exc
             raise
-        return FetchedMembers(folder, fetcher.data, entries, 0, fetched[0])
+        members = MembersFolder(folder, fetcher.data, entries, resumable=False)
+        return Fetched(members, Proof.md5(COVERS), 0, fetched[0])

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO
 
 from medimeta_cli.catalog.datasets import Dataset
 from medimeta_cli.errors import IntegrityError
@@ -308,7 +308,7 @@ class HashedWriter:
 
 
 def copy_member(
-    source: Any,
+    source: IO[bytes],
     info: zipfile.ZipInfo,
     dest: Path,
     relative: str,

@@ -22,10 +22,10 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from medimeta_cli.catalog.datasets import Catalog, Dataset
 from medimeta_cli.dataset.gate import InfoError, read_info
@@ -40,6 +40,7 @@ from medimeta_cli.errors import (
 )
 from medimeta_cli.events import (
     BytesTransferred,
+    EventSink,
     Outcome,
     OutcomeStatus,
     Phase,
@@ -48,14 +49,21 @@ from medimeta_cli.events import (
 )
 from medimeta_cli.fsutil import ensure_space, remove_tree, translate_os_error
 from medimeta_cli.install.archive import HashedWriter
-from medimeta_cli.store.records import ArchiveCheck, FileEntry
+from medimeta_cli.install.commit import InstallResult, Proof
+from medimeta_cli.settings import Settings
+from medimeta_cli.store.layout import RootLayout
+from medimeta_cli.store.locking import DatasetLock
+from medimeta_cli.store.records import FileEntry
 from medimeta_cli.store.status import is_installed
 from medimeta_cli.zenodo.record import ArchiveInfo
 
-if TYPE_CHECKING:  # install imports this module to dispatch folders here
-    from medimeta_cli.install.installer import Installer
-
-__all__ = ["FolderFile", "install_dataset_folder", "is_dataset_folder", "list_dataset_folder"]
+__all__ = [
+    "FolderFile",
+    "FolderInstaller",
+    "install_dataset_folder",
+    "is_dataset_folder",
+    "list_dataset_folder",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +73,46 @@ _HINT = (
     "A dataset folder <id>/ holds only regular files and folders (no links, devices or "
     "FIFOs); copy the real files in, or give the dataset's <id>.zip."
 )
+
+
+class FolderInstaller(Protocol):
+    """What copying a folder in needs of the installer (:class:`Installer`, which hands
+    folders to this module: described here, so that this module does not import it)."""
+
+    @property
+    def settings(self) -> Settings:
+        """The installer's settings (its data root)."""
+
+    @property
+    def on_event(self) -> EventSink:
+        """Where progress goes."""
+
+    @property
+    def should_stop(self) -> Callable[[], bool]:
+        """Asked between files: stop now?"""
+
+    @property
+    def layout(self) -> RootLayout:
+        """Paths inside the data root."""
+
+    def lock(self, dataset_id: str) -> DatasetLock:
+        """The dataset's lock."""
+
+    def new_staging(self, dataset: Dataset) -> Path:
+        """A fresh staging folder on the data root's file system."""
+
+    def install_folder(
+        self,
+        dataset: Dataset,
+        staging: Path,
+        entries: Sequence[FileEntry],
+        info: ArchiveInfo,
+        *,
+        force: bool,
+        layout: ArchiveLayout,
+        proof: Proof,
+    ) -> InstallResult:
+        """Commit a complete staging folder as ``<root>/<id>``."""
 
 
 def is_dataset_folder(path: Path) -> bool:
@@ -144,7 +192,7 @@ def list_dataset_folder(folder: Path) -> tuple[list[str], list[FolderFile]]:
 
 
 def _copy_file(
-    folder: Path, staging: Path, item: FolderFile, installer: Installer, dataset_id: str
+    folder: Path, staging: Path, item: FolderFile, installer: FolderInstaller, dataset_id: str
 ) -> FileEntry:
     """Copy one regular file, hashing it; the source is opened without following a link
     and must still be a regular file of the size listed (else it changed meanwhile)."""
@@ -213,7 +261,7 @@ def _describe(folder: Path, catalog: Catalog) -> Dataset:
 
 
 def _copy_and_install(
-    installer: Installer, folder: Path, dataset: Dataset, *, force: bool
+    installer: FolderInstaller, folder: Path, dataset: Dataset, *, force: bool
 ) -> tuple[OutcomeStatus, str]:
     """Copy the folder into staging and install it; the staging copy is removed after."""
     folders, files = list_dataset_folder(folder)
@@ -242,22 +290,18 @@ def _copy_and_install(
             info,
             force=force,
             layout=ArchiveLayout.FULL,
-            checked=ArchiveCheck.FOLDER,
+            proof=Proof.folder(f"every file of {folder}, hashed as it was copied"),
         )
     except OSError as exc:
         raise translate_os_error(exc, f"{dataset.id} into {installer.layout.root}") from exc
     finally:
         remove_tree(staging)
-    from medimeta_cli.install.installer import (
-        InstallResult,  # imported here: install imports this module
-    )
-
     installed = result is InstallResult.INSTALLED
     return OutcomeStatus.INSTALLED if installed else OutcomeStatus.SKIPPED, result.value
 
 
 def install_dataset_folder(
-    installer: Installer, folder: Path, catalog: Catalog, *, force: bool
+    installer: FolderInstaller, folder: Path, catalog: Catalog, *, force: bool
 ) -> Outcome:
     """Install one unzipped dataset folder into the installer's data root; the outcome
     says what happened (a failure is an outcome too, as for archives)."""

@@ -54,6 +54,7 @@ from medimeta_cli.fsutil import (
 )
 from medimeta_cli.hashing import hash_file, new_md5
 from medimeta_cli.install.archive import extract_archive, inspect_archive
+from medimeta_cli.install.commit import InstallResult, Proof, commit_rule
 from medimeta_cli.install.from_folder import archive_id, install_dataset_folder, is_dataset_folder
 from medimeta_cli.settings import Settings
 from medimeta_cli.store.layout import RootLayout
@@ -73,13 +74,6 @@ from medimeta_cli.store.status import is_installed
 from medimeta_cli.zenodo.record import ArchiveInfo, Manifest
 
 logger = logging.getLogger(__name__)
-
-
-class InstallResult(str, Enum):
-    """How an install ended when it did not fail."""
-
-    INSTALLED = "installed"
-    BY_ANOTHER_JOB = "installed by another job"  # possible only where locks do not work
 
 
 @dataclass
@@ -116,14 +110,14 @@ class Installer:
         force: bool = False,
         layout: ArchiveLayout = ArchiveLayout.FULL,
         with_masks: bool = False,
-        checked: ArchiveCheck = ArchiveCheck.MD5,
-        before_commit: Callable[[], None] | None = None,
+        proof: Proof,
     ) -> InstallResult:
         """Extract a verified archive into place atomically and write its install record.
 
-        With the hdf5 layout only the files the loader reads are extracted.
-        ``before_commit`` (when the archive's md5 is still being computed) runs after the
-        extraction and before anything becomes visible; what it raises stops the install.
+        With the hdf5 layout only the files the loader reads are extracted. ``proof`` says
+        what was checked of the archive; when its md5 is still being computed, the commit
+        waits for it after the extraction and before anything becomes visible (what it
+        raises stops the install).
         """
         self.on_event(PhaseChanged(dataset.id, Phase.EXTRACTING))
         listing = inspect_archive(archive, dataset, archive_size=info.size)
@@ -146,8 +140,7 @@ class Installer:
                 info,
                 force=force,
                 layout=layout,
-                checked=checked,
-                before_commit=before_commit,
+                proof=proof,
             )
         except OSError as exc:
             raise translate_os_error(exc, f"{dataset.id} into {self.layout.root}") from exc
@@ -168,22 +161,21 @@ class Installer:
         *,
         force: bool,
         layout: ArchiveLayout,
-        checked: ArchiveCheck = ArchiveCheck.MD5,
-        before_commit: Callable[[], None] | None = None,
+        proof: Proof,
     ) -> InstallResult:
         """Rename a complete staging folder into ``<root>/<id>`` together with its record.
 
         The folder must pass the quick structure check first. The record and file manifest
         are written in full under temporary names before anything becomes visible, and
         committed by renames just before the folder's rename: a full disk or a crash never
-        leaves a visible dataset without its record. ``checked`` says what was verified of
-        the archive (its md5, or only its members' CRC-32 and sizes).
+        leaves a visible dataset without its record. Nothing is renamed before ``proof``
+        holds (:func:`~medimeta_cli.install.commit.commit_rule`); it says what was verified
+        (the archive's md5, or only its members against the directory...).
         """
         check_info_id(staging, dataset.id, info.key)
         # The folder's own info.yaml says what its files must be, not the catalog.
         check_essentials(staging, described_staging(staging, dataset, info.key), info.key)
-        if before_commit is not None:
-            before_commit()
+        checked = commit_rule(proof)
         final = self.layout.dataset_dir(dataset.id)
         target = inspect_target(final)
         if target is Target.DATASET and not force:
@@ -318,12 +310,12 @@ class Installer:
                         raise UsageError(f"no record manifest to check {path.name} against")
                     info = manifest.archive(dataset.archive)
                     self._check_local_archive(dataset_id, path, info)
-                    checked = ArchiveCheck.MD5
+                    proof = Proof.md5(f"the md5 of {path}, checked before extraction")
                 else:
                     info = self._local_archive_info(dataset_id, path)
-                    checked = ArchiveCheck.LOCAL
+                    proof = Proof.local_archive(f"the md5 of {path}, computed before extraction")
                 with self.lock(dataset_id).hold():
-                    result = self.install_archive(dataset, path, info, force=force, checked=checked)
+                    result = self.install_archive(dataset, path, info, force=force, proof=proof)
             except MedimetaError as error:
                 outcomes.append(Outcome.failed(dataset_id, error, time.monotonic() - started))
                 continue

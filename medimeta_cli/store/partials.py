@@ -20,7 +20,9 @@ by another user, a hard link to a file elsewhere...) is never written, read or
 deleted through: it is renamed aside (``<key>.set-aside.<uniq>``, for ``prune``) and
 a fresh partial is started.
 
-Only the standard library is imported here: ``list`` reads partial sizes too.
+Only the standard library is imported here: ``list`` reads partial sizes too. No module
+outside this one opens, measures, cuts, renames or deletes a partial's files: transfers
+go through :class:`Partial`'s methods, ``remove`` through :func:`drop_idle_partials`.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from medimeta_cli.fsutil import (
     unique_suffix,
     utc_now,
 )
+from medimeta_cli.hashing import Digest, TailHasher
 from medimeta_cli.store.layout import RootLayout
 from medimeta_cli.store.ownership import owner_stamp, partial_in_use
 
@@ -170,6 +173,30 @@ def done_bytes(data: dict[str, Any] | None, part: Path) -> int | None:
     return sum(pos - start for start, _, pos in slices)
 
 
+def part_of(sidecar: Path) -> Path:
+    """The partial file a sidecar describes."""
+    return sidecar.with_suffix(".part")
+
+
+def drop_idle_partials(layout: RootLayout, key: str) -> int:
+    """Delete the partial downloads of an archive that no live job writes; return the
+    bytes freed."""
+    freed = 0
+    for sidecar in partial_sidecars(layout, key):
+        part = part_of(sidecar)
+        data = read_state_json(sidecar)
+        if data is None or partial_in_use(data, part):
+            logger.debug(
+                "keeping partial %s: its sidecar is unreadable or a live job owns it", part
+            )
+            continue
+        freed += regular_size(part) or 0
+        part.unlink(missing_ok=True)
+        sidecar.unlink(missing_ok=True)
+        logger.debug("deleted partial %s and its sidecar", part)
+    return freed
+
+
 def partial_bytes(layout: RootLayout, key: str, md5: str | None) -> int:
     """Bytes already downloaded of this archive version (0 when none)."""
     for sidecar in partial_sidecars(layout, key):
@@ -210,6 +237,25 @@ class Partial:
         """Bytes in the partial file now (0 when it does not exist or is not a regular file)."""
         return regular_size(self.part) or 0
 
+    def exists(self) -> bool:
+        """Whether the partial file exists (an empty one included)."""
+        return os.path.lexists(self.part)
+
+    @property
+    def folder(self) -> Path:
+        """The folder the partial lives in (for messages about its file system)."""
+        return self.part.parent
+
+    @property
+    def archive_path(self) -> Path:
+        """The file, to be read as the archive once it is complete (extraction)."""
+        return self.part
+
+    def hash_tail(self, digest: Digest, start: int, end: int) -> TailHasher:
+        """Bytes ``start`` to ``end`` of the file hashed into ``digest`` in a thread of its
+        own (the bytes before ``start`` already are); see :class:`TailHasher`."""
+        return TailHasher(self.part, digest, start, end)
+
     def _open(self, flags: int, mode: str) -> IO[bytes]:
         try:
             fd = os.open(self.part, flags | _SAFE_OPEN, 0o666)  # the umask decides
@@ -228,14 +274,27 @@ class Partial:
             )
         return handle
 
-    def open_slices(self) -> int:
-        """The partial file opened for reading and writing at offsets (created if missing),
-        never through a link: a file descriptor for ``os.pread``/``os.pwrite``."""
+    def open_slices(self, size: int) -> int:
+        """The partial file opened for reading and writing at offsets (created if missing,
+        given ``size`` bytes), never through a link: a file descriptor for
+        ``os.pread``/``os.pwrite``, which the caller closes."""
         handle = self._open(os.O_RDWR | os.O_CREAT, "r+b")
         fd = os.dup(handle.fileno())
         handle.close()
-        os.set_blocking(fd, True)
+        try:
+            os.set_blocking(fd, True)
+            if os.fstat(fd).st_size != size:
+                os.ftruncate(fd, size)
+        except BaseException:
+            os.close(fd)
+            raise
         return fd
+
+    def keep_prefix(self, fd: int, prefix: int, data: dict[str, Any]) -> None:
+        """Keep only the first ``prefix`` bytes (of the file open as ``fd``) and drop the
+        slices' state: a single stream goes on from there."""
+        os.ftruncate(fd, prefix)
+        self.save_slices(data, None)
 
     def state(self) -> dict[str, Any] | None:
         """The sidecar's contents (read without following a link)."""
@@ -255,7 +314,7 @@ class Partial:
         """The partial file opened for appending (created if missing), never through a link."""
         return self._open(os.O_WRONLY | os.O_APPEND | os.O_CREAT, "ab")
 
-    def hash_into(self, digest: Any) -> int:
+    def hash_into(self, digest: Digest) -> int:
         """Feed the bytes already downloaded into ``digest``; return how many there are."""
         done = 0
         with self._open(os.O_RDONLY, "rb") as handle:

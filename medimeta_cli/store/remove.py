@@ -16,7 +16,6 @@ from typing import Any
 from medimeta_cli.errors import NotInstalledError
 from medimeta_cli.fsutil import (
     ensure_writable_dir,
-    read_json_object,
     remove_tree,
     require_real_folders,
     translate_os_error,
@@ -24,8 +23,7 @@ from medimeta_cli.fsutil import (
 )
 from medimeta_cli.store.layout import RootLayout
 from medimeta_cli.store.locking import DatasetLock
-from medimeta_cli.store.ownership import owner_from_name, partial_in_use
-from medimeta_cli.store.partials import partial_sidecars
+from medimeta_cli.store.partials import drop_idle_partials
 from medimeta_cli.store.records import forget_install, read_install_record
 
 logger = logging.getLogger(__name__)
@@ -110,29 +108,7 @@ def _not_installed(layout: RootLayout, dataset_id: str) -> Exception:
 
 def _drop_partials(layout: RootLayout, key: str) -> int:
     """Delete the partial downloads of an archive that no live job writes; return bytes."""
-    freed = 0
-    for sidecar in partial_sidecars(layout, key):
-        part = sidecar.with_suffix(".part")
-        data = read_json_object(sidecar)
-        if data is None or partial_in_use(data, part):
-            logger.debug(
-                "keeping partial %s: its sidecar is unreadable or a live job owns it", part
-            )
-            continue
-        freed += tree_size(part)[0] if part.exists() else 0
-        part.unlink(missing_ok=True)
-        sidecar.unlink(missing_ok=True)
-        logger.debug("deleted partial %s and its sidecar", part)
-    for folder in layout.partial_dir.glob(f"{key}.members.*"):
-        host, pid = owner_from_name(folder.name) or (None, None)
-        if not folder.is_dir():
-            continue
-        if partial_in_use({"host": host, "pid": pid}, folder):
-            logger.debug("keeping %s: a live job (pid %s on %s) owns it", folder, pid, host)
-            continue
-        freed += remove_tree(folder).bytes
-        logger.debug("deleted partly fetched members %s", folder)
-    return freed
+    return drop_idle_partials(layout, key)
 
 
 def remove_dataset(

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medimeta_cli.store.layout import RootLayout
-from medimeta_cli.store.partials import done_bytes, partial_sidecars, read_state_json
+from medimeta_cli.store.partials import done_bytes, part_of, partial_sidecars, read_state_json
 from medimeta_cli.store.records import UnreadableRecordError, load_install_record
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ def local_status(root: Path, dataset_id: str) -> LocalStatus:
         # Neither file is followed through a link: a planted one says nothing of this root.
         data = read_state_json(sidecar)
         # A download in slices has the archive's size from the start: count the slices' bytes.
-        done = done_bytes(data, sidecar.with_suffix(".part"))
+        done = done_bytes(data, part_of(sidecar))
         try:
             expected = int(data["size"]) if data is not None else -1
         except (ValueError, KeyError, TypeError):

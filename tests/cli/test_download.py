@@ -1074,3 +1074,71 @@ def test_print_paths_leaves_out_what_is_not_there_and_says_why(
     for clash in ("--json", "--dry-run", "--print-urls"):
         refused = invoke(runner, "download", "crc", "--print-paths", clash)
         assert refused.exit_code == 2 and "--print-paths" in refused.stderr, clash
+
+
+# ------------------------------------------------------------------ issue 16: one commit rule
+
+#: Two label files of dr_regular with names of one length and files of one size: swapped
+#: in the central directory, each entry still matches its own data's size and CRC-32.
+_SWAPPED_LABELS = ("dr_regular/task_labels/Artifact.npy", "dr_regular/task_labels/DR level.npy")
+
+
+def _nothing_installed(root: Path, dataset_id: str) -> None:
+    assert not (root / dataset_id).exists()
+    assert read_install_record(RootLayout(root), dataset_id) is None
+
+
+def test_stream_with_a_tampered_directory_read_ahead_installs_nothing(
+    runner: CliRunner, zenodo: zs.ZenodoServer, data_root: Path, fixture_data: FixtureData
+) -> None:
+    """The tail range request gets a central directory with two label files' names swapped;
+    the hashed stream is the genuine archive (its md5 matches the record)."""
+    archive = fixture_data.archive("dr_regular")
+    zenodo.tamper("dr_regular.zip", archives.swapped_in_directory(archive, *_SWAPPED_LABELS))
+    result = invoke(runner, "download", "dr_regular", "--stream")
+    assert result.exit_code == 4, result.stderr
+    assert "central directory" in result.stderr
+    _nothing_installed(data_root, "dr_regular")
+    assert _ordered_passes(zenodo, "dr_regular.zip")  # the stream itself was genuine
+    assert not list((data_root / ".medimeta" / "partial").glob("*.members.*"))
+
+
+def test_hdf5_layout_with_a_tampered_directory_installs_nothing(
+    runner: CliRunner, zenodo: zs.ZenodoServer, data_root: Path, fixture_data: FixtureData
+) -> None:
+    """No md5 is possible for some members: each local header must agree with the entry."""
+    archive = fixture_data.archive("dr_regular")
+    zenodo.tamper("dr_regular.zip", archives.swapped_in_directory(archive, *_SWAPPED_LABELS))
+    result = invoke(runner, "download", "dr_regular", "--layout", "hdf5")
+    assert result.exit_code == 4, result.stderr
+    assert "local header" in result.stderr
+    _nothing_installed(data_root, "dr_regular")
+
+
+def test_whole_archive_with_a_tampered_directory_installs_nothing(
+    runner: CliRunner, zenodo: zs.ZenodoServer, data_root: Path, fixture_data: FixtureData
+) -> None:
+    archive = fixture_data.archive("dr_regular")
+    tampered = archives.swapped_in_directory(archive, *_SWAPPED_LABELS)
+    zenodo.tamper("dr_regular.zip", tampered, tail_only=False)
+    result = invoke(runner, "download", "dr_regular", "--connections", "1")
+    assert result.exit_code == 4, result.stderr
+    assert "md5" in result.stderr
+    _nothing_installed(data_root, "dr_regular")
+    assert not list((data_root / ".medimeta" / "partial").glob("*.part"))
+
+
+@pytest.mark.slow
+def test_segmented_archive_with_a_tampered_tail_installs_nothing(
+    big_crc: zs.ZenodoServer, big_crc_data: tuple[Path, Path], data_root: Path
+) -> None:
+    """The last slice (the one ending at the archive's end) carries a tampered directory."""
+    archive, _ = big_crc_data
+    names = ("crc/images/000001.tiff", "crc/images/000002.tiff")
+    big_crc.tamper("crc.zip", archives.swapped_in_directory(archive, *names))
+    proc = _run("download", "crc")
+    assert proc.returncode == 4, proc.stderr
+    assert "md5" in proc.stderr
+    assert len(big_crc.requests_for("crc.zip", method="GET")) > 1  # it went in slices
+    _nothing_installed(data_root, "crc")
+    assert not list((data_root / ".medimeta" / "partial").glob("*.part"))

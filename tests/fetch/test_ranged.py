@@ -92,7 +92,7 @@ def pass_listing_requests(zenodo: zs.ZenodoServer, archive: Path) -> None:
     """Queue no-op faults for the requests that read the end records and the central
     directory (one request when the directory fits in the tail read), so that the next
     fault hits the first request for member data."""
-    from medimeta_cli.fetch.ranged import _TAIL
+    from medimeta_cli.fetch.zipdir import _TAIL
 
     with zipfile.ZipFile(archive) as handle:
         directory = handle.start_dir

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -17,8 +18,9 @@ import pytest
 from medimeta_cli.errors import DiskSpaceError, IntegrityError
 from medimeta_cli.events import DownloadInterrupted, Event, Notice, Outcome
 from medimeta_cli.fetch.connections import MIN_SLICE, SPLIT_AT, ConnectionBudget
+from medimeta_cli.fetch.result import ArchiveFile, TransferContext
+from medimeta_cli.fetch.segmented import SegmentedTransfer
 from medimeta_cli.fetch.slices import SliceTable
-from medimeta_cli.fetch.transfer import ArchiveTransfer, FetchedArchive
 from medimeta_cli.settings import resolve_settings
 from medimeta_cli.store.layout import RootLayout
 from medimeta_cli.store.partials import read_state_json, slice_list
@@ -31,9 +33,17 @@ from tests.support.helpers import make_downloader, tmpfs, wait_for
 MiB = 1024 * 1024
 
 
+@dataclass(frozen=True)
+class _Fetched:
+    """The archive a segmented transfer left, checked, and the bytes it transferred."""
+
+    path: Path
+    fetched: int
+
+
 def _fetch(
     server: zs.ZenodoServer, key: str, budget: ConnectionBudget, events: list[Event] | None = None
-) -> FetchedArchive:
+) -> _Fetched:
     settings = resolve_settings()
     downloader, _ = make_downloader()
     info = downloader.manifest().archive(key)
@@ -44,10 +54,13 @@ def _fetch(
         policy=RetryPolicy(retries=3, backoff_base=0.01, backoff_cap=0.05),
     )
     sink = events.append if events is not None else (lambda event: None)
+    dataset = downloader.catalog.get(key.removesuffix(".zip"))
     with client:
-        return ArchiveTransfer(client, RootLayout(settings.root), sink, budget=budget).fetch(
-            key.removesuffix(".zip"), info
-        )
+        context = TransferContext(client, RootLayout(settings.root), sink, budget=budget)
+        fetched = SegmentedTransfer(context).fetch(dataset, info)
+    fetched.proof.confirm()
+    assert isinstance(fetched.content, ArchiveFile)
+    return _Fetched(fetched.content.path, fetched.fetched)
 
 
 def _gets(server: zs.ZenodoServer, key: str) -> list[zs.RequestRecord]:

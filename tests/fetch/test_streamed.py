@@ -14,9 +14,8 @@ import pytest
 
 from medimeta_cli.catalog.datasets import RECORD_ID
 from medimeta_cli.errors import IntegrityError, NetworkError
-from medimeta_cli.fetch.ranged import RangesUnsupported
+from medimeta_cli.fetch.result import MembersFolder, TransferContext, TransferUnavailable
 from medimeta_cli.fetch.streamed import StreamedTransfer
-from medimeta_cli.fetch.transfer import FetchedMembers
 from medimeta_cli.install.archive import member_path
 from medimeta_cli.store.layout import RootLayout
 from medimeta_cli.zenodo.client import RemoteClient, RetryPolicy
@@ -35,11 +34,13 @@ def client(zenodo: zs.ZenodoServer) -> Iterator[RemoteClient]:
         yield remote
 
 
-def _fetch(client: RemoteClient, data_root: Path, dataset_id: str) -> FetchedMembers:
+def _fetch(client: RemoteClient, data_root: Path, dataset_id: str) -> MembersFolder:
     downloader, _ = make_downloader()
     info: ArchiveInfo = client.fetch_record().archive(f"{dataset_id}.zip")
-    transfer = StreamedTransfer(client, RootLayout(data_root), lambda event: None)
-    return transfer.fetch(downloader.catalog.get(dataset_id), info)
+    transfer = StreamedTransfer(TransferContext(client, RootLayout(data_root)))
+    fetched = transfer.fetch(downloader.catalog.get(dataset_id), info)
+    assert isinstance(fetched.content, MembersFolder)
+    return fetched.content
 
 
 def _infos(archive: Path) -> list[zipfile.ZipInfo]:
@@ -126,7 +127,7 @@ def test_a_server_without_ranges_leaves_it_to_the_whole_archive(
     zenodo: zs.ZenodoServer, client: RemoteClient, data_root: Path
 ) -> None:
     zenodo.ranges_enabled = False
-    with pytest.raises(RangesUnsupported):
+    with pytest.raises(TransferUnavailable):
         _fetch(client, data_root, "cxr")
     partial = RootLayout(data_root).partial_dir
     assert not partial.exists() or not list(partial.iterdir())
@@ -190,7 +191,7 @@ def _killed_mid_pass(zenodo: zs.ZenodoServer, data_root: Path) -> Path:
     return left
 
 
-def fetch_with_fresh_client(url: str, data_root: Path, dataset_id: str) -> FetchedMembers:
+def fetch_with_fresh_client(url: str, data_root: Path, dataset_id: str) -> MembersFolder:
     """A streamed fetch with its own client (for a process of its own)."""
     policy = RetryPolicy(retries=3, backoff_base=0.01, backoff_cap=0.02)
     with RemoteClient(url, RECORD_ID, timeout=5, policy=policy) as remote:

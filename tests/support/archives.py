@@ -657,6 +657,27 @@ def md5_of(path: Path | str) -> str:
 # --------------------------------------------------------------------------- writers
 
 
+def swapped_in_directory(archive: Path, first: str, second: str) -> bytes:
+    """The archive's bytes with two members' names swapped in its central directory only:
+    each entry still points at its own local header, size and CRC-32 (so every member
+    passes a check of its data against the directory), but is installed under the other's
+    name. The names must have the same length (the size stays the archive's)."""
+    if len(first.encode()) != len(second.encode()):
+        raise ValueError("the names must have the same length")
+    data = archive.read_bytes()
+    with zipfile.ZipFile(archive) as handle:
+        start = handle.start_dir
+    directory = data[start:]
+    a, b = first.encode(), second.encode()
+    if directory.count(a) != 1 or directory.count(b) != 1:
+        raise ValueError("each name must appear once in the central directory")
+    swapped = bytearray(directory)
+    at_a, at_b = directory.index(a), directory.index(b)
+    swapped[at_a : at_a + len(a)], swapped[at_b : at_b + len(b)] = b, a
+    directory = bytes(swapped)
+    return data[:start] + directory
+
+
 def write_dataset_dir(spec: DatasetSpec, parent: Path) -> Path:
     """Write an installed (unzipped) dataset to ``parent/<id>/`` and return that folder.
 

@@ -687,7 +687,7 @@ class _Handler(BaseHTTPRequestHandler):
             headers.append(("Accept-Ranges", "bytes" if app.ranges_enabled else "none"))
         range_header = self.headers.get("Range")
         if not honour_range or range_header is None:
-            return _Response(200, headers, body)
+            return _Response(200, headers, app._tampered_body(entry.key, body, 0, size - 1))
         parsed = _parse_range(range_header, size)
         if parsed is None:
             return _Response(200, headers, body)
@@ -703,7 +703,7 @@ class _Handler(BaseHTTPRequestHandler):
         if body.file is None:
             body.data = body.data[first : last + 1]
             body.start = 0
-        return _Response(206, headers, body)
+        return _Response(206, headers, app._tampered_body(entry.key, body, first, last))
 
     # ---- response writing
 
@@ -866,6 +866,8 @@ class ZenodoServer:
             "legacy" if legacy_shape else "entries" if entries_shape else "current"
         )
         self.ranges_enabled = ranges_enabled
+        #: key -> (tampered bytes of the file, whether only tail ranges get them)
+        self._tampered: dict[str, tuple[bytes, bool]] = {}
         self._host = host
         self._port = port
         self._rate_limiter = _RateLimiter(rate_limit, rate_window)
@@ -968,6 +970,30 @@ class ZenodoServer:
         entry = _FileEntry(key, source)
         with self._files_lock:
             self._files[key] = entry
+
+    def tamper(self, key: str, data: bytes, *, tail_only: bool = True) -> None:
+        """Answer with bytes of ``data`` (a tampered copy of the file, of its size) instead of
+        the file's, while the record keeps listing the genuine size and md5: for range
+        requests that start after byte 0 and end at the file's end (``tail_only``: how a
+        client reads a zip's central directory ahead), or for every request. Not consumed."""
+        with self._files_lock:
+            entry = self._files[key]
+            if len(data) != entry.size():
+                raise ValueError("a tampered copy must have the file's size")
+            self._tampered[key] = (data, tail_only)
+
+    def _tampered_body(self, key: str, body: _Body, first: int, last: int) -> _Body:
+        """``body``, or bytes ``first..last`` of the tampered copy where :meth:`tamper` says."""
+        with self._files_lock:
+            found = self._tampered.get(key)
+        if found is None:
+            return body
+        data, tail_only = found
+        if tail_only and not (first > 0 and last == len(data) - 1):
+            return body
+        if body.file is not None:
+            body.file.close()
+        return _Body(data=data[first : last + 1])
 
     def replace_file(self, key: str, source: FileSource) -> None:
         """Swap the content of an existing key ("upstream changed": new size and md5)."""

@@ -1,4 +1,5 @@
-"""``medimeta_cli.fetch.transfer``: resumable, verified transfers against a real HTTP server."""
+"""``medimeta_cli.fetch.whole`` and the job around it: resumable, verified transfers
+against a real HTTP server."""
 
 from __future__ import annotations
 
