@@ -133,7 +133,7 @@ def ensure(
         logger.info("ensure: fetching %s", ", ".join(d.id for d in missing))
         downloader = Downloader(settings, catalog)
         try:
-            outcomes = downloader.download(missing, jobs=jobs, layout=chosen)
+            outcomes = downloader.download(missing, jobs=jobs, archive_layout=chosen)
         finally:
             downloader.close()
         failed = [o.error for o in outcomes if o.error is not None]
@@ -181,7 +181,7 @@ def download(
             force=force,
             keep_archive=keep_archive,
             jobs=jobs,
-            layout=_layout(layout),
+            archive_layout=_layout(layout),
             with_masks=with_masks,
         )
     finally:

@@ -175,7 +175,7 @@ def download_command(
                     force=force,
                     jobs=jobs,
                     keep_archive=keep_archive,
-                    layout=layout,
+                    archive_layout=layout,
                     with_masks=with_masks,
                     stream=stream,
                 )
@@ -193,7 +193,7 @@ def download_command(
                         force=force,
                         keep_archive=keep_archive,
                         jobs=jobs,
-                        layout=layout,
+                        archive_layout=layout,
                         with_masks=with_masks,
                         stream=stream,
                     )

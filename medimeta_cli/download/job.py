@@ -79,7 +79,7 @@ class JobOptions:
 
     force: bool = False
     keep_archive: bool = False
-    layout: ArchiveLayout = ArchiveLayout.FULL
+    archive_layout: ArchiveLayout = ArchiveLayout.FULL
     with_masks: bool = False
     #: Install whole archives while they download (no archive on disk, one connection each).
     stream: bool = False
@@ -142,7 +142,7 @@ class DatasetJob:
     def mode(self) -> Mode:
         """The mode the options ask for."""
         options = self.options
-        if options.layout is ArchiveLayout.HDF5:
+        if options.archive_layout is ArchiveLayout.HDF5:
             return Mode.MEMBERS
         if options.stream and not options.keep_archive:
             return Mode.STREAMED
@@ -195,7 +195,7 @@ class DatasetJob:
                     content.path,
                     info,
                     force=options.force,
-                    layout=options.layout,
+                    archive_layout=options.archive_layout,
                     with_masks=options.with_masks,
                     proof=fetched.proof,
                 )
@@ -205,7 +205,7 @@ class DatasetJob:
                 content.entries,
                 info,
                 force=options.force,
-                layout=options.layout,
+                archive_layout=options.archive_layout,
                 proof=fetched.proof,
             )
         except IntegrityError as error:

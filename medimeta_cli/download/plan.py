@@ -55,7 +55,7 @@ class PlanItem:
     state: ItemState
     partial_bytes: int = 0
     hdf5_size: int | None = None  # what --layout hdf5 fetches, when known
-    layout: ArchiveLayout = ArchiveLayout.FULL
+    archive_layout: ArchiveLayout = ArchiveLayout.FULL
 
     @property
     def pending(self) -> bool:
@@ -65,7 +65,11 @@ class PlanItem:
     @property
     def to_fetch(self) -> int:
         """Bytes still to transfer (0 when installed or unknown)."""
-        size = self.hdf5_size if self.layout is ArchiveLayout.HDF5 and self.hdf5_size else self.size
+        size = (
+            self.hdf5_size
+            if self.archive_layout is ArchiveLayout.HDF5 and self.hdf5_size
+            else self.size
+        )
         if not self.pending or size is None:
             return 0
         return max(0, size - self.partial_bytes)
@@ -81,7 +85,7 @@ class PlanItem:
             "state": self.state.value,
             "partial_bytes": self.partial_bytes,
             "hdf5_size": self.hdf5_size,
-            "layout": self.layout.value,
+            "layout": self.archive_layout.value,
             "to_fetch": self.to_fetch,
         }
 
@@ -218,7 +222,7 @@ def plan_download(
     force: bool = False,
     jobs: int = 2,
     keep_archive: bool = False,
-    layout: ArchiveLayout = ArchiveLayout.FULL,
+    archive_layout: ArchiveLayout = ArchiveLayout.FULL,
     with_masks: bool = False,
     listed_size: ListedSize | None = None,
     stream: bool = False,
@@ -245,7 +249,7 @@ def plan_download(
         if info is not None:
             saved = saved_archive_sizes(root_layout, info.key, info.md5)
             hdf5_size = saved.get(sizes_key(ArchiveLayout.HDF5, with_masks=with_masks))
-            wanted = layout is ArchiveLayout.HDF5 and not installed
+            wanted = archive_layout is ArchiveLayout.HDF5 and not installed
             if hdf5_size is None and wanted and listed_size is not None:
                 hdf5_size = listed_size(dataset, info)
         state = ItemState.PARTIAL if done else ItemState.ABSENT
@@ -263,18 +267,18 @@ def plan_download(
                 state=ItemState.INSTALLED if installed else state,
                 partial_bytes=done,
                 hdf5_size=hdf5_size,
-                layout=layout,
+                archive_layout=archive_layout,
             )
         )
     parallel = len(items) if keep_archive else 0 if stream else jobs
     return Plan(
         items=tuple(items),
         needed_bytes=sum(i.to_fetch for i in items)
-        if layout is ArchiveLayout.HDF5
+        if archive_layout is ArchiveLayout.HDF5
         else space_needed(items, parallel),
         free_bytes=free_bytes(settings.root),
         record_version=manifest.version if manifest else None,
-        stream=stream and layout is ArchiveLayout.FULL and not keep_archive,
+        stream=stream and archive_layout is ArchiveLayout.FULL and not keep_archive,
         manifest_known=manifest is not None,
     )
 

@@ -113,7 +113,7 @@ class Downloader:
         force: bool = False,
         jobs: int = 2,
         keep_archive: bool = False,
-        layout: ArchiveLayout = ArchiveLayout.FULL,
+        archive_layout: ArchiveLayout = ArchiveLayout.FULL,
         with_masks: bool = False,
         stream: bool = False,
     ) -> Plan:
@@ -131,7 +131,13 @@ class Downloader:
         return self._planned(
             datasets,
             manifest,
-            JobOptions(force, keep_archive, layout, with_masks, stream),
+            JobOptions(
+                force=force,
+                keep_archive=keep_archive,
+                archive_layout=archive_layout,
+                with_masks=with_masks,
+                stream=stream,
+            ),
             jobs,
             listed_size=None if self.settings.offline else listed_size,
         )
@@ -143,7 +149,7 @@ class Downloader:
         force: bool = False,
         keep_archive: bool = False,
         jobs: int = 2,
-        layout: ArchiveLayout = ArchiveLayout.FULL,
+        archive_layout: ArchiveLayout = ArchiveLayout.FULL,
         with_masks: bool = False,
         stream: bool = False,
     ) -> list[Outcome]:
@@ -175,7 +181,13 @@ class Downloader:
             pending = self._in_record(manifest, pending, outcomes)
         if pending:
             infos = {d.id: manifest.archive(d.archive) for d in pending}
-            options = JobOptions(force, keep_archive, layout, with_masks, stream)
+            options = JobOptions(
+                force=force,
+                keep_archive=keep_archive,
+                archive_layout=archive_layout,
+                with_masks=with_masks,
+                stream=stream,
+            )
             plan = self._planned(pending, manifest, options, jobs)
             if plan.stream and not stream:
                 message = "too little space for archives and their extraction: installing "
@@ -184,12 +196,14 @@ class Downloader:
             logger.debug(
                 "%d dataset(s) to fetch (%s layout): %d bytes, %d needed, %d free",
                 len(pending),
-                layout.value,
+                archive_layout.value,
                 plan.to_fetch,
                 plan.needed_bytes,
                 plan.free_bytes,
             )
-            if layout is ArchiveLayout.FULL:  # hdf5 installs check their exact size once listed
+            if (
+                archive_layout is ArchiveLayout.FULL
+            ):  # hdf5 installs check their exact size once listed
                 parts = "extraction" if stream else "archives plus extraction"
                 what = f"{len(pending)} dataset(s) ({parts})"
                 ensure_space(self.settings.root, plan.needed_bytes, what)
@@ -203,7 +217,13 @@ class Downloader:
             job = DatasetJob(
                 self.installer(),
                 self.record().client,
-                JobOptions(force, keep_archive, layout, with_masks, stream),
+                JobOptions(
+                    force=force,
+                    keep_archive=keep_archive,
+                    archive_layout=archive_layout,
+                    with_masks=with_masks,
+                    stream=stream,
+                ),
                 self.on_event,
                 budget,
             )
@@ -237,14 +257,14 @@ class Downloader:
                 force=options.force,
                 jobs=jobs,
                 keep_archive=options.keep_archive,
-                layout=options.layout,
+                archive_layout=options.archive_layout,
                 with_masks=options.with_masks,
                 listed_size=listed_size,
                 stream=streamed,
             )
 
         plan = planned(options.stream)
-        archives = [item for item in plan.pending if item.layout is ArchiveLayout.FULL]
+        archives = [item for item in plan.pending if item.archive_layout is ArchiveLayout.FULL]
         if options.keep_archive or plan.stream or not archives:
             return plan
         if plan.needed_bytes <= plan.free_bytes or space_needed(plan.items, 0) > plan.free_bytes:

@@ -109,7 +109,7 @@ class FolderInstaller(Protocol):
         info: ArchiveInfo,
         *,
         force: bool,
-        layout: ArchiveLayout,
+        archive_layout: ArchiveLayout,
         proof: Proof,
     ) -> InstallResult:
         """Commit a complete staging folder as ``<root>/<id>``."""
@@ -289,7 +289,7 @@ def _copy_and_install(
             entries,
             info,
             force=force,
-            layout=ArchiveLayout.FULL,
+            archive_layout=ArchiveLayout.FULL,
             proof=Proof.folder(f"every file of {folder}, hashed as it was copied"),
         )
     except OSError as exc:

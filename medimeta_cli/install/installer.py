@@ -108,7 +108,7 @@ class Installer:
         info: ArchiveInfo,
         *,
         force: bool = False,
-        layout: ArchiveLayout = ArchiveLayout.FULL,
+        archive_layout: ArchiveLayout = ArchiveLayout.FULL,
         with_masks: bool = False,
         proof: Proof,
     ) -> InstallResult:
@@ -123,14 +123,14 @@ class Installer:
         listing = inspect_archive(archive, dataset, archive_size=info.size)
         ensure_space(self.layout.root, listing.total_bytes, f"extracting {info.key}")
         staging = self.new_staging(dataset)
-        logger.debug("extracting %s (%s layout) into %s", archive, layout.value, staging)
+        logger.debug("extracting %s (%s layout) into %s", archive, archive_layout.value, staging)
         try:
             entries = extract_archive(
                 archive,
                 dataset,
                 listing,
                 staging,
-                wanted=lambda path: wanted_in_layout(path, layout, with_masks=with_masks),
+                wanted=lambda path: wanted_in_layout(path, archive_layout, with_masks=with_masks),
                 should_stop=self.should_stop,
             )
             return self.install_folder(
@@ -139,7 +139,7 @@ class Installer:
                 entries,
                 info,
                 force=force,
-                layout=layout,
+                archive_layout=archive_layout,
                 proof=proof,
             )
         except OSError as exc:
@@ -160,7 +160,7 @@ class Installer:
         info: ArchiveInfo,
         *,
         force: bool,
-        layout: ArchiveLayout,
+        archive_layout: ArchiveLayout,
         proof: Proof,
     ) -> InstallResult:
         """Rename a complete staging folder into ``<root>/<id>`` together with its record.
@@ -192,7 +192,7 @@ class Installer:
             tool_version=__version__,
             file_count=len(entries),
             total_bytes=sum(entry.size for entry in entries),
-            layout=layout.value,
+            layout=archive_layout.value,
             archive_check=checked.value,
             listed_md5=info.md5 if checked in (ArchiveCheck.MD5, ArchiveCheck.MEMBERS) else None,
         )

@@ -86,7 +86,7 @@ def test_space_is_extraction_plus_the_largest_archives_at_once() -> None:
 
 
 def test_layouts_and_states_keep_their_json_strings() -> None:
-    item = replace(_item("a", 100, ItemState.PARTIAL, done=10), layout=ArchiveLayout.HDF5)
+    item = replace(_item("a", 100, ItemState.PARTIAL, done=10), archive_layout=ArchiveLayout.HDF5)
     assert item.to_json()["state"] == "partial" and item.to_json()["layout"] == "hdf5"
     assert item.to_fetch == 90  # the hdf5 size is unknown: the whole archive counts
     assert replace(item, hdf5_size=40).to_fetch == 30

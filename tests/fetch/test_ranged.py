@@ -42,7 +42,9 @@ def test_hdf5_layout_installs_what_the_loader_reads_with_half_the_bytes(
     zenodo: zs.ZenodoServer, data_root: Path, fixture_data: FixtureData
 ) -> None:
     downloader, _ = make_downloader()
-    [outcome] = downloader.download([downloader.catalog.get("crc")], layout=ArchiveLayout.HDF5)
+    [outcome] = downloader.download(
+        [downloader.catalog.get("crc")], archive_layout=ArchiveLayout.HDF5
+    )
     assert outcome.status == "installed", outcome
     spec = fixture_data.specs["crc"]
     folder = data_root / "crc"
@@ -71,7 +73,7 @@ def test_masks_only_when_asked(
 ) -> None:
     downloader, _ = make_downloader()
     downloader.download(
-        [downloader.catalog.get("organs_axial")], layout=ArchiveLayout.HDF5, with_masks=True
+        [downloader.catalog.get("organs_axial")], archive_layout=ArchiveLayout.HDF5, with_masks=True
     )
     files = installed_files(data_root / "organs_axial")
     assert files == loader_files(fixture_data.specs["organs_axial"], masks=True)
@@ -109,7 +111,9 @@ def test_a_cut_inside_images_hdf5_resumes_inside_it(
     downloader, events = make_downloader()
     pass_listing_requests(zenodo, archive)
     zenodo.inject("crc.zip", zs.cut_after(100_000))
-    [outcome] = downloader.download([downloader.catalog.get("crc")], layout=ArchiveLayout.HDF5)
+    [outcome] = downloader.download(
+        [downloader.catalog.get("crc")], archive_layout=ArchiveLayout.HDF5
+    )
     assert outcome.status == "installed", outcome
     starts = [
         int(g.range.split("=")[1].split("-")[0])
@@ -128,14 +132,14 @@ def test_a_killed_run_is_resumed_by_the_next(
     pass_listing_requests(zenodo, archive)
     zenodo.inject("crc.zip", zs.cut_after(3_000_000))
     first, _ = make_downloader(retries=0)
-    [failed] = first.download([first.catalog.get("crc")], layout=ArchiveLayout.HDF5)
+    [failed] = first.download([first.catalog.get("crc")], archive_layout=ArchiveLayout.HDF5)
     assert isinstance(failed.error, NetworkError)
     assert not (data_root / "crc").exists()
     assert list((data_root / ".medimeta" / "partial").glob("crc.zip.members.*"))
     sent_first = zenodo.bytes_sent("crc.zip")
     zenodo.clear_log()
     second, _ = make_downloader()
-    [outcome] = second.download([second.catalog.get("crc")], layout=ArchiveLayout.HDF5)
+    [outcome] = second.download([second.catalog.get("crc")], archive_layout=ArchiveLayout.HDF5)
     assert outcome.status == "installed", outcome
     starts = [
         int(g.range.split("=")[1].split("-")[0])
@@ -153,7 +157,9 @@ def test_server_without_ranges_falls_back_to_the_whole_archive(
 ) -> None:
     zenodo.ranges_enabled = False
     downloader, events = make_downloader()
-    [outcome] = downloader.download([downloader.catalog.get("cxr")], layout=ArchiveLayout.HDF5)
+    [outcome] = downloader.download(
+        [downloader.catalog.get("cxr")], archive_layout=ArchiveLayout.HDF5
+    )
     assert outcome.status == "installed", outcome
     assert any(isinstance(e, Notice) and "byte ranges" in e.message for e in events)
     assert installed_files(data_root / "cxr") == loader_files(fixture_data.specs["cxr"])
@@ -170,7 +176,9 @@ def test_a_corrupted_member_is_refused(
     # The first data request starts at some member; corrupt a byte well inside images.hdf5.
     zenodo.inject("cxr.zip", zs.corrupt(offset=start + 5000 - _first_data_request(archive)))
     downloader, _ = make_downloader()
-    [outcome] = downloader.download([downloader.catalog.get("cxr")], layout=ArchiveLayout.HDF5)
+    [outcome] = downloader.download(
+        [downloader.catalog.get("cxr")], archive_layout=ArchiveLayout.HDF5
+    )
     assert isinstance(outcome.error, IntegrityError)
     assert "CRC-32" in outcome.error.message
     assert not (data_root / "cxr").exists()
@@ -198,7 +206,9 @@ def test_deflated_archives_work_too(
     pass_listing_requests(zenodo, deflated)
     zenodo.inject("cxr.zip", zs.cut_after(50_000))  # a cut inside a deflated member
     downloader, _ = make_downloader()
-    [outcome] = downloader.download([downloader.catalog.get("cxr")], layout=ArchiveLayout.HDF5)
+    [outcome] = downloader.download(
+        [downloader.catalog.get("cxr")], archive_layout=ArchiveLayout.HDF5
+    )
     assert outcome.status == "installed", outcome
     with h5py.File(data_root / "cxr" / "images.hdf5") as handle:
         np.testing.assert_array_equal(
@@ -212,7 +222,9 @@ def test_malicious_members_are_refused_before_fetching(
 ) -> None:
     zenodo.replace_file("cxr.zip", archives.build_malicious_archive(tmp_path, "cxr", kind))
     downloader, _ = make_downloader()
-    [outcome] = downloader.download([downloader.catalog.get("cxr")], layout=ArchiveLayout.HDF5)
+    [outcome] = downloader.download(
+        [downloader.catalog.get("cxr")], archive_layout=ArchiveLayout.HDF5
+    )
     assert isinstance(outcome.error, IntegrityError)
     assert not (data_root / "cxr").exists()
 
@@ -232,7 +244,7 @@ def _cut_members_run(zenodo: zs.ZenodoServer, fixture_data: FixtureData, data_ro
     pass_listing_requests(zenodo, fixture_data.archive("crc"))
     zenodo.inject("crc.zip", zs.cut_after(3_000_000))
     first, _ = make_downloader(retries=0)
-    [failed] = first.download([first.catalog.get("crc")], layout=ArchiveLayout.HDF5)
+    [failed] = first.download([first.catalog.get("crc")], archive_layout=ArchiveLayout.HDF5)
     assert isinstance(failed.error, NetworkError)
     [folder] = (data_root / ".medimeta" / "partial").glob("crc.zip.members.*")
     return folder
@@ -257,7 +269,9 @@ def test_a_link_in_a_members_folder_is_never_appended_to(
     half.symlink_to(victim)
     before = {"": (victim.read_bytes(), victim.stat().st_mtime_ns)}
     downloader, _ = make_downloader()
-    [outcome] = downloader.download([downloader.catalog.get("crc")], layout=ArchiveLayout.HDF5)
+    [outcome] = downloader.download(
+        [downloader.catalog.get("crc")], archive_layout=ArchiveLayout.HDF5
+    )
     assert outcome.status == "installed", outcome
     assert {"": (victim.read_bytes(), victim.stat().st_mtime_ns)} == before
     assert not (data_root / "crc" / "images.hdf5").is_symlink()
@@ -273,7 +287,9 @@ def test_a_symlinked_members_folder_is_set_aside(
     folder.symlink_to(outside)
     before = _snapshot(outside)
     downloader, _ = make_downloader()
-    [outcome] = downloader.download([downloader.catalog.get("crc")], layout=ArchiveLayout.HDF5)
+    [outcome] = downloader.download(
+        [downloader.catalog.get("crc")], archive_layout=ArchiveLayout.HDF5
+    )
     assert outcome.status == "installed", outcome
     assert _snapshot(outside) == before
     [aside] = (data_root / ".medimeta" / "partial").glob("crc.zip.set-aside.*")

@@ -158,7 +158,9 @@ def test_records_claim_an_archive_md5_only_when_it_was_checked(
     """#9 item 14: the hdf5 layout checks members' CRC-32 and sizes, never the archive's
     md5, yet the record stored the listed md5 as if it had been checked."""
     downloader, _ = make_downloader()
-    [members] = downloader.download([downloader.catalog.get("cxr")], layout=ArchiveLayout.HDF5)
+    [members] = downloader.download(
+        [downloader.catalog.get("cxr")], archive_layout=ArchiveLayout.HDF5
+    )
     [whole] = downloader.download([downloader.catalog.get("crc")])
     layout = RootLayout(data_root)
     hdf5 = read_install_record(layout, "cxr")
