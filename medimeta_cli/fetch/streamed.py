@@ -25,7 +25,7 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -90,8 +90,9 @@ class _Pass:
     hashed: int = 0
     index: int = 0
     current: MemberWrite | None = None
-    #: Whether the stream's directory is the one read ahead (once the pass got there).
-    directory_agrees: bool = False
+    #: The stream's bytes from the directory's offset on, as they passed (a cut inside the
+    #: directory resumes there, so they may come in several requests).
+    directory: bytearray = field(default_factory=bytearray)
 
 
 class _FileMaker:
@@ -183,7 +184,7 @@ class StreamedFetcher(MemberFetcher):
                 f"{self.info.key} does not match the md5 the record lists",
                 hint="Run the same command again to fetch it afresh.",
             )
-        if not state.directory_agrees:
+        if state.directory != self.directory:
             raise IntegrityError(
                 f"the central directory of {self.info.key} read ahead is not the one in the "
                 "archive's md5-checked bytes; nothing was installed",
@@ -222,8 +223,8 @@ class StreamedFetcher(MemberFetcher):
                 # The central directory and end records: they must be the ones read ahead
                 # (told after the md5, which says first whether the stream is the record's).
                 body.skip_to(self.directory_offset)
-                tail = body.take(self.info.size - self.directory_offset)
-                state.directory_agrees = tail == self.directory
+                for piece in body.stream(self.info.size - body.position):
+                    state.directory += piece
             finally:
                 state.hashed = body.position
 

@@ -46,11 +46,11 @@ from medimeta_cli.fsutil import (
     unique_suffix,
     utc_now,
 )
-from medimeta_cli.hashing import Digest, TailHasher
 from medimeta_cli.store.layout import RootLayout
 from medimeta_cli.store.ownership import owner_stamp, partial_in_use
 
 if TYPE_CHECKING:
+    from medimeta_cli.hashing import Digest, TailHasher
     from medimeta_cli.zenodo.record import ArchiveInfo
 
 logger = logging.getLogger(__name__)
@@ -254,6 +254,9 @@ class Partial:
     def hash_tail(self, digest: Digest, start: int, end: int) -> TailHasher:
         """Bytes ``start`` to ``end`` of the file hashed into ``digest`` in a thread of its
         own (the bytes before ``start`` already are); see :class:`TailHasher`."""
+        # Imported here: ``list`` reads partial sizes and must not pay for hashlib.
+        from medimeta_cli.hashing import TailHasher
+
         return TailHasher(self.part, digest, start, end)
 
     def _open(self, flags: int, mode: str) -> IO[bytes]:

@@ -123,6 +123,25 @@ def test_a_cut_continues_where_the_md5_stopped(
     assert zenodo.bytes_sent("crc.zip") < archive.stat().st_size + 200_000
 
 
+def test_a_cut_inside_the_central_directory_resumes_and_installs(
+    zenodo: zs.ZenodoServer, client: RemoteClient, data_root: Path, fixture_data: FixtureData
+) -> None:
+    """The directory's bytes are compared with the ones read ahead even when the stream
+    that carries them is cut in the middle and resumed there."""
+    archive = fixture_data.archive("crc")
+    with zipfile.ZipFile(archive) as handle:
+        directory_offset = handle.start_dir
+    size = archive.stat().st_size
+    assert size - directory_offset > 200  # room for a cut inside the directory
+    pass_listing_requests(zenodo, archive)
+    zenodo.inject("crc.zip", zs.cut_after(directory_offset + 100))
+    zenodo.clear_log()
+    members = _fetch(client, data_root, "crc")
+    assert len(members.entries) == len([i for i in _infos(archive) if not i.is_dir()])
+    starts = [int(r.split("=")[1].split("-")[0]) for r in _ranges(zenodo, "crc.zip") if r]
+    assert starts[-2] == 0 and directory_offset < starts[-1] <= directory_offset + 100, starts
+
+
 def test_a_server_without_ranges_leaves_it_to_the_whole_archive(
     zenodo: zs.ZenodoServer, client: RemoteClient, data_root: Path
 ) -> None:
