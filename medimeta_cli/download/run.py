@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import httpx
@@ -217,13 +217,7 @@ class Downloader:
             job = DatasetJob(
                 self.installer(),
                 self.record().client,
-                JobOptions(
-                    force=force,
-                    keep_archive=keep_archive,
-                    archive_layout=archive_layout,
-                    with_masks=with_masks,
-                    stream=stream,
-                ),
+                replace(options, stream=stream),
                 self.on_event,
                 budget,
             )
