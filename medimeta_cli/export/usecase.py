@@ -18,7 +18,7 @@ from medimeta_cli.dataset.gate import DatasetFolder
 from medimeta_cli.dataset.installed import open_installed
 from medimeta_cli.dataset.selection import SelectionSpec, choose_task
 from medimeta_cli.errors import IntegrityError
-from medimeta_cli.export.options import ExportOptions, ExportResult, ProgressCallback
+from medimeta_cli.export.options import ExportFormat, ExportOptions, ExportResult, ProgressCallback
 from medimeta_cli.export.run import export_folder
 from medimeta_cli.export.target import default_out
 from medimeta_cli.settings import Settings
@@ -41,6 +41,8 @@ class ExportRequest:
     shard: tuple[int, int] | None = None
     out: Path | None = None
     force: bool = False
+    export_format: ExportFormat = ExportFormat.IMAGEFOLDER
+    """Only names the default output folder here (``<id>-<task>-numpy``)."""
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,7 @@ def plan_export(settings: Settings, catalog: Catalog, request: ExportRequest) ->
         seed=request.seed,
         shard=request.shard,
     )
-    out = (request.out or default_out(dataset.id, task.name)).absolute()
+    out = (request.out or default_out(dataset.id, task.name, request.export_format)).absolute()
     return ExportPlan(data, task, spec, out, (settings.root, *settings.shared_roots), damaged)
 
 
