@@ -27,6 +27,7 @@ import stat
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Protocol
 
@@ -50,7 +51,7 @@ from medimeta_cli.events import (
     PhaseChanged,
     TransferStarted,
 )
-from medimeta_cli.fsutil import ensure_space, remove_tree, translate_os_error
+from medimeta_cli.fsutil import ensure_space, human_bytes, remove_tree, translate_os_error
 from medimeta_cli.install.archive import HashedWriter
 from medimeta_cli.install.commit import InstallResult, Proof
 from medimeta_cli.settings import Settings
@@ -63,9 +64,14 @@ from medimeta_cli.zenodo.record import ArchiveInfo
 __all__ = [
     "FolderFile",
     "FolderInstaller",
+    "OfferAction",
+    "Offered",
+    "describe_offered",
     "install_dataset_folder",
     "is_dataset_folder",
     "list_dataset_folder",
+    "offered_id",
+    "select_offered",
 ]
 
 logger = logging.getLogger(__name__)
@@ -499,3 +505,97 @@ def needs_record(paths: Iterable[Path], catalog: Catalog) -> bool:
     nothing there, and dataset folders are hashed file by file as they are copied)."""
     known = set(catalog.ids)
     return any(archive_id(path).lower() in known for path in paths if not is_dataset_folder(path))
+
+
+# ----------------------------------------------------------------------------- which of it
+
+
+def offered_id(path: Path) -> str:
+    """The dataset id a thing ``--from`` found offers: a dataset folder's name, an
+    archive's (:func:`archive_id`). Only the name: what it holds is checked at install."""
+    return path.name if is_dataset_folder(path) else archive_id(path)
+
+
+def select_offered(found: Sequence[Path], dataset_ids: Sequence[str]) -> list[Path]:
+    """What ``download ID... --from PATH...`` installs: with no ids, everything ``--from``
+    found; else, in the order given, the things offering those ids (case-insensitive).
+    :class:`UsageError` naming what is offered when an id is not, before anything is
+    installed."""
+    if not dataset_ids:
+        return list(found)
+    by_id: dict[str, list[Path]] = {}
+    for path in found:
+        by_id.setdefault(offered_id(path).lower(), []).append(path)
+    offered = ", ".join(sorted(by_id)) or "nothing"
+    chosen: list[Path] = []
+    for dataset_id in dict.fromkeys(i.strip().lower() for i in dataset_ids):
+        paths = by_id.get(dataset_id)
+        if paths is None:
+            raise UsageError(
+                f"--from offers no {_shown(dataset_id)!r}; it offers {offered}",
+                hint="Name only ids that --from offers, or leave the ids out to install "
+                "everything it offers.",
+            )
+        chosen.extend(paths)
+    return chosen
+
+
+class OfferAction(str, Enum):
+    """What an install from ``--from`` would do with one thing it offers."""
+
+    INSTALL = "install"
+    REINSTALL = "reinstall"
+    SKIP = "skip: installed"
+
+
+@dataclass(frozen=True)
+class Offered:
+    """One thing ``--from`` offers, as ``download --from --dry-run`` shows it (nothing read
+    but names and sizes, nothing written)."""
+
+    dataset_id: str
+    path: Path
+    kind: str
+    """``archive`` or ``folder``."""
+    size: int
+    action: OfferAction
+
+    COLUMNS = ("ID", "KIND", "SIZE", "ACTION", "FROM")
+
+    def row(self) -> list[str]:
+        """The table row."""
+        return [
+            self.dataset_id,
+            self.kind,
+            human_bytes(self.size),
+            self.action.value,
+            str(self.path),
+        ]
+
+    def to_json(self) -> dict[str, object]:
+        """A JSON-ready mapping."""
+        return {
+            "id": self.dataset_id,
+            "kind": self.kind,
+            "size": self.size,
+            "action": self.action.value,
+            "path": str(self.path),
+        }
+
+
+def describe_offered(paths: Sequence[Path], root: Path, *, force: bool) -> list[Offered]:
+    """What installing ``paths`` (what :func:`select_offered` chose) would do, read-only:
+    a folder is walked as the copy would walk it (so a link in it is told now)."""
+    found: list[Offered] = []
+    for path in paths:
+        dataset_id = offered_id(path)
+        if is_dataset_folder(path):
+            kind, size = "folder", sum(item.size for item in list_dataset_folder(path)[1])
+        else:
+            kind, size = "archive", path.stat().st_size
+        if not is_installed(root, dataset_id.lower()):
+            action = OfferAction.INSTALL
+        else:
+            action = OfferAction.REINSTALL if force else OfferAction.SKIP
+        found.append(Offered(dataset_id, path, kind, size, action))
+    return found
