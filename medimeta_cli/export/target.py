@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Final
 
 from medimeta_cli.errors import UsageError
+from medimeta_cli.export.formats import WRITERS, writer_for
 from medimeta_cli.export.options import ExportFormat
 from medimeta_cli.fsutil import remove_tree
 from medimeta_cli.store.ownership import owner_alive, owner_from_name
@@ -33,8 +34,8 @@ _PLAIN_TASK: Final = re.compile(r"[A-Za-z0-9.-]+(?: [A-Za-z0-9.-]+)*")
 #: Endings a plain name may not have, because other names' folders end so: a format's
 #: suffix (``-numpy``) and a hash suffix (``-`` and 10 hex digits).
 _RESERVED_END: Final = re.compile(
-    r"-(?:[0-9a-f]{10}|"
-    + "|".join(re.escape(f.value) for f in ExportFormat if f is not ExportFormat.IMAGEFOLDER)
+    "(?:-[0-9a-f]{10}"
+    + "".join(f"|{re.escape(w.folder_suffix)}" for w in WRITERS.values() if w.folder_suffix)
     + r")\Z"
 )
 
@@ -59,11 +60,12 @@ def default_out(
     dataset_id: str, task: str, export_format: ExportFormat = ExportFormat.IMAGEFOLDER
 ) -> Path:
     """``./<id>-<task>``, the default export folder of an ``imagefolder`` export, and
-    ``./<id>-<task>-<format>`` of any other format (``crc-tissue_class-numpy``), so that
-    exports of one task in two formats never share a folder. The task part is
+    ``./<id>-<task><suffix>`` of another format (its writer's ``folder_suffix``:
+    ``crc-tissue_class-numpy``), so that exports of one task in two formats never share
+    a folder. The task part is
     :func:`task_folder_part`; ids hold no ``-``, so no two (id, task, format) share one.
     """
-    suffix = "" if export_format is ExportFormat.IMAGEFOLDER else f"-{export_format.value}"
+    suffix = writer_for(export_format).folder_suffix
     return Path(f"{dataset_id}-{task_folder_part(task)}{suffix}")
 
 
