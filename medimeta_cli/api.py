@@ -256,7 +256,7 @@ def export(
     damaged raises :class:`~medimeta_cli.errors.IntegrityError` unless ``force``.
     """
     from medimeta_cli.dataset.selection import parse_shard
-    from medimeta_cli.export import ExportOptions
+    from medimeta_cli.export import ExportFormat, ExportOptions
     from medimeta_cli.export.usecase import ExportRequest, plan_export, run_export
 
     settings, catalog = _settings(root)
@@ -271,6 +271,10 @@ def export(
         shard=None if shard is None else parse_shard(f"{shard[0]}/{shard[1]}"),
         out=None if out is None else Path(out),
         force=force,
+        # Names the default folder only; a wrong name is refused with a hint below.
+        export_format=next(
+            (f for f in ExportFormat if f.value == format), ExportFormat.IMAGEFOLDER
+        ),
     )
     plan = plan_export(settings, catalog, request)
     if plan.damaged is not None:

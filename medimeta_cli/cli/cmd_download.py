@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -18,7 +18,6 @@ from medimeta_cli.cli.options import (
     CommonOptions,
     DatasetIdsArgument,
     DomainOption,
-    JobsOption,
     with_common_options,
 )
 from medimeta_cli.cli.output import Output
@@ -30,6 +29,7 @@ from medimeta_cli.download.plan import UrlFormat
 if TYPE_CHECKING:
     from medimeta_cli.download.plan import Plan
     from medimeta_cli.events import Outcome
+    from medimeta_cli.install.from_folder import Offered
 
 
 @contextmanager
@@ -72,7 +72,12 @@ def download_command(
         bool,
         typer.Option("--keep-archive", help="Keep the zip in <root>/.medimeta/archives/."),
     ] = False,
-    jobs: JobsOption = 2,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs", "-j", min=1, max=16, help="Datasets to download at once [default: 2]."
+        ),
+    ] = None,
     connections: Annotated[
         int | None,
         typer.Option(
@@ -84,13 +89,15 @@ def download_command(
         ),
     ] = None,
     layout: Annotated[
-        ArchiveLayout,
+        ArchiveLayout | None,
         typer.Option(
             "--layout",
-            help="full: the whole archive; hdf5: only what the loader reads (about half).",
+            help="full: the whole archive; hdf5: only what the loader reads (about half) "
+            "[default: full].",
             case_sensitive=False,
+            show_default=False,
         ),
-    ] = ArchiveLayout.FULL,
+    ] = None,
     with_masks: Annotated[
         bool, typer.Option("--with-masks", help="hdf5 layout: also fetch the organ masks.")
     ] = False,
@@ -161,11 +168,30 @@ def download_command(
         print_urls = print_urls or url_format is not None
         _check_print_paths(print_paths, json_mode=common.json, listing=print_urls or dry_run)
         downloader = Downloader(settings, s.catalog)
+        archive_layout = layout or ArchiveLayout.FULL
         try:
             if from_paths:
+                given = {
+                    "domain": domain,
+                    "everything": everything,
+                    "layout": layout,
+                    "with_masks": with_masks,
+                    "stream": stream,
+                    "keep_archive": keep_archive,
+                    "jobs": jobs,
+                    "connections": connections,
+                    "print_urls": print_urls,
+                    "url_format": url_format,
+                }
+                _refuse_with_from(given, dataset_ids or [])
+                ids = dataset_ids or []
+                if dry_run:
+                    offered = downloader.offer_from(from_paths, force=force, dataset_ids=ids)
+                    _print_offered(s.out, offered, common.json)
+                    return
                 with ProgressDisplay(s.out, verb="checking") as display:
                     downloader.on_event = event_sink(display)
-                    outcomes = downloader.install_from(from_paths, force=force)
+                    outcomes = downloader.install_from(from_paths, force=force, dataset_ids=ids)
                 _report_outcomes(s.out, outcomes, common.json, print_paths)
                 return
             datasets = select_datasets(s.catalog, dataset_ids, domain, everything)
@@ -173,9 +199,9 @@ def download_command(
                 plan = downloader.plan(
                     datasets,
                     force=force,
-                    jobs=jobs,
+                    jobs=jobs or 2,
                     keep_archive=keep_archive,
-                    archive_layout=layout,
+                    archive_layout=archive_layout,
                     with_masks=with_masks,
                     stream=stream,
                 )
@@ -192,8 +218,8 @@ def download_command(
                         datasets,
                         force=force,
                         keep_archive=keep_archive,
-                        jobs=jobs,
-                        archive_layout=layout,
+                        jobs=jobs or 2,
+                        archive_layout=archive_layout,
                         with_masks=with_masks,
                         stream=stream,
                     )
@@ -204,6 +230,62 @@ def download_command(
             _report_outcomes(s.out, outcomes, common.json, print_paths)
         finally:
             downloader.close()
+
+
+#: Options that cannot apply to data fetched by other means, and why: refused with
+#: --from rather than silently ignored.
+_NOT_WITH_FROM = {
+    "domain": ("--domain", "ids select among what --from offers"),
+    "everything": ("--all", "without ids, everything --from offers is installed"),
+    "layout": ("--layout", "the archive is there already and is installed in full"),
+    "with_masks": ("--with-masks", "it goes with --layout hdf5"),
+    "stream": ("--stream", "nothing is downloaded"),
+    "keep_archive": ("--keep-archive", "the archive given is yours and stays where it is"),
+    "jobs": ("--jobs", "what --from offers is installed one after another"),
+    "connections": ("--connections", "nothing is downloaded"),
+    "url_format": ("--url-format", "nothing is downloaded"),
+    "print_urls": ("--print-urls", "nothing is downloaded"),
+}
+
+
+def _refuse_with_from(given: Mapping[str, object], dataset_ids: list[str]) -> None:
+    """With --from: refuse options that cannot apply (``given``: each option's value, None
+    or False when not given) and positional arguments that are paths (each path takes its
+    own --from; a positional argument is a dataset id that selects among what --from
+    offers)."""
+    import os
+
+    from medimeta_cli.errors import UsageError
+
+    for name, (flag, why) in _NOT_WITH_FROM.items():
+        if given[name] not in (None, False, []):
+            raise UsageError(
+                f"{flag} cannot be combined with --from: {why}",
+                hint=f"Drop {flag}; --from installs data fetched by other means.",
+            )
+    for argument in dataset_ids:
+        if "/" in argument or argument.endswith(".zip") or os.path.lexists(argument):
+            raise UsageError(
+                f"{argument!r} is a path, not a dataset id: with --from, the arguments are "
+                "ids that select among what --from offers",
+                hint=f"Give each path its own --from (--from {argument}), or name a dataset id.",
+            )
+
+
+def _print_offered(out: Output, offered: list[Offered], json_mode: bool) -> None:
+    """The dry run of --from: what would be installed from where; nothing is written."""
+    from medimeta_cli.fsutil import human_bytes
+    from medimeta_cli.install.from_folder import OfferAction, Offered
+
+    if json_mode:
+        out.emit_json([item.to_json() for item in offered])
+        return
+    out.emit_table(list(Offered.COLUMNS), [item.row() for item in offered])
+    todo = [item for item in offered if item.action is not OfferAction.SKIP]
+    out.emit_text(
+        f"would install {len(todo)} of {len(offered)} "
+        f"({human_bytes(sum(item.size for item in todo))}); dry run: nothing was written"
+    )
 
 
 def _check_print_paths(print_paths: bool, *, json_mode: bool, listing: bool) -> None:

@@ -75,7 +75,10 @@ def export_command(
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out", "-o", help="Output folder [default: ./<id>-<task>].", show_default=False
+            "--out",
+            "-o",
+            help="Output folder [default: ./<id>-<task>, ./<id>-<task>-numpy].",
+            show_default=False,
         ),
     ] = None,
     jobs: Annotated[
@@ -134,6 +137,7 @@ def export_command(
             shard=chosen_shard,
             out=out,
             force=force,
+            export_format=export_format,
         )
         plan = plan_export(s.settings, s.catalog, request)
         dataset, chosen_task = plan.dataset, plan.task

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: The state shown for an installed dataset whose info.yaml the gate refuses.
+#: The state shown for an installed dataset whose info.yaml the gate does not take.
 _REFUSED = "damaged (info.yaml refused)"
 
 
@@ -134,8 +134,11 @@ def _described(
     refused: dict[str, str],
 ) -> InstalledDataset | None:
     """An installed dataset as its info.yaml describes it; None when it is not installed
-    or its info.yaml cannot be read (``verify`` says why); when the gate refuses what it
-    says, ``refused`` learns why too."""
+    or its info.yaml cannot be read (``verify`` says why). ``refused`` learns why when
+    the gate refuses what it says, and, for a dataset outside the catalog, whatever kept
+    the gate from taking it (unreadable, malformed, naming another dataset): nothing else
+    describes that one, so it is listed as damaged rather than dropped. A catalog
+    dataset's unreadable info.yaml shows the catalog's figures, as before."""
     from medimeta_cli.dataset.gate import InfoError, RefusedInfoError
 
     root = root_of(status)
@@ -144,8 +147,8 @@ def _described(
     try:
         return InstalledDataset.read(root / dataset_id, entry, dataset_id)
     except InfoError as error:
-        logger.debug("%s: %s; showing the catalog's figures", dataset_id, error.message)
-        if isinstance(error, RefusedInfoError):
+        logger.debug("%s: %s", dataset_id, error.message)
+        if entry is None or isinstance(error, RefusedInfoError):
             refused[dataset_id] = error.message
         return None
 

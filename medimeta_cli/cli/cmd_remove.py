@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -18,7 +19,6 @@ from medimeta_cli.cli.session import session
 from medimeta_cli.errors import PermissionDeniedError, UsageError
 
 if TYPE_CHECKING:
-    from medimeta_cli.catalog.datasets import Dataset
     from medimeta_cli.cli.output import Output
     from medimeta_cli.cli.session import Session
     from medimeta_cli.store.remove import DiskUsage, RemovedInfo
@@ -88,8 +88,18 @@ def remove_command(
         _report_leftovers(s.out, results)
 
 
-def _targets(s: Session, ids: list[str] | None, domains: list[str] | None) -> list[Dataset]:
-    """The datasets to remove; named ones must be installed in the data root itself."""
+@dataclass(frozen=True)
+class _Target:
+    """An installed dataset to remove: its id and the archive its partials belong to."""
+
+    id: str
+    archive: str
+
+
+def _targets(s: Session, ids: list[str] | None, domains: list[str] | None) -> list[_Target]:
+    """The datasets to remove; named ones must be installed in the data root itself. An id
+    the catalog lacks names a dataset installed from elsewhere (``download --from``)."""
+    from medimeta_cli.cli._installed import catalog_entry
     from medimeta_cli.cli._selection import select_datasets
     from medimeta_cli.errors import NotInstalledError
     from medimeta_cli.store.status import State, root_of
@@ -99,13 +109,19 @@ def _targets(s: Session, ids: list[str] | None, domains: list[str] | None) -> li
             "no datasets given",
             hint="Name dataset ids (medimeta remove crc) or use --domain NAME.",
         )
-    named = {d.id for d in s.catalog.resolve(ids or ())}
+    # Ids outside the catalog: installed ones (in any root), else UnknownDatasetError.
+    outside = [i for i in ids or () if catalog_entry(s, i) is None]
+    known = [i for i in ids or () if i not in outside]
+    named = {d.id for d in s.catalog.resolve(known)} | set(outside)
+    chosen = select_datasets(s.catalog, known, domains, False) if known or domains else ()
+    candidates = [_Target(d.id, d.archive) for d in chosen]
+    candidates += [_Target(i, f"{i}.zip") for i in dict.fromkeys(outside)]
     targets = []
-    for dataset in select_datasets(s.catalog, ids, domains, False):
-        status = s.locate(dataset.id)
+    for target in candidates:
+        status = s.locate(target.id)
         if status.state in (State.ABSENT, State.PARTIAL):
-            if dataset.id in named:
-                error = NotInstalledError(dataset.id, str(s.settings.root))
+            if target.id in named:
+                error = NotInstalledError(target.id, str(s.settings.root))
                 error.hint = (
                     "A partial download is all there is; `medimeta prune` deletes stale ones."
                     if status.state is State.PARTIAL
@@ -115,20 +131,20 @@ def _targets(s: Session, ids: list[str] | None, domains: list[str] | None) -> li
             continue
         if status.shared:
             where = root_of(status)
-            if dataset.id in named:
+            if target.id in named:
                 raise PermissionDeniedError(
-                    f"{dataset.id} is in the shared root {where}; "
+                    f"{target.id} is in the shared root {where}; "
                     "the tool never changes shared roots",
                     hint=f"Ask whoever manages {where} to remove it, or leave it out of "
                     "MEDIMETA_PATH.",
                 )
-            s.out.status(f"skipping {dataset.id}: it is in the shared root {where}")
+            s.out.status(f"skipping {target.id}: it is in the shared root {where}")
             continue
-        targets.append(dataset)
+        targets.append(target)
     return targets
 
 
-def _confirm(out: Output, targets: list[Dataset], usages: dict[str, DiskUsage], root: str) -> None:
+def _confirm(out: Output, targets: list[_Target], usages: dict[str, DiskUsage], root: str) -> None:
     """Show what goes and ask; refuse to ask where nobody can answer."""
     from medimeta_cli.fsutil import human_bytes
 

@@ -518,7 +518,8 @@ def load_split(data: DatasetFolder, split: str, *, original: bool = False) -> np
             raise IntegrityError(
                 f"{rel} of {dataset.id!r} is missing, but info.yaml gives the "
                 f"{'original ' if original else ''}{split} split {expected} images",
-                hint=f"Run `medimeta verify --repair {dataset.id}` to restore it.",
+                hint=f"Run `medimeta verify --repair {dataset.id}` to restore it (a dataset "
+                "outside the catalog: reinstall it with `medimeta download --from`).",
             ) from None
         return np.empty(0, dtype=np.int64)
     except OSError as exc:

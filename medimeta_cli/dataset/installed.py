@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from medimeta_cli.catalog.datasets import SPLIT_NAMES, Catalog, Dataset, SplitCounts, Task
-from medimeta_cli.dataset.gate import DatasetFolder, open_folder
+from medimeta_cli.dataset.gate import DatasetFolder, InfoError, open_folder
 from medimeta_cli.errors import NotInstalledError, UnknownDatasetError, UsageError
 from medimeta_cli.store.status import locate, root_of
 
@@ -35,6 +35,7 @@ __all__ = [
     "installed_ids",
     "is_safe_id",
     "open_installed",
+    "outside_catalog_hint",
 ]
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,16 @@ def check_dataset_id(name: str) -> str:
             hint="Dataset ids are lower-case letters, digits and _, starting with a letter.",
         )
     return name
+
+
+def outside_catalog_hint(dataset_id: str) -> str:
+    """What can be done about a damaged dataset outside the catalog: there is no record to
+    fetch it from, so ``verify --repair`` cannot; it is installed again from its source."""
+    return (
+        f"Run `medimeta verify --deep {dataset_id}` to see every problem. {dataset_id} is not "
+        "in the catalog, so nothing can fetch it again: reinstall it from its source with "
+        f"`medimeta download --from <{dataset_id}.zip or {dataset_id}/> --force`."
+    )
 
 
 def installed_ids(roots: Iterable[Path]) -> list[str]:
@@ -227,7 +238,12 @@ class InstalledDataset:
         """Read the folder through the gate (:func:`~medimeta_cli.dataset.gate.open_folder`);
         :class:`~medimeta_cli.dataset.gate.InfoError` when it refuses the folder."""
         summary = catalog_entry.summary if catalog_entry is not None else None
-        data = open_folder(folder, dataset_id, summary=summary)
+        try:
+            data = open_folder(folder, dataset_id, summary=summary)
+        except InfoError as error:
+            if catalog_entry is None:  # no record to fetch it from: say what can be done
+                error.hint = outside_catalog_hint(dataset_id)
+            raise
         return cls(data.dataset, catalog_entry, data)
 
 

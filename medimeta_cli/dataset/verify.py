@@ -337,7 +337,10 @@ def _load_records(layout: RootLayout, dataset_id: str) -> tuple[FileManifest | N
         try:
             loaded = load(layout, dataset_id)
         except UnreadableRecordError as error:
-            detail = f"{error.message}; `verify --repair` reinstalls it and rebuilds its record"
+            detail = (
+                f"{error.message}; reinstalling it rebuilds its record (`verify --repair`, "
+                "or `download --from` for a dataset outside the catalog)"
+            )
             problems.append(Problem(path.name, ProblemKind.UNREADABLE_RECORD, detail))
             continue
         if isinstance(loaded, FileManifest):

@@ -36,7 +36,13 @@ from medimeta_cli.events import (
 from medimeta_cli.fetch.connections import FAST_LINK, MIN_SLICE, ConnectionBudget
 from medimeta_cli.fetch.zipdir import listed_hdf5_size
 from medimeta_cli.fsutil import ensure_space, ensure_writable_dir
-from medimeta_cli.install.from_folder import find_archives, needs_record
+from medimeta_cli.install.from_folder import (
+    Offered,
+    describe_offered,
+    find_archives,
+    needs_record,
+    select_offered,
+)
 from medimeta_cli.install.installer import Installer
 from medimeta_cli.settings import Settings
 from medimeta_cli.store.layout import RootLayout
@@ -304,11 +310,22 @@ class Downloader:
             raise DownloadInterrupted([outcomes[d.id] for d in datasets if d.id in outcomes])
         logger.debug("interrupted, but every dataset had finished")
 
-    def install_from(self, paths: Iterable[Path], *, force: bool = False) -> list[Outcome]:
+    def install_from(
+        self, paths: Iterable[Path], *, force: bool = False, dataset_ids: Sequence[str] = ()
+    ) -> list[Outcome]:
         """Install archives fetched by other means, after checking them against the record
-        (archives of datasets outside the catalog: see :meth:`Installer.install_from`)."""
-        archives = find_archives(paths)
+        (archives of datasets outside the catalog: see :meth:`Installer.install_from`);
+        ``dataset_ids`` select among what ``paths`` offer (:func:`select_offered`)."""
+        archives = select_offered(find_archives(paths), dataset_ids)
         ensure_writable_dir(self.layout.state_dir)
         listed = needs_record(archives, self.catalog)
         manifest = self.manifest(prefer_saved=True) if listed else None
         return self.installer().install_from(archives, manifest, self.catalog, force=force)
+
+    def offer_from(
+        self, paths: Iterable[Path], *, force: bool = False, dataset_ids: Sequence[str] = ()
+    ) -> list[Offered]:
+        """What :meth:`install_from` would do (``download --from --dry-run``): it reads
+        names, sizes and folder listings, and writes nothing, not even the state folder."""
+        chosen = select_offered(find_archives(paths), dataset_ids)
+        return describe_offered(chosen, self.settings.root, force=force)

@@ -157,6 +157,7 @@ class NumpyWriter(Writer):
     """Arrays per split: ``.npy`` files, or one ``.npz``; shards are joined at the end."""
 
     format = ExportFormat.NUMPY
+    folder_suffix = "-numpy"
 
     def write_images(
         self,

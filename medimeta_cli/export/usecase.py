@@ -18,7 +18,7 @@ from medimeta_cli.dataset.gate import DatasetFolder
 from medimeta_cli.dataset.installed import open_installed
 from medimeta_cli.dataset.selection import SelectionSpec, choose_task
 from medimeta_cli.errors import IntegrityError
-from medimeta_cli.export.options import ExportOptions, ExportResult, ProgressCallback
+from medimeta_cli.export.options import ExportFormat, ExportOptions, ExportResult, ProgressCallback
 from medimeta_cli.export.run import export_folder
 from medimeta_cli.export.target import default_out
 from medimeta_cli.settings import Settings
@@ -41,6 +41,8 @@ class ExportRequest:
     shard: tuple[int, int] | None = None
     out: Path | None = None
     force: bool = False
+    export_format: ExportFormat = ExportFormat.IMAGEFOLDER
+    """Only names the default output folder here (``<id>-<task>-numpy``)."""
 
 
 @dataclass(frozen=True)
@@ -67,13 +69,21 @@ def damaged_finding(dataset_id: str, checked_at: str | None) -> str:
     return f"{dataset_id} was found damaged by verify ({checked_at or 'undated'})"
 
 
-def damaged_refusal(dataset_id: str, checked_at: str | None) -> IntegrityError:
+def damaged_refusal(
+    dataset_id: str, checked_at: str | None, *, in_catalog: bool = True
+) -> IntegrityError:
     """The refusal to export a dataset that ``verify`` found damaged: one wording for the
-    command line and the Python API."""
+    command line and the Python API (``verify --repair`` only for a catalog dataset: one
+    from elsewhere has no record to fetch it from)."""
+    fix = (
+        f"Run `medimeta verify --repair {dataset_id}`"
+        if in_catalog
+        else f"Reinstall it from its source (`medimeta download --from ... --force`; "
+        f"{dataset_id} is not in the catalog, so nothing can fetch it)"
+    )
     return IntegrityError(
         f"{damaged_finding(dataset_id, checked_at)}; not exporting it",
-        hint=f"Run `medimeta verify --repair {dataset_id}`, or export it anyway "
-        "(--force on the command line, force=True in Python).",
+        hint=f"{fix}, or export it anyway (--force on the command line, force=True in Python).",
     )
 
 
@@ -92,7 +102,7 @@ def plan_export(settings: Settings, catalog: Catalog, request: ExportRequest) ->
     damaged = None
     if status.state is State.DAMAGED:
         if not request.force:
-            raise damaged_refusal(dataset.id, status.checked_at)
+            raise damaged_refusal(dataset.id, status.checked_at, in_catalog=installed.in_catalog)
         damaged = damaged_finding(dataset.id, status.checked_at)
     task = choose_task(dataset, request.task)
     spec = SelectionSpec(
@@ -104,7 +114,7 @@ def plan_export(settings: Settings, catalog: Catalog, request: ExportRequest) ->
         seed=request.seed,
         shard=request.shard,
     )
-    out = (request.out or default_out(dataset.id, task.name)).absolute()
+    out = (request.out or default_out(dataset.id, task.name, request.export_format)).absolute()
     return ExportPlan(data, task, spec, out, (settings.root, *settings.shared_roots), damaged)
 
 

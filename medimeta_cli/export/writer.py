@@ -23,6 +23,9 @@ class Writer(ABC):
     format: ClassVar[ExportFormat]
     #: Whether images are files in per-class folders (and ``--image-format`` applies).
     image_files: ClassVar[bool] = False
+    #: How the default output folder's name ends (``-numpy``; nothing for the default
+    #: format): exports of one task in two formats never share a folder.
+    folder_suffix: ClassVar[str] = ""
 
     @abstractmethod
     def write_images(

@@ -4,11 +4,14 @@ A folder holding ``info.yaml`` is a dataset, named by the folder: its name must 
 id and match the id in its ``info.yaml``, in the catalog or not. It is copied into a
 staging folder on the data root's file system and installed like an extracted archive
 (:meth:`Installer.install_folder`: the quick structure check, the record written before
-the folder becomes visible). The walk never follows a link: a link, FIFO, device or
-socket anywhere in the folder refuses it before a byte is copied, and each file is
-opened without following links and checked to be regular again. Every file is hashed as
-it is copied, which gives the install record its file manifest. The source folder is
-only read, never changed.
+the folder becomes visible). No link is ever followed, at any depth, at any moment: the
+walk and the copy go through directory descriptors, each sub-folder and file opened from
+its parent's descriptor with ``O_NOFOLLOW`` (:class:`_Source`). A link, FIFO, device or
+socket anywhere in the folder, or a name that is not UTF-8 or holds a control character,
+refuses it before a byte is copied; a sub-folder replaced during the copy (by a link or
+another folder) refuses it when the copy reaches it, and each file is checked to be
+regular again. Every file is hashed as it is copied, which gives the install record its
+file manifest. The source folder is only read, never changed.
 
 :func:`find_archives` says what ``--from`` takes: zip files (``<id>.zip``, or
 ``<id>.zip?download=1`` as a downloader may save one), folders of them, dataset folders.
@@ -24,6 +27,7 @@ import stat
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Protocol
 
@@ -47,7 +51,7 @@ from medimeta_cli.events import (
     PhaseChanged,
     TransferStarted,
 )
-from medimeta_cli.fsutil import ensure_space, remove_tree, translate_os_error
+from medimeta_cli.fsutil import ensure_space, human_bytes, remove_tree, translate_os_error
 from medimeta_cli.install.archive import HashedWriter
 from medimeta_cli.install.commit import InstallResult, Proof
 from medimeta_cli.settings import Settings
@@ -60,9 +64,14 @@ from medimeta_cli.zenodo.record import ArchiveInfo
 __all__ = [
     "FolderFile",
     "FolderInstaller",
+    "OfferAction",
+    "Offered",
+    "describe_offered",
     "install_dataset_folder",
     "is_dataset_folder",
     "list_dataset_folder",
+    "offered_id",
+    "select_offered",
 ]
 
 logger = logging.getLogger(__name__)
@@ -163,51 +172,158 @@ def _read_error(exc: OSError, path: Path) -> MedimetaError:
     return IntegrityError(f"cannot read {path}: {exc.strerror}; nothing was installed")
 
 
+#: A sub-folder is opened from its parent's descriptor, never through a link; so is a file
+#: (O_NONBLOCK: a FIFO put there since the walk must not block the open).
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def _name_problem(name: str) -> str | None:
+    """Why a file name cannot be installed: not UTF-8 (the install record and every
+    output are UTF-8), or holding a control character (it would reach a terminal raw)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid UTF-8"
+    if any(ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0 for char in name):
+        return "holds a control character"
+    return None
+
+
+def _shown(relative: str) -> str:
+    """A path from the folder for a message: escaped where it is not printable UTF-8."""
+    return ascii(relative)[1:-1] if _name_problem(relative) else relative
+
+
+class _Source:
+    """A dataset folder open for reading. Every sub-folder is opened from its parent's
+    descriptor with ``O_NOFOLLOW``, so no path is resolved twice and a link is never
+    followed, whenever it appears: a folder swapped for a link after the walk is refused
+    when the copy reaches it, and one swapped for another folder is told by its identity
+    (device and inode, taken by the walk). The folder given itself is opened as given."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._open: dict[str, int] = {}
+        self.identities: dict[str, tuple[int, int]] = {}
+        try:
+            self._open[""] = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise _read_error(exc, folder) from exc
+
+    def __enter__(self) -> _Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for descriptor in self._open.values():
+            os.close(descriptor)
+        self._open.clear()
+
+    def _path(self, relative: str) -> Path:
+        return self.folder / _shown(relative) if relative else self.folder
+
+    def _refuse_entry(self, parent: int, relative: str, exc: OSError) -> MedimetaError:
+        """The error for an entry that could not be opened: what it is now, if it is no
+        longer what the walk saw (a link, a FIFO), else the read error."""
+        try:
+            mode = os.stat(relative.rpartition("/")[2], dir_fd=parent, follow_symlinks=False)
+        except OSError:
+            return _read_error(exc, self._path(relative))
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR) and not stat.S_ISDIR(mode.st_mode):
+            return _refused(self.folder, self._path(relative), mode.st_mode)
+        return _read_error(exc, self._path(relative))
+
+    def directory(self, relative: str) -> int:
+        """The descriptor of a sub-folder (``""``: the folder), opened once."""
+        found = self._open.get(relative)
+        if found is not None:
+            return found
+        above, _, name = relative.rpartition("/")
+        parent = self.directory(above)
+        try:
+            descriptor = os.open(name, _DIR_FLAGS, dir_fd=parent)
+        except OSError as exc:
+            raise self._refuse_entry(parent, relative, exc) from exc
+        self._open[relative] = descriptor
+        info = os.fstat(descriptor)
+        expected = self.identities.setdefault(relative, (info.st_dev, info.st_ino))
+        if expected != (info.st_dev, info.st_ino):
+            raise _changed(self._path(relative), "another folder took its place")
+        return descriptor
+
+    def open_file(self, relative: str) -> int:
+        """A descriptor of a regular file, opened without following a link."""
+        above, _, name = relative.rpartition("/")
+        parent = self.directory(above)
+        try:
+            descriptor = os.open(name, _FILE_FLAGS, dir_fd=parent)
+        except OSError as exc:
+            raise self._refuse_entry(parent, relative, exc) from exc
+        mode = os.fstat(descriptor).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(descriptor)
+            raise _refused(self.folder, self._path(relative), mode)
+        return descriptor
+
+    def walk(self) -> tuple[list[str], list[FolderFile]]:
+        """Sub-folders and regular files, relative to the folder, sorted."""
+        folders: list[str] = []
+        files: list[FolderFile] = []
+        pending = [""]
+        while pending:
+            relative = pending.pop()
+            descriptor = self.directory(relative)
+            try:
+                with os.scandir(descriptor) as scan:
+                    entries = sorted(scan, key=lambda e: e.name)
+                for entry in entries:
+                    inner = f"{relative}/{entry.name}" if relative else entry.name
+                    problem = _name_problem(entry.name)
+                    if problem is not None:
+                        raise IntegrityError(
+                            f"the folder {self.folder} {_NOT_A_DATASET}: the name "
+                            f"{_shown(inner)} {problem}; nothing was installed",
+                            hint="Rename or remove that file; MedIMeta's files have plain names.",
+                        )
+                    info = entry.stat(follow_symlinks=False)
+                    if stat.S_ISDIR(info.st_mode):
+                        folders.append(inner)
+                        pending.append(inner)
+                    elif stat.S_ISREG(info.st_mode):
+                        files.append(FolderFile(inner, info.st_size))
+                    else:
+                        raise _refused(self.folder, self._path(inner), info.st_mode)
+            except OSError as exc:
+                raise _read_error(exc, self._path(relative)) from exc
+        # The copy opens each sub-folder again, so that one replaced since is refused
+        # (by its identity, or as a link) rather than copied from where it was moved.
+        for relative in [name for name in self._open if name]:
+            os.close(self._open.pop(relative))
+        return sorted(folders), sorted(files, key=lambda f: f.relative)
+
+
+def _changed(path: Path, how: str) -> IntegrityError:
+    return IntegrityError(
+        f"{path} changed while it was being copied ({how}); nothing was installed",
+        hint="Let whatever writes to the folder finish, then run the command again.",
+    )
+
+
 def list_dataset_folder(folder: Path) -> tuple[list[str], list[FolderFile]]:
     """The sub-folders and regular files of a dataset folder, relative to it, walked
-    without following links; :class:`IntegrityError` naming the first entry that is a
-    link, FIFO, device or socket."""
-    folders: list[str] = []
-    files: list[FolderFile] = []
-    pending = [""]
-    while pending:
-        relative = pending.pop()
-        here = folder / relative if relative else folder
-        try:
-            with os.scandir(here) as scan:
-                entries = sorted(scan, key=lambda e: e.name)
-            for entry in entries:
-                mode = entry.stat(follow_symlinks=False).st_mode
-                inner = f"{relative}/{entry.name}" if relative else entry.name
-                if stat.S_ISDIR(mode):
-                    folders.append(inner)
-                    pending.append(inner)
-                elif stat.S_ISREG(mode):
-                    files.append(FolderFile(inner, entry.stat(follow_symlinks=False).st_size))
-                else:
-                    raise _refused(folder, Path(entry.path), mode)
-        except OSError as exc:
-            raise _read_error(exc, here) from exc
-    return sorted(folders), sorted(files, key=lambda f: f.relative)
+    through directory descriptors without following links; :class:`IntegrityError` naming
+    the first entry that is a link, FIFO, device or socket, or whose name is not UTF-8."""
+    with _Source(folder) as source:
+        return source.walk()
 
 
 def _copy_file(
-    folder: Path, staging: Path, item: FolderFile, installer: FolderInstaller, dataset_id: str
+    source: _Source, staging: Path, item: FolderFile, installer: FolderInstaller, dataset_id: str
 ) -> FileEntry:
-    """Copy one regular file, hashing it; the source is opened without following a link
-    and must still be a regular file of the size listed (else it changed meanwhile)."""
-    path = folder / item.relative
-    try:
-        # O_NONBLOCK: a FIFO put there since the walk must not block the open.
-        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise _refused(folder, path, stat.S_IFLNK) from exc
-        raise _read_error(exc, path) from exc
-    with open(descriptor, "rb") as reader:
-        mode = os.fstat(descriptor).st_mode
-        if not stat.S_ISREG(mode):
-            raise _refused(folder, path, mode)
+    """Copy one regular file, hashing it; the source is opened from its folder's descriptor
+    without following a link and must still be a regular file of the size listed."""
+    path = source.folder / item.relative
+    with open(source.open_file(item.relative), "rb") as reader:
         writer = HashedWriter(staging / item.relative, item.relative)
         try:
             while True:
@@ -222,11 +338,7 @@ def _copy_file(
         finally:
             writer.close()
     if writer.written != item.size:
-        raise IntegrityError(
-            f"{path} changed while it was being copied ({item.size:,} bytes, then "
-            f"{writer.written:,}); nothing was installed",
-            hint="Let whatever writes to the folder finish, then run the command again.",
-        )
+        raise _changed(path, f"{item.size:,} bytes, then {writer.written:,}")
     return writer.finish()
 
 
@@ -264,7 +376,15 @@ def _copy_and_install(
     installer: FolderInstaller, folder: Path, dataset: Dataset, *, force: bool
 ) -> tuple[OutcomeStatus, str]:
     """Copy the folder into staging and install it; the staging copy is removed after."""
-    folders, files = list_dataset_folder(folder)
+    with _Source(folder) as source:
+        return _copy_source(installer, source, dataset, force=force)
+
+
+def _copy_source(
+    installer: FolderInstaller, source: _Source, dataset: Dataset, *, force: bool
+) -> tuple[OutcomeStatus, str]:
+    folder = source.folder
+    folders, files = source.walk()
     total = sum(item.size for item in files)
     ensure_space(installer.layout.root, total, f"copying {folder}")
     installer.on_event(TransferStarted(dataset.id, total=total, done=0))
@@ -279,7 +399,7 @@ def _copy_and_install(
         for item in files:
             if installer.should_stop():
                 raise KeyboardInterrupt
-            entries.append(_copy_file(folder, staging, item, installer, dataset.id))
+            entries.append(_copy_file(source, staging, item, installer, dataset.id))
         info = ArchiveInfo(
             f"{dataset.id}/", total, _file_list_digest(entries), folder.absolute().as_uri()
         )
@@ -385,3 +505,97 @@ def needs_record(paths: Iterable[Path], catalog: Catalog) -> bool:
     nothing there, and dataset folders are hashed file by file as they are copied)."""
     known = set(catalog.ids)
     return any(archive_id(path).lower() in known for path in paths if not is_dataset_folder(path))
+
+
+# ----------------------------------------------------------------------------- which of it
+
+
+def offered_id(path: Path) -> str:
+    """The dataset id a thing ``--from`` found offers: a dataset folder's name, an
+    archive's (:func:`archive_id`). Only the name: what it holds is checked at install."""
+    return path.name if is_dataset_folder(path) else archive_id(path)
+
+
+def select_offered(found: Sequence[Path], dataset_ids: Sequence[str]) -> list[Path]:
+    """What ``download ID... --from PATH...`` installs: with no ids, everything ``--from``
+    found; else, in the order given, the things offering those ids (case-insensitive).
+    :class:`UsageError` naming what is offered when an id is not, before anything is
+    installed."""
+    if not dataset_ids:
+        return list(found)
+    by_id: dict[str, list[Path]] = {}
+    for path in found:
+        by_id.setdefault(offered_id(path).lower(), []).append(path)
+    offered = ", ".join(sorted(by_id)) or "nothing"
+    chosen: list[Path] = []
+    for dataset_id in dict.fromkeys(i.strip().lower() for i in dataset_ids):
+        paths = by_id.get(dataset_id)
+        if paths is None:
+            raise UsageError(
+                f"--from offers no {_shown(dataset_id)!r}; it offers {offered}",
+                hint="Name only ids that --from offers, or leave the ids out to install "
+                "everything it offers.",
+            )
+        chosen.extend(paths)
+    return chosen
+
+
+class OfferAction(str, Enum):
+    """What an install from ``--from`` would do with one thing it offers."""
+
+    INSTALL = "install"
+    REINSTALL = "reinstall"
+    SKIP = "skip: installed"
+
+
+@dataclass(frozen=True)
+class Offered:
+    """One thing ``--from`` offers, as ``download --from --dry-run`` shows it (nothing read
+    but names and sizes, nothing written)."""
+
+    dataset_id: str
+    path: Path
+    kind: str
+    """``archive`` or ``folder``."""
+    size: int
+    action: OfferAction
+
+    COLUMNS = ("ID", "KIND", "SIZE", "ACTION", "FROM")
+
+    def row(self) -> list[str]:
+        """The table row."""
+        return [
+            self.dataset_id,
+            self.kind,
+            human_bytes(self.size),
+            self.action.value,
+            str(self.path),
+        ]
+
+    def to_json(self) -> dict[str, object]:
+        """A JSON-ready mapping."""
+        return {
+            "id": self.dataset_id,
+            "kind": self.kind,
+            "size": self.size,
+            "action": self.action.value,
+            "path": str(self.path),
+        }
+
+
+def describe_offered(paths: Sequence[Path], root: Path, *, force: bool) -> list[Offered]:
+    """What installing ``paths`` (what :func:`select_offered` chose) would do, read-only:
+    a folder is walked as the copy would walk it (so a link in it is told now)."""
+    found: list[Offered] = []
+    for path in paths:
+        dataset_id = offered_id(path)
+        if is_dataset_folder(path):
+            kind, size = "folder", sum(item.size for item in list_dataset_folder(path)[1])
+        else:
+            kind, size = "archive", path.stat().st_size
+        if not is_installed(root, dataset_id.lower()):
+            action = OfferAction.INSTALL
+        else:
+            action = OfferAction.REINSTALL if force else OfferAction.SKIP
+        found.append(Offered(dataset_id, path, kind, size, action))
+    return found

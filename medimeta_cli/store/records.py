@@ -55,7 +55,10 @@ class ArchiveCheck(str, Enum):
 class UnreadableRecordError(IntegrityError):
     """An install record or file manifest exists but cannot be read or makes no sense."""
 
-    default_hint = "Run `medimeta verify --repair ID` to reinstall it and rebuild its record."
+    default_hint = (
+        "Reinstall it to rebuild its record: `medimeta verify --repair ID` for a catalog "
+        "dataset, `medimeta download --from <its source> --force` for one from elsewhere."
+    )
 
 
 @dataclass(frozen=True)

@@ -191,3 +191,30 @@ def test_an_unknown_id_that_is_not_installed_is_still_unknown(runner: CliRunner)
         result = invoke(runner, command, "lab_scans")
         assert result.exit_code == 2, (command, result.stderr)
         assert "unknown dataset" in result.stderr.lower(), result.stderr
+
+
+def test_hints_for_a_dataset_outside_the_catalog_never_promise_a_repair(
+    runner: CliRunner, tmp_path: Path, data_root: Path
+) -> None:
+    """verify --repair cannot fetch a dataset the record lacks: the hints used to promise
+    it; they say how to install it again instead."""
+    archive = archives.build_archive(LAB, tmp_path / "lab")
+    [outcome] = invoke_json(runner, "download", "--from", str(archive))
+    assert outcome["status"] == "installed", outcome
+
+    with open(data_root / "lab_scans" / "LICENSE", "ab") as handle:
+        handle.write(b"changed")
+    assert invoke(runner, "verify", "lab_scans").exit_code == 4
+    result = invoke(runner, "export", "lab_scans", "--out", str(tmp_path / "out"))
+    assert result.exit_code == 4, result.stderr
+    assert "found damaged by verify" in result.stderr
+    assert "download --from" in result.stderr and "verify --repair" not in result.stderr
+
+    (data_root / "lab_scans" / "info.yaml").write_text("id: [unclosed\n")
+    for command in (("info", "lab_scans"), ("sample", "lab_scans", "--per-class", "1")):
+        result = invoke(runner, *command)
+        assert result.exit_code == 4, (command, result.stderr)
+        assert "download --from" in result.stderr and "verify --repair" not in result.stderr
+    result = invoke(runner, "verify", "--repair", "lab_scans")
+    assert result.exit_code == 4
+    assert "not repairing lab_scans" in result.stderr and "download --from" in result.stderr

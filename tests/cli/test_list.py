@@ -100,3 +100,27 @@ def test_no_match_says_so(runner: CliRunner) -> None:
     assert result.exit_code == 0
     assert "no dataset matches" in result.stderr
     assert invoke_json(runner, "list", "--domain", "OCT", "--task-type", "multilabel") == []
+
+
+def test_a_dataset_outside_the_catalog_with_a_broken_info_yaml_is_listed_damaged(
+    runner: CliRunner, data_root: Path, tmp_path: Path
+) -> None:
+    """Before, list dropped it silently (even after verify marked it damaged) unless the
+    gate refused a rule; an unreadable or inconsistent info.yaml is no less damage."""
+    from tests.support.archives import tiny_spec
+    from tests.support.helpers import write_installed
+
+    folder, _ = write_installed(tiny_spec("lab_scans"), tmp_path / "source")
+    [outcome] = invoke_json(runner, "download", "--from", str(folder))
+    assert outcome["status"] == "installed", outcome
+    info = data_root / "lab_scans" / "info.yaml"
+    for broken in ("id: [unclosed\n", info.read_text().replace("lab_scans", "other_scans")):
+        info.write_text(broken)
+        for verified in (False, True):
+            if verified:
+                assert invoke(runner, "verify", "lab_scans").exit_code == 4
+            [item] = [i for i in invoke_json(runner, "list") if i["id"] == "lab_scans"]
+            assert item["in_catalog"] is False and "info.yaml" in item["refused"], item
+            result = invoke(runner, "list", "--installed")
+            assert "lab_scans" in result.stdout and "damaged" in result.stdout
+            assert "lab_scans: info.yaml refused" in result.stderr

@@ -249,3 +249,28 @@ def test_a_linked_state_folder_is_refused(
     assert "deleting a link never touches what it points to" in result.stderr
     assert (data_root / "crc" / "info.yaml").is_file()
     assert _contents(outside) == before
+
+
+def test_a_dataset_outside_the_catalog_is_removed_like_any_other(
+    runner: CliRunner, data_root: Path, tmp_path: Path
+) -> None:
+    """Before: "unknown dataset" (exit 2), even with its info.yaml intact."""
+    from tests.support.archives import tiny_spec
+    from tests.support.helpers import write_installed
+
+    for dataset_id in ("lab_scans", "lab_two"):
+        folder, _ = write_installed(tiny_spec(dataset_id), tmp_path / "source")
+        [outcome] = invoke_json(runner, "download", "--from", str(folder))
+        assert outcome["status"] == "installed", outcome
+    # One whose info.yaml no longer reads is removed too: nothing else can fix it.
+    (data_root / "lab_two" / "info.yaml").write_text("id: [unclosed\n")
+    [removed, broken] = invoke_json(runner, "remove", "lab_scans", "lab_two", "--yes")
+    assert (removed["id"], broken["id"]) == ("lab_scans", "lab_two")
+    assert removed["files"] > 0 and removed["bytes_freed"] > 0
+    assert not (data_root / "lab_scans").exists() and not (data_root / "lab_two").exists()
+    layout = RootLayout(data_root)
+    assert read_install_record(layout, "lab_scans") is None
+    assert read_install_record(layout, "lab_two") is None
+
+    result = invoke(runner, "remove", "lab_scans", "--yes")
+    assert result.exit_code == 2 and "unknown dataset" in result.stderr.lower(), result.stderr

@@ -4,17 +4,21 @@ staging folders beside the output are cleaned up."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from medimeta_cli.errors import UsageError
-from medimeta_cli.export.target import clean_dead_staging, refuse_root_overlap
+from medimeta_cli.export.options import ExportFormat
+from medimeta_cli.export.target import clean_dead_staging, default_out, refuse_root_overlap
 from tests.conftest import InstalledData
 from tests.support.exports import files_of, run_export
+from tests.support.helpers import invoke_json
 
 
 def _dead_pid() -> int:
@@ -78,3 +82,71 @@ def test_a_staging_name_that_is_a_link_is_not_followed(tmp_path: Path) -> None:
     (tmp_path / f".out.partial-{_suffix_of(_dead_pid())}").symlink_to(outside)
     clean_dead_staging(tmp_path / "out")
     assert files_of(outside) == {"keep.txt": b"mine"}
+
+
+# --------------------------------------------------------------------------- default folders
+
+
+def test_default_folders_keep_every_upstream_tasks_name() -> None:
+    """Existing users' paths stay: each upstream task's folder is what it always was (the
+    name with its spaces as _), for imagefolder exports."""
+    import json
+    from importlib import resources
+
+    raw = resources.files("medimeta_cli").joinpath("data/catalog.json").read_text("utf-8")
+    tasks = [(d["id"], t["name"]) for d in json.loads(raw)["datasets"] for t in d["tasks"]]
+    assert len(tasks) > 40
+    for dataset_id, task in tasks:
+        before = re.sub(r"[^A-Za-z0-9._-]+", "_", task).strip("_")
+        assert default_out(dataset_id, task) == Path(f"{dataset_id}-{before}"), task
+
+
+def test_default_folders_never_collide() -> None:
+    """Before, grp/sub, grp_sub and grp sub shared one folder, and so did every format."""
+    names = [
+        "grp/sub",
+        "grp_sub",
+        "grp sub",
+        "grp  sub",
+        "grp\tsub",
+        "grp-sub",
+        "x",
+        "x-numpy",
+        "x numpy",
+        "a-0123456789",
+        "a",
+        "a/",
+        "",
+        "task",
+        "_",
+        "..",
+        "Kind",
+        "über",
+        "\x1b[31mred",
+    ]
+    folders = {
+        default_out(dataset_id, task, export_format)
+        for dataset_id in ("crc", "crc_x")
+        for task in names
+        for export_format in ExportFormat
+    }
+    assert len(folders) == 2 * len(names) * len(ExportFormat)
+    for folder in folders:
+        assert re.fullmatch(r"[A-Za-z0-9._-]+", str(folder)), folder
+    assert default_out("crc", "tissue class", ExportFormat.NUMPY) == Path("crc-tissue_class-numpy")
+
+
+def test_an_export_in_each_format_goes_to_its_own_default_folder(
+    runner: CliRunner, installed: InstalledData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`export crc` then `export crc --format numpy`: the second refused to write into the
+    first one's folder before ("exists"), or replaced it with --overwrite."""
+    monkeypatch.chdir(tmp_path)
+    first = invoke_json(runner, "export", "crc", "--split", "val", "--jobs", "1")
+    second = invoke_json(
+        runner, "export", "crc", "--split", "val", "--format", "numpy", "--jobs", "1"
+    )
+    assert first["out"] == str(tmp_path / "crc-tissue_class")
+    assert second["out"] == str(tmp_path / "crc-tissue_class-numpy")
+    assert (tmp_path / "crc-tissue_class" / "val" / "metadata.csv").is_file()
+    assert (tmp_path / "crc-tissue_class-numpy" / "val" / "images.npy").is_file()

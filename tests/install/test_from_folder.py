@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -230,3 +232,76 @@ def test_from_takes_archives_saved_under_their_url_name(tmp_path: Path) -> None:
     found = find_archives([tmp_path])
     assert [p.name for p in found] == ["crc.zip", "cxr.zip?download=1"]
     assert [archive_id(p) for p in found] == ["crc", "cxr"]
+
+
+# --------------------------------------------------------------------------- at any moment
+
+
+def _swap_on_first_bytes(
+    folder: Path, swapped: str, kind: str, outside: Path
+) -> tuple[list[str], Callable[[object], None]]:
+    """An event sink that, when the copy has its first bytes (of LICENSE, the first file),
+    puts a link (or another real folder) where the sub-folder ``swapped`` was: the same
+    files, so that following it would install them without a complaint."""
+    done: list[str] = []
+
+    def on_event(event: object) -> None:
+        if done or type(event).__name__ != "BytesTransferred":
+            return
+        original = folder / swapped
+        shutil.copytree(original, outside)
+        original.rename(original.with_name(original.name + ".aside"))
+        if kind == "link":
+            original.symlink_to(outside, target_is_directory=True)
+        else:
+            shutil.copytree(outside, original)
+        done.append(swapped)
+
+    return done, on_event
+
+
+@pytest.mark.parametrize("swapped", ["task_labels", "extra/deeper"])
+@pytest.mark.parametrize("kind", ["link", "another folder"])
+def test_a_sub_folder_swapped_during_the_copy_is_refused_not_followed(
+    catalog_env: FixtureData, data_root: Path, tmp_path: Path, swapped: str, kind: str
+) -> None:
+    """Before, only the last component of each path was opened without following links:
+    a folder swapped for a link after the walk was followed and its files installed."""
+    folder, _ = write_installed(CRC, tmp_path / "copy")
+    (folder / "extra" / "deeper").mkdir(parents=True)
+    (folder / "extra" / "deeper" / "notes.txt").write_text("a lab's notes\n")
+    outside = tmp_path / "attacker" / "planted"
+    done, on_event = _swap_on_first_bytes(folder, swapped, kind, outside)
+
+    offline, _ = make_downloader(offline=True)
+    offline.on_event = on_event
+    [outcome] = offline.install_from([folder])
+    assert done == [swapped]
+    assert outcome.status == "failed" and isinstance(outcome.error, IntegrityError), outcome
+    if kind == "link":
+        assert f"{folder / swapped} is a symbolic link (never followed)" in outcome.detail
+    else:
+        assert f"{folder / swapped} changed while it was being copied" in outcome.detail
+    assert not (data_root / "crc").exists()
+    assert read_install_record(RootLayout(data_root), "crc") is None
+    tmp_dir = RootLayout(data_root).tmp_dir
+    assert not tmp_dir.exists() or not any(tmp_dir.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [(b"images/\xff\xfe.tiff", r"images/\udcff\udcfe.tiff"), (b"notes\x1b[2J.txt", r"\x1b")],
+)
+def test_a_name_that_is_not_plain_utf8_is_refused_in_one_line(
+    catalog_env: FixtureData, data_root: Path, tmp_path: Path, name: bytes, shown: str
+) -> None:
+    """Before, a name that is not UTF-8 ended in an internal UnicodeEncodeError."""
+    folder, _ = write_installed(CRC, tmp_path / "copy")
+    with open(os.path.join(os.fsencode(folder), name), "wb") as handle:
+        handle.write(b"x")
+    offline, _ = make_downloader(offline=True)
+    [outcome] = offline.install_from([folder])
+    assert outcome.status == "failed" and isinstance(outcome.error, IntegrityError), outcome
+    assert shown in outcome.detail and "\n" not in outcome.detail
+    assert "\x1b" not in outcome.detail
+    assert not (data_root / "crc").exists()
