@@ -128,11 +128,11 @@ class Output:
 
     def status(self, message: str) -> None:
         """A progress or status line on stderr; silent with --quiet."""
-        self._status_line(shown(message, keep_lines=True))
+        self._status_line(shown(message))
 
     def warn(self, message: str) -> None:
         """A warning on stderr; silent with --quiet."""
-        self._status_line(self._styled("warning:", "33") + " " + shown(message, keep_lines=True))
+        self._status_line(self._styled("warning:", "33") + " " + shown(message))
 
     def _status_line(self, line: str) -> None:
         if not self.quiet:
