@@ -22,7 +22,7 @@ Subpackages by concern; the folder tree is the architecture:
 - ``download/``: the plan, one dataset's job under its lock, and a whole run.
 - ``export/``, ``sample/``, ``doctor/``: what is made of installed data, and diagnosis.
 - ``api``: the Python API; ``cli/``: the command line over the same use cases.
-- Foundations at the top level: ``errors``, ``events``, ``fsutil``, ``hashing``,
+- Foundations at the top level: ``errors``, ``events``, ``fsutil``, ``hashing``, ``text``,
   ``settings``.
 
 Layers, top to bottom. A module imports from its own layer and the layers below it,
@@ -38,7 +38,7 @@ A module's layer is that of the longest name below that it starts with::
     4  dataset
     3  store zenodo
     2  catalog.build catalog.citation settings
-    1  catalog errors events fsutil hashing _version
+    1  catalog errors events fsutil hashing text _version
 """
 
 from __future__ import annotations

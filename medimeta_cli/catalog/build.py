@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -86,11 +86,33 @@ def _clean(text: Any) -> str | None:
     return re.sub(r"\s+", " ", str(text)).strip()
 
 
+def integer(value: Any, what: str) -> int:
+    """``value`` when it is a whole number as YAML writes one (``107_180`` included);
+    :class:`ValueError` for anything else. A float is never truncated (``1.9`` is not
+    ``1``), and ``.inf`` or ``.nan`` are refused here rather than overflowing later."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        shown = repr(value) if isinstance(value, str | float) else type(value).__name__
+        raise ValueError(f"{what} is {shown[:40]}, not a whole number")
+    return value
+
+
 def _counts(value: Mapping[str, Any], field: str) -> SplitCounts:
     missing = [name for name in SPLIT_NAMES if name not in value]
     if missing:
         raise ValueError(f"{field} lacks {', '.join(missing)}")
-    return SplitCounts(**{name: int(value[name]) for name in SPLIT_NAMES})
+    return SplitCounts(**{name: integer(value[name], f"{field}.{name}") for name in SPLIT_NAMES})
+
+
+def _labels(value: Mapping[Any, Any]) -> dict[int, str]:
+    """A task's labels, key -> name; two keys that are one number are refused (a YAML
+    mapping may hold ``1`` and ``0x1``), never collapsed onto one class."""
+    labels: dict[int, str] = {}
+    for key, name in value.items():
+        number = integer(key, "a label key")
+        if number in labels:
+            raise ValueError(f"the label key {number} appears twice")
+        labels[number] = str(name)
+    return labels
 
 
 def _source(item: Mapping[str, Any]) -> Source:
@@ -118,7 +140,7 @@ def dataset_from_info(info: Mapping[str, Any], *, summary: str | None = None) ->
     """
     dataset_id = str(info.get("id", "<no id>"))
     try:
-        channels, height, width = (int(x) for x in info["input_size"])
+        channels, height, width = (integer(x, "input_size") for x in info["input_size"])
         license_name = _clean(info["license"]) or ""
         return Dataset(
             id=dataset_id,
@@ -126,7 +148,7 @@ def dataset_from_info(info: Mapping[str, Any], *, summary: str | None = None) ->
             domain=str(info["domain"]),
             summary=summary,
             input_size=InputSize(channels=channels, height=height, width=width),
-            num_samples=int(info["total_num_samples"]),
+            num_samples=integer(info["total_num_samples"], "total_num_samples"),
             splits=_counts(info["splits_num_samples"], "splits_num_samples"),
             original_splits=_counts(
                 info["original_splits_num_samples"], "original_splits_num_samples"
@@ -135,7 +157,7 @@ def dataset_from_info(info: Mapping[str, Any], *, summary: str | None = None) ->
                 Task(
                     name=str(task["task_name"]),
                     target=TaskTarget.from_upstream(str(task["task_target"])),
-                    labels={int(key): str(name) for key, name in task["labels"].items()},
+                    labels=_labels(task["labels"]),
                 )
                 for task in info["tasks"]
             ),
@@ -159,17 +181,55 @@ def read_info_yaml(path: Path) -> dict[str, Any]:
     return parse_info_yaml(path.read_text(encoding="utf-8"), source=str(path))
 
 
+#: The most characters an info file may hold (upstream's hold a few thousand).
+MAX_INFO_CHARS = 1 << 20
+#: How deep collections may nest in an info file (upstream's nest four levels).
+MAX_YAML_DEPTH = 16
+
+
 def parse_info_yaml(text: str, *, source: str) -> dict[str, Any]:
-    """Parse the text of an upstream ``info.yaml``; ``source`` names it in errors."""
+    """Parse the text of an upstream ``info.yaml``; ``source`` names it in errors.
+
+    The text is hostile input: before anything is built from it, its events are read
+    (iteratively, so nothing recurses) and a YAML alias is refused (upstream never uses
+    one, and aliases are how a kilobyte expands to gigabytes), as is nesting deeper than
+    :data:`MAX_YAML_DEPTH` or text longer than :data:`MAX_INFO_CHARS`: all of them a
+    :class:`CatalogError` in one line, in milliseconds.
+    """
     import yaml
 
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    if len(text) > MAX_INFO_CHARS:
+        raise CatalogError(f"{source} holds {len(text):,} characters, too many for an info file")
     try:
-        data = yaml.safe_load(text)
+        _check_events(yaml.parse(text, Loader=loader), source)
+        data = yaml.load(text, Loader=loader)  # a safe loader: plain data only
     except yaml.YAMLError as exc:
-        raise CatalogError(f"{source} is not valid YAML: {exc}") from exc
+        raise CatalogError(f"{source} is not valid YAML: {' '.join(str(exc).split())}") from exc
     if not isinstance(data, dict):
         raise CatalogError(f"{source} does not hold a mapping")
     return data
+
+
+def _check_events(events: Iterator[Any], source: str) -> None:
+    """Refuse aliases and deep nesting, from the parser's events (no recursion)."""
+    import yaml
+
+    depth = 0
+    for event in events:
+        if isinstance(event, yaml.AliasEvent):
+            raise CatalogError(
+                f"{source} uses a YAML alias (*{str(event.anchor)[:40]}); info files never "
+                "do, and aliases can expand a small file without bound"
+            )
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise CatalogError(
+                    f"{source} nests collections deeper than {MAX_YAML_DEPTH} levels"
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 def build_catalog(info_dir: Path) -> Catalog:

@@ -13,11 +13,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
+from medimeta_cli.text import shown
+
 PACKAGE_LOGGER = "medimeta_cli"
 
 #: Time, level, module and message: readable in a terminal and in a batch job's log file.
 LOG_FORMAT = "%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s"
 DATE_FORMAT = "%H:%M:%S"
+
+
+class _ShownFormatter(logging.Formatter):
+    """Formats a record with its message escaped (:func:`~medimeta_cli.text.shown`): a
+    name from data logged by the core cannot forge a line or send an escape sequence."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = shown(record.message)
+        return super().formatMessage(record)
 
 
 class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -50,7 +61,7 @@ def log_to_stderr(*, debug: bool, quiet: bool = False) -> Iterator[None]:
     """Route the package's log records to stderr for the duration of a command."""
     logger = logging.getLogger(PACKAGE_LOGGER)
     handler = _CurrentStderrHandler()
-    handler.setFormatter(logging.Formatter(LOG_FORMAT, DATE_FORMAT))
+    handler.setFormatter(_ShownFormatter(LOG_FORMAT, DATE_FORMAT))
     previous_level = logger.level
     logger.addHandler(handler)
     logger.setLevel(log_level(debug=debug, quiet=quiet))

@@ -4,6 +4,9 @@ Results go to stdout (JSON with ``--json``, else tables and text); status,
 warnings and errors go to stderr. Colour and live displays appear only when the
 stream is a terminal and ``NO_COLOR`` is unset; ``--quiet`` keeps stderr to errors.
 With ``--json``, a fatal error is also one JSON object on stdout (:func:`error_object`).
+Text can carry names from data (a task name, a server's message): every line written here
+passes :func:`~medimeta_cli.text.shown`, so a control character is shown escaped, never
+sent raw (JSON escapes them itself).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any, TextIO
 
 from medimeta_cli.cli.exit_codes import ExitCode
 from medimeta_cli.errors import MedimetaError
+from medimeta_cli.text import shown
 
 _INTERRUPTED = "interrupted; partial work is kept and the next run resumes it"
 
@@ -98,6 +102,7 @@ class Output:
 
     def emit_text(self, text: str) -> None:
         """Print plain result text on stdout."""
+        text = shown(text, keep_lines=True)
         self.stdout.write(text if text.endswith("\n") else text + "\n")
         self.stdout.flush()
         self.emitted = True
@@ -106,6 +111,7 @@ class Output:
         self, headers: Sequence[str], rows: Sequence[Sequence[str]], *, title: str | None = None
     ) -> None:
         """Print a table on stdout: a rich table in a terminal, aligned plain text otherwise."""
+        rows = [[shown(cell) for cell in row] for row in rows]
         if self.stdout_color:
             from rich.console import Console
             from rich.table import Table
@@ -122,13 +128,16 @@ class Output:
 
     def status(self, message: str) -> None:
         """A progress or status line on stderr; silent with --quiet."""
-        if not self.quiet:
-            self.stderr.write(message + "\n")
-            self.stderr.flush()
+        self._status_line(shown(message))
 
     def warn(self, message: str) -> None:
         """A warning on stderr; silent with --quiet."""
-        self.status(self._styled("warning:", "33") + " " + message)
+        self._status_line(self._styled("warning:", "33") + " " + shown(message))
+
+    def _status_line(self, line: str) -> None:
+        if not self.quiet:
+            self.stderr.write(line + "\n")
+            self.stderr.flush()
 
     def error(self, error: BaseException) -> None:
         """Report an error in one or two lines (a traceback too with --debug)."""
@@ -140,9 +149,9 @@ class Output:
         if isinstance(error, KeyboardInterrupt):
             lines = [message]
         else:
-            lines = [f"{self._styled('error:', '31')} {message}"]
+            lines = [f"{self._styled('error:', '31')} {shown(message)}"]
             if hint:
-                lines.append(f"{self._styled('hint:', '36')} {hint}")
+                lines.append(f"{self._styled('hint:', '36')} {shown(hint)}")
         self.stderr.write("\n".join(lines) + "\n")
         self.stderr.flush()
 

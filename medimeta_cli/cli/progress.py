@@ -12,7 +12,6 @@ carriage returns.
 
 from __future__ import annotations
 
-import re
 import textwrap
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from typing import Any
 
 from medimeta_cli.cli.output import Output
 from medimeta_cli.events import Phase
+from medimeta_cli.text import shown
 
 #: Longest line a job log gets (longer notices are wrapped).
 MAX_LINE = 199
@@ -39,8 +39,6 @@ RATE_AFTER_BYTES = 64 * 1024
 _STAGE_PHASES = (Phase.VERIFYING, Phase.EXTRACTING, Phase.COPYING)
 #: Engine phases that end a dataset's work; each gets the dataset's summary line.
 _FINAL_PHASES = (Phase.INSTALLED, Phase.INSTALLED_BY_ANOTHER_JOB, Phase.SKIPPED, Phase.FAILED)
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]|\x1b\[[0-9;?]*[A-Za-z]")
 
 
 def event_sink(display: ProgressDisplay) -> Any:
@@ -74,11 +72,11 @@ def duration(seconds: float) -> str:
 
 
 def plain_lines(text: str) -> list[str]:
-    """``text`` as log lines: control characters and escape codes dropped (a carriage
+    """``text`` as log lines: control characters and escape codes shown escaped (a carriage
     return would hide what precedes it), long lines wrapped under :data:`MAX_LINE`."""
     lines: list[str] = []
     for raw in text.splitlines() or [""]:
-        line = _CONTROL.sub("", raw.replace("\t", " ")).rstrip()
+        line = shown(raw.replace("\t", " ")).rstrip()
         if len(line) <= MAX_LINE:
             lines.append(line)
             continue

@@ -34,6 +34,7 @@ from medimeta_cli.catalog.build import dataset_from_info, parse_info_yaml
 from medimeta_cli.catalog.datasets import SPLIT_NAMES, Dataset, Task, TaskTarget
 from medimeta_cli.errors import CatalogError, IntegrityError, UsageError
 from medimeta_cli.fsutil import read_regular_file
+from medimeta_cli.text import has_control
 
 if TYPE_CHECKING:
     import numpy as np
@@ -50,8 +51,10 @@ __all__ = [
     "InfoError",
     "RefusedInfoError",
     "SplitLines",
+    "check_contents",
     "describe_info",
     "info_in_archive",
+    "label_file_problems",
     "label_path",
     "label_problems",
     "label_relpath",
@@ -95,30 +98,145 @@ class RefusedInfoError(InfoError):
 
 # --------------------------------------------------------------------------- rules
 
+#: The most images a description may claim: far beyond upstream's largest (112,120), far
+#: below what would overflow a size computed from it.
+MAX_IMAGES: Final = 100_000_000
+#: The largest side of an image a description may claim (upstream's are 224).
+MAX_IMAGE_SIDE: Final = 4096
+#: Channels of an image: grayscale up to RGBA (upstream's have 1 or 3).
+MAX_CHANNELS: Final = 4
+#: The longest task name; with ``.npy`` it stays a short file name.
+MAX_TASK_NAME: Final = 100
+#: The longest label name (upstream's longest has 86 characters).
+MAX_LABEL_NAME: Final = 200
+_INT64: Final = (-(1 << 63), (1 << 63) - 1)
+
 
 def task_name_rule(dataset: Dataset) -> str | None:
     """Task names are data, never paths: each must name a file inside ``task_labels/``
-    (no separator, no ``..``, no NUL)."""
+    (no separator, no ``..``, no NUL or other control character, not empty, at most
+    :data:`MAX_TASK_NAME` characters), and no two may be one name after case-folding
+    (``--task KIND`` could not tell ``Kind`` from ``kind``)."""
+    seen: dict[str, str] = {}
     for task in dataset.tasks:
         problem = _task_name_problem(task.name)
         if problem is not None:
-            return f"names task {task.name!r}, which {problem}"
+            return f"names task {_quoted(task.name)}, which {problem}"
+        folded = task.name.casefold()
+        if folded in seen:
+            first, second = _quoted(seen[folded]), _quoted(task.name)
+            return f"names tasks {first} and {second}, one name in any case"
+        seen[folded] = task.name
+    return None
+
+
+def label_name_rule(dataset: Dataset) -> str | None:
+    """Label names are data shown to people: no control character, not empty, at most
+    :data:`MAX_LABEL_NAME` characters, no two of a task one name after case-folding."""
+    for task in dataset.tasks:
+        seen: dict[str, str] = {}
+        for key, name in task.labels.items():
+            problem = _name_problem(name, MAX_LABEL_NAME)
+            if problem is not None:
+                where = f"label {key} of task {_quoted(task.name)}"
+                return f"names {where} {_quoted(name)}, which {problem}"
+            folded = name.casefold()
+            if folded in seen:
+                return (
+                    f"names labels {_quoted(seen[folded])} and {_quoted(name)} of task "
+                    f"{_quoted(task.name)}, one name in any case"
+                )
+            seen[folded] = name
+    return None
+
+
+def label_key_rule(dataset: Dataset) -> str | None:
+    """Label keys are integers that fit int64 (label files are read as such), and every
+    task has at least one."""
+    low, high = _INT64
+    for task in dataset.tasks:
+        if not task.labels:
+            return f"gives task {_quoted(task.name)} no labels"
+        for key in task.labels:
+            if not low <= key <= high:
+                return f"gives task {_quoted(task.name)} the label key {_short(key)}, beyond int64"
+    return None
+
+
+def count_rule(dataset: Dataset) -> str | None:
+    """Image counts (in all and per split, of both kinds) are whole numbers from 0 to
+    :data:`MAX_IMAGES` (that the splits add up to the total, :class:`Dataset` checks)."""
+    counts = {"total_num_samples": dataset.num_samples}
+    for field, splits in (
+        ("splits_num_samples", dataset.splits),
+        ("original_splits_num_samples", dataset.original_splits),
+    ):
+        counts.update({f"{field}.{name}": n for name, n in splits.as_dict().items()})
+    for field, count in counts.items():
+        if not 0 <= count <= MAX_IMAGES:
+            return f"gives {field} as {_short(count)}, not a count from 0 to {MAX_IMAGES:,}"
+    return None
+
+
+def input_size_rule(dataset: Dataset) -> str | None:
+    """``input_size`` is a plausible image: 1 to :data:`MAX_CHANNELS` channels, each
+    side 1 to :data:`MAX_IMAGE_SIDE` pixels (every size computed from it stays bounded)."""
+    size = dataset.input_size
+    if not 1 <= size.channels <= MAX_CHANNELS:
+        return f"gives input_size {_size(dataset)}, not 1 to {MAX_CHANNELS} channels"
+    if not (1 <= size.height <= MAX_IMAGE_SIDE and 1 <= size.width <= MAX_IMAGE_SIDE):
+        return f"gives input_size {_size(dataset)}, sides beyond 1 to {MAX_IMAGE_SIDE} pixels"
     return None
 
 
 #: Every rule a description must pass: each returns the reason it is refused, or None.
-DESCRIPTION_RULES: Final[tuple[Callable[[Dataset], str | None], ...]] = (task_name_rule,)
+DESCRIPTION_RULES: Final[tuple[Callable[[Dataset], str | None], ...]] = (
+    count_rule,
+    input_size_rule,
+    task_name_rule,
+    label_key_rule,
+    label_name_rule,
+)
+
+
+def _name_problem(name: str, longest: int) -> str | None:
+    """Why ``name`` cannot be a name shown to people, or None."""
+    if not name.strip():
+        return "is empty"
+    if "\0" in name:
+        return "holds a NUL character"
+    if has_control(name):
+        return "holds a control character"
+    if len(name) > longest:
+        return f"is longer than {longest} characters"
+    return None
 
 
 def _task_name_problem(name: str) -> str | None:
     """Why ``name`` cannot be the file name of a label file (without ``.npy``), or None."""
-    if "\0" in name:
-        return "holds a NUL character"
+    problem = _name_problem(name, MAX_TASK_NAME)
+    if problem is not None:
+        return problem
     if "/" in name or "\\" in name:
         return f"holds a path separator (a task name is no path inside {LABELS_FOLDER}/)"
-    if name in (".", ".."):
-        return f"would leave {LABELS_FOLDER}/ (a task name is no path)"
+    if ".." in name or name == ".":
+        return f"holds '..' or is '.' (a task name is no path inside {LABELS_FOLDER}/)"
     return None
+
+
+def _quoted(name: str) -> str:
+    """A name from data for a message: quoted, escaped, long ones shortened."""
+    return repr(name if len(name) <= 60 else name[:50] + "..." + name[-6:])
+
+
+def _short(number: int) -> str:
+    text = f"{number:,}"
+    return text if len(text) <= 30 else f"{text[:12]}...({len(str(abs(number)))} digits)"
+
+
+def _size(dataset: Dataset) -> str:
+    size = dataset.input_size
+    return f"[{_short(size.channels)}, {_short(size.height)}, {_short(size.width)}]"
 
 
 def _problems_of(dataset: Dataset) -> str | None:
@@ -393,9 +511,11 @@ def load_labels(data: DatasetFolder, task: Task | str) -> npt.NDArray[Any]:
     """The label array of a task, after the checks of :func:`label_problems`: label keys
     (N,) or a 0/1 matrix (N, C), N being the described image count; read-only.
 
-    :class:`IntegrityError` when the file is missing, unreadable or of the wrong dtype or
-    shape; :class:`~medimeta_cli.errors.UnknownTaskError` for a task the dataset lacks.
-    Label values are checked by ``verify --deep``.
+    :class:`IntegrityError` when the file is missing, unreadable, of the wrong dtype or
+    shape, or holds a value that is no label of the task (not integral, not finite, not a
+    label key; not 0/1 for a multi-label task): such a file never reaches an export or a
+    sample, where 1.5 would become class 1 and NaN would drop images.
+    :class:`~medimeta_cli.errors.UnknownTaskError` for a task the dataset lacks.
     """
     dataset = data.dataset
     resolved = dataset.task(task) if isinstance(task, str) else task
@@ -410,10 +530,43 @@ def load_labels(data: DatasetFolder, task: Task | str) -> npt.NDArray[Any]:
             f"{where} cannot be read: {_one_line(str(exc))}", hint=_deep_hint(dataset.id)
         ) from exc
     problems = label_problems(array, dataset, resolved)
+    if not problems and (values := label_value_problem(array, resolved)) is not None:
+        problems.append(values)
     if problems:
         raise IntegrityError(f"{where} {problems[0]}", hint=_deep_hint(dataset.id))
     array.setflags(write=False)
     return array
+
+
+def label_file_problems(folder: Path, dataset: Dataset, task: Task) -> list[str]:
+    """Every problem of a task's label file, as ``verify --deep`` reports them: missing,
+    unreadable, of the wrong dtype or shape (:func:`label_problems`), or holding a value
+    that is no label (:func:`label_value_problem`). Empty when :func:`load_labels` would
+    hand it out."""
+    try:
+        array = read_label_array(folder, task)
+    except FileNotFoundError:
+        return ["is missing"]
+    except (OSError, ValueError, EOFError, MemoryError) as exc:
+        # MemoryError: a damaged header can claim an absurd shape.
+        return [f"cannot be read: {_one_line(str(exc))}"]
+    problems = label_problems(array, dataset, task)
+    if not problems and (values := label_value_problem(array, task)) is not None:
+        problems.append(values)
+    return problems
+
+
+def check_contents(data: DatasetFolder) -> None:
+    """Refuse a dataset whose label or split files the gate would not hand out: every
+    task's labels (:func:`load_labels`: shape, dtype, every value a label of its task)
+    and every split file of both kinds (:func:`load_split`: well-formed lines naming
+    images that exist, each once, as many as the description says). Installs run it
+    before their commit; :class:`IntegrityError` names the first problem."""
+    for task in data.dataset.tasks:
+        load_labels(data, task)
+    for original in (False, True):
+        for split in SPLIT_NAMES:
+            load_split(data, split, original=original)
 
 
 # --------------------------------------------------------------------------- split files
@@ -433,6 +586,8 @@ class SplitLines:
     """Which lines name images that do not exist, or None."""
     repeated: str | None
     """Which images are listed more than once, or None."""
+    miscounted: str | None = None
+    """How the line count differs from the described count, or None."""
 
     @property
     def count(self) -> int:
@@ -441,12 +596,14 @@ class SplitLines:
 
     def problems(self) -> list[str]:
         """Every problem found, for ``verify --deep``."""
-        return [m for m in (self.malformed, self.beyond, self.repeated) if m is not None]
+        found = (self.malformed, self.beyond, self.repeated, self.miscounted)
+        return [m for m in found if m is not None]
 
 
-def split_lines(data: bytes, total: int) -> SplitLines:
+def split_lines(data: bytes, total: int, expected: int | None = None) -> SplitLines:
     """Check the lines of a split file of a dataset of ``total`` images: each
-    ``images/NNNNNN.tiff`` naming an image that exists, none listed twice."""
+    ``images/NNNNNN.tiff`` naming an image that exists, none listed twice, and (when
+    ``expected`` is given) as many lines as the description gives the split."""
     import numpy as np
 
     from medimeta_cli.dataset.upstream import image_relpath, parse_split_bytes, split_line
@@ -476,7 +633,10 @@ def split_lines(data: bytes, total: int) -> SplitLines:
             f"lists {_plural(len(twice), 'image')} more than once, e.g. "
             f"{image_relpath(index)} ({int(occurrences[twice[0]])} times)"
         )
-    return SplitLines(indices, distinct, malformed, beyond, repeated)
+    miscounted = None
+    if expected is not None and len(indices) != expected:
+        miscounted = f"has {len(indices)} lines, expected {expected}"
+    return SplitLines(indices, distinct, malformed, beyond, repeated, miscounted)
 
 
 def _plural(count: int, noun: str) -> str:
@@ -496,7 +656,8 @@ def load_split(data: DatasetFolder, split: str, *, original: bool = False) -> np
     An absent file means an empty split when the description gives the split no images;
     otherwise the file was lost and :class:`IntegrityError` names it. Raises
     :class:`IntegrityError` naming the file and line when a line is not
-    ``images/NNNNNN.tiff`` or names an image beyond the described image count.
+    ``images/NNNNNN.tiff``, names an image beyond the described image count or one
+    listed before, or when the file's line count is not the described count of the split.
     """
     import numpy as np
 
@@ -526,10 +687,13 @@ def load_split(data: DatasetFolder, split: str, *, original: bool = False) -> np
         raise IntegrityError(
             f"cannot read {rel} of {dataset.id!r}: {exc.strerror}", hint=_deep_hint(dataset.id)
         ) from exc
-    lines = split_lines(raw, dataset.num_samples)
-    for problem in (lines.malformed, lines.beyond):
-        if problem is not None:
-            raise IntegrityError(f"{rel} of {dataset.id!r} {problem}", hint=_deep_hint(dataset.id))
+    expected = described_split_count(dataset, split, original=original)
+    lines = split_lines(raw, dataset.num_samples, expected)
+    problems = lines.problems()
+    if problems:
+        # A repeated line would export an image twice; a count that contradicts the
+        # description would make every number derived from it wrong.
+        raise IntegrityError(f"{rel} of {dataset.id!r} {problems[0]}", hint=_deep_hint(dataset.id))
     indices = lines.indices
     indices.setflags(write=False)
     return indices

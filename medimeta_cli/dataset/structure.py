@@ -20,11 +20,9 @@ import numpy.typing as npt
 from medimeta_cli.catalog.datasets import SPLIT_NAMES, Dataset, Task
 from medimeta_cli.dataset.gate import (
     InfoError,
-    label_problems,
+    label_file_problems,
     label_relpath,
-    label_value_problem,
     read_info,
-    read_label_array,
     split_lines,
 )
 from medimeta_cli.dataset.upstream import (
@@ -144,17 +142,7 @@ def _check_hdf5(folder: Path, dataset: Dataset) -> list[StructureProblem]:
 def _check_labels(folder: Path, dataset: Dataset, task: Task) -> list[StructureProblem]:
     """The gate's checks of a label file, every problem collected."""
     rel = label_relpath(task)
-    try:
-        array = read_label_array(folder, task)
-    except FileNotFoundError:
-        return [StructureProblem(rel, "is missing")]
-    except (OSError, ValueError, EOFError, MemoryError) as exc:
-        # MemoryError: a damaged header can claim an absurd shape.
-        return [StructureProblem(rel, f"cannot be read: {_one_line(str(exc))}")]
-    problems = label_problems(array, dataset, task)
-    if not problems and (values := label_value_problem(array, task)) is not None:
-        problems.append(values)
-    return [StructureProblem(rel, message) for message in problems]
+    return [StructureProblem(rel, m) for m in label_file_problems(folder, dataset, task)]
 
 
 # --------------------------------------------------------------------------- split files
@@ -185,19 +173,11 @@ def _check_splits(folder: Path, dataset: Dataset, *, original: bool) -> list[Str
             continue
         if expected == 0:
             problems.append(StructureProblem(rel, "is present, but the split is empty"))
-        messages, lines, valid = _check_split_lines(data, total)
-        problems += [StructureProblem(rel, message) for message in messages]
-        if lines != expected:
-            problems.append(StructureProblem(rel, f"has {lines} lines, expected {expected}"))
-        members[split] = valid
+        lines = split_lines(data, total, expected)
+        problems += [StructureProblem(rel, message) for message in lines.problems()]
+        members[split] = lines.distinct
     problems += [StructureProblem(kind, m) for m in _check_partition(members, total, complete)]
     return problems
-
-
-def _check_split_lines(data: bytes, total: int) -> tuple[list[str], int, npt.NDArray[np.int64]]:
-    """Problems with the lines of one split file, its line count and valid distinct indices."""
-    lines = split_lines(data, total)
-    return lines.problems(), lines.count, lines.distinct
 
 
 def _check_partition(

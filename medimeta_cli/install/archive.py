@@ -2,8 +2,9 @@
 
 Upstream archives hold one top folder, ``<id>/``. Members that could escape the
 extraction folder (absolute paths, ``..``), links, devices, and archives that
-declare more bytes than the dataset can plausibly hold are refused before a
-single byte is written.
+declare more bytes than the dataset can plausibly hold (in all, or in one member: each
+member is bounded by what it is, see :func:`member_cap`) are refused before a single byte
+is written.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from medimeta_cli.catalog.datasets import Dataset
+from medimeta_cli.dataset.gate import LABELS_FOLDER, MAX_INFO_BYTES
+from medimeta_cli.dataset.upstream import HDF5_NAME
 from medimeta_cli.errors import IntegrityError
 from medimeta_cli.fsutil import translate_os_error
 from medimeta_cli.store.records import HASH_BLOCK_SIZE, FileEntry
@@ -32,6 +35,22 @@ _COPY_CHUNK = 1024 * 1024
 #: bounding-box images. Anything beyond this many copies of the pixels is suspicious.
 _PIXEL_COPIES_ALLOWED = 5
 _METADATA_ALLOWANCE = 256 * 1024 * 1024
+
+#: Caps on single members, each derived from what that member can plausibly be: a
+#: description's counts and image size (bounded by the gate's rules), never the archive's
+#: own size nor a total that one member could take alone.
+_SMALL_TEXT_CAP = 1 << 20  # LICENSE (info.yaml has the gate's own cap)
+_HDF5_OVERHEAD = 16 << 20  # headers, chunk index, alignment
+_TIFF_OVERHEAD = 64 << 10  # header and tags of one image file
+_NPY_HEADER = 4 << 10
+_ANNOTATION_ROW = 4 << 10  # one image's row of annotations.csv, generously
+_SPLIT_LINE = 24  # "images/NNNNNN.tiff\n" is 19 bytes
+#: Channels a TIFF may hold whatever the description says (a mask or an RGBA copy).
+_TIFF_CHANNELS = 4
+#: Members of no known kind (a README, a filler) share this allowance.
+_OTHER_ALLOWANCE = _METADATA_ALLOWANCE
+_IMAGE_FOLDERS = ("images/", "masks/", "images_bboxes/")
+_SPLIT_FOLDERS = ("splits/", "original_splits/")
 
 #: Longest file name and path Linux file systems accept (NAME_MAX, PATH_MAX).
 _NAME_MAX = 255
@@ -48,10 +67,39 @@ _MALFORMED_ERRNOS = frozenset(
 
 
 def max_extracted_bytes(dataset: Dataset, archive_size: int) -> int:
-    """The most an archive of this dataset may unpack to before we call it a zip bomb."""
+    """The most an archive of this dataset may unpack to in all before we call it a zip
+    bomb (each member has its own cap too: :func:`member_cap`)."""
     size = dataset.input_size
     pixels = dataset.num_samples * size.channels * size.height * size.width
     return _PIXEL_COPIES_ALLOWED * pixels + archive_size + _METADATA_ALLOWANCE
+
+
+def member_cap(relative: str, dataset: Dataset) -> int | None:
+    """The most bytes the member ``relative`` (its path inside the dataset folder) can
+    plausibly hold, from what it is: ``images.hdf5`` the described images plus overhead,
+    each TIFF one image, a label file one number per image and class, split files and
+    ``annotations.csv`` one line per image, ``info.yaml`` and ``LICENSE`` small caps.
+    None for a member of no known kind (those share one allowance)."""
+    size = dataset.input_size
+    count = dataset.num_samples
+    one_image = size.channels * size.height * size.width
+    if relative == "info.yaml":
+        return MAX_INFO_BYTES
+    if relative == "LICENSE":
+        return _SMALL_TEXT_CAP
+    if relative == "annotations.csv":
+        return _SMALL_TEXT_CAP + count * _ANNOTATION_ROW
+    if relative == HDF5_NAME:
+        pixels = count * one_image
+        return pixels + pixels // 16 + _HDF5_OVERHEAD
+    if relative.startswith(_IMAGE_FOLDERS) and relative.endswith((".tiff", ".tif")):
+        return _TIFF_CHANNELS * size.height * size.width + _TIFF_OVERHEAD
+    if relative.startswith(f"{LABELS_FOLDER}/") and relative.endswith(".npy"):
+        classes = max((len(task.labels) for task in dataset.tasks), default=1)
+        return count * 8 * max(classes, 1) + _NPY_HEADER
+    if relative.startswith(_SPLIT_FOLDERS) and relative.endswith(".txt"):
+        return count * _SPLIT_LINE + _NPY_HEADER
+    return None
 
 
 @dataclass(frozen=True)
@@ -153,6 +201,7 @@ def check_members(
     clash = sorted(folders & files.keys())
     if clash:
         raise _malformed(name, files[clash[0]], _CLASH)
+    _check_member_sizes(members, dataset, name)
     limit = max_extracted_bytes(dataset, archive_size)
     if total > limit:
         raise IntegrityError(
@@ -161,6 +210,29 @@ def check_members(
             hint="The archive is not a genuine MedIMeta archive; delete it and download again.",
         )
     return ArchiveListing(tuple(members), total)
+
+
+def _check_member_sizes(members: Sequence[zipfile.ZipInfo], dataset: Dataset, name: str) -> None:
+    """Refuse a member larger than what it can plausibly be (:func:`member_cap`), and
+    members of no known kind beyond their shared allowance."""
+    others = 0
+    for info in members:
+        if info.is_dir():
+            continue
+        relative = member_path(info)
+        cap = member_cap(relative, dataset)
+        if cap is None:
+            others += info.file_size
+            cap, what = _OTHER_ALLOWANCE - (others - info.file_size), "the files of no known kind"
+        else:
+            what = f"{relative.rsplit('/', 1)[0] + '/*' if '/' in relative else relative}"
+        if info.file_size > cap:
+            raise IntegrityError(
+                f"refusing {name}: member {_shown(info.filename)} declares "
+                f"{info.file_size:,} bytes, more than {what} of {dataset.id} can hold "
+                f"({max(cap, 0):,})",
+                hint=_NOT_GENUINE,
+            )
 
 
 def member_path(info: zipfile.ZipInfo) -> str:

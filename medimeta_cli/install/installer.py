@@ -24,7 +24,13 @@ from pathlib import Path
 from medimeta_cli._version import __version__
 from medimeta_cli.catalog.datasets import Catalog, Dataset
 from medimeta_cli.dataset.essentials import essential_problems
-from medimeta_cli.dataset.gate import InfoError, info_in_archive, read_info
+from medimeta_cli.dataset.gate import (
+    DatasetFolder,
+    InfoError,
+    check_contents,
+    info_in_archive,
+    read_info,
+)
 from medimeta_cli.dataset.installed import check_dataset_id
 from medimeta_cli.dataset.layouts import ArchiveLayout, wanted_in_layout
 from medimeta_cli.errors import (
@@ -174,7 +180,9 @@ class Installer:
         """
         check_info_id(staging, dataset.id, info.key)
         # The folder's own info.yaml says what its files must be, not the catalog.
-        check_essentials(staging, described_staging(staging, dataset, info.key), info.key)
+        described = described_staging(staging, dataset, info.key)
+        check_essentials(staging, described, info.key)
+        check_contents_staged(staging, described, info.key)
         checked = commit_rule(proof)
         final = self.layout.dataset_dir(dataset.id)
         target = inspect_target(final)
@@ -414,6 +422,20 @@ def check_essentials(folder: Path, dataset: Dataset, key: str) -> None:
             f"refusing {key}: {dataset.id}/{problems[0]}{more}",
             hint="The archive is not a genuine MedIMeta archive; delete it and download again.",
         )
+
+
+def check_contents_staged(folder: Path, dataset: Dataset, key: str) -> None:
+    """Refuse a folder whose label or split files the gate would not hand out
+    (:func:`~medimeta_cli.dataset.gate.check_contents`): a label that is no label of its
+    task, a split file that repeats an image or contradicts its described count."""
+    try:
+        check_contents(DatasetFolder(folder, dataset))
+    except IntegrityError as error:
+        raise IntegrityError(
+            f"refusing {key}: {error.message}",
+            hint="The archive is not a genuine MedIMeta archive, or its labels or splits are "
+            "damaged; fix the dataset or download it again.",
+        ) from None
 
 
 def check_info_id(folder: Path, dataset_id: str, key: str) -> None:

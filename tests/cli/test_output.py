@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 
+import pytest
+
+from medimeta_cli.cli._logs import log_to_stderr
 from medimeta_cli.cli.exit_codes import ExitCode
 from medimeta_cli.cli.output import Output, plain_table
 from medimeta_cli.errors import IntegrityError
@@ -118,3 +122,52 @@ def test_every_kind_of_error_has_a_message_and_a_hint() -> None:
         _output(out_stream, json_mode=True, environ={}).fail(error, ExitCode.FAILURE)
         document = json.loads(out_stream.getvalue())["error"]
         assert document["message"] and document["hint"], error
+
+
+# Names and messages can come from data (a task name, a server's text): what reaches the
+# terminal or a log shows their control characters escaped, never raw.
+HOSTILE = "task\x1b[2J\x1b]0;owned\x07\rforged\nerror: fake\u202e"
+
+
+def _no_raw_control(text: str) -> None:
+    for char in ("\x1b", "\r", "\x07", "\u202e"):
+        assert char not in text, repr(text)
+
+
+def test_errors_status_and_warnings_escape_control_characters() -> None:
+    err = io.StringIO()
+    out = _output(stderr=err, environ={})
+    out.error(IntegrityError(f"refusing {HOSTILE}", hint=f"see {HOSTILE}"))
+    out.status(f"crc: {HOSTILE}")
+    out.warn(f"crc: {HOSTILE}")
+    text = err.getvalue()
+    _no_raw_control(text)
+    assert "task\\x1b[2J" in text and "\\x0dforged" in text
+    # Each message stays on its own line: a newline from data forges none.
+    assert len(text.splitlines()) == 2 + 1 + 1
+    assert not any(line.startswith("error: fake") for line in text.splitlines())
+
+
+def test_warnings_keep_their_colour_on_a_terminal() -> None:
+    err = TTY()
+    _output(stderr=err, environ={}).warn("crc: \x1b[31m")
+    assert err.getvalue() == "\x1b[33mwarning:\x1b[0m crc: \\x1b[31m\n"
+
+
+def test_results_escape_control_characters() -> None:
+    stdout = io.StringIO()
+    out = _output(stdout=stdout, environ={})
+    out.emit_table(["task", "classes"], [[HOSTILE, "2"]])
+    out.emit_text(f"line one\n{HOSTILE}")
+    text = stdout.getvalue()
+    _no_raw_control(text)
+    assert text.splitlines()[0].startswith("task")
+    assert "line one" in text.splitlines()  # the tool's own newlines stay
+
+
+def test_log_records_escape_control_characters(capsys: pytest.CaptureFixture[str]) -> None:
+    with log_to_stderr(debug=False):
+        logging.getLogger("medimeta_cli.dataset").warning("task %s refused", HOSTILE)
+    err = capsys.readouterr().err
+    _no_raw_control(err)
+    assert len(err.splitlines()) == 1 and "task\\x1b[2J" in err

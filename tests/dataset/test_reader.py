@@ -151,9 +151,14 @@ def test_a_lost_split_file_is_an_integrity_error(tmp_path: Path, original: bool)
 
 def test_split_indices_keep_file_order(tmp_path: Path) -> None:
     folder, dataset = write_installed(CRC, tmp_path)
-    (folder / "splits" / "val.txt").write_text("images/000031.tiff\nimages/000002.tiff")
+    path = folder / "splits" / "val.txt"
+    # Descending order, as many lines as info.yaml gives the split.
+    lines = sorted(path.read_text().split("\n"), reverse=True)
+    path.write_text("\n".join(lines))
+    expected = [int(line[len("images/") : -len(".tiff")]) for line in lines]
+    assert expected != sorted(expected)
     with DatasetReader.open(tmp_path, dataset) as reader:
-        assert reader.split_indices("val").tolist() == [31, 2]
+        assert reader.split_indices("val").tolist() == expected
 
 
 @pytest.mark.parametrize(
