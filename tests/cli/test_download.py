@@ -1142,3 +1142,42 @@ def test_segmented_archive_with_a_tampered_tail_installs_nothing(
     assert len(big_crc.requests_for("crc.zip", method="GET")) > 1  # it went in slices
     _nothing_installed(data_root, "crc")
     assert not list((data_root / ".medimeta" / "partial").glob("*.part"))
+
+
+# ----------------------------------------------------------------------------- issue 17
+
+
+def _flipped_in_member(archive: Path, member: str) -> bytes:
+    """The archive with one byte flipped in the middle of ``member``'s (stored) data."""
+    import zipfile
+
+    data = bytearray(archive.read_bytes())
+    with zipfile.ZipFile(archive) as opened:
+        info = opened.getinfo(member)
+    assert info.compress_type == zipfile.ZIP_STORED and info.file_size > 2 * 1024 * 1024
+    # The local header: 30 fixed bytes, then the name and the extra field.
+    name_length = int.from_bytes(data[info.header_offset + 26 : info.header_offset + 28], "little")
+    extra_length = int.from_bytes(data[info.header_offset + 28 : info.header_offset + 30], "little")
+    start = info.header_offset + 30 + name_length + extra_length
+    data[start + info.file_size // 2] ^= 0xFF
+    return bytes(data)
+
+
+@pytest.mark.slow
+def test_a_corrupt_complete_member_is_discarded_and_the_next_run_succeeds(
+    big_crc: zs.ZenodoServer, big_crc_data: tuple[Path, Path], data_root: Path
+) -> None:
+    """A large member whose CRC-32 fails once complete is not resumed (it would fail on
+    every run, ``--force`` included): the next run fetches it afresh."""
+    archive, _ = big_crc_data
+    big_crc.tamper("crc.zip", _flipped_in_member(archive, "crc/images.hdf5"), tail_only=False)
+    first = _run("download", "crc", "--layout", "hdf5")
+    assert first.returncode == 4, first.stderr
+    assert "CRC-32" in first.stderr and "discarded" in first.stderr
+    _nothing_installed(data_root, "crc")
+    big_crc.untamper("crc.zip")  # the server is fixed
+    second = _run("download", "crc", "--layout", "hdf5")
+    assert second.returncode == 0, second.stderr
+    assert (data_root / "crc" / "images.hdf5").is_file()
+    assert not list((data_root / ".medimeta" / "partial").glob("*.members.*"))
+    assert _run("verify", "crc", "--full").returncode == 0

@@ -982,6 +982,11 @@ class ZenodoServer:
                 raise ValueError("a tampered copy must have the file's size")
             self._tampered[key] = (data, tail_only)
 
+    def untamper(self, key: str) -> None:
+        """Answer with the genuine bytes of ``key`` again (the server was fixed)."""
+        with self._files_lock:
+            self._tampered.pop(key, None)
+
     def _tampered_body(self, key: str, body: _Body, first: int, last: int) -> _Body:
         """``body``, or bytes ``first..last`` of the tampered copy where :meth:`tamper` says."""
         with self._files_lock:
