@@ -1181,3 +1181,24 @@ def test_a_corrupt_complete_member_is_discarded_and_the_next_run_succeeds(
     assert (data_root / "crc" / "images.hdf5").is_file()
     assert not list((data_root / ".medimeta" / "partial").glob("*.members.*"))
     assert _run("verify", "crc", "--full").returncode == 0
+
+
+@pytest.mark.parametrize(
+    "mode", [("--layout", "hdf5"), ("--stream",), ("--layout", "hdf5", "--with-masks")]
+)
+def test_force_reinstalls_in_every_transfer_mode(
+    runner: CliRunner, zenodo: zs.ZenodoServer, data_root: Path, mode: tuple[str, ...]
+) -> None:
+    """Members and streamed transfers stage in the partial folder: the installed copy is
+    still moved aside before the new one takes its place."""
+    dataset_id = "organs_axial" if "--with-masks" in mode else "cxr"
+    assert invoke(runner, "download", dataset_id, *mode).exit_code == 0
+    before = read_install_record(RootLayout(data_root), dataset_id)
+    again = invoke(runner, "download", dataset_id, *mode, "--force")
+    assert again.exit_code == 0, again.stderr
+    after = read_install_record(RootLayout(data_root), dataset_id)
+    assert before is not None and after is not None
+    assert after.layout == before.layout and after.installed_at >= before.installed_at
+    assert after.file_count == before.file_count
+    assert invoke(runner, "verify", dataset_id, "--full").exit_code == 0
+    assert not list((data_root / ".medimeta" / "tmp").glob("*"))
