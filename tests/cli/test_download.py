@@ -1202,3 +1202,25 @@ def test_force_reinstalls_in_every_transfer_mode(
     assert after.file_count == before.file_count
     assert invoke(runner, "verify", dataset_id, "--full").exit_code == 0
     assert not list((data_root / ".medimeta" / "tmp").glob("*"))
+
+
+@pytest.mark.parametrize("mode", [("--layout", "hdf5"), ("--stream",)])
+@pytest.mark.parametrize("member", ["cxr/images.hdf5", "cxr/LICENSE", None])
+def test_a_directory_pointing_past_the_archive_is_malformed_not_a_cut_transfer(
+    zenodo: zs.ZenodoServer,
+    data_root: Path,
+    fixture_data: FixtureData,
+    mode: tuple[str, ...],
+    member: str | None,
+) -> None:
+    """The record lists this archive (its md5 is the one served): asking again cannot help,
+    so it is refused as malformed (exit 4) at once, without a retry."""
+    zenodo.replace_file(
+        "cxr.zip", archives.offset_past_the_end(fixture_data.archive("cxr"), member)
+    )
+    proc = _run("download", "cxr", *mode, MEDIMETA_RETRIES="3")
+    assert proc.returncode == 4, proc.stderr
+    assert "malformed" in proc.stderr and "retry" not in proc.stderr
+    assert "transfer" not in proc.stderr and "range" not in proc.stderr
+    _nothing_installed(data_root, "cxr")
+    assert not list((data_root / ".medimeta" / "partial").glob("*.members.*"))
