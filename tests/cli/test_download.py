@@ -1224,3 +1224,43 @@ def test_a_directory_pointing_past_the_archive_is_malformed_not_a_cut_transfer(
     assert "transfer" not in proc.stderr and "range" not in proc.stderr
     _nothing_installed(data_root, "cxr")
     assert not list((data_root / ".medimeta" / "partial").glob("*.members.*"))
+
+
+def _leftovers(root: Path) -> list[str]:
+    partial = root / ".medimeta" / "partial"
+    return sorted(p.name for p in partial.iterdir()) if partial.is_dir() else []
+
+
+@pytest.mark.parametrize("mode", [("--connections", "1"), (), ("--stream",), ("--layout", "hdf5")])
+def test_a_redirect_loop_is_network_trouble_and_leaves_nothing_behind(
+    runner: CliRunner, zenodo: zs.ZenodoServer, data_root: Path, mode: tuple[str, ...]
+) -> None:
+    zenodo.inject("cxr.zip", zs.redirect(), times=500)
+    proc = _run("download", "cxr", *mode, MEDIMETA_RETRIES="2")
+    assert proc.returncode == 3, proc.stderr
+    assert "redirects in a loop" in proc.stderr and "traceback" not in proc.stderr
+    assert "retry" not in proc.stderr  # the same loop would come back
+    assert _leftovers(data_root) == []
+    listed = {item["id"]: item for item in invoke_json(runner, "list")}
+    assert listed["cxr"]["state"] == "absent", listed["cxr"]
+    _nothing_installed(data_root, "cxr")
+
+
+@pytest.mark.parametrize(
+    ("key", "location", "expected"),
+    [
+        (zs.RECORD, None, "redirects in a loop"),  # the record API
+        ("cxr.zip", "ftp://127.0.0.1/cxr.zip", "cannot be requested"),  # a scheme httpx lacks
+        # An invalid Location is the server's protocol error: retried like one, then exit 3.
+        ("cxr.zip", "http://[::1/cxr.zip", "Invalid URL in location"),
+    ],
+)
+def test_network_shaped_faults_exit_3_with_one_line(
+    zenodo: zs.ZenodoServer, data_root: Path, key: str, location: str | None, expected: str
+) -> None:
+    zenodo.inject(key, zs.redirect(location), times=500)
+    proc = _run("download", "cxr", "--connections", "1", MEDIMETA_RETRIES="2")
+    assert proc.returncode == 3, proc.stderr
+    assert expected in proc.stderr and "traceback" not in proc.stderr
+    assert ("retry" in proc.stderr) == (location is not None and "[" in location)
+    assert _leftovers(data_root) == []
