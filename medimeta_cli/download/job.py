@@ -124,8 +124,8 @@ class DatasetJob:
             # A network fault no transfer handled is network trouble all the same (exit 3).
             logger.debug("%s failed", dataset.id, exc_info=True)
             self.on_event(PhaseChanged(dataset.id, Phase.FAILED))
-            error = network_error(exc, info.url)
-            return Outcome.failed(dataset.id, error, time.monotonic() - started)
+            trouble = network_error(exc, info.url)
+            return Outcome.failed(dataset.id, trouble, time.monotonic() - started)
         except Exception as exc:
             # One dataset's unexpected failure must not hide the others' outcomes.
             logger.debug("%s failed unexpectedly", dataset.id, exc_info=True)
