@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -59,6 +61,28 @@ def _default_progress_interval() -> float:
     from medimeta_cli.settings import SPECS
 
     return float(next(spec.default() for spec in SPECS if spec.name == "progress_interval"))
+
+
+#: Longest line a job log gets (longer progress lines, notices, warnings and errors are
+#: wrapped).
+MAX_LINE = 199
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]|\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def plain_lines(text: str) -> list[str]:
+    """``text`` as log lines: control characters and escape codes dropped (a carriage
+    return would hide what precedes it), long lines wrapped under :data:`MAX_LINE`."""
+    lines: list[str] = []
+    for raw in text.splitlines() or [""]:
+        line = _CONTROL.sub("", raw.replace("\t", " ")).rstrip()
+        if len(line) <= MAX_LINE:
+            lines.append(line)
+            continue
+        lines += textwrap.wrap(
+            line, MAX_LINE, subsequent_indent="    ", break_on_hyphens=False
+        ) or [line[:MAX_LINE]]
+    return lines
 
 
 @dataclass
@@ -128,7 +152,8 @@ class Output:
 
     def warn(self, message: str) -> None:
         """A warning on stderr; silent with --quiet."""
-        self.status(self._styled("warning:", "33") + " " + message)
+        if not self.quiet:
+            self._write_stderr([self._styled("warning:", "33") + " " + message])
 
     def error(self, error: BaseException) -> None:
         """Report an error in one or two lines (a traceback too with --debug)."""
@@ -143,6 +168,13 @@ class Output:
             lines = [f"{self._styled('error:', '31')} {message}"]
             if hint:
                 lines.append(f"{self._styled('hint:', '36')} {hint}")
+        self._write_stderr(lines)
+
+    def _write_stderr(self, lines: list[str]) -> None:
+        """Lines of a warning or an error: in a job log (stderr not a colour terminal)
+        plain and wrapped like progress lines, a terminal wraps them itself."""
+        if not self.stderr_color:
+            lines = [piece for line in lines for piece in plain_lines(line)]
         self.stderr.write("\n".join(lines) + "\n")
         self.stderr.flush()
 

@@ -317,11 +317,13 @@ class Downloader:
         for dataset_id, future in futures.items():
             if future.cancel():  # never started
                 stopped = True
+                outcomes[dataset_id] = Outcome.interrupted(dataset_id, started=False)
                 continue
             try:
                 outcomes[dataset_id] = future.result()
             except KeyboardInterrupt:
                 stopped = True
+                outcomes[dataset_id] = Outcome.interrupted(dataset_id, started=True)
         if stopped:
             raise DownloadInterrupted([outcomes[d.id] for d in datasets if d.id in outcomes])
         logger.debug("interrupted, but every dataset had finished")

@@ -1264,3 +1264,28 @@ def test_network_shaped_faults_exit_3_with_one_line(
     assert expected in proc.stderr and "traceback" not in proc.stderr
     assert ("retry" in proc.stderr) == (location is not None and "[" in location)
     assert _leftovers(data_root) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_json_download_says_what_happened_to_each_dataset(
+    zenodo: zs.ZenodoServer, data_root: Path, signum: int
+) -> None:
+    """Before, an interrupted `download --json` printed `[]`: nothing about the dataset
+    skipped, nor about the one stopped."""
+    assert _run("download", "crc").returncode == 0
+    zenodo.inject("cxr.zip", zs.slow(20_000), times=10)
+    job = subprocess.Popen(
+        [installed_script(), "download", "crc", "cxr", "--json", "--connections", "1"],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(lambda: _part_size(data_root, "cxr.zip") > 0, timeout=30)
+    job.send_signal(signum)
+    out, err = job.communicate(timeout=30)
+    assert job.returncode == 130, err
+    statuses = {item["id"]: item["status"] for item in json.loads(out)}
+    assert statuses == {"crc": "skipped", "cxr": "interrupted"}
+    assert "interrupted" in err
