@@ -65,10 +65,7 @@ def _misuse(name: str, value: object, wanted: str) -> UsageError:
 def _check(name: str, value: object, kinds: tuple[type, ...], wanted: str) -> None:
     """Refuse an argument of the wrong type with a :class:`UsageError` (never a plain
     TypeError or AttributeError from deep inside); ``bool`` is no number here."""
-    numeric = int in kinds or float in kinds
-    if not isinstance(value, kinds) or (numeric and bool not in kinds and value is True):
-        raise _misuse(name, value, wanted)
-    if numeric and bool not in kinds and value is False:
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
         raise _misuse(name, value, wanted)
 
 
