@@ -1252,7 +1252,9 @@ def test_a_redirect_loop_is_network_trouble_and_leaves_nothing_behind(
         (zs.RECORD, None, "redirects in a loop"),  # the record API
         ("cxr.zip", "ftp://127.0.0.1/cxr.zip", "cannot be requested"),  # a scheme httpx lacks
         # An invalid Location is the server's protocol error: retried like one, then exit 3.
-        ("cxr.zip", "http://[::1/cxr.zip", "Invalid URL in location"),
+        pytest.param(
+            "cxr.zip", "http://[::1/cxr.zip", "Invalid URL in location", marks=pytest.mark.slow
+        ),
     ],
 )
 def test_network_shaped_faults_exit_3_with_one_line(
