@@ -53,15 +53,61 @@ def _settings(root: PathLike | None, **flags: Any) -> tuple[Settings, Catalog]:
     return settings, load_catalog(settings.catalog)
 
 
-def _ids(ids: str | Iterable[str] | None) -> list[str]:
+def _misuse(name: str, value: object, wanted: str) -> UsageError:
+    shown = repr(value)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    return UsageError(
+        f"{name} must be {wanted}, not {type(value).__name__} {shown}",
+        hint="See help(medimeta_cli.api) for the arguments each function takes.",
+    )
+
+
+def _check(name: str, value: object, kinds: tuple[type, ...], wanted: str) -> None:
+    """Refuse an argument of the wrong type with a :class:`UsageError` (never a plain
+    TypeError or AttributeError from deep inside); ``bool`` is no number here."""
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        raise _misuse(name, value, wanted)
+
+
+def _count(name: str, value: object, *, optional: bool = False) -> None:
+    """A positive whole number (or None when ``optional``)."""
+    if optional and value is None:
+        return
+    _check(name, value, (int,), "a whole number of at least 1")
+    assert isinstance(value, int)
+    if value < 1:
+        raise _misuse(name, value, "a whole number of at least 1")
+
+
+def _flag(name: str, value: object, *, optional: bool = False) -> None:
+    if not (optional and value is None):
+        _check(name, value, (bool,), "True or False" + (" (or None)" if optional else ""))
+
+
+def _root(root: object) -> None:
+    if root is not None:
+        _check("root", root, (str, os.PathLike), "a path (str or os.PathLike) or None")
+
+
+def _ids(ids: str | Iterable[str] | None, name: str = "ids") -> list[str]:
     if ids is None:
         return []
-    return [ids] if isinstance(ids, str) else list(ids)
+    if isinstance(ids, str):
+        return [ids]
+    if isinstance(ids, bytes | bytearray) or not isinstance(ids, Iterable):
+        raise _misuse(name, ids, "a dataset id (str) or several (a list of str)")
+    found = list(ids)
+    for item in found:
+        if not isinstance(item, str):
+            raise _misuse(name, item, "a dataset id (str) or several (a list of str)")
+    return found
 
 
 def _layout(layout: str | ArchiveLayout) -> ArchiveLayout:
     from medimeta_cli.dataset.layouts import ArchiveLayout
 
+    if not isinstance(layout, str):  # an ArchiveLayout is a str too
+        raise _misuse("layout", layout, "'full' or 'hdf5'")
     try:
         return ArchiveLayout(str(getattr(layout, "value", layout)).lower())
     except ValueError:
@@ -72,17 +118,25 @@ def _layout(layout: str | ArchiveLayout) -> ArchiveLayout:
 def _healthy_copy(settings: Settings, dataset: Dataset) -> Path | None:
     """The folder of an installed copy (data root, then shared roots), after the checks
     that need no network and read no data: not found damaged by the last ``verify``, and
-    every file the loader reads there as a regular file. None when not installed;
+    every file the loader reads there as a regular file of the size its install recorded
+    (a ``stat`` each). None when not installed;
     :class:`IntegrityError` when the copy is broken (:class:`LinkRefusedError` when its
     folder is a symbolic link)."""
-    from medimeta_cli.dataset.essentials import required_file_problems
-    from medimeta_cli.dataset.gate import read_info
-    from medimeta_cli.fsutil import require_real_folders
-    from medimeta_cli.store.status import State, installed_copy, locate
+    from medimeta_cli.store.status import installed_copy
 
     folder = installed_copy(settings, dataset)
     if folder is None:
         return None
+    return _checked_copy(settings, dataset, folder)
+
+
+def _checked_copy(settings: Settings, dataset: Dataset, folder: Path) -> Path:
+    """:func:`_healthy_copy` of a copy found in ``folder``."""
+    from medimeta_cli.dataset.essentials import required_file_problems
+    from medimeta_cli.dataset.gate import read_info
+    from medimeta_cli.fsutil import require_real_folders
+    from medimeta_cli.store.status import State, locate
+
     # The loader would follow a linked folder out of the root; it is refused, never returned.
     require_real_folders([folder])
     fix = f"Run `medimeta verify --repair {dataset.id}`"
@@ -91,11 +145,36 @@ def _healthy_copy(settings: Settings, dataset: Dataset) -> Path | None:
     if locate(settings.root, settings.shared_roots, dataset.id).state is State.DAMAGED:
         raise IntegrityError(f"{dataset.id} in {folder} was found damaged", hint=fix + ".")
     # The gate reads the copy's own info.yaml, and refuses one it cannot trust.
-    problems = required_file_problems(folder, read_info(folder, dataset.id))
+    problems = [str(p) for p in required_file_problems(folder, read_info(folder, dataset.id))]
+    # A file cut short (or grown) since the install: its size is no longer the recorded one.
+    problems += _size_problems(folder)
     if problems:
-        listed = "; ".join(str(problem) for problem in problems[:3])
+        listed = "; ".join(problems[:3])
         raise IntegrityError(f"{dataset.id} in {folder} is incomplete: {listed}", hint=fix + ".")
     return folder
+
+
+def _size_problems(folder: Path) -> list[str]:
+    """Files the loader reads whose size differs from the one the file manifest recorded
+    (one ``lstat`` each, nothing read); none for a copy without a manifest."""
+    from medimeta_cli.dataset.layouts import ArchiveLayout, wanted_in_layout
+    from medimeta_cli.store.layout import RootLayout
+    from medimeta_cli.store.records import read_file_manifest
+
+    manifest = read_file_manifest(RootLayout(folder.parent), folder.name)
+    if manifest is None:
+        return []
+    problems = []
+    for entry in manifest.files:
+        if not wanted_in_layout(entry.path, ArchiveLayout.HDF5):
+            continue
+        try:
+            size = os.lstat(folder / entry.path).st_size
+        except OSError:
+            continue  # a missing file is told by the check of the required files
+        if size != entry.size:
+            problems.append(f"{entry.path} has {size:,} bytes, not the {entry.size:,} installed")
+    return problems
 
 
 def ensure(
@@ -125,9 +204,13 @@ def ensure(
     if not wanted:
         raise UsageError("ensure() needs at least one dataset id", hint='For example "crc".')
     chosen = _layout(layout)
+    _root(root)
+    _flag("offline", offline, optional=True)
+    _count("connections", connections, optional=True)
+    _count("jobs", jobs)
     settings, catalog = _settings(root, offline=offline, connections=connections)
-    datasets = catalog.resolve(wanted)
-    folders = {d.id: found for d in datasets if (found := _healthy_copy(settings, d))}
+    datasets, folders = _installed_or_in_catalog(settings, catalog, wanted)
+    folders.update({d.id: found for d in datasets if (found := _healthy_copy(settings, d))})
     missing = [d for d in datasets if d.id not in folders]
     if missing:
         logger.info("ensure: fetching %s", ", ".join(d.id for d in missing))
@@ -142,7 +225,48 @@ def ensure(
         for outcome in outcomes:
             assert outcome.path is not None  # an installed or skipped dataset has its folder
             folders[outcome.dataset_id] = outcome.path
-    return {d.id: folders[d.id] for d in datasets}
+    return {dataset_id: folders[dataset_id] for dataset_id in _order(wanted, datasets, folders)}
+
+
+def _installed_or_in_catalog(
+    settings: Settings, catalog: Catalog, wanted: list[str]
+) -> tuple[list[Dataset], dict[str, Path]]:
+    """The catalog's datasets among ``wanted``, and the checked folders of those outside
+    the catalog that are installed (described by their own ``info.yaml``). An id neither
+    knows raises :class:`~medimeta_cli.errors.UnknownDatasetError`, saying that a dataset
+    outside the catalog cannot be downloaded."""
+    from medimeta_cli.dataset.gate import read_info
+    from medimeta_cli.dataset.installed import catalog_entry_or_installed
+    from medimeta_cli.errors import UnknownDatasetError
+    from medimeta_cli.store.status import locate, root_of
+
+    datasets: list[Dataset] = []
+    outside: dict[str, Path] = {}
+    for dataset_id in wanted:
+        try:
+            entry = catalog_entry_or_installed(
+                catalog, settings.root, settings.shared_roots, dataset_id
+            )
+        except UnknownDatasetError as error:
+            error.hint = (
+                f"{error.hint} A dataset outside the catalog cannot be downloaded: install "
+                "it once with `medimeta download --from PATH`, then ensure() finds it."
+            )
+            raise
+        if entry is not None:
+            datasets.append(entry)
+            continue
+        where = root_of(locate(settings.root, settings.shared_roots, dataset_id))
+        assert where is not None  # catalog_entry_or_installed found it installed
+        folder = where / dataset_id
+        outside[dataset_id] = _checked_copy(settings, read_info(folder, dataset_id), folder)
+    return list(dict.fromkeys(datasets)), outside
+
+
+def _order(wanted: list[str], datasets: list[Dataset], folders: dict[str, Path]) -> list[str]:
+    """The ids of the result in the order asked for, catalog ids as the catalog spells them."""
+    ids = {d.id.lower(): d.id for d in datasets} | {k.lower(): k for k in folders}
+    return list(dict.fromkeys(ids[w.lower().strip()] for w in wanted if w.lower().strip() in ids))
 
 
 def download(
@@ -168,9 +292,24 @@ def download(
     """
     from medimeta_cli.download.run import Downloader
 
+    _root(root)
+    named, in_domains = _ids(ids), _ids(domains, "domains")
+    for name, value in (
+        ("everything", everything),
+        ("force", force),
+        ("keep_archive", keep_archive),
+        ("with_masks", with_masks),
+    ):
+        _flag(name, value)
+    _flag("offline", offline, optional=True)
+    _count("jobs", jobs)
+    _count("connections", connections, optional=True)
+    if on_event is not None and not callable(on_event):
+        raise _misuse("on_event", on_event, "a callable taking an event (or None)")
+    archive_layout = _layout(layout)
     settings, catalog = _settings(root, offline=offline, connections=connections)
     datasets = catalog.select(
-        _ids(ids), domains or (), everything, hint="Name dataset ids, domains, or everything."
+        named, in_domains, everything, hint="Name dataset ids, domains, or everything."
     )
     downloader = Downloader(settings, catalog)
     if on_event is not None:
@@ -181,7 +320,7 @@ def download(
             force=force,
             keep_archive=keep_archive,
             jobs=jobs,
-            archive_layout=_layout(layout),
+            archive_layout=archive_layout,
             with_masks=with_masks,
         )
     finally:
@@ -208,13 +347,16 @@ def verify(
     from medimeta_cli.store.layout import RootLayout
     from medimeta_cli.store.status import locate, root_of
 
+    _root(root)
+    _check("mode", mode, (str,), "'fast', 'full' or 'deep'")
+    _count("jobs", jobs, optional=True)
+    named = _ids(ids)
     try:
         checked = VerifyMode(mode)
     except ValueError:
         choices = ", ".join(repr(m.value) for m in VerifyMode)
         raise UsageError(f"unknown verify mode {mode!r}", hint=f"Use {choices}.") from None
     settings, catalog = _settings(root)
-    named = _ids(ids)
     reports = []
     for dataset in catalog.resolve(named) if named else catalog.datasets:
         where = root_of(locate(settings.root, settings.shared_roots, dataset.id))
@@ -259,13 +401,41 @@ def export(
     from medimeta_cli.export import ExportFormat, ExportOptions
     from medimeta_cli.export.usecase import ExportRequest, plan_export, run_export
 
+    _check("dataset_id", dataset_id, (str,), "a dataset id (str)")
+    _root(root)
+    if out is not None:
+        _check("out", out, (str, os.PathLike), "a path (str or os.PathLike) or None")
+    for name, text in (("task", task), ("color", color)):
+        if text is not None:
+            _check(name, text, (str,), "a str or None")
+    for name, text in (("format", format), ("image_format", image_format)):
+        _check(name, text, (str,), "a str")
+    chosen_splits = _ids(splits, "splits")
+    chosen_classes = None if classes is None else _ids(classes, "classes")
+    _count("limit", limit, optional=True)
+    _count("jobs", jobs, optional=True)
+    _check("seed", seed, (int,), "a whole number")
+    for name, value in (
+        ("original_split", original_split),
+        ("npz", npz),
+        ("compress", compress),
+        ("overwrite", overwrite),
+        ("force", force),
+    ):
+        _flag(name, value)
+    if shard is not None and not (
+        isinstance(shard, tuple | list)
+        and len(shard) == 2
+        and all(isinstance(n, int) and not isinstance(n, bool) for n in shard)
+    ):
+        raise _misuse("shard", shard, "(I, N), two whole numbers, or None")
     settings, catalog = _settings(root)
     request = ExportRequest(
         dataset_id=dataset_id,
         task=task,
-        splits=tuple(splits),
+        splits=tuple(chosen_splits),
         original=original_split,
-        classes=None if classes is None else tuple(classes),
+        classes=None if chosen_classes is None else tuple(chosen_classes),
         limit=limit,
         seed=seed,
         shard=None if shard is None else parse_shard(f"{shard[0]}/{shard[1]}"),

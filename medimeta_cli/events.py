@@ -86,6 +86,7 @@ class OutcomeStatus(str, Enum):
     SKIPPED = "skipped"
     FAILED = "failed"
     NOT_IN_RECORD = "not_in_record"  # the record lists no archive for it: nothing to fetch
+    INTERRUPTED = "interrupted"  # stopped by Ctrl-C or SIGTERM (nothing visible changed)
 
     @property
     def label(self) -> str:
@@ -111,6 +112,12 @@ class Outcome:
     def failed(cls, dataset_id: str, error: MedimetaError, seconds: float) -> Outcome:
         """The outcome of a dataset whose work raised ``error``."""
         return cls(dataset_id, OutcomeStatus.FAILED, error.message, error=error, seconds=seconds)
+
+    @classmethod
+    def interrupted(cls, dataset_id: str, started: bool) -> Outcome:
+        """The outcome of a dataset whose work Ctrl-C or SIGTERM stopped (or never began)."""
+        detail = "stopped; run the same command again to resume" if started else "not started"
+        return cls(dataset_id, OutcomeStatus.INTERRUPTED, detail)
 
     @classmethod
     def not_in_record(cls, dataset_id: str, error: MedimetaError) -> Outcome:
@@ -154,8 +161,9 @@ class Outcome:
 
 
 class DownloadInterrupted(KeyboardInterrupt):
-    """A download stopped by Ctrl-C or SIGTERM; ``outcomes`` are the datasets that had
-    finished (installed, skipped or failed) before it stopped."""
+    """A download stopped by Ctrl-C or SIGTERM; ``outcomes`` say what happened to every
+    dataset asked for: finished (installed, skipped or failed) before it stopped, or
+    ``interrupted``."""
 
     def __init__(self, outcomes: list[Outcome]) -> None:
         super().__init__()

@@ -157,3 +157,80 @@ def test_thin_functions_return_what_the_commands_render(
         assert (tmp_path / "api" / name).read_bytes() == (tmp_path / "cli" / name).read_bytes()
     with pytest.raises(UsageError, match="format"):
         api.export("crc", tmp_path / "bad", format="tiff")
+
+
+def _truncate(path: Path) -> None:
+    with open(path, "r+b") as handle:
+        handle.truncate(path.stat().st_size // 2)
+
+
+def test_ensure_refuses_a_shared_copy_cut_short(
+    zenodo: zs.ZenodoServer, data_root: Path, shared_root: Path, tmp_path: Path
+) -> None:
+    """The fast check compares sizes with the install record (a stat each, nothing read):
+    a truncated images.hdf5 is never handed to the loader."""
+    _truncate(tmp_path / "lab-data" / "crc" / "images.hdf5")  # seen through the shared root
+    with pytest.raises(IntegrityError, match=r"images\.hdf5 has .* bytes") as raised:
+        medimeta_cli.ensure("crc")
+    assert "shared root" in raised.value.hint
+    _truncate(tmp_path / "lab-data" / "cxr" / "task_labels" / "disease labels.npy")
+    with pytest.raises(IntegrityError, match=r"disease labels\.npy has"):
+        medimeta_cli.ensure("cxr")
+
+
+@pytest.mark.parametrize(
+    ("call", "argument"),
+    [
+        (lambda: medimeta_cli.ensure(123), "ids"),  # type: ignore[arg-type]
+        (lambda: medimeta_cli.ensure(["crc", 1]), "ids"),  # type: ignore[list-item]
+        (lambda: medimeta_cli.ensure(b"crc"), "ids"),  # type: ignore[arg-type]
+        (lambda: medimeta_cli.ensure("crc", root=5), "root"),  # type: ignore[arg-type]
+        (lambda: medimeta_cli.ensure("crc", layout=2), "layout"),  # type: ignore[arg-type]
+        (lambda: medimeta_cli.ensure("crc", jobs="2"), "jobs"),  # type: ignore[arg-type]
+        (lambda: medimeta_cli.ensure("crc", jobs=0), "jobs"),
+        (lambda: medimeta_cli.ensure("crc", connections=True), "connections"),
+        (lambda: medimeta_cli.ensure("crc", offline="yes"), "offline"),  # type: ignore[arg-type]
+        (lambda: api.download(7), "ids"),  # type: ignore[arg-type]
+        (lambda: api.download("crc", domains=3), "domains"),  # type: ignore[arg-type]
+        (lambda: api.download("crc", force="no"), "force"),  # type: ignore[arg-type]
+        (lambda: api.download("crc", on_event=5), "on_event"),  # type: ignore[arg-type]
+        (lambda: api.verify(object()), "ids"),  # type: ignore[arg-type]
+        (lambda: api.verify("crc", mode=1), "mode"),  # type: ignore[arg-type]
+        (lambda: api.export(5), "dataset_id"),  # type: ignore[arg-type]
+        (lambda: api.export("crc", out=3), "out"),  # type: ignore[arg-type]
+        (lambda: api.export("crc", splits=[1]), "splits"),  # type: ignore[list-item]
+        (lambda: api.export("crc", limit="3"), "limit"),  # type: ignore[arg-type]
+        (lambda: api.export("crc", shard=3), "shard"),  # type: ignore[arg-type]
+        (lambda: api.export("crc", format=None), "format"),  # type: ignore[arg-type]
+    ],
+)
+def test_every_misuse_of_the_api_raises_from_the_error_tree(
+    zenodo: zs.ZenodoServer, call: object, argument: str
+) -> None:
+    assert callable(call)
+    with pytest.raises(UsageError, match=f"^{argument} must be") as raised:
+        call()
+    assert raised.value.hint
+
+
+def test_ensure_finds_an_installed_dataset_outside_the_catalog(
+    runner: CliRunner, zenodo: zs.ZenodoServer, data_root: Path, tmp_path: Path
+) -> None:
+    """#10: outside the catalog, ensure() returns an installed copy (checked like any
+    other), and says plainly that it cannot download one."""
+    from tests.support.helpers import write_installed
+
+    lab, _ = write_installed(archives.tiny_spec("lab_scans"), tmp_path / "unzipped")
+    with pytest.raises(UnknownDatasetError) as raised:
+        medimeta_cli.ensure("lab_scans")
+    assert "cannot be downloaded" in raised.value.hint and "--from" in raised.value.hint
+    assert invoke(runner, "download", "--from", str(lab), "--offline").exit_code == 0
+    zenodo.clear_log()
+    assert medimeta_cli.ensure(["lab_scans", "crc"], offline=False) == {
+        "lab_scans": data_root / "lab_scans",
+        "crc": data_root / "crc",
+    }
+    assert zenodo.requests_for("lab_scans.zip") == []
+    _truncate(data_root / "lab_scans" / "images.hdf5")
+    with pytest.raises(IntegrityError, match=r"images\.hdf5 has"):
+        medimeta_cli.ensure("lab_scans")

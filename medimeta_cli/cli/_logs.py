@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
+from medimeta_cli.cli.output import plain_lines
 from medimeta_cli.text import shown
 
 PACKAGE_LOGGER = "medimeta_cli"
@@ -48,6 +50,31 @@ class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         # StreamHandler.__init__ assigns the stream; it is looked up at each record instead.
         pass
 
+    def format(self, record: logging.LogRecord) -> str:
+        """The record; in a job log (stderr not a terminal) plain and wrapped like the
+        progress lines around it."""
+        text = super().format(record)
+        isatty = getattr(sys.stderr, "isatty", None)
+        if isatty is not None and isatty():
+            return text
+        return "\n".join(plain_lines(text))
+
+
+def _log_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """Python warnings (NumPy's numeric RuntimeWarnings among them) as one debug record of
+    the package's logger: never a raw two-line warning with its source line on stderr.
+    The code checks the values such warnings are about; ``--debug`` still shows them."""
+    logging.getLogger(PACKAGE_LOGGER).debug(
+        "%s: %s (%s:%d)", category.__name__, message, filename, lineno
+    )
+
 
 def log_level(*, debug: bool, quiet: bool) -> int:
     """DEBUG with ``--debug``; ERROR with ``--quiet`` (stderr keeps to errors); else WARNING."""
@@ -66,7 +93,9 @@ def log_to_stderr(*, debug: bool, quiet: bool = False) -> Iterator[None]:
     logger.addHandler(handler)
     logger.setLevel(log_level(debug=debug, quiet=quiet))
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.showwarning = _log_warning
+            yield
     finally:
         logger.removeHandler(handler)
         logger.setLevel(previous_level)

@@ -334,7 +334,7 @@ def _report_outcomes(
 
 
 def _report_finished(out: Output, outcomes: list[Outcome], json_mode: bool) -> None:
-    """The datasets that finished before an interruption (their errors included)."""
+    """What happened to each dataset before an interruption (errors included)."""
     if json_mode:
         out.emit_json([outcome.to_json() for outcome in outcomes])
         return

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -63,6 +64,26 @@ def _default_progress_interval() -> float:
     from medimeta_cli.settings import SPECS
 
     return float(next(spec.default() for spec in SPECS if spec.name == "progress_interval"))
+
+
+#: Longest line a job log gets (longer progress lines, notices, warnings and errors are
+#: wrapped).
+MAX_LINE = 199
+
+
+def plain_lines(text: str) -> list[str]:
+    """``text`` as log lines: control characters and escape codes shown escaped (a carriage
+    return would hide what precedes it), long lines wrapped under :data:`MAX_LINE`."""
+    lines: list[str] = []
+    for raw in text.splitlines() or [""]:
+        line = shown(raw.replace("\t", " ")).rstrip()
+        if len(line) <= MAX_LINE:
+            lines.append(line)
+            continue
+        lines += textwrap.wrap(
+            line, MAX_LINE, subsequent_indent="    ", break_on_hyphens=False
+        ) or [line[:MAX_LINE]]
+    return lines
 
 
 @dataclass
@@ -136,8 +157,7 @@ class Output:
 
     def _status_line(self, line: str) -> None:
         if not self.quiet:
-            self.stderr.write(line + "\n")
-            self.stderr.flush()
+            self._write_stderr([line])
 
     def error(self, error: BaseException) -> None:
         """Report an error in one or two lines (a traceback too with --debug)."""
@@ -152,6 +172,13 @@ class Output:
             lines = [f"{self._styled('error:', '31')} {shown(message)}"]
             if hint:
                 lines.append(f"{self._styled('hint:', '36')} {shown(hint)}")
+        self._write_stderr(lines)
+
+    def _write_stderr(self, lines: list[str]) -> None:
+        """Lines of a status, a warning or an error: in a job log (stderr not a colour
+        terminal) plain and wrapped like progress lines; a terminal wraps them itself."""
+        if not self.stderr_color:
+            lines = [piece for line in lines for piece in plain_lines(line)]
         self.stderr.write("\n".join(lines) + "\n")
         self.stderr.flush()
 

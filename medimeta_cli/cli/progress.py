@@ -12,18 +12,14 @@ carriage returns.
 
 from __future__ import annotations
 
-import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from medimeta_cli.cli.output import Output
+from medimeta_cli.cli.output import Output, plain_lines
 from medimeta_cli.events import Phase
-from medimeta_cli.text import shown
 
-#: Longest line a job log gets (longer notices are wrapped).
-MAX_LINE = 199
 #: Progress this much further than the last line (in percent) before the next one.
 STEP_PERCENT = 10.0
 #: Without that much progress, a line still comes after this many intervals: a job log
@@ -69,21 +65,6 @@ def duration(seconds: float) -> str:
     if whole < 3600:
         return f"{whole // 60} min {whole % 60:02d} s"
     return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
-
-
-def plain_lines(text: str) -> list[str]:
-    """``text`` as log lines: control characters and escape codes shown escaped (a carriage
-    return would hide what precedes it), long lines wrapped under :data:`MAX_LINE`."""
-    lines: list[str] = []
-    for raw in text.splitlines() or [""]:
-        line = shown(raw.replace("\t", " ")).rstrip()
-        if len(line) <= MAX_LINE:
-            lines.append(line)
-            continue
-        lines += textwrap.wrap(
-            line, MAX_LINE, subsequent_indent="    ", break_on_hyphens=False
-        ) or [line[:MAX_LINE]]
-    return lines
 
 
 @dataclass

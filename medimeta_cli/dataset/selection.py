@@ -97,16 +97,43 @@ class Selection:
         return result
 
 
+#: Plain ASCII decimal digits, at most nine: what ``int()`` alone would not refuse
+#: (``1_0``, ``+3``, non-ASCII digits, a thousand digits) is no shard number.
+_DIGITS = re.compile(r"[0-9]{1,9}")
+
+
+def cut_short(text: str, limit: int = 40) -> str:
+    """A value from outside (a flag, a variable) cut short for an error message, so a
+    huge value never floods the terminal or a log."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def shown(text: str, limit: int = 40) -> str:
+    """:func:`cut_short`, quoted (control characters escaped)."""
+    return repr(cut_short(text, limit))
+
+
+def whole_number(text: str) -> int | None:
+    """``text`` as a whole number of plain ASCII decimal digits (spaces around allowed),
+    None when it is anything else."""
+    stripped = text.strip(" \t")
+    return int(stripped) if _DIGITS.fullmatch(stripped) else None
+
+
 def parse_shard(text: str) -> tuple[int, int]:
     """``"2/8"`` -> ``(2, 8)``; :class:`UsageError` unless 1 <= I <= N."""
-    try:
-        left, right = text.split("/")
-        index, count = int(left), int(right)
-    except ValueError:
+    left, slash, right = text.partition("/")
+    right = right.strip(" \t")
+    # A negative count is told as such below (the count must be at least 1).
+    negative = right.startswith("-")
+    index, count = whole_number(left), whole_number(right[1:] if negative else right)
+    if negative and count is not None:
+        count = -count
+    if not slash or index is None or count is None:
         raise UsageError(
-            f"--shard takes I/N or auto, not {text!r}",
+            f"--shard takes I/N or auto, not {shown(text)}",
             hint="For example --shard 3/8 (shards 1 to 8), or --shard auto in a job array.",
-        ) from None
+        )
     if count < 1:
         raise UsageError(
             f"--shard {text}: the number of shards must be at least 1",

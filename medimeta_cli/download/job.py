@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
+import httpx
+
 from medimeta_cli.catalog.datasets import Dataset
 from medimeta_cli.dataset.layouts import ArchiveLayout
 from medimeta_cli.errors import IntegrityError, MedimetaError
@@ -39,7 +41,7 @@ from medimeta_cli.install.commit import InstallResult
 from medimeta_cli.install.installer import Installer, inspect_target
 from medimeta_cli.store.records import ArchiveCheck
 from medimeta_cli.store.status import is_installed
-from medimeta_cli.zenodo.client import RemoteClient
+from medimeta_cli.zenodo.client import RemoteClient, network_error
 from medimeta_cli.zenodo.record import ArchiveInfo
 
 logger = logging.getLogger(__name__)
@@ -118,6 +120,12 @@ class DatasetJob:
             logger.debug("%s failed: %s", dataset.id, error.message)
             self.on_event(PhaseChanged(dataset.id, Phase.FAILED))
             return Outcome.failed(dataset.id, error, time.monotonic() - started)
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            # A network fault no transfer handled is network trouble all the same (exit 3).
+            logger.debug("%s failed", dataset.id, exc_info=True)
+            self.on_event(PhaseChanged(dataset.id, Phase.FAILED))
+            trouble = network_error(exc, info.url)
+            return Outcome.failed(dataset.id, trouble, time.monotonic() - started)
         except Exception as exc:
             # One dataset's unexpected failure must not hide the others' outcomes.
             logger.debug("%s failed unexpectedly", dataset.id, exc_info=True)

@@ -46,6 +46,7 @@ from medimeta_cli.install.from_folder import (
 from medimeta_cli.install.installer import Installer
 from medimeta_cli.settings import Settings
 from medimeta_cli.store.layout import RootLayout
+from medimeta_cli.store.records import read_file_manifest, read_install_record
 from medimeta_cli.store.status import installed_copy, is_installed
 from medimeta_cli.zenodo.client import RecordSource, RetryPolicy
 from medimeta_cli.zenodo.record import ArchiveInfo, Manifest
@@ -237,6 +238,21 @@ class Downloader:
                     self._finish_after_interrupt(futures, outcomes, datasets)
         return [outcomes[d.id] for d in datasets]
 
+    def repair(self, datasets: Sequence[Dataset], *, jobs: int = 2) -> list[Outcome]:
+        """Download damaged datasets again, each in the layout it was installed in (its
+        install record says which; the hdf5 layout keeps its masks when it had them), so
+        that a repair never turns an hdf5 install into a full one twice its size."""
+        groups: dict[tuple[ArchiveLayout, bool], list[Dataset]] = {}
+        for dataset in datasets:
+            groups.setdefault(installed_layout(self.layout, dataset.id), []).append(dataset)
+        outcomes: dict[str, Outcome] = {}
+        for (archive_layout, with_masks), group in groups.items():
+            done = self.download(
+                group, force=True, jobs=jobs, archive_layout=archive_layout, with_masks=with_masks
+            )
+            outcomes.update((outcome.dataset_id, outcome) for outcome in done)
+        return [outcomes[d.id] for d in datasets]
+
     def _planned(
         self,
         datasets: Sequence[Dataset],
@@ -301,11 +317,13 @@ class Downloader:
         for dataset_id, future in futures.items():
             if future.cancel():  # never started
                 stopped = True
+                outcomes[dataset_id] = Outcome.interrupted(dataset_id, started=False)
                 continue
             try:
                 outcomes[dataset_id] = future.result()
             except KeyboardInterrupt:
                 stopped = True
+                outcomes[dataset_id] = Outcome.interrupted(dataset_id, started=True)
         if stopped:
             raise DownloadInterrupted([outcomes[d.id] for d in datasets if d.id in outcomes])
         logger.debug("interrupted, but every dataset had finished")
@@ -329,3 +347,15 @@ class Downloader:
         names, sizes and folder listings, and writes nothing, not even the state folder."""
         chosen = select_offered(find_archives(paths), dataset_ids)
         return describe_offered(chosen, self.settings.root, force=force)
+
+
+def installed_layout(layout: RootLayout, dataset_id: str) -> tuple[ArchiveLayout, bool]:
+    """The layout an installed dataset was installed in, and whether it has its masks (an
+    hdf5 install lists them in its file manifest); the full layout when its record cannot
+    be read (a damaged record is rebuilt by the repair)."""
+    record = read_install_record(layout, dataset_id)
+    if record is None or record.layout != ArchiveLayout.HDF5.value:
+        return ArchiveLayout.FULL, False
+    manifest = read_file_manifest(layout, dataset_id)
+    files = manifest.files if manifest is not None else ()
+    return ArchiveLayout.HDF5, any(entry.path.startswith("masks/") for entry in files)

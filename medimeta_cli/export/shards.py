@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from medimeta_cli.dataset.selection import Selection, parse_shard
+from medimeta_cli.dataset.selection import Selection, parse_shard, shown, whole_number
 from medimeta_cli.errors import OutputExistsError, UsageError
 from medimeta_cli.export.formats import estimated_bytes, write_json, write_shared, writer_for
 from medimeta_cli.export.options import ExportOptions, ExportStatus, ProgressCallback
@@ -51,17 +51,16 @@ def resolve_shard(text: str, env: Mapping[str, str]) -> tuple[int, int]:
     head, _, tail = text.partition("/")
     if head.strip().lower() != AUTO:
         return parse_shard(text)
+    flag = f"--shard {shown(text)}"
     given: int | None = None
     if tail:
-        given = _number(tail, f"--shard {text}")
+        given = _number(tail, flag)
         if given < 1:
-            raise UsageError(
-                f"--shard {text}: the number of shards must be at least 1", hint=_AUTO_HINT
-            )
+            raise UsageError(f"{flag}: the number of shards must be at least 1", hint=_AUTO_HINT)
     index, count = _from_scheduler(env, given)
     if given is not None and given != count:
         raise UsageError(
-            f"--shard {text}: this job array has {count} tasks, not {given}",
+            f"{flag}: this job array has {count} tasks, not {given}",
             hint=f"Use --shard auto (or auto/{count}), or submit an array of {given} tasks.",
         )
     logger.debug("--shard %s is shard %d/%d of this job array", text, index, count)
@@ -81,7 +80,17 @@ def _from_scheduler(env: Mapping[str, str], given: int | None) -> tuple[int, int
                 "tasks the array has",
                 hint="Give the count: --shard auto/8 with qsub -J 0-7 or -J 1-8 (step 1).",
             )
-        return _number(pbs, "PBS_ARRAY_INDEX") % given + 1, given
+        name = "PBS_ARRAY_INDEX" if env.get("PBS_ARRAY_INDEX") else "PBS_ARRAYID"
+        index = _number(pbs, name)
+        # N consecutive indices from 0 or 1 (-J 0-7, -J 1-8): none is above N.
+        if index > given:
+            raise UsageError(
+                f"--shard auto/{given}: PBS array index {index} is not one of {given} "
+                "consecutive indices from 0 or 1",
+                hint=f"Submit the array as qsub -J 0-{given - 1} or -J 1-{given} (step 1), "
+                "or give --shard I/N.",
+            )
+        return index % given + 1, given
     raise UsageError(
         "--shard auto: this is not a task of a job array (no SLURM_ARRAY_TASK_ID, "
         "LSB_JOBINDEX or PBS_ARRAY_INDEX is set)",
@@ -133,12 +142,14 @@ def _required(env: Mapping[str, str], name: str) -> str:
 
 
 def _number(value: str, what: str) -> int:
-    try:
-        return int(value.strip())
-    except ValueError:
+    """A scheduler's number (or the N of ``auto/N``): plain ASCII digits only."""
+    number = whole_number(value)
+    if number is None:
         raise UsageError(
-            f"{what} is {value!r}, not a whole number", hint="For example --shard auto/8."
-        ) from None
+            f"{what} is {shown(value)}, not a whole number (plain digits 0-9)",
+            hint="For example --shard auto/8.",
+        )
+    return number
 
 
 def export_shard(

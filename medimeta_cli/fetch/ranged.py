@@ -230,6 +230,13 @@ class MemberFetcher:
         member.writer.close()
         (self.data / member.writer.relative).unlink(missing_ok=True)
 
+    def _discard(self, member: MemberWrite) -> None:
+        """A member proven wrong: kept, a later run would resume it (it is complete) and
+        fail again on every run, ``--force`` included. It starts afresh instead."""
+        self._restart(member)
+        if self.starts.pop(member.writer.relative, None) is not None:
+            self.save_progress()
+
     def _open_member(self, body: ResponseBody, info: zipfile.ZipInfo, start: int) -> MemberWrite:
         """Read the member's local header (it must agree with the directory) and open the
         file its data goes to."""
@@ -266,10 +273,12 @@ class MemberFetcher:
     def _finish(self, member: MemberWrite) -> None:
         info = member.info
         if member.writer.written != info.file_size or member.writer.crc != info.CRC:
-            member.writer.close()
+            self._discard(member)
             raise IntegrityError(
-                f"{info.filename} in {self.info.key} does not match its size or CRC-32",
-                hint="Run the same command again to fetch it afresh.",
+                f"{info.filename} in {self.info.key} does not match its size or CRC-32; "
+                "it was discarded",
+                hint="Run the same command again to fetch it afresh; should the same error "
+                "come back, the archive on the server is damaged.",
             )
         entry = member.writer.finish()
         self.done[entry.path] = entry

@@ -162,6 +162,9 @@ def read_listing(
                 directory = sparse.between(directory_offset, info.size)
             break
         except _MissingRange as missing:
+            if not 0 <= missing.start < missing.end <= info.size:
+                # Bytes outside the archive: its end records point past its end.
+                raise malformed(info.key, "its central directory lies outside it") from None
             if requests >= 4:
                 raise IntegrityError(f"{info.key} has an unreadable central directory") from None
             sparse.pieces.append(
@@ -170,8 +173,28 @@ def read_listing(
             requests += 1
         except zipfile.BadZipFile as exc:
             raise IntegrityError(f"{info.key} is not a readable zip archive: {exc}") from exc
+    check_offsets(members, directory_offset, info.key)
     listing = check_members(members, dataset, archive_size=info.size, name=info.key)
     return RemoteListing(listing, directory_offset, directory), requests
+
+
+def malformed(key: str, problem: str) -> IntegrityError:
+    """A directory that cannot describe the archive it is in: the archive is malformed,
+    whichever server sent it, and asking again cannot help (no retry, exit 4)."""
+    return IntegrityError(
+        f"refusing {key}: the archive is malformed: {problem}; nothing was installed",
+        hint="The archive on the server is damaged; report it to whoever publishes it.",
+    )
+
+
+def check_offsets(members: list[zipfile.ZipInfo], directory_offset: int, key: str) -> None:
+    """Refuse a directory whose members do not lie before it: a member's local header and
+    data past the directory (or the archive's end) would be asked for with range requests
+    the server cannot answer, which looks like a cut transfer and would be retried."""
+    for info in members:
+        end = info.header_offset + LOCAL_HEADER.size + info.compress_size
+        if info.header_offset < 0 or end > directory_offset:
+            raise malformed(key, f"member {info.filename[:80]!r} lies outside its data")
 
 
 def _zip64_sizes(extra: bytes, size: int, compressed: int) -> tuple[int, int]:

@@ -231,6 +231,9 @@ class Installer:
         old: Path | None = None
         try:
             if target is Target.DATASET:
+                # Transfers that stage in the partial folder (members, streamed) have not
+                # made the temporary folder the old copy is moved aside into.
+                self.layout.tmp_dir.mkdir(parents=True, exist_ok=True)
                 old = self.layout.tmp_dir / f"{dataset_id}.old.{unique_suffix()}"
                 logger.debug("moving the installed %s aside to %s", final, old)
                 os.rename(final, old)

@@ -213,10 +213,12 @@ class RemoteClient:
         attempt = 0
         while True:
             self.limiter.before_request(self._notice)
-            request = self.http.build_request("GET", url, headers=headers)
-            logger.debug("GET %s (range %s)", url, request.headers.get("range", "none"))
             try:
+                request = self.http.build_request("GET", url, headers=headers)
+                logger.debug("GET %s (range %s)", url, request.headers.get("range", "none"))
                 response = self.http.send(request, stream=True)
+            except _HOPELESS as exc:
+                raise hopeless_request(exc, url) from exc
             except httpx.TransportError as exc:
                 if not retry:
                     raise
@@ -241,6 +243,11 @@ class RemoteClient:
                 continue
             try:
                 yield response
+            except httpx.DecodingError as exc:
+                # identity is asked for; a body encoded anyway and broken is the server's.
+                raise RemoteDataError(
+                    f"the server sent a body that cannot be decoded for {url} ({exc})"
+                ) from exc
             finally:
                 response.close()
             return
@@ -263,6 +270,39 @@ class RemoteClient:
         return parse_record(
             payload, record_id=self.record_id, base_url=self.base_url, fetched_at=utc_now()
         )
+
+
+#: Faults no retry can mend: the request itself, or where the server sends it, is wrong
+#: (a redirect loop, an invalid URL, a scheme httpx cannot speak, a request httpx refuses
+#: to send). Retried, they only delay the same answer.
+_HOPELESS = (
+    httpx.TooManyRedirects,
+    httpx.InvalidURL,
+    httpx.UnsupportedProtocol,
+    httpx.LocalProtocolError,
+)
+
+
+def hopeless_request(exc: Exception, url: str) -> NetworkError:
+    """The one-line :class:`NetworkError` (exit 3) for a request that cannot succeed."""
+    if isinstance(exc, httpx.TooManyRedirects):
+        what = "the server redirects in a loop (too many redirects)"
+    elif isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
+        what = f"the URL cannot be requested ({exc})"
+    else:
+        what = f"the request cannot be sent ({type(exc).__name__}: {exc})"
+    return NetworkError(
+        f"{what}: {url[:200]}",
+        hint="Check MEDIMETA_BASE_URL and any proxy settings; should they be right, the "
+        "server is misconfigured: try again later.",
+    )
+
+
+def network_error(exc: httpx.HTTPError | httpx.InvalidURL, url: str) -> NetworkError:
+    """Any httpx fault that reached a use case unhandled, as the network trouble it is."""
+    if isinstance(exc, _HOPELESS):
+        return hopeless_request(exc, url)
+    return NetworkError(f"{type(exc).__name__} on {url[:200]}: {exc}")
 
 
 #: A name that does not resolve twice in a row will not resolve in the next minutes either:

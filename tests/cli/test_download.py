@@ -1142,3 +1142,152 @@ def test_segmented_archive_with_a_tampered_tail_installs_nothing(
     assert len(big_crc.requests_for("crc.zip", method="GET")) > 1  # it went in slices
     _nothing_installed(data_root, "crc")
     assert not list((data_root / ".medimeta" / "partial").glob("*.part"))
+
+
+# ----------------------------------------------------------------------------- issue 17
+
+
+def _flipped_in_member(archive: Path, member: str) -> bytes:
+    """The archive with one byte flipped in the middle of ``member``'s (stored) data."""
+    import zipfile
+
+    data = bytearray(archive.read_bytes())
+    with zipfile.ZipFile(archive) as opened:
+        info = opened.getinfo(member)
+    assert info.compress_type == zipfile.ZIP_STORED and info.file_size > 2 * 1024 * 1024
+    # The local header: 30 fixed bytes, then the name and the extra field.
+    name_length = int.from_bytes(data[info.header_offset + 26 : info.header_offset + 28], "little")
+    extra_length = int.from_bytes(data[info.header_offset + 28 : info.header_offset + 30], "little")
+    start = info.header_offset + 30 + name_length + extra_length
+    data[start + info.file_size // 2] ^= 0xFF
+    return bytes(data)
+
+
+@pytest.mark.slow
+def test_a_corrupt_complete_member_is_discarded_and_the_next_run_succeeds(
+    big_crc: zs.ZenodoServer, big_crc_data: tuple[Path, Path], data_root: Path
+) -> None:
+    """A large member whose CRC-32 fails once complete is not resumed (it would fail on
+    every run, ``--force`` included): the next run fetches it afresh."""
+    archive, _ = big_crc_data
+    big_crc.tamper("crc.zip", _flipped_in_member(archive, "crc/images.hdf5"), tail_only=False)
+    first = _run("download", "crc", "--layout", "hdf5")
+    assert first.returncode == 4, first.stderr
+    assert "CRC-32" in first.stderr and "discarded" in first.stderr
+    _nothing_installed(data_root, "crc")
+    big_crc.untamper("crc.zip")  # the server is fixed
+    second = _run("download", "crc", "--layout", "hdf5")
+    assert second.returncode == 0, second.stderr
+    assert (data_root / "crc" / "images.hdf5").is_file()
+    assert not list((data_root / ".medimeta" / "partial").glob("*.members.*"))
+    assert _run("verify", "crc", "--full").returncode == 0
+
+
+@pytest.mark.parametrize(
+    "mode", [("--layout", "hdf5"), ("--stream",), ("--layout", "hdf5", "--with-masks")]
+)
+def test_force_reinstalls_in_every_transfer_mode(
+    runner: CliRunner, zenodo: zs.ZenodoServer, data_root: Path, mode: tuple[str, ...]
+) -> None:
+    """Members and streamed transfers stage in the partial folder: the installed copy is
+    still moved aside before the new one takes its place."""
+    dataset_id = "organs_axial" if "--with-masks" in mode else "cxr"
+    assert invoke(runner, "download", dataset_id, *mode).exit_code == 0
+    before = read_install_record(RootLayout(data_root), dataset_id)
+    again = invoke(runner, "download", dataset_id, *mode, "--force")
+    assert again.exit_code == 0, again.stderr
+    after = read_install_record(RootLayout(data_root), dataset_id)
+    assert before is not None and after is not None
+    assert after.layout == before.layout and after.installed_at >= before.installed_at
+    assert after.file_count == before.file_count
+    assert invoke(runner, "verify", dataset_id, "--full").exit_code == 0
+    assert not list((data_root / ".medimeta" / "tmp").glob("*"))
+
+
+@pytest.mark.parametrize("mode", [("--layout", "hdf5"), ("--stream",)])
+@pytest.mark.parametrize("member", ["cxr/images.hdf5", "cxr/LICENSE", None])
+def test_a_directory_pointing_past_the_archive_is_malformed_not_a_cut_transfer(
+    zenodo: zs.ZenodoServer,
+    data_root: Path,
+    fixture_data: FixtureData,
+    mode: tuple[str, ...],
+    member: str | None,
+) -> None:
+    """The record lists this archive (its md5 is the one served): asking again cannot help,
+    so it is refused as malformed (exit 4) at once, without a retry."""
+    zenodo.replace_file(
+        "cxr.zip", archives.offset_past_the_end(fixture_data.archive("cxr"), member)
+    )
+    proc = _run("download", "cxr", *mode, MEDIMETA_RETRIES="3")
+    assert proc.returncode == 4, proc.stderr
+    assert "malformed" in proc.stderr and "retry" not in proc.stderr
+    assert "transfer" not in proc.stderr and "range" not in proc.stderr
+    _nothing_installed(data_root, "cxr")
+    assert not list((data_root / ".medimeta" / "partial").glob("*.members.*"))
+
+
+def _leftovers(root: Path) -> list[str]:
+    partial = root / ".medimeta" / "partial"
+    return sorted(p.name for p in partial.iterdir()) if partial.is_dir() else []
+
+
+@pytest.mark.parametrize("mode", [("--connections", "1"), (), ("--stream",), ("--layout", "hdf5")])
+def test_a_redirect_loop_is_network_trouble_and_leaves_nothing_behind(
+    runner: CliRunner, zenodo: zs.ZenodoServer, data_root: Path, mode: tuple[str, ...]
+) -> None:
+    zenodo.inject("cxr.zip", zs.redirect(), times=500)
+    proc = _run("download", "cxr", *mode, MEDIMETA_RETRIES="2")
+    assert proc.returncode == 3, proc.stderr
+    assert "redirects in a loop" in proc.stderr and "traceback" not in proc.stderr
+    assert "retry" not in proc.stderr  # the same loop would come back
+    assert _leftovers(data_root) == []
+    listed = {item["id"]: item for item in invoke_json(runner, "list")}
+    assert listed["cxr"]["state"] == "absent", listed["cxr"]
+    _nothing_installed(data_root, "cxr")
+
+
+@pytest.mark.parametrize(
+    ("key", "location", "expected"),
+    [
+        (zs.RECORD, None, "redirects in a loop"),  # the record API
+        ("cxr.zip", "ftp://127.0.0.1/cxr.zip", "cannot be requested"),  # a scheme httpx lacks
+        # An invalid Location is the server's protocol error: retried like one, then exit 3.
+        pytest.param(
+            "cxr.zip", "http://[::1/cxr.zip", "Invalid URL in location", marks=pytest.mark.slow
+        ),
+    ],
+)
+def test_network_shaped_faults_exit_3_with_one_line(
+    zenodo: zs.ZenodoServer, data_root: Path, key: str, location: str | None, expected: str
+) -> None:
+    zenodo.inject(key, zs.redirect(location), times=500)
+    proc = _run("download", "cxr", "--connections", "1", MEDIMETA_RETRIES="2")
+    assert proc.returncode == 3, proc.stderr
+    assert expected in proc.stderr and "traceback" not in proc.stderr
+    assert ("retry" in proc.stderr) == (location is not None and "[" in location)
+    assert _leftovers(data_root) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_json_download_says_what_happened_to_each_dataset(
+    zenodo: zs.ZenodoServer, data_root: Path, signum: int
+) -> None:
+    """Before, an interrupted `download --json` printed `[]`: nothing about the dataset
+    skipped, nor about the one stopped."""
+    assert _run("download", "crc").returncode == 0
+    zenodo.inject("cxr.zip", zs.slow(20_000), times=10)
+    job = subprocess.Popen(
+        [installed_script(), "download", "crc", "cxr", "--json", "--connections", "1"],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(lambda: _part_size(data_root, "cxr.zip") > 0, timeout=30)
+    job.send_signal(signum)
+    out, err = job.communicate(timeout=30)
+    assert job.returncode == 130, err
+    statuses = {item["id"]: item["status"] for item in json.loads(out)}
+    assert statuses == {"crc": "skipped", "cxr": "interrupted"}
+    assert "interrupted" in err

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from medimeta_cli.cli.progress import MAX_LINE, JobLog, duration, plain_lines
+from medimeta_cli.cli.output import MAX_LINE, plain_lines
+from medimeta_cli.cli.progress import JobLog, duration
 from medimeta_cli.events import Phase
 from medimeta_cli.fsutil import human_bytes
 from tests.conftest import InstalledData

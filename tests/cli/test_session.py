@@ -130,11 +130,67 @@ def test_with_json_an_error_is_one_json_object_on_stdout(
     error = json.loads(result.stdout)["error"]
     assert set(error) == {"code", "exit_code", "message", "hint"}
     assert (error["code"], error["exit_code"]) == (code.name, int(code))
-    # The one-line message stays on stderr, with its hint.
-    assert result.stderr.splitlines() == [f"error: {error['message']}", f"hint: {error['hint']}"]
+    # The one-line message stays on stderr, with its hint (wrapped as a job log's lines).
+    from medimeta_cli.cli.output import plain_lines
+
+    expected = plain_lines(f"error: {error['message']}") + plain_lines(f"hint: {error['hint']}")
+    assert result.stderr.splitlines() == expected
 
 
 def test_without_json_an_error_leaves_stdout_empty(runner: CliRunner) -> None:
     result = invoke(runner, "export", "crc")
     assert result.exit_code == ExitCode.NOT_INSTALLED
     assert result.stdout == ""
+
+
+_NUMERIC_WARNING = (
+    "import numpy as np\n"
+    "from medimeta_cli.cli.session import session\n"
+    "with session():\n"
+    "    values = np.array([1.0, np.nan])\n"
+    "    print(values.astype(np.int64)[0], np.float64(1.0) / np.float64(0.0))\n"
+)
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_numeric_warnings_never_leak_raw_to_stderr(debug: bool, tmp_path: Path) -> None:
+    """NumPy's RuntimeWarnings (with the source line that raised them) went to stderr;
+    they are the package's debug records now, one line each."""
+    env = {"PATH": "/usr/bin:/bin", "MEDIMETA_HOME": str(tmp_path)}
+    if debug:
+        env["MEDIMETA_DEBUG"] = "1"
+    proc = subprocess.run(
+        [sys.executable, "-c", _NUMERIC_WARNING],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=60,
+    )
+    warned = [line for line in proc.stderr.splitlines() if "RuntimeWarning" in line]
+    if debug:
+        assert len(warned) == 2 and all(" DEBUG " in line for line in warned), proc.stderr
+    else:
+        assert proc.stderr == ""
+    assert "astype" not in proc.stderr and "np.float64(1.0)" not in proc.stderr
+
+
+def test_error_and_warning_lines_of_a_job_log_are_wrapped(tmp_path: Path) -> None:
+    """An unknown id of 5,000 characters, and the hint naming every dataset: each line
+    of a job log stays under the progress lines' limit."""
+    from medimeta_cli.cli.output import MAX_LINE
+
+    env = {"PATH": "/usr/bin:/bin", "MEDIMETA_HOME": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "medimeta_cli", "info", "x" * 5000],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert lines[0].startswith("error: unknown dataset")
+    assert any(line.startswith("hint: Valid datasets") for line in lines)
+    assert max(len(line) for line in lines) <= MAX_LINE, max(len(line) for line in lines)

@@ -215,3 +215,24 @@ def test_a_corrupt_manifest_exits_4_in_every_mode_and_repair_rebuilds_it(
     assert (data_root / "cxr" / "images" / "000001.tiff").is_file()
     again = invoke_json(runner, "verify", "cxr", "--full")
     assert [(r["status"], r["problems"]) for r in again] == [("ok", [])]
+
+
+def test_repair_keeps_the_layout_each_dataset_was_installed_in(
+    runner: CliRunner, zenodo: zs.ZenodoServer, data_root: Path
+) -> None:
+    """An hdf5-layout install is repaired in the hdf5 layout (with its masks when it had
+    them), never as the full layout twice its size."""
+    for args in (("cxr", "--layout", "hdf5"), ("organs_axial", "--layout", "hdf5", "--with-masks")):
+        assert invoke(runner, "download", *args).exit_code == 0
+    for dataset_id in ("cxr", "organs_axial"):
+        flip_byte(data_root / dataset_id / "images.hdf5", 4096)
+    result = invoke(runner, "verify", "--full", "--repair")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    layout = RootLayout(data_root)
+    for dataset_id in ("cxr", "organs_axial"):
+        record = read_install_record(layout, dataset_id)
+        assert record is not None and record.layout == "hdf5"
+        assert not (data_root / dataset_id / "images").exists()
+    assert (data_root / "organs_axial" / "masks").is_dir()
+    assert not (data_root / "cxr" / "masks").exists()
+    assert invoke(runner, "verify", "--full").exit_code == 0

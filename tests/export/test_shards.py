@@ -151,7 +151,7 @@ def test_auto_under_pbs_needs_the_count_and_maps_either_start() -> None:
     for indices in (range(0, 8), range(1, 9)):
         shards = {resolve_shard("auto/8", {"PBS_ARRAY_INDEX": str(i)}) for i in indices}
         assert shards == {(i, 8) for i in range(1, 9)}
-    assert resolve_shard("auto/2", {"PBS_ARRAYID": "4"}) == (1, 2)  # Torque's name
+    assert resolve_shard("auto/2", {"PBS_ARRAYID": "2"}) == (1, 2)  # Torque's name
 
 
 def test_shard_zero_points_to_auto() -> None:
@@ -160,3 +160,55 @@ def test_shard_zero_points_to_auto() -> None:
         resolve_shard("0/8", {})
     assert "--shard auto" in (caught.value.hint or "")
     assert resolve_shard("3/8", _slurm(0, 0, 7, 8)) == (3, 8)  # I/N ignores the array
+
+
+_HOSTILE = ["1_0", "+3", "\u0663", "\uff13", "3.0", "0x3", "-1", "1e3", "9" * 5000]
+
+
+@pytest.mark.parametrize("value", _HOSTILE)
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "SLURM_ARRAY_TASK_ID",
+        "SLURM_ARRAY_TASK_MIN",
+        "SLURM_ARRAY_TASK_COUNT",
+        "SLURM_ARRAY_TASK_STEP",
+        "LSB_JOBINDEX",
+        "LSB_JOBINDEX_END",
+        "PBS_ARRAY_INDEX",
+    ],
+)
+def test_auto_takes_plain_ascii_digits_only_from_every_variable(variable: str, value: str) -> None:
+    """int() would take 1_0, +3, Arabic-Indic or full-width digits, and a 5,000-digit
+    number; none is a task number. The value is echoed cut short."""
+    if variable.startswith("SLURM"):
+        env = _slurm(3, 0, 7, 8)
+    elif variable.startswith("LSB"):
+        env = {"LSB_JOBINDEX": "3", "LSB_JOBINDEX_END": "8"}
+    else:
+        env = {}
+    env[variable] = value
+    with pytest.raises(UsageError, match="not a whole number") as caught:
+        resolve_shard("auto/8", env)
+    assert len(caught.value.message) < 200
+
+
+@pytest.mark.parametrize("text", ["1_0/12", "\u0663/8", "3/1_0", "+3/8", "9" * 5000 + "/8"])
+def test_i_n_takes_plain_ascii_digits_only(text: str) -> None:
+    with pytest.raises(UsageError, match="takes I/N or auto") as caught:
+        resolve_shard(text, {})
+    assert len(caught.value.message) < 200
+
+
+@pytest.mark.parametrize("count", ["1_0", "\u0668", "+8", "8" * 5000])
+def test_auto_n_takes_plain_ascii_digits_only(count: str) -> None:
+    with pytest.raises(UsageError, match="not a whole number") as caught:
+        resolve_shard("auto/" + count, _slurm(3, 0, 7, 8))
+    assert len(caught.value.message) < 200
+
+
+@pytest.mark.parametrize("index", ["9", "16", "12345"])
+def test_auto_range_checks_a_pbs_index(index: str) -> None:
+    """-J 0-7 and -J 1-8 have no index above 8: taken modulo 8, 9 would be shard 2 again."""
+    with pytest.raises(UsageError, match="not one of 8 consecutive"):
+        resolve_shard("auto/8", {"PBS_ARRAY_INDEX": index})

@@ -35,6 +35,7 @@ import math
 import os
 import shutil
 import stat
+import struct
 import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping
@@ -676,6 +677,27 @@ def swapped_in_directory(archive: Path, first: str, second: str) -> bytes:
     swapped[at_a : at_a + len(a)], swapped[at_b : at_b + len(b)] = b, a
     directory = bytes(swapped)
     return data[:start] + directory
+
+
+def offset_past_the_end(archive: Path, member: str | None = None) -> bytes:
+    """The archive's bytes with an offset of its central directory pointing past its end:
+    that of ``member``'s local header, or (``member`` None) the directory's own offset in
+    the end record. The size stays the archive's."""
+    data = bytearray(archive.read_bytes())
+    end_record = data.rfind(b"PK\x05\x06")
+    past = len(data) + 1000
+    if member is None:
+        struct.pack_into("<I", data, end_record + 16, past)
+        return bytes(data)
+    with zipfile.ZipFile(archive) as handle:
+        position = handle.start_dir
+    while data[position : position + 4] == b"PK\x01\x02":
+        name_length, extra_length, comment_length = struct.unpack_from("<HHH", data, position + 28)
+        if data[position + 46 : position + 46 + name_length] == member.encode():
+            struct.pack_into("<I", data, position + 42, past)
+            return bytes(data)
+        position += 46 + name_length + extra_length + comment_length
+    raise ValueError(f"{member} is not in the central directory")
 
 
 def write_dataset_dir(spec: DatasetSpec, parent: Path) -> Path:

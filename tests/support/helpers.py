@@ -45,6 +45,11 @@ def invoke_json(runner: CliRunner, *args: str) -> Any:
     return json.loads(result.stdout)
 
 
+def unwrapped(stderr: str) -> str:
+    """stderr with the lines a job log wraps (continued with four spaces) joined again."""
+    return stderr.replace("\n    ", " ")
+
+
 def installed_script() -> str:
     """Path of the installed ``medimeta`` script (this interpreter's first); skip if absent."""
     here = str(Path(sys.executable).parent)

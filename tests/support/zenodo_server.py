@@ -185,8 +185,18 @@ class StallAfter:
     seconds: float = 3600.0
 
 
+@dataclass(frozen=True)
+class Redirect:
+    """Answer ``code`` with a ``Location`` header: ``location``, or (None) the very URL
+    asked for, a redirect loop when injected more times than a client follows."""
+
+    location: str | None = None
+    code: int = 302
+
+
 Fault: TypeAlias = (
     StatusFault
+    | Redirect
     | CutAfter
     | Corrupt
     | HtmlPage
@@ -208,6 +218,11 @@ def status(
 ) -> StatusFault:
     """Fault: answer ``code``; ``retry_after`` is seconds or an HTTP date (:func:`http_date`)."""
     return StatusFault(code, retry_after, body, content_type)
+
+
+def redirect(location: str | None = None, code: int = 302) -> Redirect:
+    """Fault: redirect to ``location`` (None: the URL asked for itself, a loop)."""
+    return Redirect(location, code)
 
 
 def cut_after(n_bytes: int) -> CutAfter:
@@ -611,7 +626,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if isinstance(fault, Delay) and not app._sleep(fault.seconds):
                     raise ConnectionAbortedError("server stopping")
             try:
-                response = _replacement_response(faults) or self._normal_response(
+                response = _replacement_response(faults, self.path) or self._normal_response(
                     app, route, faults, parts.query, allowed
                 )
             except OSError as exc:  # e.g. a registered file vanished from disk
@@ -791,9 +806,12 @@ def _json_response(code: int, payload: Any) -> _Response:
     return _Response(code, [("Content-Type", "application/json")], _Body(data=data))
 
 
-def _replacement_response(faults: Iterable[Fault]) -> _Response | None:
-    """The response dictated by the first status/html/json fault, if any."""
+def _replacement_response(faults: Iterable[Fault], path: str) -> _Response | None:
+    """The response dictated by the first status/redirect/html/json fault, if any."""
     for fault in faults:
+        if isinstance(fault, Redirect):
+            location = path if fault.location is None else fault.location
+            return _Response(fault.code, [("Location", location)], _Body(data=b""))
         if isinstance(fault, StatusFault):
             response = _Response(
                 fault.code, [("Content-Type", fault.content_type)], _Body(data=fault.body)
@@ -981,6 +999,11 @@ class ZenodoServer:
             if len(data) != entry.size():
                 raise ValueError("a tampered copy must have the file's size")
             self._tampered[key] = (data, tail_only)
+
+    def untamper(self, key: str) -> None:
+        """Answer with the genuine bytes of ``key`` again (the server was fixed)."""
+        with self._files_lock:
+            self._tampered.pop(key, None)
 
     def _tampered_body(self, key: str, body: _Body, first: int, last: int) -> _Body:
         """``body``, or bytes ``first..last`` of the tampered copy where :meth:`tamper` says."""
