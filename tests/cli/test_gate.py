@@ -19,7 +19,7 @@ from medimeta_cli import api
 from medimeta_cli.errors import IntegrityError
 from tests.conftest import FixtureData
 from tests.support import archives
-from tests.support.helpers import invoke, invoke_json, write_installed
+from tests.support.helpers import invoke, invoke_json, unwrapped, write_installed
 
 #: From task_labels/ of <root>/<id>/, three levels up is the data root's parent.
 EVIL = "../../../outside/evil"
@@ -145,7 +145,8 @@ def _edit_info(folder: Path, edit: Callable[[dict[str, Any]], None]) -> None:
 
 
 def _refused_in_one_line(result: Any, *words: str) -> None:
-    stderr = result.stderr
+    # One error line (a job log wraps a long one onto indented continuation lines).
+    stderr = unwrapped(result.stderr)
     assert result.exit_code == 4, stderr
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, stderr
