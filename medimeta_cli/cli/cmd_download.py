@@ -214,15 +214,21 @@ def download_command(
             try:
                 with sigterm_as_interrupt(), ProgressDisplay(s.out) as display:
                     downloader.on_event = event_sink(display)
-                    outcomes = downloader.download(
-                        datasets,
-                        force=force,
-                        keep_archive=keep_archive,
-                        jobs=jobs or 2,
-                        archive_layout=archive_layout,
-                        with_masks=with_masks,
-                        stream=stream,
-                    )
+                    if force and layout is None and not with_masks:
+                        # Again, each in the layout it was installed in (full if it is not).
+                        outcomes = downloader.reinstall(
+                            datasets, jobs=jobs or 2, keep_archive=keep_archive, stream=stream
+                        )
+                    else:
+                        outcomes = downloader.download(
+                            datasets,
+                            force=force,
+                            keep_archive=keep_archive,
+                            jobs=jobs or 2,
+                            archive_layout=archive_layout,
+                            with_masks=with_masks,
+                            stream=stream,
+                        )
             except DownloadInterrupted as stopped:
                 # Say what did finish before saying it was interrupted.
                 _report_finished(s.out, stopped.outcomes, common.json)

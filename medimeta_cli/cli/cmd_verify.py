@@ -133,7 +133,7 @@ def _repair(s: Session, datasets: list[Dataset]) -> None:
     try:
         with ProgressDisplay(s.out) as display:
             downloader.on_event = event_sink(display)
-            outcomes = downloader.repair(datasets)
+            outcomes = downloader.reinstall(datasets)
     finally:
         downloader.close()
     for outcome in outcomes:

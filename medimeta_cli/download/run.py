@@ -238,17 +238,32 @@ class Downloader:
                     self._finish_after_interrupt(futures, outcomes, datasets)
         return [outcomes[d.id] for d in datasets]
 
-    def repair(self, datasets: Sequence[Dataset], *, jobs: int = 2) -> list[Outcome]:
-        """Download damaged datasets again, each in the layout it was installed in (its
-        install record says which; the hdf5 layout keeps its masks when it had them), so
-        that a repair never turns an hdf5 install into a full one twice its size."""
+    def reinstall(
+        self,
+        datasets: Sequence[Dataset],
+        *,
+        jobs: int = 2,
+        keep_archive: bool = False,
+        stream: bool = False,
+    ) -> list[Outcome]:
+        """Download datasets again (``download --force`` without ``--layout``, ``verify
+        --repair``), each in the layout it was installed in (its install record says which;
+        the hdf5 layout keeps its masks when it had them; the full layout when it is not
+        installed), so that a reinstall never turns an hdf5 install into a full one twice
+        its size."""
         groups: dict[tuple[ArchiveLayout, bool], list[Dataset]] = {}
         for dataset in datasets:
             groups.setdefault(installed_layout(self.layout, dataset.id), []).append(dataset)
         outcomes: dict[str, Outcome] = {}
         for (archive_layout, with_masks), group in groups.items():
             done = self.download(
-                group, force=True, jobs=jobs, archive_layout=archive_layout, with_masks=with_masks
+                group,
+                force=True,
+                jobs=jobs,
+                keep_archive=keep_archive,
+                archive_layout=archive_layout,
+                with_masks=with_masks,
+                stream=stream,
             )
             outcomes.update((outcome.dataset_id, outcome) for outcome in done)
         return [outcomes[d.id] for d in datasets]

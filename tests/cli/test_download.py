@@ -1204,6 +1204,33 @@ def test_force_reinstalls_in_every_transfer_mode(
     assert not list((data_root / ".medimeta" / "tmp").glob("*"))
 
 
+@pytest.mark.parametrize(
+    ("dataset_id", "first"),
+    [("cxr", ("--layout", "hdf5")), ("organs_axial", ("--layout", "hdf5", "--with-masks"))],
+    ids=["hdf5", "hdf5-with-masks"],
+)
+def test_force_without_a_layout_keeps_the_layout_it_was_installed_in(
+    runner: CliRunner,
+    zenodo: zs.ZenodoServer,
+    data_root: Path,
+    dataset_id: str,
+    first: tuple[str, ...],
+) -> None:
+    """`download --force` with no --layout reinstalls an hdf5 install as hdf5 (masks kept),
+    never as the full layout twice its size; a dataset not installed gets the full layout."""
+    assert invoke(runner, "download", dataset_id, *first).exit_code == 0
+    layout = RootLayout(data_root)
+    before = read_install_record(layout, dataset_id)
+    again = invoke(runner, "download", dataset_id, "crc", "--force")
+    assert again.exit_code == 0, again.stderr
+    after = read_install_record(layout, dataset_id)
+    assert before is not None and after is not None
+    assert after.layout == "hdf5" and after.file_count == before.file_count
+    assert after.installed_at >= before.installed_at
+    fresh = read_install_record(layout, "crc")
+    assert fresh is not None and fresh.layout == "full"
+
+
 @pytest.mark.parametrize("mode", [("--layout", "hdf5"), ("--stream",)])
 @pytest.mark.parametrize("member", ["cxr/images.hdf5", "cxr/LICENSE", None])
 def test_a_directory_pointing_past_the_archive_is_malformed_not_a_cut_transfer(
