@@ -34,7 +34,8 @@ A module's layer is that of the longest name below that it starts with::
     8  api
     7  download doctor
     6  download.job
-    5  fetch install export sample download.plan dataset.verify store.remove store.prune
+    5  fetch install export sample download.plan dataset.verify dataset.verify_installed
+       store.remove store.prune
     4  dataset
     3  store zenodo
     2  catalog.build catalog.citation settings

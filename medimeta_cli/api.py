@@ -342,10 +342,8 @@ def verify(
     installed raises :class:`~medimeta_cli.errors.NotInstalledError`. Damage is in the
     reports (``report.ok``), not raised.
     """
-    from medimeta_cli.dataset.verify import VerifyMode, verify_dataset
-    from medimeta_cli.errors import NotInstalledError
-    from medimeta_cli.store.layout import RootLayout
-    from medimeta_cli.store.status import locate, root_of
+    from medimeta_cli.dataset.verify import VerifyMode
+    from medimeta_cli.dataset.verify_installed import VerifyRequest, verify_installed
 
     _root(root)
     _check("mode", mode, (str,), "'fast', 'full' or 'deep'")
@@ -357,16 +355,7 @@ def verify(
         choices = ", ".join(repr(m.value) for m in VerifyMode)
         raise UsageError(f"unknown verify mode {mode!r}", hint=f"Use {choices}.") from None
     settings, catalog = _settings(root)
-    reports = []
-    for dataset in catalog.resolve(named) if named else catalog.datasets:
-        where = root_of(locate(settings.root, settings.shared_roots, dataset.id))
-        if where is None:
-            if named:
-                roots = ", ".join(str(r) for r in (settings.root, *settings.shared_roots))
-                raise NotInstalledError(dataset.id, roots)
-            continue
-        reports.append(verify_dataset(RootLayout(where), dataset, mode=checked, jobs=jobs))
-    return reports
+    return verify_installed(settings, catalog, VerifyRequest(tuple(named), (), checked, jobs))
 
 
 def export(

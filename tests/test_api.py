@@ -234,3 +234,24 @@ def test_ensure_finds_an_installed_dataset_outside_the_catalog(
     _truncate(data_root / "lab_scans" / "images.hdf5")
     with pytest.raises(IntegrityError, match=r"images\.hdf5 has"):
         medimeta_cli.ensure("lab_scans")
+
+
+def test_the_api_and_the_command_line_verify_the_same_datasets_alike(
+    runner: CliRunner, zenodo: zs.ZenodoServer, data_root: Path, tmp_path: Path
+) -> None:
+    """One verify use case: the API checks an installed dataset outside the catalog as the
+    command does (it refused one as unknown before), and both report the same."""
+    from medimeta_cli import api
+    from tests.support.helpers import write_installed
+
+    lab, _ = write_installed(archives.tiny_spec("lab_scans"), tmp_path / "unzipped")
+    assert invoke(runner, "download", "--from", str(lab), "--offline").exit_code == 0
+    assert invoke(runner, "download", "crc").exit_code == 0
+    _truncate(data_root / "crc" / "images.hdf5")
+    reports = api.verify(["lab_scans", "crc"], mode="full")
+    cli = invoke(runner, "--json", "verify", "lab_scans", "crc", "--full")
+    assert cli.exit_code == 4, cli.stderr
+    by_cli = {r["id"]: (r["status"], len(r["problems"])) for r in json.loads(cli.stdout)}
+    by_api = {r.dataset_id: (r.status.value, len(r.problems)) for r in reports}
+    assert by_api == by_cli == {"lab_scans": ("ok", 0), "crc": ("damaged", 1)}
+    assert [r.dataset_id for r in api.verify()] == ["crc", "lab_scans"]

@@ -39,16 +39,22 @@ def _core_modules() -> list[str]:
 
 def _layer_map() -> dict[str, int]:
     """Name below the package (``store``, ``store.prune``) -> its layer, read from the
-    package docstring: each line ``N  name name ...`` of its layer map."""
+    package docstring: each line ``N  name name ...`` of its layer map, and the indented
+    lines of names that continue it."""
     doc = medimeta_cli.__doc__ or ""
-    block = doc.split("Layers, top to bottom.", 1)[1]
+    block = doc.split("Layers, top to bottom.", 1)[1].split("::", 1)[1]
     layers: dict[str, int] = {}
+    layer = None
     for line in block.splitlines():
-        match = re.fullmatch(r"\s*(\d+)\s+([a-z_. ]+?)\s*", line)
-        if match:
-            for name in match.group(2).split():
-                assert name not in layers, f"{name} is named twice in the layer map"
-                layers[name] = int(match.group(1))
+        match = re.fullmatch(r"\s*(\d+)?\s+([a-z_. ]+?)\s*", line)
+        if match is None:
+            continue
+        if match.group(1) is not None:
+            layer = int(match.group(1))
+        assert layer is not None, f"names before the first layer: {line!r}"
+        for name in match.group(2).split():
+            assert name not in layers, f"{name} is named twice in the layer map"
+            layers[name] = layer
     return layers
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -21,7 +20,7 @@ if TYPE_CHECKING:
     from medimeta_cli.catalog.datasets import Dataset
     from medimeta_cli.cli.output import Output
     from medimeta_cli.cli.session import Session
-    from medimeta_cli.dataset.verify import Report, VerifyMode
+    from medimeta_cli.dataset.verify import Report
 
 
 #: Command lines the help shows under "Examples".
@@ -61,42 +60,16 @@ def verify_command(
     With no ids, every installed dataset is checked. Exits with code 4 when anything is wrong.
     """
     with session(common) as s:
-        from medimeta_cli.cli._installed import catalog_entry, local_ids
-        from medimeta_cli.cli._selection import select_datasets
-        from medimeta_cli.dataset.verify import VerifyMode, verify_dataset
-        from medimeta_cli.store.layout import RootLayout
-        from medimeta_cli.store.status import root_of
+        from medimeta_cli.dataset.verify import VerifyMode
+        from medimeta_cli.dataset.verify_installed import VerifyRequest, verify_installed
 
-        local: list[str]  # installed datasets the catalog lacks, checked by their info.yaml
-        if dataset_ids or domain:
-            known = [i for i in dataset_ids or () if catalog_entry(s, i) is not None]
-            local = [i for i in dataset_ids or () if i not in known]
-            datasets = select_datasets(s.catalog, known, domain, False) if known or domain else ()
-            for named in s.catalog.resolve(known):  # ids are case-insensitive
-                s.installed_root(named.id)  # NotInstalledError for a named dataset
-        else:
-            datasets = s.catalog.datasets
-            local = local_ids(s)
-        # Each dataset is checked where it lives: the data root or a shared root.
-        roots = {d.id: root for d in datasets if (root := root_of(s.locate(d.id))) is not None}
-        datasets = tuple(d for d in datasets if d.id in roots)
         mode = VerifyMode.DEEP if deep else VerifyMode.FULL if full else VerifyMode.FAST
-        reports: list[Report] = []
+        request = VerifyRequest(tuple(dataset_ids or ()), tuple(domain or ()), mode, jobs)
         with ProgressDisplay(s.out, verb="hashing") as display:
-            for dataset in (*datasets, *(_local_dataset(s, i, mode, reports) for i in local)):
-                if dataset is None:
-                    continue
-                root = roots.get(dataset.id) or s.installed_root(dataset.id)
-                reports.append(
-                    verify_dataset(
-                        RootLayout(root),
-                        dataset,
-                        mode=mode,
-                        jobs=jobs,
-                        on_bytes=partial(display.advance, dataset.id),
-                        on_start=partial(display.start, dataset.id),
-                    )
-                )
+            reports = verify_installed(
+                s.settings, s.catalog, request, on_start=display.start, on_bytes=display.advance
+            )
+        local = {r.dataset_id for r in reports} - set(s.catalog.ids)
         if common.json:
             s.out.emit_json([report.to_json() for report in reports])
         else:
@@ -143,23 +116,6 @@ def _repair(s: Session, datasets: list[Dataset]) -> None:
             s.out.status(f"repaired {outcome.dataset_id}")
     if any(outcome.error is not None for outcome in outcomes):
         raise typer.Exit(int(ExitCode.INTEGRITY))
-
-
-def _local_dataset(
-    s: Session, dataset_id: str, mode: VerifyMode, reports: list[Report]
-) -> Dataset | None:
-    """An installed dataset outside the catalog, as its info.yaml describes it; None (and
-    a damaged report) when that cannot be read, as nothing else describes it."""
-    from medimeta_cli.dataset.gate import InfoError, read_info
-    from medimeta_cli.dataset.verify import Problem, ProblemKind, Report, VerifyStatus
-
-    folder = s.installed_root(dataset_id) / dataset_id
-    try:
-        return read_info(folder, dataset_id)
-    except InfoError as error:
-        problem = Problem("info.yaml", ProblemKind.STRUCTURE, error.reason)
-        reports.append(Report(dataset_id, mode, VerifyStatus.DAMAGED, (problem,)))
-        return None
 
 
 def _print_reports(out: Output, reports: list[Report], version: str) -> None:

@@ -71,6 +71,7 @@ def test_the_dataset_table_agrees_with_the_bundled_catalog() -> None:
     assert f"The {images_total:,} images" in table
 
 
+@pytest.mark.slow
 def test_the_quick_start_ends_in_the_folder_its_loader_reads(
     zenodo: ZenodoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
