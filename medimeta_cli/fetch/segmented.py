@@ -237,7 +237,7 @@ class SegmentedFetch:
         self._calm_since = now
         try:
             # The client's policy decides, as for every other transfer: give up, or how long.
-            wait = self.client.retry_delay(
+            wait, _ = self.client.retry_delay(
                 attempt, f"{trouble.reason} on {self.info.key}", trouble.retry_after, trouble
             )
         except NetworkError as error:

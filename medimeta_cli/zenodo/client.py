@@ -190,9 +190,10 @@ class RemoteClient:
         reason: str,
         retry_after: float | None = None,
         error: BaseException | None = None,
-    ) -> float:
+    ) -> tuple[float, int]:
         """Seconds to wait before retry ``attempt`` (1-based) after ``error`` (or a status),
-        or raise :class:`NetworkError` when no retry is worth it.
+        and how many retries this trouble gets; or raise :class:`NetworkError` when no
+        retry is worth it.
 
         The one place that tells "nobody is there" (:func:`unreachable`: a couple of quick
         retries, then a hint to work offline) from "busy, come back later" (throttling,
@@ -203,12 +204,13 @@ class RemoteClient:
         policy = self.policy
         what = unreachable(error) if error is not None else None
         if what is not None:
-            if attempt > min(policy.retries, policy.unreachable_retries):
+            quick = min(policy.retries, policy.unreachable_retries)
+            if attempt > quick:
                 logger.info("giving up after %d attempt(s): %s", attempt, reason)
                 tries = "1 attempt" if attempt == 1 else f"{attempt} attempts"
                 self.gone = NetworkError(f"{what} ({tries}): {reason}", hint=UNREACHABLE_HINT)
                 raise self.gone
-            return min(policy.backoff(attempt), policy.unreachable_wait)
+            return min(policy.backoff(attempt), policy.unreachable_wait), quick
         if attempt > policy.retries:
             logger.info("giving up after %d attempt(s): %s", attempt, reason)
             tries = "1 attempt" if attempt == 1 else f"{attempt} attempts"
@@ -218,7 +220,8 @@ class RemoteClient:
                 f"{reason}; the server asks to wait {retry_after:.0f} s",
                 hint="Try again later; the command resumes where it stopped.",
             )
-        return retry_after if retry_after is not None else policy.backoff(attempt)
+        wait = retry_after if retry_after is not None else policy.backoff(attempt)
+        return wait, policy.retries
 
     def retry_wait(
         self,
@@ -229,16 +232,16 @@ class RemoteClient:
     ) -> None:
         """Wait before retry ``attempt`` (1-based), or raise when no retry is worth it
         (:meth:`retry_delay`)."""
-        wait = self.retry_delay(attempt, reason, retry_after, error)
+        wait, retries = self.retry_delay(attempt, reason, retry_after, error)
         logger.info(
             "%s; retry %d/%d in %.1f s%s",
             reason,
             attempt,
-            self.policy.retries,
+            retries,
             wait,
             " (as the server asked)" if retry_after is not None else "",
         )
-        self._notice(f"{reason}; retry {attempt}/{self.policy.retries} in {wait:.1f} s")
+        self._notice(f"{reason}; retry {attempt}/{retries} in {wait:.1f} s")
         self.sleep(wait)
 
     @contextmanager
