@@ -149,8 +149,10 @@ def _network_hint(message: str, hint: str | None) -> str:
             "The server's certificate is not trusted. Behind a TLS-inspecting proxy, set "
             "SSL_CERT_FILE to your organisation's CA bundle (see the certificates check)."
         )
-    if hint is None or hint == NetworkError.default_hint:
-        # The generic hint talks about resuming a download; the doctor has nothing to resume.
+    from medimeta_cli.zenodo.client import UNREACHABLE_HINT
+
+    if hint is None or hint in (NetworkError.default_hint, UNREACHABLE_HINT):
+        # The generic hints talk about resuming a download, or send the user to the doctor.
         return (
             "Check the connection, the proxy variables (see the proxy check) and "
             "MEDIMETA_BASE_URL; behind a firewall, download elsewhere and use "

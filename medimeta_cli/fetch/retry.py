@@ -4,7 +4,8 @@ A flaky link that still makes progress should not run out of retries, so an atte
 moved the transfer forward starts the count again; one that only trickled until the read
 watch cut it (:func:`medimeta_cli.zenodo.transport.stalled`) counts as a failed attempt
 like any other. Waiting, and giving up once the retries are used, is the client's
-(:meth:`RemoteClient.retry_wait`, its :class:`RetryPolicy`).
+(:meth:`RemoteClient.retry_delay`, its :class:`RetryPolicy`), which alone tells "nobody is
+there" (a few quick retries) from "busy, come back later" (the polite back-off).
 """
 
 from __future__ import annotations
@@ -40,5 +41,6 @@ class RetryRule:
         retry_after: float | None = None,
     ) -> None:
         """Count the attempt, then wait as the client's policy says (or raise
-        :class:`~medimeta_cli.errors.NetworkError` once the retries are used up)."""
-        self.client.retry_wait(self.count(progressed, error), reason, retry_after)
+        :class:`~medimeta_cli.errors.NetworkError` once the retries are used up, or at once
+        when ``error`` says that nobody is there)."""
+        self.client.retry_wait(self.count(progressed, error), reason, retry_after, error)

@@ -235,21 +235,14 @@ class SegmentedFetch:
         attempt = self._retry.count(progressed, trouble)
         self._fetched_at_trouble = self.fetched
         self._calm_since = now
-        policy = self.client.policy
-        if attempt > policy.retries:
-            self._error = NetworkError(
-                f"giving up after {attempt} attempts: {trouble.reason} on {self.info.key}"
+        try:
+            # The client's policy decides, as for every other transfer: give up, or how long.
+            wait, _ = self.client.retry_delay(
+                attempt, f"{trouble.reason} on {self.info.key}", trouble.retry_after, trouble
             )
+        except NetworkError as error:
+            self._error = error
             return
-        wait = trouble.retry_after
-        if wait is not None and wait > policy.max_server_wait:
-            self._error = NetworkError(
-                f"{trouble.reason} on {self.info.key}; the server asks to wait {wait:.0f} s",
-                hint="Try again later; the command resumes where it stopped.",
-            )
-            return
-        if wait is None:
-            wait = policy.backoff(attempt)
         self._limit = max(1, self._limit // 2)
         self._hold_until = max(self._hold_until, now + wait)
         message = (

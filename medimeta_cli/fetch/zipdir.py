@@ -132,7 +132,7 @@ def fetch_range(client: RemoteClient, url: str, start: int, end: int) -> bytes:
                 require_partial(answer.kind, answer.status, url)
                 return answer.response.read()
         except httpx.TransportError as exc:
-            rule.retry(f"range request to {url} failed ({exc})")
+            rule.retry(f"range request to {url} failed ({exc})", error=exc)
 
 
 def require_partial(kind: Kind, status: int, url: str) -> None:

@@ -7,6 +7,7 @@ Only commands that talk to the record import this module (it loads httpx);
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import random
@@ -79,6 +80,11 @@ class RetryPolicy:
     backoff_base: float = 1.0
     backoff_cap: float = 60.0
     max_server_wait: float = 900.0
+    #: Retries, and the longest wait before each, when nobody is there (see
+    #: :func:`unreachable`): a refused connection or an unknown name does not mend within
+    #: minutes, so a couple of quick tries tell a blip from an outage, then the run fails.
+    unreachable_retries: int = 2
+    unreachable_wait: float = 1.0
 
     def backoff(self, attempt: int) -> float:
         """Seconds to wait before retry ``attempt`` (1-based) when the server gave no hint."""
@@ -150,6 +156,9 @@ class RemoteClient:
         self.on_notice = on_notice
         self.sleep = sleep
         self.limiter = RateLimiter(sleep)
+        #: Set once nobody answered (:func:`unreachable`): every later request of the run
+        #: fails at once instead of trying again (several datasets, parallel slices).
+        self.gone: NetworkError | None = None
         # Reads wake up twice a second: a cancelled run stops, a stalled transfer is cut.
         watch = ReadWatch(should_stop or (lambda: False), stall_seconds)
         self.http = httpx.Client(
@@ -175,27 +184,64 @@ class RemoteClient:
         if self.on_notice is not None:
             self.on_notice(message)
 
-    def retry_wait(self, attempt: int, reason: str, retry_after: float | None = None) -> None:
-        """Wait before retry ``attempt`` (1-based), or raise when retries are used up."""
-        if attempt > self.policy.retries:
+    def retry_delay(
+        self,
+        attempt: int,
+        reason: str,
+        retry_after: float | None = None,
+        error: BaseException | None = None,
+    ) -> tuple[float, int]:
+        """Seconds to wait before retry ``attempt`` (1-based) after ``error`` (or a status),
+        and how many retries this trouble gets; or raise :class:`NetworkError` when no
+        retry is worth it.
+
+        The one place that tells "nobody is there" (:func:`unreachable`: a couple of quick
+        retries, then a hint to work offline) from "busy, come back later" (throttling,
+        server errors, timeouts, resets: the polite back-off, the server's wishes first).
+        """
+        if self.gone is not None:
+            raise NetworkError(self.gone.message, hint=self.gone.hint)
+        policy = self.policy
+        what = unreachable(error) if error is not None else None
+        if what is not None:
+            quick = min(policy.retries, policy.unreachable_retries)
+            if attempt > quick:
+                logger.info("giving up after %d attempt(s): %s", attempt, reason)
+                tries = "1 attempt" if attempt == 1 else f"{attempt} attempts"
+                self.gone = NetworkError(f"{what} ({tries}): {reason}", hint=UNREACHABLE_HINT)
+                raise self.gone
+            return min(policy.backoff(attempt), policy.unreachable_wait), quick
+        if attempt > policy.retries:
             logger.info("giving up after %d attempt(s): %s", attempt, reason)
             tries = "1 attempt" if attempt == 1 else f"{attempt} attempts"
             raise NetworkError(f"giving up after {tries}: {reason}")
-        if retry_after is not None and retry_after > self.policy.max_server_wait:
+        if retry_after is not None and retry_after > policy.max_server_wait:
             raise NetworkError(
                 f"{reason}; the server asks to wait {retry_after:.0f} s",
                 hint="Try again later; the command resumes where it stopped.",
             )
-        wait = retry_after if retry_after is not None else self.policy.backoff(attempt)
+        wait = retry_after if retry_after is not None else policy.backoff(attempt)
+        return wait, policy.retries
+
+    def retry_wait(
+        self,
+        attempt: int,
+        reason: str,
+        retry_after: float | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        """Wait before retry ``attempt`` (1-based), or raise when no retry is worth it
+        (:meth:`retry_delay`)."""
+        wait, retries = self.retry_delay(attempt, reason, retry_after, error)
         logger.info(
             "%s; retry %d/%d in %.1f s%s",
             reason,
             attempt,
-            self.policy.retries,
+            retries,
             wait,
             " (as the server asked)" if retry_after is not None else "",
         )
-        self._notice(f"{reason}; retry {attempt}/{self.policy.retries} in {wait:.1f} s")
+        self._notice(f"{reason}; retry {attempt}/{retries} in {wait:.1f} s")
         self.sleep(wait)
 
     @contextmanager
@@ -212,6 +258,8 @@ class RemoteClient:
         """
         attempt = 0
         while True:
+            if self.gone is not None:  # found unreachable in this run: say so at once
+                raise NetworkError(self.gone.message, hint=self.gone.hint)
             self.limiter.before_request(self._notice)
             try:
                 request = self.http.build_request("GET", url, headers=headers)
@@ -223,13 +271,7 @@ class RemoteClient:
                 if not retry:
                     raise
                 attempt += 1
-                if attempt >= _NAME_RETRIES and _unresolvable(exc):
-                    raise NetworkError(
-                        f"cannot resolve the server's name for {url} ({exc})",
-                        hint="No network here? Compute nodes often have none: use --offline "
-                        "with data installed elsewhere, or `medimeta download --from PATH`.",
-                    ) from exc
-                self.retry_wait(attempt, f"{type(exc).__name__} on {url}: {exc}")
+                self.retry_wait(attempt, f"{type(exc).__name__} on {url}: {exc}", error=exc)
                 continue
             self.limiter.update(response.headers)
             logger.debug("HTTP %d from %s", response.status_code, url)
@@ -305,22 +347,54 @@ def network_error(exc: httpx.HTTPError | httpx.InvalidURL, url: str) -> NetworkE
     return NetworkError(f"{type(exc).__name__} on {url[:200]}: {exc}")
 
 
-#: A name that does not resolve twice in a row will not resolve in the next minutes either:
-#: say so at once instead of backing off for minutes (compute nodes without network).
-_NAME_RETRIES = 2
+#: What to do when nobody is there: every way round the network, and the way to check it.
+UNREACHABLE_HINT = (
+    "Nobody answers there: is there network here (compute nodes often have none)? Use "
+    "--offline with data installed elsewhere, `medimeta download --print-urls` where there "
+    "is network to fetch the archives by other means (then `download --from PATH`), or "
+    "`medimeta doctor` to check the way to the server."
+)
+
+#: errno values of a connection that found nobody: refused, no route, no network.
+_NOBODY_ERRNOS = {
+    errno.ECONNREFUSED: "connection refused",
+    errno.EHOSTUNREACH: "no route to the server's host",
+    errno.ENETUNREACH: "the network is unreachable",
+}
+#: The same, as httpx's text says them (errors made without the OS error behind them).
+_NOBODY_TEXTS = {
+    "name or service not known": "cannot resolve the server's name",
+    "name resolution": "cannot resolve the server's name",
+    "nodename nor servname": "cannot resolve the server's name",
+    "connection refused": "connection refused",
+    "no route to host": "no route to the server's host",
+    "network is unreachable": "the network is unreachable",
+}
 
 
-def _unresolvable(exc: BaseException) -> bool:
-    """Whether a connection failed because the host name could not be resolved."""
+def unreachable(error: BaseException) -> str | None:
+    """What says that nobody is there (the name does not resolve, the connection is refused,
+    no route, no network), or None for trouble that may pass (a timeout, a reset, a status).
+
+    Only a failure to connect counts, never one mid-transfer: the causes of ``error`` are
+    looked through for the OS error behind the connect error.
+    """
     import socket
 
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, socket.gaierror):
-            return True
+    chain: list[BaseException] = []
+    seen: BaseException | None = error
+    while seen is not None and len(chain) < 16:
+        chain.append(seen)
         seen = seen.__cause__ or seen.__context__
-    text = str(exc)
-    return "Name or service not known" in text or "name resolution" in text
+    if not any(isinstance(e, httpx.ConnectError) for e in chain):
+        return None
+    for cause in chain:
+        if isinstance(cause, socket.gaierror):
+            return "cannot resolve the server's name"
+        if isinstance(cause, OSError) and cause.errno in _NOBODY_ERRNOS:
+            return _NOBODY_ERRNOS[cause.errno]
+    text = " ".join(str(e) for e in chain).lower()
+    return next((what for words, what in _NOBODY_TEXTS.items() if words in text), None)
 
 
 @dataclass

@@ -1318,3 +1318,105 @@ def test_an_interrupted_json_download_says_what_happened_to_each_dataset(
     statuses = {item["id"]: item["status"] for item in json.loads(out)}
     assert statuses == {"crc": "skipped", "cxr": "interrupted"}
     assert "interrupted" in err
+
+
+# ----------------------------------------------------------------------------- nobody there
+
+#: What a user without network can do instead: every one is named in the hint.
+WAYS_ROUND = ("--offline", "--print-urls", "medimeta doctor")
+
+
+def _closed_port_url() -> str:
+    """An http URL nothing listens on: a port the kernel just handed out, closed again."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def _nowhere(where: str) -> str:
+    """A server nobody answers for: a closed port, or a name that never resolves."""
+    return _closed_port_url() if where == "refused" else "http://nowhere.invalid"
+
+
+def _timed_run(*args: str, **extra: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    started = time.monotonic()
+    proc = _run(*args, COLUMNS="80", **extra)
+    return proc, time.monotonic() - started
+
+
+def _assert_nobody_there(proc: subprocess.CompletedProcess[str], seconds: float) -> None:
+    assert proc.returncode == 3, proc.stderr
+    text = " ".join(proc.stderr.split())  # the hint is wrapped at 80 columns
+    assert "connection refused" in text or "cannot resolve the server's name" in text, text
+    for way in WAYS_ROUND:
+        assert way in text, text
+    assert "Traceback" not in proc.stderr
+    # A behaviour bound, not a benchmark: the back-off of a busy server takes minutes.
+    assert seconds < 15, f"took {seconds:.1f} s"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["refused", "unresolvable"])
+def test_the_record_request_fails_fast_when_nobody_is_there(where: str, data_root: Path) -> None:
+    proc, seconds = _timed_run("download", "cxr", MEDIMETA_BASE_URL=_nowhere(where))
+    _assert_nobody_there(proc, seconds)
+    assert "retry 2/2" in proc.stderr and "retry 3/" not in proc.stderr
+    assert not (data_root / "cxr").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["refused", "unresolvable"])
+@pytest.mark.parametrize(
+    "mode",
+    [(), ("--stream",), ("--layout", "hdf5"), ("--dry-run", "--layout", "hdf5")],
+    ids=["whole", "streamed", "members", "dry-run-listing"],
+)
+def test_archive_transfers_fail_fast_when_nobody_is_there(
+    zenodo: zs.ZenodoServer, data_root: Path, mode: tuple[str, ...], where: str
+) -> None:
+    """The record answers; the archive's storage (where Zenodo redirects) does not."""
+    zenodo.inject("crc.zip", zs.redirect(f"{_nowhere(where)}/crc.zip"), times=100)
+    proc, seconds = _timed_run("download", "crc", *mode)
+    _assert_nobody_there(proc, seconds)
+    assert not (data_root / "crc").exists()
+
+
+@pytest.mark.slow
+def test_a_segmented_transfer_fails_fast_when_nobody_is_there(
+    big_crc: zs.ZenodoServer, data_root: Path
+) -> None:
+    big_crc.inject("crc.zip", zs.redirect(f"{_closed_port_url()}/crc.zip"), times=100)
+    proc, seconds = _timed_run("download", "crc", "--connections", "4")
+    _assert_nobody_there(proc, seconds)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["refused", "unresolvable"])
+def test_ensure_fails_fast_when_nobody_is_there(where: str, data_root: Path) -> None:
+    """A job on a compute node without network: ``ensure()`` raises at once, with the hint."""
+    script = (
+        "from medimeta_cli.api import ensure\n"
+        "from medimeta_cli.errors import NetworkError\n"
+        "try:\n"
+        "    ensure('crc')\n"
+        "except NetworkError as error:\n"
+        "    print(error.message)\n"
+        "    print(error.hint)\n"
+    )
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=_env(MEDIMETA_BASE_URL=_nowhere(where)),
+        timeout=120,
+        check=False,
+    )
+    seconds = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr
+    for way in WAYS_ROUND:
+        assert way in proc.stdout, proc.stdout
+    assert seconds < 15, f"took {seconds:.1f} s"

@@ -213,17 +213,49 @@ def test_task_cancelled_mid_download_is_resumed_by_the_next(
 
 
 def hpc_templates() -> tuple[dict[str, str], str]:
-    """The HPC page's job scripts by file name, and its submit command, verbatim."""
+    """The HPC page's job scripts by file name (and ``train.py``), and its submit command."""
     section = docs.section(docs.page("hpc.md"), "Job templates")
-    # A job script's file name is its job name without "medimeta-": fetch.sh, train.py.
+    # A job script's file name is its job name without "medimeta-": fetch.sh, train.sh.
     scripts = {
-        f"{name}.{'py' if lang == 'python' else 'sh'}": text
-        for lang, text in re.findall(r"```(\w+)\n(#!.*?)```", section, re.S)
+        f"{name}.sh": text
+        for text in re.findall(r"```sh\n(#!.*?)```", section, re.S)
         for name in re.findall(r"^#SBATCH --job-name=medimeta-(\S+)$", text, re.M)
     }
+    [scripts["train.py"]] = docs.code_blocks(section, "python")
     assert all(f"`{name}`" in section for name in scripts), scripts
     [submit_line] = re.findall(r"```sh\n(sbatch [^\n]*)\n```", section)
     return scripts, submit_line
+
+
+#: The two lines every template sets its environment with (a clean job inherits neither).
+_HOME_LINE = re.compile(r"^export MEDIMETA_HOME=(\S+)", re.M)
+_VENV_LINE = re.compile(r"^source (\S+)/bin/activate\b", re.M)
+
+
+def for_this_machine(template: str, root: Path) -> str:
+    """A template with this test's data root and virtual environment in its two lines for
+    them (and nothing else changed); fails when a template lacks either line."""
+    assert len(_HOME_LINE.findall(template)) == 1, f"no MEDIMETA_HOME line in:\n{template}"
+    assert len(_VENV_LINE.findall(template)) == 1, f"no venv activation in:\n{template}"
+    venv = Path(sys.prefix)
+    if not (venv / "bin" / "activate").is_file():
+        pytest.skip("the tests do not run in a virtual environment the jobs could activate")
+    template = _HOME_LINE.sub(f"export MEDIMETA_HOME={root}", template)
+    return _VENV_LINE.sub(f"source {venv}/bin/activate", template)
+
+
+#: Only what stands in for Zenodo and its catalog reaches a job (``--export`` lists them);
+#: the data root, PATH and the virtual environment must come from the template itself.
+_TEST_SERVER_VARIABLES = ("MEDIMETA_BASE_URL", "MEDIMETA_CATALOG", "MEDIMETA_TIMEOUT")
+
+
+def _clean_job_env() -> dict[str, str]:
+    """What a submitting shell holds: this test's settings, its venv first on PATH; sbatch is
+    told to pass none of it but the test server's address (``SBATCH_EXPORT``)."""
+    env = _job_env(SBATCH_EXPORT=",".join(_TEST_SERVER_VARIABLES))
+    env.pop("MEDIMETA_HOME", None)
+    env["VIRTUAL_ENV"] = sys.prefix
+    return env
 
 
 def _run_documented_jobs(folder: Path, command: str) -> str:
@@ -233,7 +265,7 @@ def _run_documented_jobs(folder: Path, command: str) -> str:
         cwd=folder,
         capture_output=True,
         text=True,
-        env=_job_env(),
+        env=_clean_job_env(),
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
@@ -252,7 +284,7 @@ def test_documented_fetch_then_sharded_export_templates(
     jobs = tmp_path / "jobs"
     jobs.mkdir()
     for name in ("fetch.sh", "export.sh"):
-        (jobs / name).write_text(scripts[name], encoding="utf-8")
+        (jobs / name).write_text(for_this_machine(scripts[name], data_root), encoding="utf-8")
     # The submit line prints only the export's id; the fetch job is found by its name.
     logs = _run_documented_jobs(
         jobs, f"{submit_line}; squeue --noheader --name=medimeta-fetch -o %i"
@@ -273,6 +305,9 @@ def test_documented_training_template_ensures_its_data(
     if not hasattr(medimeta_cli, "ensure"):
         pytest.skip("ensure() not available")
     scripts, _ = hpc_templates()
+    (tmp_path / "train.sh").write_text(
+        for_this_machine(scripts["train.sh"], data_root), encoding="utf-8"
+    )
     (tmp_path / "train.py").write_text(scripts["train.py"], encoding="utf-8")
-    logs = _run_documented_jobs(tmp_path, "sbatch train.py")
+    logs = _run_documented_jobs(tmp_path, "sbatch train.sh")
     assert f"training on {data_root / 'crc'}" in logs, logs

@@ -3,9 +3,13 @@ a training loader, and facts that agree with the catalog."""
 
 from __future__ import annotations
 
+import ast
+import importlib.util
+import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -71,32 +75,102 @@ def test_the_dataset_table_agrees_with_the_bundled_catalog() -> None:
     assert f"The {images_total:,} images" in table
 
 
+#: The loaders the quick start's Python imports that the tests do not install (torch).
+LOADERS = ("torchvision", "medimeta")
+
+
+def _runnable(block: str) -> tuple[str, list[str]]:
+    """A Python block as it can run here: verbatim where every module it imports is
+    installed; else without the import of a loader that is not (torch is not a test
+    dependency), and each call of that loader replaced by printing, as JSON, the arguments
+    it would get. The names of the loaders left out are returned."""
+    tree = ast.parse(block)
+    missing: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module:
+            top = node.module.split(".")[0]
+            if top in LOADERS and importlib.util.find_spec(top) is None:
+                missing += [alias.asname or alias.name for alias in node.names]
+    if not missing:
+        return block, []
+    body: list[ast.stmt] = []
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and any(a.name in missing for a in node.names):
+            continue
+        call = node.value if isinstance(node, ast.Assign | ast.Expr) else None
+        if (
+            isinstance(call, ast.Call)
+            and isinstance(call.func, ast.Name)
+            and call.func.id in missing
+        ):
+            args = ", ".join(ast.unparse(arg) for arg in call.args)
+            shown = f"print(__import__('json').dumps([{call.func.id!r}, *map(str, ({args},))]))"
+            body += ast.parse(shown).body
+            continue
+        body.append(node)
+    return ast.unparse(ast.fix_missing_locations(ast.Module(body=body, type_ignores=[]))), missing
+
+
 @pytest.mark.slow
-def test_the_quick_start_ends_in_the_folder_its_loader_reads(
+def test_the_quick_start_runs_top_to_bottom(
     zenodo: ZenodoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Run the quick start's commands verbatim in a shell (the install aside): the export
-    holds the class folders the loader snippet opens, every class in its own folder."""
+    """The quick start, every line in order, in a fresh data root against the loopback
+    server: the shell lines in a shell, then each Python block in a fresh interpreter. The
+    export holds the class folders the first loader opens, every class in its own folder;
+    the second loader gets the data root that holds the installed dataset and its task."""
     quick = docs.section(README, "From nothing to a training loader")
-    [shell] = docs.code_blocks(quick, "sh")
-    commands = [line for line in shell.splitlines() if not line.startswith("pip ")]
+    blocks = re.findall(r"```(\w+)\n(.*?)```", quick, re.S)
+    assert [lang for lang, _ in blocks] == ["sh", "python", "python"]
+    [(_, shell), (_, first), (_, second)] = blocks
+    lines = shell.splitlines()
+    # The install is this checkout, installed in this environment the way CI installs it.
+    assert lines[0].split("#")[0].strip() == "pip install ."
+    commands = lines[1:]
     assert [c.split()[:2] for c in commands] == [["medimeta", "download"], ["medimeta", "export"]]
-    [loader, *_] = docs.code_blocks(quick, "python")
-    [folder] = re.findall(r'ImageFolder\("([^"]+)"', loader)
     script = installed_script()
     monkeypatch.setenv("PATH", f"{Path(script).parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("COLUMNS", "80")
+    home = tmp_path / "fresh-root"
+    monkeypatch.setenv("MEDIMETA_HOME", str(home))
+    work = tmp_path / "work"
+    work.mkdir()
     for command in commands:
         done = subprocess.run(
             ["bash", "-eu", "-c", command.split("#")[0]],
-            cwd=tmp_path,
+            cwd=work,
             capture_output=True,
             text=True,
             timeout=120,
             check=False,
         )
         assert done.returncode == 0, command + done.stdout + done.stderr
-    train = tmp_path / folder
+    [folder] = re.findall(r'ImageFolder\("([^"]+)"', first)
+    train = work / folder
     classes = sorted(p.name for p in train.iterdir() if p.is_dir())
     # ImageFolder numbers classes by sorting folder names: that order is the classes.json index.
     assert [int(name.split("_")[0]) for name in classes] == list(range(len(classes)))
     assert len(classes) == 9 and any(train.glob("*/*.png"))
+    printed = []
+    for block in (first, second):
+        code, _ = _runnable(block)
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, code + done.stdout + done.stderr
+        printed += done.stdout.splitlines()
+    for line in printed:  # a loader that is not installed here: the arguments it was given
+        name, *args = json.loads(line)
+        if name == "ImageFolder":
+            assert Path(work, args[0]) == train
+        elif name == "MedIMeta":
+            root, dataset_id, task = Path(args[0]), args[1], args[2]
+            assert root == home and (root / dataset_id / "info.yaml").is_file()
+            assert task in (root / dataset_id / "info.yaml").read_text(encoding="utf-8")
+        else:
+            raise AssertionError(f"unexpected output of the quick start: {line}")

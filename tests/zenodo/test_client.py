@@ -191,8 +191,61 @@ def test_an_unresolvable_name_fails_fast_with_an_offline_hint() -> None:
     )
     with pytest.raises(NetworkError, match="cannot resolve the server's name") as caught:
         client.fetch_record()
-    assert len(calls) == 2 and len(waits) == 1
+    # A couple of quick retries, never the back-off of eight that a busy server gets.
+    assert len(calls) == 3 and len(waits) == 2
+    assert all(wait <= 1.0 for wait in waits)
+    for named in ("--offline", "--print-urls", "medimeta doctor"):
+        assert named in caught.value.hint
+
+
+def test_a_refused_connection_fails_fast_and_the_rest_of_the_run_at_once() -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    waits: list[float] = []
+    client = RemoteClient(f"http://127.0.0.1:{port}", 1, sleep=waits.append)
+    with pytest.raises(NetworkError, match="connection refused") as caught:
+        client.fetch_record()
+    assert len(waits) == 2 and all(wait <= 1.0 for wait in waits)
     assert "--offline" in caught.value.hint
+    # Nobody was there: the next request of the run does not try (and wait) again.
+    with pytest.raises(NetworkError, match="connection refused"):
+        client.fetch_record()
+    assert len(waits) == 2
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        httpx.ConnectTimeout("timed out"),
+        httpx.ReadTimeout("timed out"),
+        httpx.ReadError("[Errno 104] Connection reset by peer"),
+        httpx.RemoteProtocolError("Server disconnected without sending a response."),
+    ],
+    ids=["connect-timeout", "read-timeout", "reset", "disconnected"],
+)
+def test_busy_is_not_nobody_there(error: httpx.TransportError) -> None:
+    """Timeouts and resets keep the polite back-off: every retry, with growing waits."""
+    calls: list[httpx.Request] = []
+
+    def failing(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        raise error
+
+    waits: list[float] = []
+    client = RemoteClient(
+        BASE,
+        1,
+        policy=RetryPolicy(retries=5),
+        sleep=waits.append,
+        transport=httpx.MockTransport(failing),
+    )
+    with pytest.raises(NetworkError, match="giving up after 6 attempts"):
+        client.fetch_record()
+    assert len(calls) == 6 and len(waits) == 5
+    assert waits[-1] >= 8.0  # the back-off grew: 16 s at most, half of it at least
 
 
 # ----------------------------------------------------------------------------- RecordSource
