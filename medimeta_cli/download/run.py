@@ -80,12 +80,11 @@ class Downloader:
         self.on_event(Notice(dataset_id, message, warning))
 
     def _prepare_root(self) -> None:
-        """Make the root's state folder; a data root that did not exist is announced
-        (a notice for the command line, an INFO record for a program's logging)."""
+        """Make the root's state folder; a data root that did not exist is announced, once,
+        as a notice (the command line prints it; the API logs notices at INFO)."""
         if make_state_dir(self.layout):
-            message = f"created the data root {self.settings.root} ({self.settings.root_origin()})"
-            logger.info("%s", message)
-            self._notice("", message)
+            root, origin = self.settings.root, self.settings.root_origin()
+            self._notice("", f"created the data root {root} ({origin})")
 
     def record(self) -> RecordSource:
         """Access to the record, set up on first use (after ``sleep`` etc. may have been set)."""
