@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medimeta_cli.errors import IntegrityError, UsageError
+from medimeta_cli.events import LoggedEvents
 
 if TYPE_CHECKING:
     from medimeta_cli.catalog.datasets import Catalog, Dataset
@@ -209,12 +210,18 @@ def ensure(
     _count("connections", connections, optional=True)
     _count("jobs", jobs)
     settings, catalog = _settings(root, offline=offline, connections=connections)
+    logger.info("ensure: checking %s in %s", ", ".join(wanted), settings.root)
     datasets, folders = _installed_or_in_catalog(settings, catalog, wanted)
     folders.update({d.id: found for d in datasets if (found := _healthy_copy(settings, d))})
     missing = [d for d in datasets if d.id not in folders]
+    for dataset_id in folders:
+        logger.info("%s: installed and checked, %s", dataset_id, folders[dataset_id])
     if missing:
         logger.info("ensure: fetching %s", ", ".join(d.id for d in missing))
-        downloader = Downloader(settings, catalog)
+        # The steps, and the bytes every progress interval, go to the package's logger:
+        # a program's logging.basicConfig(level=logging.INFO) shows them.
+        sink = LoggedEvents(logger, interval=settings.progress_interval)
+        downloader = Downloader(settings, catalog, on_event=sink)
         try:
             outcomes = downloader.download(missing, jobs=jobs, archive_layout=chosen)
         finally:
@@ -225,6 +232,7 @@ def ensure(
         for outcome in outcomes:
             assert outcome.path is not None  # an installed or skipped dataset has its folder
             folders[outcome.dataset_id] = outcome.path
+            logger.info("%s: %s, %s", outcome.dataset_id, outcome.status.label, outcome.path)
     return {dataset_id: folders[dataset_id] for dataset_id in _order(wanted, datasets, folders)}
 
 
@@ -311,9 +319,9 @@ def download(
     datasets = catalog.select(
         named, in_domains, everything, hint="Name dataset ids, domains, or everything."
     )
-    downloader = Downloader(settings, catalog)
-    if on_event is not None:
-        downloader.on_event = on_event
+    # Without a sink of the caller's, the steps go to the package's logger, as in ensure().
+    sink = on_event if on_event is not None else LoggedEvents(logger, settings.progress_interval)
+    downloader = Downloader(settings, catalog, on_event=sink)
     try:
         return downloader.download(
             datasets,

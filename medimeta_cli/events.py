@@ -6,8 +6,11 @@ lines or JSON.
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -77,6 +80,51 @@ EventSink = Callable[[Event], None]
 
 def ignore(event: Event) -> None:
     """The default sink: drops every event."""
+
+
+@dataclass
+class LoggedEvents:
+    """An event sink that tells a logger what the engine does, for programs without a
+    progress display (the Python API): each phase, each transfer's start, its progress at
+    most every ``interval`` seconds per dataset, and every notice, at INFO (notices that
+    are warnings at WARNING). Safe to call from the engine's threads."""
+
+    logger: logging.Logger
+    interval: float = 10.0
+    clock: Callable[[], float] = time.monotonic
+    _bytes: dict[str, list[int]] = field(default_factory=dict, init=False)
+    _last: dict[str, float] = field(default_factory=dict, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+
+    def __call__(self, event: Event) -> None:
+        """Log ``event`` (progress only when ``interval`` has passed for its dataset)."""
+        from medimeta_cli.fsutil import human_bytes
+
+        name = event.dataset_id
+        if isinstance(event, TransferStarted):
+            with self._lock:
+                self._bytes[name] = [event.done, event.total]
+                self._last[name] = self.clock()
+            resumed = f", resuming at {human_bytes(event.done)}" if event.done else ""
+            self.logger.info("%s: downloading %s%s", name, human_bytes(event.total), resumed)
+        elif isinstance(event, BytesTransferred):
+            with self._lock:
+                counted = self._bytes.setdefault(name, [0, 0])
+                counted[0] += event.count
+                now = self.clock()
+                if now - self._last.get(name, now) < self.interval:
+                    self._last.setdefault(name, now)
+                    return
+                self._last[name] = now
+                done, total = counted
+            share = f" ({100 * done / total:.0f}%)" if total else ""
+            self.logger.info("%s: %s of %s%s", name, human_bytes(done), human_bytes(total), share)
+        elif isinstance(event, PhaseChanged):
+            self.logger.info("%s: %s", name, event.phase.value)
+        elif isinstance(event, Notice):
+            prefix = f"{name}: " if name else ""
+            level = logging.WARNING if event.warning else logging.INFO
+            self.logger.log(level, "%s%s", prefix, event.message)
 
 
 class OutcomeStatus(str, Enum):

@@ -224,6 +224,15 @@ class Settings:
     progress_interval: float
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
+    def root_origin(self) -> str:
+        """Where the data root came from, briefly: ``--root``, ``MEDIMETA_HOME`` or
+        ``the default``."""
+        source = self.sources.get("root", "default")
+        spec = _SPEC_BY_NAME["root"]
+        if spec.flag and source.startswith(spec.flag):
+            return spec.flag
+        return spec.env if source.startswith(spec.env) else "the default"
+
     def describe(self) -> list[dict[str, Any]]:
         """Each setting with its value, its source and its variable, for ``medimeta paths``."""
         rows = []

@@ -255,3 +255,41 @@ def test_the_api_and_the_command_line_verify_the_same_datasets_alike(
     by_api = {r.dataset_id: (r.status.value, len(r.problems)) for r in reports}
     assert by_api == by_cli == {"lab_scans": ("ok", 0), "crc": ("damaged", 1)}
     assert [r.dataset_id for r in api.verify()] == ["crc", "lab_scans"]
+
+
+@pytest.mark.slow
+def test_ensure_logs_its_steps_and_progress_at_info(
+    zenodo: zs.ZenodoServer, tmp_path: Path
+) -> None:
+    # A program that only turns its logging on sees what ensure() does.
+    zenodo.inject("crc.zip", zs.slow(4_000_000))
+    program = (
+        "import logging, sys, medimeta_cli\n"
+        "logging.basicConfig(level=logging.INFO, stream=sys.stderr, format='%(message)s')\n"
+        "medimeta_cli.ensure('crc')\n"
+    )
+    root = tmp_path / "new-root"
+    environ = {
+        **os.environ,
+        "MEDIMETA_HOME": str(root),
+        "MEDIMETA_CONNECTIONS": "1",
+        "MEDIMETA_PROGRESS_INTERVAL": "0.5",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", program], env=environ, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert f"ensure: checking crc in {root}" in lines
+    assert lines.count(f"created the data root {root} (MEDIMETA_HOME)") == 1
+    assert any(line.startswith("crc: downloading ") for line in lines), lines
+    progress = [line for line in lines if line.startswith("crc: ") and "%)" in line]
+    assert len(progress) >= 2, lines  # periodic, not one line per chunk
+    assert len(progress) < 40, lines
+    assert "crc: verifying" in lines
+    assert f"crc: installed, {root / 'crc'}" in lines
+    # Installed: the next call says so.
+    proc = subprocess.run(
+        [sys.executable, "-c", program], env=environ, capture_output=True, text=True, timeout=60
+    )
+    assert f"crc: installed and checked, {root / 'crc'}" in proc.stderr.splitlines()

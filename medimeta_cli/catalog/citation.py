@@ -1,4 +1,4 @@
-"""How to cite MedIMeta and the datasets it was built from, as BibTeX."""
+"""How to cite MedIMeta and the datasets it was built from: as BibTeX, and in one line each."""
 
 from __future__ import annotations
 
@@ -55,6 +55,34 @@ def _authors(text: str) -> str:
             for surname, initials in zip(parts[::2], parts[1::2], strict=True)
         ]
     return " and ".join(parts)
+
+
+#: MedIMeta's paper in one line (``medimeta info``); the BibTeX is :data:`MEDIMETA_BIBTEX`.
+MEDIMETA_SHORT = (
+    "Woerner et al., A comprehensive and easy-to-use multi-domain multi-task medical "
+    "imaging meta-dataset, Scientific Data (2025), https://doi.org/10.1038/s41597-025-04866-4"
+)
+
+
+def _first_author(text: str) -> str:
+    """``"Samiksha Pachade, Prasanna Porwal, ..."`` -> ``"Samiksha Pachade et al."``."""
+    authors = _authors(text).split(" and ")
+    return authors[0] + (" et al." if len(authors) > 1 else "")
+
+
+def short_citations(source: Source) -> list[tuple[str, str]]:
+    """A source's dataset and paper in one line each, as ``("data", line)`` and
+    ``("paper", line)``: first author, title, address. The upstream ``citations`` are
+    sometimes only the words ``data`` and ``paper``, so the lines are made from the
+    source's fields; the full references are in :func:`bibtex_for`."""
+    by = f"{_first_author(source.authors)}, " if source.authors else ""
+    lines = [
+        ("data", by + (source.title or source.name) + (f", {source.url}" if source.url else ""))
+    ]
+    if source.paper_title:
+        address = f", {source.paper_url}" if source.paper_url else ""
+        lines.append(("paper", f"{by}{source.paper_title}{address}"))
+    return lines
 
 
 def source_bibtex(dataset: Dataset, source: Source, number: int) -> str:

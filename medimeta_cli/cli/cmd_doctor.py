@@ -22,7 +22,7 @@ EXAMPLES = (
 )
 
 
-@with_common_options(offline=True)
+@with_common_options()
 def doctor_command(common: CommonOptions) -> None:
     """Check the record API, proxy, certificates, disk space, write permission, file locks,
     clock, versions and shared roots; each check says ok, warn, fail or skip, with a hint.

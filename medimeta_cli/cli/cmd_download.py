@@ -59,7 +59,7 @@ EXAMPLES = (
 )
 
 
-@with_common_options(offline=True, lock_timeout=True)
+@with_common_options()
 def download_command(
     common: CommonOptions,
     dataset_ids: DatasetIdsArgument = None,

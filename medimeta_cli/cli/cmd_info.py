@@ -162,15 +162,18 @@ def render_info(
     for task in tasks:
         lines.append(f"  {task.name}  ({task.target.value}, {task.num_classes} labels)")
         lines += [f"    {key:>3}  {name}" for key, name in task.labels.items()]
-    if dataset.sources:
-        lines += ["", "Sources (cite these when you use the data)"]
+    from medimeta_cli.catalog.citation import MEDIMETA_SHORT, short_citations
+
+    lines += [
+        "",
+        f"Sources and how to cite them (BibTeX of all: medimeta info {dataset.id} --cite)",
+    ]
+    lines.append(f"  MedIMeta: {MEDIMETA_SHORT}")
     for source in dataset.sources:
         lines.append(f"  {source.name}" + (f": {source.title}" if source.title else ""))
-        if source.url:
-            lines.append(f"    url: {source.url}")
         if source.license:
             lines.append(f"    license: {source.license}")
-        lines += [f"    cite: {citation}" for citation in source.citations]
+        lines += [f"    {kind + ':':<7}{line}" for kind, line in short_citations(source)]
     return "\n".join(lines)
 
 

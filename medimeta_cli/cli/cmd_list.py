@@ -111,7 +111,9 @@ def list_command(
             for i in refused_local
         ]
         s.out.emit_table(
-            ["ID", "NAME", "DOMAIN", "IMAGES", "TASKS", "LICENSE", "STATE", "SIZE"], rows
+            ["ID", "NAME", "DOMAIN", "IMAGES", "TASKS", "LICENSE", "STATE", "SIZE"],
+            rows,
+            shrink_first=(1, 2),  # names and domains; the id is what a user types
         )
         if refused:
             s.out.warn(

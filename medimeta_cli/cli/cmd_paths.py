@@ -16,7 +16,7 @@ EXAMPLES = (
 )
 
 
-@with_common_options(offline=True)
+@with_common_options()
 def paths_command(common: CommonOptions) -> None:
     """Show every setting with where its value came from, and every data root with its state."""
     with session(common) as s:

@@ -36,7 +36,7 @@ EXAMPLES = (
 )
 
 
-@with_common_options(lock_timeout=True)
+@with_common_options()
 def remove_command(
     common: CommonOptions,
     dataset_ids: DatasetIdsArgument = None,

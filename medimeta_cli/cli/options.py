@@ -7,7 +7,7 @@ do not declare them one by one: :func:`with_common_options` adds them to a comma
 signature and hands the command their values as one :class:`CommonOptions`, which the
 command opens its session with::
 
-    @with_common_options(offline=True)
+    @with_common_options()
     def paths_command(common: CommonOptions) -> None:
         with session(common) as s:
             ...
@@ -80,7 +80,11 @@ DebugOption = Annotated[
 ]
 OfflineOption = Annotated[
     bool,
-    typer.Option("--offline", help="Never touch the network [env: MEDIMETA_OFFLINE]."),
+    typer.Option(
+        "--offline",
+        help="Never touch the network [env: MEDIMETA_OFFLINE] (no effect on commands "
+        "that never do).",
+    ),
 ]
 DomainOption = Annotated[
     list[str] | None,
@@ -124,7 +128,8 @@ LockTimeoutOption = Annotated[
         "--lock-timeout",
         min=0,
         help="Seconds to wait for another job holding a dataset "
-        "[env: MEDIMETA_LOCK_TIMEOUT; default: 21600, 6 hours].",
+        "[env: MEDIMETA_LOCK_TIMEOUT; default: 21600, 6 hours] (no effect on commands "
+        "that take no lock).",
         show_default=False,
     ),
 ]
@@ -179,29 +184,31 @@ class CommonOptions:
         }
 
 
-def common_parameters(
-    *, offline: bool = False, lock_timeout: bool = False
-) -> list[inspect.Parameter]:
-    """The common options as function parameters, in the order ``--help`` lists them.
+#: The common options, declared once: the :class:`CommonOptions` field each fills, its
+#: option, and its value when not given. Every command and the root take every one of
+#: them, in this order (the order ``--help`` lists them).
+COMMON_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
+    ("lock_timeout", LockTimeoutOption, None),
+    ("offline", OfflineOption, False),
+    ("root", RootOption, None),
+    ("json", JsonOption, False),
+    ("quiet", QuietOption, False),
+    ("debug", DebugOption, False),
+)
 
-    ``--root``, ``--json``, ``--quiet`` and ``--debug`` are always there; ``--offline``
-    and ``--lock-timeout`` only for the commands that can use them. Each parameter's
-    name is the :class:`CommonOptions` field it fills.
+
+def common_parameters() -> list[inspect.Parameter]:
+    """The common options (:data:`COMMON_OPTIONS`) as function parameters.
+
+    Every command takes every common option, after its name as before it, so a script
+    can put them anywhere. One that a command has no use for is accepted and changes
+    nothing (``list --offline`` never touches the network anyway; ``--lock-timeout``
+    waits only where a command takes a dataset's lock): the rule is the same for every
+    command and option, and no command line fails for where it put an option.
     """
-    chosen: list[tuple[str, Any, Any]] = []
-    if lock_timeout:
-        chosen.append(("lock_timeout", LockTimeoutOption, None))
-    if offline:
-        chosen.append(("offline", OfflineOption, False))
-    chosen += [
-        ("root", RootOption, None),
-        ("json", JsonOption, False),
-        ("quiet", QuietOption, False),
-        ("debug", DebugOption, False),
-    ]
     return [
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
-        for name, kind, default in chosen
+        for name, kind, default in COMMON_OPTIONS
     ]
 
 
@@ -245,7 +252,7 @@ def with_global_options(function: Callable[..., None]) -> Callable[..., None]:
     command's context) for :func:`with_common_options` to merge, then calls ``function``
     with its own parameters.
     """
-    added = common_parameters(offline=True, lock_timeout=True)
+    added = common_parameters()
     names = [parameter.name for parameter in added]
     own = list(inspect.signature(function, eval_str=True).parameters.values())
 
@@ -262,8 +269,6 @@ def with_global_options(function: Callable[..., None]) -> Callable[..., None]:
 
 def with_common_options(
     *,
-    offline: bool = False,
-    lock_timeout: bool = False,
     always_json: bool = False,
 ) -> Callable[[Callable[Concatenate[CommonOptions, P], None]], Callable[..., None]]:
     """Add the common options to a command whose first parameter takes a :class:`CommonOptions`.
@@ -271,12 +276,12 @@ def with_common_options(
     The returned command has the function's own parameters followed by the common
     options (that is what Typer reads for ``--help`` and parsing); it collects their
     values, merges those given before the command name (:func:`merge_common`), and calls
-    the function with them first. ``offline`` and ``lock_timeout`` add ``--offline`` and
-    ``--lock-timeout``; ``always_json`` is for a command whose result is JSON whatever
-    ``--json`` says.
+    the function with them first. ``always_json`` is for a command whose result is JSON
+    whatever ``--json`` says.
     """
-    added = common_parameters(offline=offline, lock_timeout=lock_timeout)
+    added = common_parameters()
     names = [parameter.name for parameter in added]
+    unset = {name: default for name, _, default in COMMON_OPTIONS}
 
     def decorate(function: Callable[Concatenate[CommonOptions, P], None]) -> Callable[..., None]:
         # Typer reads the signature with its annotations evaluated; the command modules
@@ -291,7 +296,8 @@ def with_common_options(
 
         @functools.wraps(function)
         def command(medimeta_context: typer.Context | None = None, **values: Any) -> None:
-            after = CommonOptions(**{name: values.pop(name) for name in names})
+            # A plain call (tests, embedding) may leave options out: not given.
+            after = CommonOptions(**{name: values.pop(name, unset[name]) for name in names})
             common = merge_common(_given_before_command(medimeta_context), after)
             body(replace(common, json=True) if always_json else common, **values)
 

@@ -129,21 +129,72 @@ class Output:
         self.emitted = True
 
     def emit_table(
-        self, headers: Sequence[str], rows: Sequence[Sequence[str]], *, title: str | None = None
+        self,
+        headers: Sequence[str],
+        rows: Sequence[Sequence[str]],
+        *,
+        title: str | None = None,
+        shrink_first: Sequence[int] = (),
     ) -> None:
-        """Print a table on stdout: a rich table in a terminal, aligned plain text otherwise."""
+        """Print a table on stdout: a rich table in a terminal, aligned plain text otherwise.
+
+        The first column is what a user types next (an id, a setting, a path): it is never
+        cut nor wrapped. When the terminal is too narrow, the columns in ``shrink_first``
+        (names, descriptions) are shortened with an ellipsis first, then the other columns
+        wrap (:func:`fit_columns`); a plain table is never cut.
+        """
         rows = [[shown(cell) for cell in row] for row in rows]
         if self.stdout_color:
-            from rich.console import Console
-            from rich.table import Table
-
-            table = Table(*headers, title=title, header_style="bold", title_justify="left")
-            for row in rows:
-                table.add_row(*row)
-            Console(file=self.stdout, highlight=False).print(table)
-            self.emitted = True
+            self._rich_table(headers, rows, title, shrink_first)
             return
         self.emit_text(plain_table(headers, rows))
+
+    def _rich_table(
+        self,
+        headers: Sequence[str],
+        rows: Sequence[Sequence[str]],
+        title: str | None,
+        shrink_first: Sequence[int],
+    ) -> None:
+        """A rich table fitted to the terminal (:func:`fit_columns`): boxed when every
+        cell fits whole, else without borders, which leaves the cells 11 more characters
+        on an eight-column table."""
+        from rich import box
+        from rich.console import Console
+        from rich.table import Table
+
+        console = Console(file=self.stdout, highlight=False)
+        count = len(headers)
+        boxed = _BOXED_EDGES + _BOXED_PER_COLUMN * count
+        widths = fit_columns(headers, rows, console.width - boxed, shrink_first=shrink_first)
+        full = fit_columns(headers, rows, 10**6)
+        if widths == full:
+            table = Table(title=title, header_style="bold", title_justify="left")
+            overhead = boxed
+        else:
+            overhead = _COMPACT_PER_GAP * (count - 1)
+            widths = fit_columns(headers, rows, console.width - overhead, shrink_first=shrink_first)
+            table = Table(
+                title=title,
+                header_style="bold",
+                title_justify="left",
+                box=box.SIMPLE_HEAD,
+                show_edge=False,
+                pad_edge=False,
+                padding=(0, 1, 0, 0),
+            )
+        for index, (header, width) in enumerate(zip(headers, widths, strict=True)):
+            whole = index == 0 or index in shrink_first
+            table.add_column(
+                header, width=width, no_wrap=whole, overflow="ellipsis" if whole else "fold"
+            )
+        for row in rows:
+            table.add_row(*row)
+        # Wider than the terminal only when even the shortened columns do not fit: the
+        # terminal then wraps the lines, and the first column is still whole.
+        console.width = max(console.width, sum(widths) + overhead)
+        console.print(table)
+        self.emitted = True
 
     # ---------------------------------------------------------------- status (stderr)
 
@@ -194,6 +245,63 @@ class Output:
 
     def _styled(self, text: str, ansi: str) -> str:
         return f"\x1b[{ansi}m{text}\x1b[0m" if self.stderr_color else text
+
+
+#: Characters a boxed rich table spends on its outer border, and per column (one border
+#: and a space on each side of the cell); a table without borders spends two per gap
+#: between columns (a space of padding and the column separator).
+_BOXED_EDGES = 1
+_BOXED_PER_COLUMN = 3
+_COMPACT_PER_GAP = 2
+
+#: Narrowest a shortened column gets before the other columns are wrapped.
+_SHORTENED_MIN = 10
+
+
+def fit_columns(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    available: int,
+    *,
+    keep: Sequence[int] = (0,),
+    shrink_first: Sequence[int] = (),
+) -> list[int]:
+    """The width of each column of a table that should fit in ``available`` characters.
+
+    Each column gets its longest cell. While the table is too wide: the ``shrink_first``
+    columns lose characters (widest first, down to :data:`_SHORTENED_MIN`, shown with an
+    ellipsis), then the other columns do (widest first, down to their longest word, so
+    they wrap between words), then down to their header. The ``keep`` columns never
+    lose a character: the sum may exceed ``available`` when they alone do not fit.
+    """
+    widths = [
+        max([len(header), *(len(row[index]) for row in rows)])
+        for index, header in enumerate(headers)
+    ]
+    others = [i for i in range(len(headers)) if i not in keep and i not in shrink_first]
+    longest_word = {
+        i: max(
+            len(word)
+            for text in (headers[i], *(row[i] for row in rows))
+            for word in (text.split() or [""])
+        )
+        for i in others
+    }
+    stages: list[dict[int, int]] = [
+        {i: min(widths[i], max(_SHORTENED_MIN, len(headers[i]))) for i in shrink_first},
+        {i: longest_word[i] for i in others},
+        {i: min(widths[i], len(headers[i])) for i in (*shrink_first, *others)},
+    ]
+    for floors in stages:
+        excess = sum(widths) - available
+        while excess > 0:
+            candidates = [i for i, floor in floors.items() if widths[i] > floor]
+            if not candidates:
+                break
+            widest = max(candidates, key=lambda i: widths[i])
+            widths[widest] -= 1
+            excess -= 1
+    return widths
 
 
 def plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

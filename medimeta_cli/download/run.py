@@ -35,7 +35,7 @@ from medimeta_cli.events import (
 )
 from medimeta_cli.fetch.connections import FAST_LINK, MIN_SLICE, ConnectionBudget
 from medimeta_cli.fetch.zipdir import listed_hdf5_size
-from medimeta_cli.fsutil import ensure_space, ensure_writable_dir
+from medimeta_cli.fsutil import ensure_space
 from medimeta_cli.install.from_folder import (
     Offered,
     describe_offered,
@@ -45,7 +45,7 @@ from medimeta_cli.install.from_folder import (
 )
 from medimeta_cli.install.installer import Installer
 from medimeta_cli.settings import Settings
-from medimeta_cli.store.layout import RootLayout
+from medimeta_cli.store.layout import RootLayout, make_state_dir
 from medimeta_cli.store.records import read_file_manifest, read_install_record
 from medimeta_cli.store.status import installed_copy, is_installed
 from medimeta_cli.zenodo.client import RecordSource, RetryPolicy
@@ -78,6 +78,13 @@ class Downloader:
 
     def _notice(self, dataset_id: str, message: str, warning: bool = False) -> None:
         self.on_event(Notice(dataset_id, message, warning))
+
+    def _prepare_root(self) -> None:
+        """Make the root's state folder; a data root that did not exist is announced, once,
+        as a notice (the command line prints it; the API logs notices at INFO)."""
+        if make_state_dir(self.layout):
+            root, origin = self.settings.root, self.settings.root_origin()
+            self._notice("", f"created the data root {root} ({origin})")
 
     def record(self) -> RecordSource:
         """Access to the record, set up on first use (after ``sleep`` etc. may have been set)."""
@@ -183,7 +190,7 @@ class Downloader:
             outcomes[dataset.id] = Outcome(dataset.id, OutcomeStatus.SKIPPED, detail, path=found)
             self.on_event(PhaseChanged(dataset.id, Phase.SKIPPED))
         if pending:
-            ensure_writable_dir(self.layout.state_dir)
+            self._prepare_root()
             manifest = self.manifest()
             pending = self._in_record(manifest, pending, outcomes)
         if pending:
@@ -350,7 +357,7 @@ class Downloader:
         (archives of datasets outside the catalog: see :meth:`Installer.install_from`);
         ``dataset_ids`` select among what ``paths`` offer (:func:`select_offered`)."""
         archives = select_offered(find_archives(paths), dataset_ids)
-        ensure_writable_dir(self.layout.state_dir)
+        self._prepare_root()
         listed = needs_record(archives, self.catalog)
         manifest = self.manifest(prefer_saved=True) if listed else None
         return self.installer().install_from(archives, manifest, self.catalog, force=force)

@@ -2,8 +2,10 @@
 
 Single-label tasks get ``<split>/<class>/<id>_<index>.<ext>``, multi-label tasks
 ``<split>/<id>_<index>.<ext>`` with their labels as 0/1 columns in
-``<split>/metadata.csv``, which Hugging Face ``imagefolder`` reads. Images are
-encoded in worker processes when ``jobs`` > 1.
+``<split>/metadata.csv``, which Hugging Face ``imagefolder`` reads. A single-label
+export also gets a dataset card (``README.md``) that declares ``label`` a ``ClassLabel``
+with the class names in ``classes.json`` order, which ``datasets.load_dataset(folder)``
+reads. Images are encoded in worker processes when ``jobs`` > 1.
 """
 
 from __future__ import annotations
@@ -277,6 +279,50 @@ def metadata_csv(selection: Selection, image_format: ImageFormat, split: str) ->
     return buffer.getvalue()
 
 
+#: Hugging Face's names of the splits whose folder names it would map anyway.
+_HF_SPLITS = {"val": "validation"}
+
+
+def dataset_card(selection: Selection) -> str:
+    """A Hugging Face dataset card for a single-label export: its YAML header declares the
+    splits and the features of ``metadata.csv``, ``label`` as a ``ClassLabel`` whose
+    names are in ``classes.json`` order (``load_dataset("imagefolder", data_dir=...)``
+    reads no card and infers a plain integer from the csv; ``load_dataset(folder)``
+    reads it)."""
+    import yaml
+
+    task = selection.task
+    names = {str(position): task.labels[key] for position, key in enumerate(selection.classes)}
+    header = {
+        "configs": [
+            {
+                "config_name": "default",
+                "data_files": [
+                    {"split": _HF_SPLITS.get(part.split, part.split), "path": f"{part.split}/**"}
+                    for part in selection.parts
+                ],
+                "features": [
+                    {"name": "image", "dtype": "image"},
+                    {"name": "label", "dtype": {"class_label": {"names": names}}},
+                    {"name": "split", "dtype": "string"},
+                    {"name": "label_key", "dtype": "int64"},
+                    {"name": "label_name", "dtype": "string"},
+                    {"name": "upstream_index", "dtype": "int64"},
+                ],
+            }
+        ]
+    }
+    body = (
+        f"# {selection.dataset.name}: {task.name}\n\n"
+        f"An image folder export of the MedIMeta dataset `{selection.dataset.id}`, task "
+        f"`{task.name}`, made by medimeta-cli. `label` is the class index of `classes.json`;\n"
+        'with Hugging Face `datasets`: `load_dataset("<this folder>")` gives it as a '
+        "`ClassLabel` with the class names.\n"
+    )
+    dumped = yaml.safe_dump(header, sort_keys=False, allow_unicode=True)
+    return f"---\n{dumped}---\n\n{body}"
+
+
 # ----------------------------------------------------------------------------- the writer
 
 
@@ -300,7 +346,10 @@ class ImageFolderWriter(Writer):
         write_image_files(folder, selection, target, options, progress, atomic=atomic)
 
     def write_split_files(self, selection: Selection, target: Path, options: ExportOptions) -> None:
-        """``<split>/metadata.csv``, which Hugging Face ``imagefolder`` reads."""
+        """``<split>/metadata.csv``, which Hugging Face ``imagefolder`` reads, and for a
+        single-label task the dataset card (:func:`dataset_card`)."""
+        if not selection.multilabel:
+            atomic_write_text(target / "README.md", dataset_card(selection))
         for part in selection.parts:
             split_dir = target / part.split
             split_dir.mkdir(parents=True, exist_ok=True)

@@ -17,8 +17,11 @@ for the tool's own state, so dataset folders stay pristine::
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from medimeta_cli.fsutil import ensure_writable_dir
 
 
 @dataclass(frozen=True)
@@ -73,3 +76,15 @@ class RootLayout:
     def file_manifest_path(self, dataset_id: str) -> Path:
         """The per-file sizes, stamps and hashes of an installed dataset."""
         return self.installed_dir / f"{dataset_id}.files.json"
+
+
+def make_state_dir(layout: RootLayout) -> bool:
+    """Create the root's state folder, proved writable, and the data root with it if needed.
+
+    Returns whether the data root itself was created: a root that did not exist is worth
+    a word to the user (an unset variable in ``MEDIMETA_HOME=$SCRATCH/medimeta`` makes a
+    folder at the file-system root), which the caller gives once.
+    """
+    created = not os.path.lexists(layout.root)
+    ensure_writable_dir(layout.state_dir)
+    return created

@@ -21,7 +21,15 @@ from medimeta_cli.store.records import read_install_record
 from tests.conftest import FixtureData
 from tests.support import archives
 from tests.support import zenodo_server as zs
-from tests.support.helpers import installed_script, invoke, invoke_json, tmpfs, wait_for
+from tests.support.helpers import (
+    installed_script,
+    invoke,
+    invoke_json,
+    run_cli,
+    tmpfs,
+    unwrapped,
+    wait_for,
+)
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -1420,3 +1428,28 @@ def test_ensure_fails_fast_when_nobody_is_there(where: str, data_root: Path) -> 
     for way in WAYS_ROUND:
         assert way in proc.stdout, proc.stdout
     assert seconds < 15, f"took {seconds:.1f} s"
+
+
+@pytest.mark.slow
+def test_a_new_data_root_is_announced_once_on_stderr(
+    zenodo: zs.ZenodoServer, tmp_path: Path
+) -> None:
+    root = tmp_path / "unset-variable" / "batchroot"
+    environ = {"MEDIMETA_HOME": str(root), "COLUMNS": "80"}
+    announced = f"created the data root {root} (MEDIMETA_HOME)"
+    code, stdout, stderr = run_cli("download", "crc", "--json", env=environ)
+    assert code == 0, stderr
+    assert json.loads(stdout)[0]["id"] == "crc"  # stdout stays JSON
+    assert unwrapped(stderr).count(announced) == 1
+    # The root exists now: no word the second time.
+    code, _, stderr = run_cli("download", "cxr", env=environ)
+    assert code == 0, stderr
+    assert "created the data root" not in stderr
+    # --root names itself; --quiet keeps the notice off stderr.
+    other = tmp_path / "flag-root"
+    code, _, stderr = run_cli("download", "crc", "--root", str(other), env=environ)
+    assert code == 0, stderr
+    assert f"created the data root {other} (--root)" in unwrapped(stderr)
+    code, _, stderr = run_cli("download", "crc", "-q", env={"MEDIMETA_HOME": str(tmp_path / "q")})
+    assert code == 0, stderr
+    assert stderr == ""

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
-from tests.support.helpers import install_stub, invoke, invoke_json
+from tests.support.helpers import install_stub, invoke, invoke_json, run_cli
 
 
 def test_json_has_the_list_keys_plus_details(runner: CliRunner) -> None:
@@ -97,3 +98,20 @@ def test_a_task_name_in_other_case_names_the_exact_one_on_stderr(runner: CliRunn
     assert "MedIMeta(root, 'dr_regular', 'Clarity')" in result.stderr
     exact = invoke(runner, "info", "dr_regular", "--task", "Clarity")
     assert exact.exit_code == 0 and exact.stderr == ""
+
+
+@pytest.mark.slow
+def test_info_prints_short_citations_and_points_to_cite() -> None:
+    # fundus's upstream citations are the bare words "data" and "paper".
+    code, stdout, stderr = run_cli("info", "fundus", env={"COLUMNS": "80"})
+    assert code == 0, stderr
+    assert "cite: data" not in stdout and "cite: paper" not in stdout
+    assert "medimeta info fundus --cite" in stdout
+    assert "MedIMeta: Woerner et al." in stdout
+    assert (
+        "data:  Samiksha Pachade et al., Retinal Fundus Multi-disease Image Dataset, "
+        "https://riadd.grand-challenge.org/download-all-classes/" in stdout
+    )
+    assert "paper: Samiksha Pachade et al., Retinal Fundus Multi-Disease Image Dataset (RFMiD)" in (
+        stdout
+    )

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from medimeta_cli.catalog.file import load_catalog
-from tests.support.helpers import install_stub, invoke, invoke_json
+from medimeta_cli.cli.output import fit_columns
+from tests.support.helpers import install_stub, invoke, invoke_json, run_cli
 
 
 def test_json_lists_every_dataset_with_the_documented_keys(runner: CliRunner) -> None:
@@ -124,3 +127,33 @@ def test_a_dataset_outside_the_catalog_with_a_broken_info_yaml_is_listed_damaged
             result = invoke(runner, "list", "--installed")
             assert "lab_scans" in result.stdout and "damaged" in result.stdout
             assert "lab_scans: info.yaml refused" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("columns", [60, 80, 100])
+@pytest.mark.parametrize("terminal", [False, True], ids=["piped", "terminal"])
+def test_ids_are_never_cut_at_any_width(columns: int, terminal: bool) -> None:
+    code, stdout, _ = run_cli(
+        "list", env={"COLUMNS": str(columns), "LINES": "50"}, terminal=terminal
+    )
+    assert code == 0, stdout
+    words = set(re.sub(r"\x1b\[[0-9;]*m", "", stdout).split())
+    ids = load_catalog().ids
+    assert [i for i in ids if i not in words] == []
+    if terminal and columns < 160:
+        # Names and domains give way first, with an ellipsis.
+        assert "Colorectal Cancer Histopathology" not in stdout
+        assert "…" in stdout
+
+
+def test_fit_columns_shortens_names_before_anything_and_never_the_first_column() -> None:
+    headers = ["ID", "NAME", "LICENSE"]
+    rows = [["organs_sagittal", "Sagittal Organ Slices", "CC BY-NC-SA 4.0"]]
+    # Room for all: every column whole.
+    assert fit_columns(headers, rows, 100, shrink_first=(1,)) == [15, 21, 15]
+    # A little short: the name loses characters, the license none.
+    assert fit_columns(headers, rows, 45, shrink_first=(1,)) == [15, 15, 15]
+    # Shorter: the name stops at ten, then the license wraps between words.
+    assert fit_columns(headers, rows, 36, shrink_first=(1,)) == [15, 10, 11]
+    # Far too short: the id keeps every character.
+    assert fit_columns(headers, rows, 10, shrink_first=(1,))[0] == 15

@@ -16,6 +16,7 @@ from medimeta_cli.cli import session as session_module
 from medimeta_cli.cli.app import COMMANDS, app
 from medimeta_cli.cli.exit_codes import ExitCode
 from medimeta_cli.cli.options import (
+    COMMON_OPTIONS,
     CommonOptions,
     QuietOption,
     common_parameters,
@@ -25,7 +26,7 @@ from medimeta_cli.cli.options import (
 )
 from medimeta_cli.cli.output import Output
 from medimeta_cli.errors import LockTimeoutError
-from tests.support.helpers import invoke
+from tests.support.helpers import invoke, run_cli
 
 #: The fewest arguments each command needs to get as far as its session.
 ARGUMENTS: dict[str, list[str]] = {
@@ -40,8 +41,16 @@ ARGUMENTS: dict[str, list[str]] = {
     "prune": [],
     "doctor": [],
 }
-WITH_OFFLINE = {"download", "paths", "doctor"}
-WITH_LOCK_TIMEOUT = {"download", "remove"}
+
+#: Each common option, and a command line's way of giving it (values are this test's).
+EVERY_COMMON_OPTION: dict[str, list[str]] = {
+    "root": ["--root", "ROOT"],
+    "json": ["--json"],
+    "quiet": ["--quiet"],
+    "debug": ["--debug"],
+    "offline": ["--offline"],
+    "lock_timeout": ["--lock-timeout", "5"],
+}
 
 #: Flags and help text of the options every command has.
 COMMON_HELP: dict[str, tuple[list[str], str]] = {
@@ -71,8 +80,34 @@ def test_every_command_declares_the_common_options(name: str) -> None:
         assert isinstance(param, typer.core.TyperOption)
         assert param.opts + param.secondary_opts == flags, (name, option)
         assert param.help == help_text
-    assert ("offline" in params) == (name in WITH_OFFLINE)
-    assert ("lock_timeout" in params) == (name in WITH_LOCK_TIMEOUT)
+    assert {"offline", "lock_timeout"} <= set(params)
+
+
+def test_every_common_option_is_checked() -> None:
+    assert [p.name for p in common_parameters()] == [name for name, _, _ in COMMON_OPTIONS]
+    assert set(EVERY_COMMON_OPTION) == {name for name, _, _ in COMMON_OPTIONS}
+
+
+@pytest.mark.parametrize("option", sorted(EVERY_COMMON_OPTION))
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_command_takes_every_common_option_after_its_name(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, option: str
+) -> None:
+    flags, outputs = _record_session(monkeypatch)
+    given = [str(tmp_path) if word == "ROOT" else word for word in EVERY_COMMON_OPTION[option]]
+    result = invoke(runner, name, *ARGUMENTS[name], *given)
+    assert result.exit_code == ExitCode.LOCK_TIMEOUT, (name, option, result.stderr)
+    assert "No such option" not in result.stderr
+    [out] = outputs
+    reached = {
+        "root": flags["root"] == tmp_path,
+        "json": out.json_mode,
+        "quiet": out.quiet,
+        "debug": flags["debug"] is True,
+        "offline": flags["offline"] is True,
+        "lock_timeout": flags["lock_timeout"] == 5.0,
+    }
+    assert reached[option], (name, option)
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))
@@ -108,8 +143,7 @@ def test_common_options_after_the_command_reach_the_session(
     runner: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str
 ) -> None:
     flags, outputs = _record_session(monkeypatch)
-    extra = ["--offline"] if name in WITH_OFFLINE else []
-    extra += ["--lock-timeout", "5"] if name in WITH_LOCK_TIMEOUT else []
+    extra = ["--offline", "--lock-timeout", "5"]
     result = invoke(
         runner,
         name,
@@ -125,8 +159,8 @@ def test_common_options_after_the_command_reach_the_session(
     assert "error: stop here" in result.stderr
     assert flags["root"] == tmp_path
     assert flags["debug"] is True
-    assert flags["offline"] is (True if name in WITH_OFFLINE else None)
-    assert flags["lock_timeout"] == (5.0 if name in WITH_LOCK_TIMEOUT else None)
+    assert flags["offline"] is True
+    assert flags["lock_timeout"] == 5.0
     [out] = outputs
     assert (out.json_mode, out.quiet, out.debug) == (True, True, True)
 
@@ -141,10 +175,9 @@ def test_options_not_given_are_not_flags() -> None:
 
 
 def test_common_parameters_come_in_help_order() -> None:
-    names = [p.name for p in common_parameters(offline=True, lock_timeout=True)]
+    names = [p.name for p in common_parameters()]
     assert names == ["lock_timeout", "offline", "root", "json", "quiet", "debug"]
-    assert [p.name for p in common_parameters()] == ["root", "json", "quiet", "debug"]
-    assert common_parameters()[2].annotation is QuietOption
+    assert common_parameters()[4].annotation is QuietOption
 
 
 def test_decorated_command_gets_the_options_first() -> None:
@@ -255,3 +288,13 @@ def test_domain_list_selects_like_repeated_domains(runner: CliRunner) -> None:
 def test_split_commas() -> None:
     assert split_commas(None) is None
     assert split_commas(["a,b", " c ", ",,"]) == ["a", "b", "c"]
+
+
+@pytest.mark.slow
+def test_a_common_option_a_command_has_no_use_for_is_accepted_in_a_real_process() -> None:
+    # The command line: export never touches the network, and --offline after
+    # its name used to fail with "No such option".
+    code, _, stderr = run_cli("export", "oct", "--offline", "--lock-timeout", "1")
+    assert "No such option" not in stderr
+    assert code == ExitCode.NOT_INSTALLED, stderr
+    assert "oct" in stderr

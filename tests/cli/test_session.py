@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -134,6 +135,9 @@ def test_with_json_an_error_is_one_json_object_on_stdout(
     from medimeta_cli.cli.output import plain_lines
 
     expected = plain_lines(f"error: {error['message']}") + plain_lines(f"hint: {error['hint']}")
+    if args[0] == "download":  # it made the data root first, and said so
+        root = os.environ["MEDIMETA_HOME"]
+        expected = plain_lines(f"created the data root {root} (MEDIMETA_HOME)") + expected
     assert result.stderr.splitlines() == expected
 
 

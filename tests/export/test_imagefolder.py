@@ -199,3 +199,13 @@ def test_hugging_face_imagefolder_labels_are_the_classes_json_index(
     assert set(loaded) == {"train", "validation", "test"}
     for split in loaded.values():
         assert split["label"] == [index_of_key[key] for key in split["label_key"]]
+    # The dataset card makes `label` a ClassLabel with the names in classes.json order.
+    carded = datasets.load_dataset(str(out))
+    assert set(carded) == {"train", "validation", "test"}
+    names = [entry["name"] for entry in classes["classes"]]
+    for name, split in carded.items():
+        feature = split.features["label"]
+        assert isinstance(feature, datasets.ClassLabel)
+        assert feature.names == names
+        assert split["label"] == loaded[name]["label"]
+        assert [feature.int2str(i) for i in split["label"]] == split["label_name"]

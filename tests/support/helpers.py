@@ -201,3 +201,38 @@ def point_images_outside(folder: Path, outside: Path, kind: str) -> None:
             handle.create_virtual_dataset("images", layout)
     else:
         raise ValueError(kind)
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, terminal: bool = False, timeout: float = 60
+) -> tuple[int, str, str]:
+    """Run ``python -m medimeta_cli ARGS`` as a user would: a real process, this test's
+    environment plus ``env``. With ``terminal``, stdout and stderr are a pseudo-terminal
+    (what a person sees; stderr then comes back inside stdout)."""
+    import os
+    import subprocess
+
+    command = [sys.executable, "-m", "medimeta_cli", *args]
+    environ = {**os.environ, **(env or {})}
+    if not terminal:
+        proc = subprocess.run(command, env=environ, capture_output=True, text=True, timeout=timeout)
+        return proc.returncode, proc.stdout, proc.stderr
+    import pty
+
+    leader, follower = pty.openpty()
+    with subprocess.Popen(
+        command, env=environ, stdin=subprocess.DEVNULL, stdout=follower, stderr=follower
+    ) as process:
+        os.close(follower)
+        chunks: list[bytes] = []
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the process closed its end
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(leader)
+        code = process.wait(timeout=timeout)
+    return code, b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n"), ""
