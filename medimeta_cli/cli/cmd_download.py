@@ -194,7 +194,7 @@ def download_command(
                     outcomes = downloader.install_from(from_paths, force=force, dataset_ids=ids)
                 _report_outcomes(s.out, outcomes, common.json, print_paths)
                 return
-            datasets = select_datasets(s.catalog, dataset_ids, domain, everything)
+            datasets = select_datasets(s.out, s.catalog, dataset_ids, domain, everything)
             if print_urls or dry_run:
                 plan = downloader.plan(
                     datasets,

@@ -71,7 +71,9 @@ def verify_command(
         if dataset_ids or domain:
             known = [i for i in dataset_ids or () if catalog_entry(s, i) is not None]
             local = [i for i in dataset_ids or () if i not in known]
-            datasets = select_datasets(s.catalog, known, domain, False) if known or domain else ()
+            datasets = (
+                select_datasets(s.out, s.catalog, known, domain, False) if known or domain else ()
+            )
             for named in s.catalog.resolve(known):  # ids are case-insensitive
                 s.installed_root(named.id)  # NotInstalledError for a named dataset
         else:
