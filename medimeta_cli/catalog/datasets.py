@@ -271,9 +271,12 @@ class Dataset:
         return frozenset(task.target for task in self.tasks)
 
     def task(self, name: str) -> Task:
-        """Find a task by name, case-insensitively; exact names win over folded ones.
+        """Find a task by name, case-insensitively, or by a unique beginning (``disease``
+        for ``disease labels``), as ``--classes`` finds classes; exact names win over
+        folded ones, whole names over beginnings.
 
-        Raises :class:`UnknownTaskError` naming the closest task.
+        Raises :class:`UsageError` listing the candidates when a beginning fits several
+        tasks, :class:`UnknownTaskError` naming the closest task when it fits none.
         """
         for task in self.tasks:
             if task.name == name:
@@ -282,6 +285,18 @@ class Dataset:
         for task in self.tasks:
             if task.name.casefold() == folded:
                 return task
+        starting = [
+            task for task in self.tasks if folded and task.name.casefold().startswith(folded)
+        ]
+        if len(starting) == 1:
+            return starting[0]
+        if starting:
+            raise UsageError(
+                f"task {name!r} of dataset {self.id!r} is ambiguous: "
+                + ", ".join(repr(task.name) for task in starting)
+                + " begin with it",
+                hint="Give more of the name, for example --task " + repr(starting[0].name) + ".",
+            )
         raise UnknownTaskError(
             name,
             self.task_names,

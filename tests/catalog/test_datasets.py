@@ -103,6 +103,21 @@ def test_domains_and_aliases_win_over_ids_and_say_so() -> None:
     assert catalog.domain_notices(["oct"]) == ()
 
 
+def test_a_task_is_found_by_a_unique_beginning_and_an_ambiguous_one_lists_them() -> None:
+    catalog = load_catalog()
+    assert catalog.get("cxr").task("DISEASE").name == "disease labels"
+    skinl = catalog.get("skinl_derm")
+    assert skinl.task("diagnosis").name == "Diagnosis"  # a whole name wins over beginnings
+    assert skinl.task("Diagnosis g").name == "Diagnosis grouped"
+    with pytest.raises(UsageError) as caught:
+        skinl.task("pig")
+    assert not isinstance(caught.value, UnknownTaskError)
+    assert caught.value.message == (
+        "task 'pig' of dataset 'skinl_derm' is ambiguous: 'Pigment Network', 'Pigmentation', "
+        "'Pigmentation grouped' begin with it"
+    )
+
+
 def test_task_lookup_is_case_insensitive_and_exact_names_win() -> None:
     dataset = load_catalog().get("skinl_derm")
     assert dataset.task("diagnosis GROUPED").name == "Diagnosis grouped"
