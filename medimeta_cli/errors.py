@@ -9,6 +9,7 @@ decides how an error is shown.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
+from typing import TypeVar
 
 
 class MedimetaError(Exception):
@@ -53,6 +54,24 @@ class UnknownNameError(UsageError):
         if suggestion is not None:
             message += f"; did you mean {suggestion!r}?"
         super().__init__(message, hint=f"Valid {self.kinds}: {', '.join(self.choices)}.")
+
+    @classmethod
+    def ambiguous(
+        cls: type[_Name], name: str, candidates: Sequence[str], *, context: str, hint: str
+    ) -> _Name:
+        """A beginning that fits several names: the error lists them (``choices``)."""
+        error = cls(name, candidates, context=context)
+        error.message = (
+            f"{cls.kind} {name!r} {context} is ambiguous: "
+            + ", ".join(repr(candidate) for candidate in candidates)
+            + " begin with it"
+        )
+        error.args = (error.message,)
+        error.hint = hint
+        return error
+
+
+_Name = TypeVar("_Name", bound=UnknownNameError)
 
 
 class UnknownDatasetError(UnknownNameError):

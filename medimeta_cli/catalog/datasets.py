@@ -291,11 +291,11 @@ class Dataset:
         if len(starting) == 1:
             return starting[0]
         if starting:
-            raise UsageError(
-                f"task {name!r} of dataset {self.id!r} is ambiguous: "
-                + ", ".join(repr(task.name) for task in starting)
-                + " begin with it",
-                hint="Give more of the name, for example --task " + repr(starting[0].name) + ".",
+            raise UnknownTaskError.ambiguous(
+                name,
+                [task.name for task in starting],
+                context=f"of dataset {self.id!r}",
+                hint=f"Give more of the name, for example --task {starting[0].name!r}.",
             )
         raise UnknownTaskError(
             name,

@@ -183,10 +183,10 @@ def resolve_classes(task: Task, wanted: Sequence[str] | None) -> tuple[int, ...]
         key = _class_key(task, item.strip())
         starting = _classes_starting(task, item.strip())
         if key is None and len(starting) > 1:
-            raise UsageError(
-                f"class {item!r} in task {task.name!r} is ambiguous: "
-                + ", ".join(repr(name) for name in starting)
-                + " begin with it",
+            raise UnknownClassError.ambiguous(
+                item,
+                starting,
+                context=f"in task {task.name!r}",
                 hint=f"Give more of the name, or the label key, for example {starting[0]!r}.",
             )
         if key is None:

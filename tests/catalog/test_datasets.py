@@ -109,9 +109,9 @@ def test_a_task_is_found_by_a_unique_beginning_and_an_ambiguous_one_lists_them()
     skinl = catalog.get("skinl_derm")
     assert skinl.task("diagnosis").name == "Diagnosis"  # a whole name wins over beginnings
     assert skinl.task("Diagnosis g").name == "Diagnosis grouped"
-    with pytest.raises(UsageError) as caught:
+    with pytest.raises(UnknownTaskError) as caught:
         skinl.task("pig")
-    assert not isinstance(caught.value, UnknownTaskError)
+    assert caught.value.choices == ("Pigment Network", "Pigmentation", "Pigmentation grouped")
     assert caught.value.message == (
         "task 'pig' of dataset 'skinl_derm' is ambiguous: 'Pigment Network', 'Pigmentation', "
         "'Pigmentation grouped' begin with it"
