@@ -273,8 +273,11 @@ def _installed_or_in_catalog(
 
 def _order(wanted: list[str], datasets: list[Dataset], folders: dict[str, Path]) -> list[str]:
     """The ids of the result in the order asked for, catalog ids as the catalog spells them."""
-    ids = {d.id.lower(): d.id for d in datasets} | {k.lower(): k for k in folders}
-    return list(dict.fromkeys(ids[w.lower().strip()] for w in wanted if w.lower().strip() in ids))
+    from medimeta_cli.catalog.datasets import fold_name
+
+    # Ids are spelt as domains may be (dr-regular is dr_regular), as the catalog finds them.
+    ids = {fold_name(k): k for k in folders} | {fold_name(d.id): d.id for d in datasets}
+    return list(dict.fromkeys(ids[fold_name(w)] for w in wanted if fold_name(w) in ids))
 
 
 def download(
@@ -319,6 +322,8 @@ def download(
     datasets = catalog.select(
         named, in_domains, everything, hint="Name dataset ids, domains, or everything."
     )
+    for notice in catalog.domain_notices(in_domains):
+        logger.warning("%s", notice)
     # Without a sink of the caller's, the steps go to the package's logger, as in ensure().
     sink = on_event if on_event is not None else LoggedEvents(logger, settings.progress_interval)
     downloader = Downloader(settings, catalog, on_event=sink)

@@ -8,7 +8,8 @@ decides how an error is shown.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Sequence
+from typing import TypeVar
 
 
 class MedimetaError(Exception):
@@ -53,6 +54,24 @@ class UnknownNameError(UsageError):
         if suggestion is not None:
             message += f"; did you mean {suggestion!r}?"
         super().__init__(message, hint=f"Valid {self.kinds}: {', '.join(self.choices)}.")
+
+    @classmethod
+    def ambiguous(
+        cls: type[_Name], name: str, candidates: Sequence[str], *, context: str, hint: str
+    ) -> _Name:
+        """A beginning that fits several names: the error lists them (``choices``)."""
+        error = cls(name, candidates, context=context)
+        error.message = (
+            f"{cls.kind} {name!r} {context} is ambiguous: "
+            + ", ".join(repr(candidate) for candidate in candidates)
+            + " begin with it"
+        )
+        error.args = (error.message,)
+        error.hint = hint
+        return error
+
+
+_Name = TypeVar("_Name", bound=UnknownNameError)
 
 
 class UnknownDatasetError(UnknownNameError):
@@ -120,7 +139,7 @@ class NotInRecordError(RemoteDataError):
     """The record lists no archive for a dataset the catalog knows: that dataset cannot be
     fetched, the others still are."""
 
-    def __init__(self, record_id: int, key: str) -> None:
+    def __init__(self, record_id: int, key: str, *, held: Iterable[str] = ()) -> None:
         super().__init__(
             f"record {record_id} has no file {key!r}",
             hint="The record may have changed; check MEDIMETA_RECORD and MEDIMETA_BASE_URL, "
@@ -128,6 +147,86 @@ class NotInRecordError(RemoteDataError):
         )
         self.record_id = record_id
         self.key = key
+        self.keys: tuple[str, ...] = (key,)
+        #: The files the record does hold (as many as were known when it was raised).
+        self.held = tuple(held)
+
+    @classmethod
+    def together(
+        cls, errors: Sequence[NotInRecordError], expected: Collection[str]
+    ) -> NotInRecordError:
+        """The archives of several datasets missing from one record, said once with their
+        ids; when the record holds none of the ``expected`` archives, what it holds instead
+        (a few keys): that is rather the wrong record than a changed one."""
+        first = errors[0]
+        keys = tuple(dict.fromkeys(key for error in errors for key in error.keys))
+        held = first.held
+        merged = cls(first.record_id, keys[0], held=held)
+        merged.keys = keys
+        if len(keys) > 1:
+            ids = ", ".join(key.removesuffix(".zip") for key in keys)
+            merged.message = (
+                f"record {first.record_id} has no archive of {len(keys)} datasets: {ids}"
+            )
+        if expected and not set(expected) & set(held):
+            shown = ", ".join(repr(key) for key in held[:_HELD_SHOWN])
+            more = f" and {len(held) - _HELD_SHOWN} more" if len(held) > _HELD_SHOWN else ""
+            merged.message += (
+                f"; it holds none of MedIMeta's archives, only {shown}{more}"
+                if held
+                else "; it holds no files at all"
+            )
+            merged.hint = (
+                f"Record {first.record_id} is likely not MedIMeta's: check MEDIMETA_RECORD "
+                "(unset, it is MedIMeta's record) and MEDIMETA_BASE_URL."
+            )
+        merged.args = (merged.message,)
+        return merged
+
+
+#: How many of a wrong record's files an error names.
+_HELD_SHOWN = 3
+
+
+def said_once(
+    failures: Sequence[tuple[str, MedimetaError]], *, expected: Collection[str] = ()
+) -> list[MedimetaError]:
+    """The errors of several datasets (``(dataset id, error)``), each one said once: errors of
+    one kind with one hint whose messages differ only in the dataset's id become the first
+    of them, naming the other ids; the archives a record lacks become one
+    :class:`NotInRecordError` (:meth:`NotInRecordError.together` with the ``expected``
+    archives)."""
+    groups: dict[tuple[type, str, str], list[tuple[str, MedimetaError]]] = {}
+    for dataset_id, error in failures:
+        shape: tuple[type, str, str]
+        if isinstance(error, NotInRecordError):
+            shape = (type(error), error.hint, f"record {error.record_id}")
+        else:
+            shape = (
+                type(error),
+                error.hint.replace(dataset_id, "\0"),
+                error.message.replace(dataset_id, "\0"),
+            )
+        groups.setdefault(shape, []).append((dataset_id, error))
+    said: list[MedimetaError] = []
+    for group in groups.values():
+        first = group[0][1]
+        if isinstance(first, NotInRecordError):
+            errors = [e for _, e in group if isinstance(e, NotInRecordError)]
+            said.append(NotInRecordError.together(errors, expected))
+        elif len(group) == 1:
+            said.append(first)
+        else:
+            # The same class (the same exit code), with every attribute of the first error.
+            alike = type(first).__new__(type(first))
+            alike.__dict__.update(first.__dict__)
+            others = ", ".join(dataset_id for dataset_id, _ in group[1:])
+            alike.message = f"{first.message} (and likewise {others})"
+            alike.args = (alike.message,)
+            # A hint naming the first id (`medimeta download crc`) names them all.
+            alike.hint = first.hint.replace(group[0][0], " ".join(i for i, _ in group))
+            said.append(alike)
+    return said
 
 
 class IntegrityError(MedimetaError):

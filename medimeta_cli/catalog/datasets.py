@@ -50,6 +50,7 @@ DOMAIN_ALIASES: dict[str, tuple[str, ...]] = {
     "ct": ("Abdominal CT",),
     "ultrasound": ("Breast ultrasound",),
     "fundus": ("Retinal fundus",),
+    "derm": ("Dermatoscopy", "Clinical skin photography"),
 }
 
 
@@ -270,9 +271,12 @@ class Dataset:
         return frozenset(task.target for task in self.tasks)
 
     def task(self, name: str) -> Task:
-        """Find a task by name, case-insensitively; exact names win over folded ones.
+        """Find a task by name, case-insensitively, or by a unique beginning (``disease``
+        for ``disease labels``), as ``--classes`` finds classes; exact names win over
+        folded ones, whole names over beginnings.
 
-        Raises :class:`UnknownTaskError` naming the closest task.
+        Raises :class:`UsageError` listing the candidates when a beginning fits several
+        tasks, :class:`UnknownTaskError` naming the closest task when it fits none.
         """
         for task in self.tasks:
             if task.name == name:
@@ -281,6 +285,18 @@ class Dataset:
         for task in self.tasks:
             if task.name.casefold() == folded:
                 return task
+        starting = [
+            task for task in self.tasks if folded and task.name.casefold().startswith(folded)
+        ]
+        if len(starting) == 1:
+            return starting[0]
+        if starting:
+            raise UnknownTaskError.ambiguous(
+                name,
+                [task.name for task in starting],
+                context=f"of dataset {self.id!r}",
+                hint=f"Give more of the name, for example --task {starting[0].name!r}.",
+            )
         raise UnknownTaskError(
             name,
             self.task_names,
@@ -340,10 +356,17 @@ class Catalog:
     def __post_init__(self) -> None:
         if len(self._by_id) != len(self.datasets):
             raise ValueError("dataset ids must be unique")
+        if len(self._by_folded_id) != len(self.datasets):
+            # Ids are matched like domains (case, spaces, - and _ do not matter).
+            raise ValueError("dataset ids must differ in more than case, spaces, - and _")
 
     @cached_property
     def _by_id(self) -> dict[str, Dataset]:
         return {dataset.id: dataset for dataset in self.datasets}
+
+    @cached_property
+    def _by_folded_id(self) -> dict[str, Dataset]:
+        return {fold_name(dataset.id): dataset for dataset in self.datasets}
 
     @property
     def ids(self) -> tuple[str, ...]:
@@ -356,8 +379,10 @@ class Catalog:
         return tuple(dict.fromkeys(dataset.domain for dataset in self.datasets))
 
     def get(self, dataset_id: str) -> Dataset:
-        """The dataset with this id (case-insensitive); :class:`UnknownDatasetError` if none."""
-        dataset = self._by_id.get(dataset_id) or self._by_id.get(dataset_id.lower().strip())
+        """The dataset with this id, spelt as a domain may be (case, spaces, ``-`` and ``_``
+        do not matter: ``DR-Regular`` is ``dr_regular``); :class:`UnknownDatasetError` if
+        none."""
+        dataset = self._by_id.get(dataset_id) or self._by_folded_id.get(fold_name(dataset_id))
         if dataset is None:
             raise UnknownDatasetError(
                 dataset_id, self.ids, suggestion=closest(dataset_id, self.ids)
@@ -391,12 +416,14 @@ class Catalog:
 
         A name may be a domain (``"Chest X-ray"``, ``chest-x-ray``), an alias from
         :data:`DOMAIN_ALIASES` (``ophthalmology``) or a dataset id (``crc``); case,
-        spaces, ``-`` and ``_`` do not matter.
+        spaces, ``-`` and ``_`` do not matter. Domains and aliases win over ids:
+        ``fundus`` is every retinal fundus dataset, not only the dataset ``fundus``
+        (:meth:`domain_notices` says so).
         """
         lookup = self._selection_lookup()
         wanted: set[str] = set()
         for name in names:
-            ids = lookup.get(_fold(name))
+            ids = lookup.get(fold_name(name))
             if ids is None:
                 choices = (*self.domains, *DOMAIN_ALIASES)
                 raise UnknownDomainError(
@@ -410,15 +437,34 @@ class Catalog:
         by_domain: dict[str, set[str]] = {}
         for dataset in self.datasets:
             by_domain.setdefault(dataset.domain, set()).add(dataset.id)
-        lookup = {_fold(domain): frozenset(ids) for domain, ids in by_domain.items()}
+        lookup = {fold_name(domain): frozenset(ids) for domain, ids in by_domain.items()}
         for alias, domains in DOMAIN_ALIASES.items():
-            lookup[_fold(alias)] = frozenset().union(*(by_domain.get(d, ()) for d in domains))
-        lookup.update({_fold(dataset_id): frozenset({dataset_id}) for dataset_id in self.ids})
+            lookup[fold_name(alias)] = frozenset().union(*(by_domain.get(d, ()) for d in domains))
+        for dataset_id in self.ids:
+            lookup.setdefault(fold_name(dataset_id), frozenset({dataset_id}))
         return lookup
 
+    def domain_notices(self, names: Iterable[str]) -> tuple[str, ...]:
+        """One line per name given as a domain that is also a dataset id but selects more
+        than that dataset (``fundus``): the user who meant the dataset alone learns how."""
+        notices: dict[str, str] = {}
+        lookup = self._selection_lookup()
+        for name in names:
+            dataset = self._by_folded_id.get(fold_name(name))
+            ids = lookup.get(fold_name(name))
+            if dataset is None or ids is None or ids == {dataset.id}:
+                continue
+            notices.setdefault(
+                dataset.id,
+                f"{name!r} is also a dataset id; give it as an argument for that dataset alone "
+                f"(--domain {name} selects {len(ids)} datasets)",
+            )
+        return tuple(notices.values())
 
-def _fold(name: str) -> str:
-    """Fold a name for lenient matching: lower case, no spaces, dashes or underscores."""
+
+def fold_name(name: str) -> str:
+    """Fold a name (a domain, an alias, a dataset id) for lenient matching: lower case, no
+    spaces, dashes or underscores."""
     return re.sub(r"[\s_\-]+", "", name.casefold())
 
 
@@ -426,12 +472,12 @@ def closest(name: str, choices: Sequence[str]) -> str | None:
     """The choice most like ``name``, or None when nothing is close enough."""
     import difflib  # only needed on the error path
 
-    folded = {_fold(choice): choice for choice in choices}
-    match = difflib.get_close_matches(_fold(name), list(folded), n=1, cutoff=0.6)
+    folded = {fold_name(choice): choice for choice in choices}
+    match = difflib.get_close_matches(fold_name(name), list(folded), n=1, cutoff=0.6)
     if match:
         return folded[match[0]]
     # A prefix is a good guess too: "organs" -> "organs_axial".
-    prefix = _fold(name)
+    prefix = fold_name(name)
     prefixed = [choice for key, choice in folded.items() if prefix and key.startswith(prefix)]
     return prefixed[0] if prefixed else None
 

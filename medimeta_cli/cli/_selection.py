@@ -2,19 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from medimeta_cli.catalog.datasets import Catalog, Dataset, Task
+from medimeta_cli.cli.output import Output
 
 
 def select_datasets(
-    catalog: Catalog, ids: list[str] | None, domains: list[str] | None, everything: bool
+    out: Output,
+    catalog: Catalog,
+    ids: list[str] | None,
+    domains: list[str] | None,
+    everything: bool,
 ) -> tuple[Dataset, ...]:
-    """Datasets named by ids, ``--domain`` and ``--all``, without duplicates."""
-    return catalog.select(
+    """Datasets named by ids, ``--domain`` and ``--all``, without duplicates; a ``--domain``
+    name that is also a dataset id is said once on stderr (:func:`in_domains`)."""
+    chosen = catalog.select(
         ids or (),
         domains or (),
         everything,
         hint="Name dataset ids (medimeta download crc), or use --domain NAME or --all.",
     )
+    warn_domain_ids(out, catalog, domains or ())
+    return chosen
+
+
+def in_domains(out: Output, catalog: Catalog, domains: Sequence[str]) -> tuple[Dataset, ...]:
+    """``--domain``: datasets in the named domains or aliases (they win over ids); a name
+    that is also a dataset id is said once on stderr."""
+    chosen = catalog.in_domains(domains)
+    warn_domain_ids(out, catalog, domains)
+    return chosen
+
+
+def warn_domain_ids(out: Output, catalog: Catalog, domains: Sequence[str]) -> None:
+    """One warning per ``--domain`` name that selects more than the dataset of that id."""
+    for notice in catalog.domain_notices(domains):
+        out.warn(notice)
 
 
 def split_values(values: list[str] | None) -> tuple[str, ...] | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -27,6 +27,7 @@ from medimeta_cli.dataset.layouts import ArchiveLayout
 from medimeta_cli.download.plan import UrlFormat
 
 if TYPE_CHECKING:
+    from medimeta_cli.catalog.datasets import Catalog
     from medimeta_cli.download.plan import Plan
     from medimeta_cli.events import Outcome
     from medimeta_cli.install.from_folder import Offered
@@ -194,7 +195,7 @@ def download_command(
                     outcomes = downloader.install_from(from_paths, force=force, dataset_ids=ids)
                 _report_outcomes(s.out, outcomes, common.json, print_paths)
                 return
-            datasets = select_datasets(s.catalog, dataset_ids, domain, everything)
+            datasets = select_datasets(s.out, s.catalog, dataset_ids, domain, everything)
             if print_urls or dry_run:
                 plan = downloader.plan(
                     datasets,
@@ -209,7 +210,7 @@ def download_command(
                     _print_urls(s.out, plan, common.json, url_format or UrlFormat.TSV)
                 else:
                     _print_plan(s.out, plan, common.json)
-                _report_not_in_record(s.out, plan, settings.record_id)
+                _report_not_in_record(s.out, plan, settings.record_id, s.catalog)
                 return
             try:
                 with sigterm_as_interrupt(), ProgressDisplay(s.out) as display:
@@ -233,7 +234,8 @@ def download_command(
                 # Say what did finish before saying it was interrupted.
                 _report_finished(s.out, stopped.outcomes, common.json)
                 raise
-            _report_outcomes(s.out, outcomes, common.json, print_paths)
+            archives = [d.archive for d in s.catalog.datasets]
+            _report_outcomes(s.out, outcomes, common.json, print_paths, archives)
         finally:
             downloader.close()
 
@@ -311,10 +313,17 @@ def _check_print_paths(print_paths: bool, *, json_mode: bool, listing: bool) -> 
 
 
 def _report_outcomes(
-    out: Output, outcomes: list[Outcome], json_mode: bool, print_paths: bool = False
+    out: Output,
+    outcomes: list[Outcome],
+    json_mode: bool,
+    print_paths: bool = False,
+    expected: Collection[str] = (),
 ) -> None:
-    """Print what happened; exit with the code of the first failure. With ``print_paths``,
-    stdout gets only the folders of the datasets that are there, the lines go to stderr."""
+    """Print what happened; exit with the code of the first failure. An error that several
+    datasets share is said once (``expected``: the catalog's archives, to tell a wrong
+    record). With ``print_paths``, stdout gets only the folders of the datasets that are
+    there, the lines go to stderr."""
+    from medimeta_cli.errors import said_once
     from medimeta_cli.events import OutcomeStatus
 
     if json_mode:
@@ -332,7 +341,10 @@ def _report_outcomes(
             for outcome in outcomes:
                 if outcome.error is None and outcome.path is not None:
                     out.emit_text(str(outcome.path))
-    errors = [outcome.error for outcome in outcomes if outcome.error is not None]
+    errors = said_once(
+        [(outcome.dataset_id, outcome.error) for outcome in outcomes if outcome.error],
+        expected=expected,
+    )
     for error in errors:
         out.error(error)
     if errors:
@@ -364,15 +376,16 @@ def _print_urls(out: Output, plan: Plan, json_mode: bool, url_format: UrlFormat)
         out.warn("sizes and md5s are unknown: no record manifest is saved and offline mode is on")
 
 
-def _report_not_in_record(out: Output, plan: Plan, record_id: int) -> None:
-    """After a listing: one error line per archive the record lacks, and its exit code."""
+def _report_not_in_record(out: Output, plan: Plan, record_id: int, catalog: Catalog) -> None:
+    """After a listing: the archives the record lacks, said once, and their exit code."""
     from medimeta_cli.errors import NotInRecordError
 
-    missing = [NotInRecordError(record_id, item.key) for item in plan.not_in_record]
-    for error in missing:
-        out.error(error)
+    held = plan.record_files
+    missing = [NotInRecordError(record_id, item.key, held=held) for item in plan.not_in_record]
     if missing:
-        raise typer.Exit(int(exit_code_for(missing[0])))
+        error = NotInRecordError.together(missing, [d.archive for d in catalog.datasets])
+        out.error(error)
+        raise typer.Exit(int(exit_code_for(error)))
 
 
 def _print_plan(out: Output, plan: Plan, json_mode: bool) -> None:

@@ -30,7 +30,11 @@ def info_command(
     dataset_id: DatasetArgument,
     task: Annotated[
         str | None,
-        typer.Option("--task", help="Show only this task (case-insensitive).", show_default=False),
+        typer.Option(
+            "--task",
+            help="Show only this task (case-insensitive, or a unique beginning).",
+            show_default=False,
+        ),
     ] = None,
     cite: Annotated[
         bool,

@@ -51,9 +51,10 @@ def list_command(
     """
     with session(common) as s:
         from medimeta_cli.cli._installed import local_ids
+        from medimeta_cli.cli._selection import in_domains
 
         datasets: tuple[Dataset, ...] = (
-            s.catalog.in_domains(domain) if domain else s.catalog.datasets
+            in_domains(s.out, s.catalog, domain) if domain else s.catalog.datasets
         )
         statuses = {d.id: s.locate(d.id) for d in datasets}
         # Datasets whose info.yaml the gate refuses: listed as such, never described by it.

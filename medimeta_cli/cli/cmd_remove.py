@@ -113,7 +113,7 @@ def _targets(s: Session, ids: list[str] | None, domains: list[str] | None) -> li
     outside = [i for i in ids or () if catalog_entry(s, i) is None]
     known = [i for i in ids or () if i not in outside]
     named = {d.id for d in s.catalog.resolve(known)} | set(outside)
-    chosen = select_datasets(s.catalog, known, domains, False) if known or domains else ()
+    chosen = select_datasets(s.out, s.catalog, known, domains, False) if known or domains else ()
     candidates = [_Target(d.id, d.archive) for d in chosen]
     candidates += [_Target(i, f"{i}.zip") for i in dict.fromkeys(outside)]
     targets = []

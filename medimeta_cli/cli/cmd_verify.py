@@ -60,11 +60,13 @@ def verify_command(
     With no ids, every installed dataset is checked. Exits with code 4 when anything is wrong.
     """
     with session(common) as s:
+        from medimeta_cli.cli._selection import warn_domain_ids
         from medimeta_cli.dataset.verify import VerifyMode
         from medimeta_cli.dataset.verify_installed import VerifyRequest, verify_installed
 
         mode = VerifyMode.DEEP if deep else VerifyMode.FULL if full else VerifyMode.FAST
         request = VerifyRequest(tuple(dataset_ids or ()), tuple(domain or ()), mode, jobs)
+        warn_domain_ids(s.out, s.catalog, domain or ())
         with ProgressDisplay(s.out, verb="hashing") as display:
             reports = verify_installed(
                 s.settings, s.catalog, request, on_start=display.start, on_bytes=display.advance

@@ -137,7 +137,8 @@ TaskOption = Annotated[
     str | None,
     typer.Option(
         "--task",
-        help="Task name (case-insensitive); needed when the dataset has several.",
+        help="Task name (case-insensitive, or a unique beginning); needed when the dataset "
+        "has several.",
         show_default=False,
     ),
 ]

@@ -181,6 +181,14 @@ def resolve_classes(task: Task, wanted: Sequence[str] | None) -> tuple[int, ...]
     chosen: list[int] = []
     for item in wanted:
         key = _class_key(task, item.strip())
+        starting = _classes_starting(task, item.strip())
+        if key is None and len(starting) > 1:
+            raise UnknownClassError.ambiguous(
+                item,
+                starting,
+                context=f"in task {task.name!r}",
+                hint=f"Give more of the name, or the label key, for example {starting[0]!r}.",
+            )
         if key is None:
             raise UnknownClassError(
                 item,
@@ -204,6 +212,12 @@ def _class_key(task: Task, text: str) -> int | None:
             return key
     starting = [key for key, name in task.labels.items() if name.casefold().startswith(folded)]
     return starting[0] if len(starting) == 1 and folded else None
+
+
+def _classes_starting(task: Task, text: str) -> list[str]:
+    """The label names that begin with ``text`` (case-insensitive)."""
+    folded = text.casefold()
+    return [name for name in task.labels.values() if folded and name.casefold().startswith(folded)]
 
 
 def check_splits(splits: Sequence[str]) -> tuple[str, ...]:

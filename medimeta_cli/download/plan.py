@@ -116,6 +116,8 @@ class Plan:
     stream: bool = False
     #: Whether a manifest (fetched or saved) gave sizes and md5s; False offline without one.
     manifest_known: bool = True
+    #: The files the record holds (what to name when it lacks the archives asked for).
+    record_files: tuple[str, ...] = ()
 
     @property
     def to_fetch(self) -> int:
@@ -280,6 +282,7 @@ def plan_download(
         record_version=manifest.version if manifest else None,
         stream=stream and archive_layout is ArchiveLayout.FULL and not keep_archive,
         manifest_known=manifest is not None,
+        record_files=tuple(manifest.files) if manifest else (),
     )
 
 

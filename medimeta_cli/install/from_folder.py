@@ -31,7 +31,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Protocol
 
-from medimeta_cli.catalog.datasets import Catalog, Dataset
+from medimeta_cli.catalog.datasets import Catalog, Dataset, fold_name
 from medimeta_cli.dataset.gate import InfoError, read_info
 from medimeta_cli.dataset.installed import check_dataset_id
 from medimeta_cli.dataset.layouts import ArchiveLayout
@@ -518,21 +518,21 @@ def offered_id(path: Path) -> str:
 
 def select_offered(found: Sequence[Path], dataset_ids: Sequence[str]) -> list[Path]:
     """What ``download ID... --from PATH...`` installs: with no ids, everything ``--from``
-    found; else, in the order given, the things offering those ids (case-insensitive).
-    :class:`UsageError` naming what is offered when an id is not, before anything is
-    installed."""
+    found; else, in the order given, the things offering those ids (spelt as the catalog's
+    ids may be: case, spaces, ``-`` and ``_`` do not matter). :class:`UsageError` naming
+    what is offered when an id is not, before anything is installed."""
     if not dataset_ids:
         return list(found)
     by_id: dict[str, list[Path]] = {}
     for path in found:
-        by_id.setdefault(offered_id(path).lower(), []).append(path)
-    offered = ", ".join(sorted(by_id)) or "nothing"
+        by_id.setdefault(fold_name(offered_id(path)), []).append(path)
+    offered = ", ".join(sorted({offered_id(path).lower() for path in found})) or "nothing"
     chosen: list[Path] = []
-    for dataset_id in dict.fromkeys(i.strip().lower() for i in dataset_ids):
-        paths = by_id.get(dataset_id)
+    for folded, dataset_id in {fold_name(i): i.strip() for i in dataset_ids}.items():
+        paths = by_id.get(folded)
         if paths is None:
             raise UsageError(
-                f"--from offers no {_shown(dataset_id)!r}; it offers {offered}",
+                f"--from offers no {_shown(dataset_id.lower())!r}; it offers {offered}",
                 hint="Name only ids that --from offers, or leave the ids out to install "
                 "everything it offers.",
             )

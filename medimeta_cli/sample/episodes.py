@@ -79,13 +79,19 @@ def sample_episodes(
     members = class_members(selection)
     needed = shots + queries
     eligible = [key for key, group in members.items() if len(group) >= needed]
+    split = selection.parts[0].split
+    if len(members) < ways:  # no class is short: there are not that many classes
+        raise UsageError(
+            f"--ways is {ways}, but {selection.task.name!r} has only {len(members)} "
+            f"selected classes in {split}",
+            hint=f"Lower --ways to at most {len(members)}, or select more classes.",
+        )
     if len(eligible) < ways:
         short = ", ".join(
             f"{selection.task.labels[key]} ({len(group)})"
             for key, group in members.items()
             if len(group) < needed
         )
-        split = selection.parts[0].split
         raise UsageError(
             f"only {len(eligible)} classes of {selection.task.name!r} in {split} have the "
             f"{needed} images ({shots} shots + {queries} queries) an episode needs, "

@@ -92,7 +92,7 @@ class Manifest:
         try:
             return self.files[key]
         except KeyError:
-            raise NotInRecordError(self.record_id, key) from None
+            raise NotInRecordError(self.record_id, key, held=tuple(self.files)) from None
 
     def to_json(self) -> dict[str, Any]:
         """The saved form."""

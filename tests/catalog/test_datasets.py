@@ -85,6 +85,39 @@ def test_get_is_case_insensitive_and_suggests() -> None:
     assert isinstance(caught.value, UsageError)
 
 
+@pytest.mark.parametrize("spelling", ["dr_regular", "dr-regular", "DR_Regular", "DR Regular"])
+def test_ids_take_the_spellings_of_domains(spelling: str) -> None:
+    assert load_catalog().get(spelling).id == "dr_regular"
+
+
+def test_domains_and_aliases_win_over_ids_and_say_so() -> None:
+    catalog = load_catalog()
+    fundus = {d.id for d in catalog.in_domains(["fundus"])}
+    assert fundus == {"dr_regular", "dr_uwf", "fundus", "glaucoma"}
+    assert {d.id for d in catalog.in_domains(["derm"])} == {"derm", "skinl_derm", "skinl_photo"}
+    (notice,) = catalog.domain_notices(["fundus", "Fundus", "crc", "oct", "radiology"])
+    assert notice.startswith(
+        "'fundus' is also a dataset id; give it as an argument for that dataset alone"
+    )
+    # oct is a domain of one dataset, the dataset oct: nothing to say.
+    assert catalog.domain_notices(["oct"]) == ()
+
+
+def test_a_task_is_found_by_a_unique_beginning_and_an_ambiguous_one_lists_them() -> None:
+    catalog = load_catalog()
+    assert catalog.get("cxr").task("DISEASE").name == "disease labels"
+    skinl = catalog.get("skinl_derm")
+    assert skinl.task("diagnosis").name == "Diagnosis"  # a whole name wins over beginnings
+    assert skinl.task("Diagnosis g").name == "Diagnosis grouped"
+    with pytest.raises(UnknownTaskError) as caught:
+        skinl.task("pig")
+    assert caught.value.choices == ("Pigment Network", "Pigmentation", "Pigmentation grouped")
+    assert caught.value.message == (
+        "task 'pig' of dataset 'skinl_derm' is ambiguous: 'Pigment Network', 'Pigmentation', "
+        "'Pigmentation grouped' begin with it"
+    )
+
+
 def test_task_lookup_is_case_insensitive_and_exact_names_win() -> None:
     dataset = load_catalog().get("skinl_derm")
     assert dataset.task("diagnosis GROUPED").name == "Diagnosis grouped"
