@@ -4,31 +4,16 @@ every command that selects datasets, run as the user runs it (a real process).""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import FixtureData, InstalledData
+from tests.support.helpers import medimeta_process as medimeta
 from tests.support.zenodo_server import ZenodoServer
 
 FUNDUS = ["dr_regular", "dr_uwf", "fundus", "glaucoma"]
 NOTICE = "'fundus' is also a dataset id; give it as an argument for that dataset alone"
-
-
-def medimeta(*args: str) -> subprocess.CompletedProcess[str]:
-    """``medimeta ARGS`` in a process of its own, with this test's environment, 80 columns."""
-    env = {**os.environ, "COLUMNS": "80"}
-    return subprocess.run(
-        [sys.executable, "-m", "medimeta_cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        timeout=120,
-    )
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ from tests.support.helpers import (
     installed_script,
     invoke,
     invoke_json,
+    read_terminal,
     run_cli,
     tmpfs,
     unwrapped,
@@ -330,17 +331,8 @@ def _run_in_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str]:
         close_fds=True,
     )
     os.close(slave)
-    chunks = []
-    while True:
-        try:
-            data = os.read(master, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(master)
-    return proc.wait(timeout=60), b"".join(chunks).decode("utf-8", "replace")
+    screen = read_terminal(master)
+    return proc.wait(timeout=60), screen.decode("utf-8", "replace")
 
 
 @pytest.mark.slow

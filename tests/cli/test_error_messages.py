@@ -3,31 +3,17 @@ them (a real process, 80 columns), never end a line with a dangling colon or an 
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import InstalledData
+from tests.support.helpers import medimeta_process as medimeta
 
 #: What a message cut short looks like: a colon, comma or semicolon with nothing after it
 #: (maybe a full stop), an empty bracket, or empty quotes standing for a list.
 INCOMPLETE = re.compile(r"([:;,]\s*\.?\s*$)|(\(\s*\)|\[\s*\]|\{\s*\})|(:\s*\.\s)")
-
-
-def medimeta(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """``medimeta ARGS`` in a process of its own, with this test's environment, 80 columns."""
-    return subprocess.run(
-        [sys.executable, "-m", "medimeta_cli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "COLUMNS": "80", **(env or {})},
-        check=False,
-        timeout=120,
-    )
 
 
 def incomplete_lines(stderr: str) -> list[str]:

@@ -19,7 +19,13 @@ from medimeta_cli.fsutil import human_bytes
 from medimeta_cli.store.layout import RootLayout
 from medimeta_cli.store.records import read_install_record
 from tests.support import zenodo_server as zs
-from tests.support.helpers import install_from_server, installed_script, invoke, invoke_json
+from tests.support.helpers import (
+    install_from_server,
+    installed_script,
+    invoke,
+    invoke_json,
+    read_terminal,
+)
 
 
 def _env() -> dict[str, str]:
@@ -98,15 +104,7 @@ def test_a_real_terminal_is_asked(zenodo: zs.ZenodoServer, data_root: Path) -> N
         assert chunk, screen
         screen += chunk
     os.write(master, b"y\n")
-    while True:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        screen += chunk
-    os.close(master)
+    screen += read_terminal(master)
     assert proc.wait(timeout=30) == 0, screen
     assert b"removed   cxr" in screen
     assert not (data_root / "cxr").exists()

@@ -3,9 +3,6 @@ none of MedIMeta's archives is named for what it holds (a real process, a real s
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,21 +10,10 @@ import pytest
 
 from medimeta_cli.errors import NotInRecordError, NotInstalledError, said_once
 from tests.conftest import FixtureData
+from tests.support.helpers import medimeta_process as medimeta
 from tests.support.zenodo_server import ZenodoServer
 
 HINT = "MEDIMETA_RECORD"
-
-
-def medimeta(*args: str) -> subprocess.CompletedProcess[str]:
-    """``medimeta ARGS`` in a process of its own, with this test's environment, 80 columns."""
-    return subprocess.run(
-        [sys.executable, "-m", "medimeta_cli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "COLUMNS": "80"},
-        check=False,
-        timeout=120,
-    )
 
 
 @pytest.fixture

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -203,6 +205,21 @@ def point_images_outside(folder: Path, outside: Path, kind: str) -> None:
         raise ValueError(kind)
 
 
+def medimeta_process(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``medimeta ARGS`` as a user runs it: a process of its own, this test's environment,
+    80 columns (``env`` added on top); the completed process, whatever its exit code."""
+    return subprocess.run(
+        [sys.executable, "-m", "medimeta_cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "80", **(env or {})},
+        check=False,
+        timeout=timeout,
+    )
+
+
 def run_cli(
     *args: str, env: dict[str, str] | None = None, terminal: bool = False, timeout: float = 60
 ) -> tuple[int, str, str]:
@@ -224,15 +241,22 @@ def run_cli(
         command, env=environ, stdin=subprocess.DEVNULL, stdout=follower, stderr=follower
     ) as process:
         os.close(follower)
-        chunks: list[bytes] = []
-        while True:
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:  # EIO: the process closed its end
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        os.close(leader)
+        screen = read_terminal(leader)
         code = process.wait(timeout=timeout)
-    return code, b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n"), ""
+    return code, screen.decode("utf-8", "replace").replace("\r\n", "\n"), ""
+
+
+def read_terminal(leader: int) -> bytes:
+    """Everything a process writes to its pseudo-terminal until it closes it (EIO); the
+    leader's descriptor is closed then."""
+    chunks: list[bytes] = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the process closed its end
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    return b"".join(chunks)
