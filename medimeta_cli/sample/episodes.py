@@ -370,11 +370,14 @@ class SampleResult(ABC):
 
     def position(self, index: int) -> int:
         """Where image ``index`` stands in the split file: the official loader's number."""
+        return self.positions_of([index])[index]
+
+    def positions_of(self, indices: list[int]) -> dict[int, int]:
+        """:meth:`position` of many images at once (one NumPy lookup, not one per image)."""
         part = self.selection.parts[0]
-        at = int(np.searchsorted(part.indices, index))
-        if part.positions is None:
-            return at
-        return int(part.positions[at])
+        at = np.searchsorted(part.indices, np.asarray(indices, dtype=np.int64))
+        found = at if part.positions is None else part.positions[at]
+        return dict(zip(indices, found.tolist(), strict=True))
 
     @abstractmethod
     def to_json(self) -> dict[str, Any]:
@@ -457,6 +460,9 @@ class EpisodeSample(SampleResult):
         order = {key: n for n, key in enumerate(episode.classes)}
         return lambda key: order[key]
 
+    def _positions(self, episode: Episode) -> dict[int, int]:
+        return self.positions_of([i for i, _ in episode.support + episode.query])
+
     def used_classes(self) -> list[int]:
         """Label keys of every class some episode uses, ascending."""
         return sorted({key for episode in self.episodes for key in episode.classes})
@@ -476,7 +482,9 @@ class EpisodeSample(SampleResult):
             "min_class_images": self.min_class_images,
             "classes": [counts[key].to_json(labels[key]) for key in used],
             "left_out": [c.to_json(labels[c.key]) for c in self.left_out],
-            "episodes": [e.to_json(self.position, self.targets(e)) for e in self.episodes],
+            "episodes": [
+                e.to_json(self._positions(e).__getitem__, self.targets(e)) for e in self.episodes
+            ],
         }
 
     def rows(self) -> list[Row]:
@@ -484,7 +492,7 @@ class EpisodeSample(SampleResult):
         labels = self.selection.task.labels
         rows: list[Row] = []
         for e in self.episodes:
-            target = self.targets(e)
+            target, position = self.targets(e), self._positions(e)
             for role, items in (("support", e.support), ("query", e.query)):
                 for i, label in items:
                     keys = self._keys(label)
@@ -495,7 +503,7 @@ class EpisodeSample(SampleResult):
                             ";".join(str(k) for k in keys),
                             ";".join(labels[k] for k in keys),
                             str(i),
-                            str(self.position(i)),
+                            str(position[i]),
                             _cell(target(label)),
                         )
                     )
@@ -564,8 +572,9 @@ class ClassSubset(SampleResult):
     def rows(self) -> list[Row]:
         """One row per chosen image (episode 0, set ``subset``)."""
         labels = self.selection.task.labels
+        positions = self.positions_of([i for v in self.chosen.values() for i in v])
         return [
-            ("0", "subset", str(k), labels[k], str(i), str(self.position(i)), str(target))
+            ("0", "subset", str(k), labels[k], str(i), str(positions[i]), str(target))
             for target, (k, indices) in enumerate(self.chosen.items())
             for i in indices
         ]
