@@ -32,8 +32,7 @@ EXAMPLES = (
     "medimeta sample crc --ways 5 --shots 5 --queries 15 --episodes 600 > episodes.json",
     "medimeta sample crc --ways all --shots 1-10 --queries 10 --min-class-images 50",
     "medimeta sample cxr --task 'disease labels' --shots 5 --queries 10 --episodes 100",
-    "medimeta sample crc --per-class 10 --csv",
-    "medimeta sample crc --grid sheet.png",
+    "medimeta sample crc --per-class 10 --grid sheet.png",
 )
 
 
