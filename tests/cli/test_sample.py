@@ -171,6 +171,19 @@ def test_every_task_type_with_ways_all_min_class_images_and_shot_ranges(
     assert bad.exit_code == 2 and "'all'" in bad.stderr
 
 
+def test_a_multilabel_episode_exports_and_shows_its_support(
+    runner: CliRunner, installed: InstalledData, tmp_path: Path
+) -> None:
+    grid, out = tmp_path / "grid.png", tmp_path / "episode"
+    args = ["sample", "cxr", "--task", "disease labels", "--shots", "1", "-Q", "0"]
+    result = invoke(runner, *args, "--grid", str(grid), "--export", str(out))
+    assert result.exit_code == 0, result.stderr
+    support = json.loads(result.stdout)["episodes"][0]["support"]
+    assert Image.open(grid).size[1] == sheet_size(14, 1)[1]
+    exported = {int(p.stem.split("_")[-1]) for p in out.rglob("*.png")}
+    assert exported == {item["index"] for item in support}
+
+
 def test_same_seed_same_episodes_in_two_processes(installed: InstalledData) -> None:
     args = ("sample", "cxr", "--task", "disease labels", "--shots", "1-2", "--queries", "0")
     first = medimeta_process(*args, "--episodes", "3", "--seed", "11")
