@@ -30,8 +30,9 @@ if TYPE_CHECKING:
 #: Command lines the help shows under "Examples".
 EXAMPLES = (
     "medimeta sample crc --ways 5 --shots 5 --queries 15 --episodes 600 > episodes.json",
-    "medimeta sample crc --per-class 10 --csv",
-    "medimeta sample crc --grid sheet.png",
+    "medimeta sample crc --ways all --shots 1-10 --queries 10 --min-class-images 50",
+    "medimeta sample cxr --task 'disease labels' --shots 5 --queries 10 --episodes 100",
+    "medimeta sample crc --per-class 10 --grid sheet.png",
 )
 
 
@@ -43,10 +44,34 @@ def sample_command(
     split: Annotated[str, typer.Option("--split", help="train, val or test.")] = "train",
     original_split: OriginalSplitOption = False,
     classes: ClassesOption = None,
-    ways: Annotated[int, typer.Option("--ways", "-n", help="Classes per episode.")] = 5,
-    shots: Annotated[int, typer.Option("--shots", "-k", help="Support images per class.")] = 5,
+    ways: Annotated[
+        str | None,
+        typer.Option(
+            "--ways",
+            "-n",
+            help="Classes per episode, or 'all' (every usable class). "
+            "Default: 5; binary and multi-label tasks: all.",
+            show_default=False,
+        ),
+    ] = None,
+    shots: Annotated[
+        str,
+        typer.Option(
+            "--shots",
+            "-k",
+            help="Support images per class (binary: positives and negatives; multi-label: "
+            "of every label), or a range A-B drawn per episode.",
+        ),
+    ] = "5",
     queries: Annotated[int, typer.Option("--queries", "-Q", help="Query images per class.")] = 15,
     episodes: Annotated[int, typer.Option("--episodes", "-e", help="Number of episodes.")] = 1,
+    min_class_images: Annotated[
+        int,
+        typer.Option(
+            "--min-class-images",
+            help="Leave out classes (labels: positives or negatives) with fewer images.",
+        ),
+    ] = 0,
     seed: SeedOption = 0,
     per_class: Annotated[
         int | None,
@@ -88,6 +113,7 @@ def sample_command(
             ClassSubset,
             EpisodeSample,
             SampleResult,
+            Shots,
             contact_sheet,
         )
 
@@ -114,9 +140,22 @@ def sample_command(
                     s.out.warn(f"class {name!r} has only {count} images")
                 result = subset
             else:
-                result = EpisodeSample.draw(
-                    selection, ways=ways, shots=shots, queries=queries, episodes=episodes, seed=seed
+                drawn = EpisodeSample.draw(
+                    selection,
+                    ways=_ways(ways, selection),
+                    shots=Shots.parse(shots),
+                    queries=queries,
+                    episodes=episodes,
+                    seed=seed,
+                    min_class_images=min_class_images,
                 )
+                for left in drawn.left_out:
+                    s.out.status(
+                        f"left out {selection.task.labels[left.key]!r}: fewer than "
+                        f"{min_class_images} images"
+                        + ("" if left.negatives is None else " (positives or negatives)")
+                    )
+                result = drawn
             if grid is not None:
                 contact_sheet(reader, result.sheet_rows(), grid)
                 s.out.status(f"contact sheet written to {grid}")
@@ -130,6 +169,24 @@ def sample_command(
             s.out.emit_text(buffer.getvalue().rstrip("\n"))
         else:
             s.out.emit_json(result.to_json())
+
+
+def _ways(text: str | None, selection: Selection) -> int | None:
+    """``--ways``: a number, or None for every usable class (``all``, and the default of
+    binary and multi-label tasks, whose episodes cover both sides of every label)."""
+    from medimeta_cli.catalog.datasets import TaskTarget
+    from medimeta_cli.errors import UsageError
+    from medimeta_cli.sample.episodes import ALL
+
+    if text is None:
+        return None if selection.task.target in (TaskTarget.BINARY, TaskTarget.MULTILABEL) else 5
+    if text.strip().lower() == ALL:
+        return None
+    if not text.strip().isdigit():
+        raise UsageError(
+            f"--ways {text!r} is neither a number nor 'all'", hint="For example --ways 5."
+        )
+    return int(text)
 
 
 def _export_sample(s: Session, picked: Selection, out: Path) -> None:

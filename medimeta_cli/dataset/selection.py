@@ -57,6 +57,9 @@ class SplitPart:
     split: str
     indices: npt.NDArray[np.int64]
     labels: npt.NDArray[Any]  # label keys (N,), or 0/1 rows (N, C) of the kept classes
+    # Where each image stands in the split file (the official loader's numbering), when
+    # the part was read from one; None for parts made up of picked images.
+    positions: npt.NDArray[np.int64] | None = None
 
 
 @dataclass(frozen=True)
@@ -268,7 +271,9 @@ def select(reader: DatasetReader, spec: SelectionSpec) -> Selection:
     columns = [list(task.labels).index(key) for key in classes]
     parts = []
     for split in splits:
-        indices = np.sort(reader.split_indices(split, original=spec.original))
+        listed = reader.split_indices(split, original=spec.original)
+        positions = np.argsort(listed, kind="stable").astype(np.int64)
+        indices = listed[positions]
         if len(indices) == 0:
             kind = "original split" if spec.original else "split"
             raise UsageError(
@@ -284,14 +289,16 @@ def select(reader: DatasetReader, spec: SelectionSpec) -> Selection:
             keys = labels[indices].astype(np.int64)
             keep = np.isin(keys, np.array(classes, dtype=np.int64))
             part_labels = keys[keep]
-        indices = indices[keep]
+        indices, positions = indices[keep], positions[keep]
         if spec.limit is not None:
-            positions = stratified_subset(
+            subset = stratified_subset(
                 part_labels, spec.limit, spec.seed + SPLIT_NAMES.index(split), multilabel=multilabel
             )
-            indices, part_labels = indices[positions], part_labels[positions]
+            indices, part_labels = indices[subset], part_labels[subset]
+            positions = positions[subset]
         if spec.shard is not None:
             start, stop = shard_bounds(len(indices), spec.shard)
             indices, part_labels = indices[start:stop], part_labels[start:stop]
-        parts.append(SplitPart(split, indices, part_labels))
+            positions = positions[start:stop]
+        parts.append(SplitPart(split, indices, part_labels, positions))
     return Selection(dataset, task, classes, tuple(parts), spec)

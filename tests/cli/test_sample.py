@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from medimeta_cli.sample.episodes import sheet_size
 from tests.conftest import InstalledData
-from tests.support.helpers import invoke, unwrapped
+from tests.support.helpers import invoke, medimeta_process, unwrapped
 
 
 def test_episodes_as_json(runner: CliRunner, installed: InstalledData) -> None:
@@ -106,7 +106,7 @@ def test_per_class_with_grid_and_export(
 def test_errors(runner: CliRunner, installed: InstalledData) -> None:
     too_many = invoke(runner, "sample", "crc", "--ways", "5", "--shots", "5", "--queries", "15")
     assert too_many.exit_code == 2 and "an episode needs" in too_many.stderr
-    multilabel = invoke(runner, "sample", "cxr", "--task", "disease labels")
+    multilabel = invoke(runner, "sample", "cxr", "--task", "disease labels", "--per-class", "1")
     assert multilabel.exit_code == 2 and "multi-label" in multilabel.stderr
     empty = invoke(runner, "sample", "organs_axial", "--split", "val", "--original-split")
     assert empty.exit_code == 2 and "has no images" in empty.stderr
@@ -140,3 +140,55 @@ def test_errors_are_a_json_object_unless_csv(runner: CliRunner, installed: Insta
     as_csv = invoke(runner, "sample", "crc", "--ways", "50", "--csv")
     assert as_csv.exit_code == 2
     assert as_csv.stdout == ""
+
+
+def test_every_task_type_with_ways_all_min_class_images_and_shot_ranges(
+    runner: CliRunner, installed: InstalledData
+) -> None:
+    args = ["--shots", "1-2", "--queries", "1", "--episodes", "6", "--seed", "3"]
+    crc = invoke(runner, "sample", "crc", "--ways", "all", "--min-class-images", "3", *args)
+    assert crc.exit_code == 0, crc.stderr
+    document = json.loads(crc.stdout)
+    assert document["task_type"] == "multiclass" and document["shots"] == "1-2"
+    assert document["left_out"] and all(c["images"] < 3 for c in document["left_out"])
+    for left in document["left_out"]:
+        assert f"left out {left['name']!r}: fewer than 3 images" in unwrapped(crc.stderr)
+    used = [c["key"] for c in document["classes"]]
+    assert {e["shots"] for e in document["episodes"]} == {1, 2}
+    for episode in document["episodes"]:
+        assert episode["classes"] == used
+        assert len(episode["support"]) == episode["shots"] * len(used)
+    binary = json.loads(invoke(runner, "sample", "cxr", "--task", "patient sex", *args).stdout)
+    assert binary["task_type"] == "binary" and binary["ways"] == 2
+    multilabel = invoke(
+        runner, "sample", "cxr", "--task", "disease labels", "--shots", "1", "-Q", "0"
+    )
+    assert multilabel.exit_code == 0, multilabel.stderr
+    episode = json.loads(multilabel.stdout)["episodes"][0]
+    assert len(episode["classes"]) == 14
+    assert all(len(item["target"]) == 14 for item in episode["support"])
+    bad = invoke(runner, "sample", "crc", "--ways", "some")
+    assert bad.exit_code == 2 and "'all'" in bad.stderr
+
+
+def test_a_multilabel_episode_exports_and_shows_its_support(
+    runner: CliRunner, installed: InstalledData, tmp_path: Path
+) -> None:
+    grid, out = tmp_path / "grid.png", tmp_path / "episode"
+    args = ["sample", "cxr", "--task", "disease labels", "--shots", "1", "-Q", "0"]
+    result = invoke(runner, *args, "--grid", str(grid), "--export", str(out))
+    assert result.exit_code == 0, result.stderr
+    support = json.loads(result.stdout)["episodes"][0]["support"]
+    assert Image.open(grid).size[1] == sheet_size(14, 1)[1]
+    exported = {int(p.stem.split("_")[-1]) for p in out.rglob("*.png")}
+    assert exported == {item["index"] for item in support}
+
+
+def test_same_seed_same_episodes_in_two_processes(installed: InstalledData) -> None:
+    args = ("sample", "cxr", "--task", "disease labels", "--shots", "1-2", "--queries", "0")
+    first = medimeta_process(*args, "--episodes", "3", "--seed", "11")
+    second = medimeta_process(*args, "--episodes", "3", "--seed", "11")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == second.stdout and json.loads(first.stdout)["episodes"]
+    other = medimeta_process(*args, "--episodes", "3", "--seed", "12")
+    assert other.stdout != first.stdout

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+import shutil
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,8 +22,11 @@ from medimeta_cli.sample.episodes import (
     ROW_COLUMNS,
     THUMB,
     ClassSubset,
+    Episode,
     EpisodeSample,
+    Shots,
     contact_sheet,
+    greedy_cover,
     label_lines,
     sample_episodes,
     sample_per_class,
@@ -86,10 +92,10 @@ def test_too_few_images_names_the_classes(installed: InstalledData) -> None:
     assert "adipose (ADI)" in caught.value.message
 
 
-def test_multilabel_tasks_are_refused(installed: InstalledData) -> None:
+def test_multilabel_per_class_subsets_are_refused(installed: InstalledData) -> None:
     selection = selection_of(installed, "cxr", task="disease labels", splits=("train",))
     with pytest.raises(UsageError, match="multi-label") as caught:
-        sample_episodes(selection, ways=2, shots=1, queries=1, episodes=1, seed=0)
+        sample_per_class(selection, per_class=1, seed=0)
     assert "'patient sex'" in caught.value.hint
 
 
@@ -126,13 +132,17 @@ def test_episode_document_rows_and_picked_images(installed: InstalledData) -> No
     document = result.to_json()
     assert list(document) == [
         *("dataset", "task", "split", "original_split", "seed"),
-        *("ways", "shots", "queries", "labels", "episodes"),
+        *("task_type", "ways", "shots", "queries", "labels", "min_class_images"),
+        *("classes", "left_out", "episodes"),
     ]
     assert (document["dataset"], document["split"], document["seed"]) == ("crc", "train", 4)
     assert document["labels"]["0"] == selection.task.labels[0]
-    assert document["episodes"] == [e.to_json() for e in result.episodes]
+    assert document["episodes"] == [
+        e.to_json(result.position, result.targets(e)) for e in result.episodes
+    ]
     rows = result.rows()
     assert len(ROW_COLUMNS) == len(rows[0]) and len(rows) == 3 * (2 + 2)
+    assert {row[-1] for row in rows} == {"0", "1"}  # targets within the episode
     assert [row[1] for row in rows[:4]] == ["support", "support", "query", "query"]
     first = result.episodes[0]
     assert result.picked() == {
@@ -211,3 +221,125 @@ def test_contact_sheet_rows_of_similar_names_differ(
     ]
     assert len({label.tobytes() for label in labels}) == len(rows)
     assert (sheet[:, LABEL_WIDTH : LABEL_WIDTH + GAP] == 255).all()  # no text runs over
+
+
+def _support_and_query_are_disjoint(episode: Episode) -> None:
+    support = [i for i, _ in episode.support]
+    query = [i for i, _ in episode.query]
+    assert len(set(support)) == len(support) and len(set(query)) == len(query)
+    assert not set(support) & set(query)
+
+
+def test_binary_episodes_hold_k_positives_and_k_negatives(installed: InstalledData) -> None:
+    spec = installed.specs["cxr"]
+    labels = archives.expected_labels(spec, "patient sex")
+    selection = selection_of(installed, "cxr", task="patient sex", splits=("train",))
+    result = EpisodeSample.draw(selection, ways=None, shots=2, queries=1, episodes=10, seed=3)
+    for episode in result.episodes:
+        assert episode.classes == (0, 1)
+        assert sorted(k for _, k in episode.support) == [0, 0, 1, 1]
+        assert sorted(k for _, k in episode.query) == [0, 1]
+        assert all(labels[i] == k for i, k in episode.support + episode.query)
+        _support_and_query_are_disjoint(episode)
+    with pytest.raises(UsageError, match="binary"):
+        sample_episodes(selection, ways=3, shots=1, queries=1, episodes=1, seed=0)
+
+
+def _criterion(rows: np.ndarray, count: int) -> bool:
+    return bool((rows.sum(axis=0) >= count).all() and ((1 - rows).sum(axis=0) >= count).all())
+
+
+def test_multilabel_episodes_cover_every_label_both_ways(installed: InstalledData) -> None:
+    spec = installed.specs["cxr"]
+    labels = archives.expected_labels(spec, "disease labels")
+    selection = selection_of(installed, "cxr", task="disease labels", splits=("train",))
+    result = EpisodeSample.draw(selection, ways=None, shots=1, queries=0, episodes=8, seed=1)
+    for episode in result.episodes:
+        assert episode.classes == tuple(range(14))
+        rows = np.array([labels[i] for i, _ in episode.support])
+        assert [tuple(r) for r in rows] == [row for _, row in episode.support]
+        assert _criterion(rows, 1)
+        # Built greedily, it is small: no image can go without breaking the criterion.
+        for left in range(len(rows)):
+            assert not _criterion(np.delete(rows, left, axis=0), 1)
+    document = result.to_json()
+    first = document["episodes"][0]["support"][0]
+    assert first["target"] == first["label"] == labels[first["index"]].tolist()
+    three = EpisodeSample.draw(selection, ways=3, shots=1, queries=1, episodes=5, seed=2)
+    for episode in three.episodes:
+        columns = list(episode.classes)
+        assert len(columns) == 3
+        _support_and_query_are_disjoint(episode)
+        for items in (episode.support, episode.query):
+            assert _criterion(np.array([labels[i][columns] for i, _ in items]), 1)
+        target = three.targets(episode)
+        assert all(target(row) == [row[c] for c in columns] for _, row in episode.support)
+
+
+def test_greedy_cover_is_small_and_reports_what_it_cannot_cover() -> None:
+    rows = np.array([[1, 0], [0, 1], [1, 1], [0, 0]], dtype=np.uint8)
+    free = np.ones(4, dtype=bool)
+    assert greedy_cover(rows, free, 1, random.Random(0)) == [2, 3]
+    assert greedy_cover(rows, free, 3, random.Random(0)) is None
+
+
+def test_ways_all_and_min_class_images_leave_out_small_classes(installed: InstalledData) -> None:
+    spec = installed.specs["crc"]
+    selection = selection_of(installed, "crc", splits=("train",))
+    counts = Counter(archives.expected_labels(spec, "tissue class")[selection.parts[0].indices])
+    big = sorted(k for k, n in counts.items() if n >= 3)
+    assert 2 <= len(big) < 9  # the fixture has classes on both sides
+    result = EpisodeSample.draw(
+        selection, ways=None, shots=1, queries=1, episodes=4, seed=0, min_class_images=3
+    )
+    assert all(e.classes == tuple(big) for e in result.episodes)
+    document = result.to_json()
+    assert document["ways"] == len(big) and document["min_class_images"] == 3
+    assert [c["key"] for c in document["classes"]] == big
+    assert document["left_out"] == [
+        {"key": k, "name": selection.task.labels[k], "images": counts[k]}
+        for k in range(9)
+        if counts[k] < 3
+    ]
+    for episode in document["episodes"]:
+        assert [item["target"] for item in episode["support"]] == list(range(len(big)))
+
+
+def test_shots_ranges_are_drawn_per_episode(installed: InstalledData) -> None:
+    selection = selection_of(installed, "crc", splits=("train",))
+    shots = Shots.parse("1-2")
+    first = sample_episodes(selection, ways=2, shots=shots, queries=0, episodes=30, seed=6)
+    assert {e.shots for e in first} == {1, 2}
+    for episode in first:
+        assert len(episode.support) == 2 * episode.shots
+    assert first == sample_episodes(selection, ways=2, shots=shots, queries=0, episodes=30, seed=6)
+    assert (Shots.parse("5"), str(shots)) == (Shots(5, 5), "1-2")
+    for bad in ("0-", "3-1", "x", "1-2-3"):
+        with pytest.raises(UsageError, match="--shots"):
+            Shots.parse(bad)
+
+
+def test_index_position_label_and_target_agree_with_the_files(
+    installed: InstalledData, tmp_path: Path
+) -> None:
+    """Positions follow the split file's order, not the index order: the split file of a
+    copy is written backwards."""
+    root = tmp_path / "root"
+    shutil.copytree(installed.root / "crc", root / "crc", symlinks=True)
+    split_file = root / "crc" / "splits" / "train.txt"
+    lines = split_file.read_text().splitlines()
+    split_file.write_text("\n".join(reversed(lines)) + "\n")
+    listed = [int(line.split("/")[-1].split(".")[0]) for line in reversed(lines)]
+    labels = np.load(root / "crc" / "task_labels" / "tissue class.npy")
+    with DatasetReader.open(root, installed.catalog().get("crc")) as reader:
+        selection = select(reader, SelectionSpec(splits=("train",)))
+    result = EpisodeSample.draw(selection, ways=3, shots=1, queries=1, episodes=5, seed=2)
+    for episode in result.to_json()["episodes"]:
+        for item in episode["support"] + episode["query"]:
+            assert listed[item["position"]] == item["index"]
+            assert labels[item["index"]] == item["label"]
+            assert episode["classes"][item["target"]] == item["label"]
+    assert any(
+        position != sorted(listed).index(index)
+        for index, position in zip(listed, range(len(listed)), strict=True)
+    )
