@@ -18,7 +18,7 @@ Subpackages by concern; the folder tree is the architecture:
   ownership of temporary names, removal and pruning.
 - ``dataset/``: an installed dataset: the upstream format, its self-description (the
   one gate for what it says), images, labels and splits, checks, verification,
-  selections.
+  selections, and the meta-training sources of a cross-domain target.
 - ``download/``: the plan, one dataset's job under its lock, and a whole run.
 - ``export/``, ``sample/``, ``doctor/``: what is made of installed data, and diagnosis.
 - ``api``: the Python API; ``cli/``: the command line over the same use cases.

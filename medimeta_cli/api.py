@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from medimeta_cli.export.options import ExportResult
     from medimeta_cli.settings import Settings
 
-__all__ = ["download", "ensure", "export", "verify"]
+__all__ = ["download", "ensure", "export", "sources_for", "verify"]
 
 logger = logging.getLogger(__name__)
 
@@ -369,6 +369,28 @@ def verify(
         raise UsageError(f"unknown verify mode {mode!r}", hint=f"Use {choices}.") from None
     settings, catalog = _settings(root)
     return verify_installed(settings, catalog, VerifyRequest(tuple(named), (), checked, jobs))
+
+
+def sources_for(
+    target: str, *, all_tasks: bool = False, root: PathLike | None = None
+) -> list[tuple[str, str]]:
+    """The meta-training sources of a cross-domain target, as (dataset id, task name) pairs.
+
+    The first task of every dataset except ``target`` and the datasets its ``info.yaml``
+    names in ``domain_overlaps`` and ``subject_overlaps`` (its installed one when a data
+    root holds it, else the catalog's); ``all_tasks`` uses every task of each source.
+    The same rule as ``medimeta list --sources-for``.
+    """
+    from medimeta_cli.dataset.sources import sources_for as select_sources
+
+    _root(root)
+    _check("target", target, (str,), "a dataset id")
+    _flag("all_tasks", all_tasks)
+    settings, catalog = _settings(root)
+    chosen = select_sources(
+        catalog, settings.root, settings.shared_roots, target, all_tasks=all_tasks
+    )
+    return list(chosen.pairs)
 
 
 def export(

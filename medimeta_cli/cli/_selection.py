@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from medimeta_cli.catalog.datasets import Catalog, Dataset, Task
 from medimeta_cli.cli.output import Output
+from medimeta_cli.errors import UsageError
+
+if TYPE_CHECKING:
+    from medimeta_cli.cli.session import Session
+    from medimeta_cli.dataset.sources import Sources
 
 
 def select_datasets(
@@ -25,6 +31,43 @@ def select_datasets(
     )
     warn_domain_ids(out, catalog, domains or ())
     return chosen
+
+
+def sources_selection(
+    s: Session,
+    target: str | None,
+    all_tasks: bool,
+    *,
+    ids: Sequence[str] | None = None,
+    domains: Sequence[str] | None = None,
+    everything: bool = False,
+) -> Sources | None:
+    """``--sources-for TARGET`` (with ``--all-tasks``): the target's meta-training sources
+    (:func:`medimeta_cli.dataset.sources.sources_for`), or None without it. It is a
+    selection of its own, so naming ids, ``--domain`` or ``--all`` beside it is refused,
+    as is ``--all-tasks`` without it."""
+    if target is None:
+        if all_tasks:
+            raise UsageError(
+                "--all-tasks needs --sources-for",
+                hint="Use --sources-for TARGET --all-tasks.",
+            )
+        return None
+    given = [
+        name
+        for name, on in (("dataset ids", ids), ("--domain", domains), ("--all", everything))
+        if on
+    ]
+    if given:
+        raise UsageError(
+            f"--sources-for cannot be combined with {' or '.join(given)}: it selects the "
+            "datasets itself",
+            hint="Use --sources-for TARGET alone, or name the datasets.",
+        )
+    from medimeta_cli.dataset.sources import sources_for
+
+    settings = s.settings
+    return sources_for(s.catalog, settings.root, settings.shared_roots, target, all_tasks=all_tasks)
 
 
 def in_domains(out: Output, catalog: Catalog, domains: Sequence[str]) -> tuple[Dataset, ...]:

@@ -11,13 +11,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from medimeta_cli.cli._selection import select_datasets
+from medimeta_cli.cli._selection import select_datasets, sources_selection
 from medimeta_cli.cli.exit_codes import exit_code_for
 from medimeta_cli.cli.options import (
     AllOption,
+    AllTasksOption,
     CommonOptions,
     DatasetIdsArgument,
     DomainOption,
+    SourcesForOption,
     with_common_options,
 )
 from medimeta_cli.cli.output import Output
@@ -66,6 +68,8 @@ def download_command(
     dataset_ids: DatasetIdsArgument = None,
     domain: DomainOption = None,
     everything: AllOption = False,
+    sources_for: SourcesForOption = None,
+    all_tasks: AllTasksOption = False,
     force: Annotated[
         bool, typer.Option("--force", help="Download and reinstall even if installed.")
     ] = False,
@@ -175,6 +179,8 @@ def download_command(
                 given = {
                     "domain": domain,
                     "everything": everything,
+                    "sources_for": sources_for,
+                    "all_tasks": all_tasks,
                     "layout": layout,
                     "with_masks": with_masks,
                     "stream": stream,
@@ -195,7 +201,14 @@ def download_command(
                     outcomes = downloader.install_from(from_paths, force=force, dataset_ids=ids)
                 _report_outcomes(s.out, outcomes, common.json, print_paths)
                 return
-            datasets = select_datasets(s.out, s.catalog, dataset_ids, domain, everything)
+            training = sources_selection(
+                s, sources_for, all_tasks, ids=dataset_ids, domains=domain, everything=everything
+            )
+            datasets = (
+                training.datasets
+                if training is not None
+                else select_datasets(s.out, s.catalog, dataset_ids, domain, everything)
+            )
             if print_urls or dry_run:
                 plan = downloader.plan(
                     datasets,
@@ -245,6 +258,8 @@ def download_command(
 _NOT_WITH_FROM = {
     "domain": ("--domain", "ids select among what --from offers"),
     "everything": ("--all", "without ids, everything --from offers is installed"),
+    "sources_for": ("--sources-for", "ids select among what --from offers"),
+    "all_tasks": ("--all-tasks", "it goes with --sources-for"),
     "layout": ("--layout", "the archive is there already and is installed in full"),
     "with_masks": ("--with-masks", "it goes with --layout hdf5"),
     "stream": ("--stream", "nothing is downloaded"),

@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from medimeta_cli.cli.options import (
+    AllTasksOption,
     CommonOptions,
     DomainOption,
+    SourcesForOption,
     TaskTypeOption,
     with_common_options,
 )
@@ -20,6 +22,7 @@ from medimeta_cli.store.status import LocalStatus, State, root_of
 if TYPE_CHECKING:
     from medimeta_cli.catalog.datasets import Dataset
     from medimeta_cli.cli.session import Session
+    from medimeta_cli.dataset.sources import Sources
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +35,7 @@ EXAMPLES = (
     "medimeta list",
     "medimeta list --domain ophthalmology,dermatology",
     "medimeta list --installed --json",
+    "medimeta list --sources-for cxr --json",
 )
 
 
@@ -43,25 +47,34 @@ def list_command(
     installed: Annotated[
         bool, typer.Option("--installed", help="Only datasets installed in the data root.")
     ] = False,
+    sources_for: SourcesForOption = None,
+    all_tasks: AllTasksOption = False,
 ) -> None:
     """List the datasets, optionally filtered by domain, task type or local state.
 
     An installed dataset shows the figures of its own info.yaml (the catalog's next to
     them when they differ); datasets installed from outside the catalog are listed too.
+    With --sources-for, only the meta-training sources of that target, each with the
+    tasks to train on (``source_tasks`` in --json).
     """
     with session(common) as s:
         from medimeta_cli.cli._installed import local_ids
-        from medimeta_cli.cli._selection import in_domains
+        from medimeta_cli.cli._selection import in_domains, sources_selection
 
+        sources = sources_selection(s, sources_for, all_tasks, domains=domain)
         datasets: tuple[Dataset, ...] = (
-            in_domains(s.out, s.catalog, domain) if domain else s.catalog.datasets
+            sources.datasets
+            if sources is not None
+            else in_domains(s.out, s.catalog, domain)
+            if domain
+            else s.catalog.datasets
         )
         statuses = {d.id: s.locate(d.id) for d in datasets}
         # Datasets whose info.yaml the gate refuses: listed as such, never described by it.
         refused: dict[str, str] = {}
         shown = {d.id: _described(s, d.id, d, statuses[d.id], refused) for d in datasets}
         refused_local: list[str] = []
-        for dataset_id in local_ids(s):
+        for dataset_id in () if sources is not None else local_ids(s):
             status = s.locate(dataset_id)
             found = _described(s, dataset_id, None, status, refused)
             if found is not None and _in_domains(found.dataset, domain):
@@ -84,6 +97,11 @@ def list_command(
                         **statuses[d.id].to_json(),
                         **views[d.id].to_json(),
                         **({"refused": refused[d.id]} if d.id in refused else {}),
+                        **(
+                            {"source_tasks": list(sources.tasks_of(d))}
+                            if sources is not None
+                            else {}
+                        ),
                     }
                     for d in datasets
                 ]
@@ -121,12 +139,25 @@ def list_command(
                 f"{', '.join(sorted(refused))}: info.yaml refused; "
                 "`medimeta verify --deep <id>` says why"
             )
+        if sources is not None:
+            _describe_sources(s, sources, datasets)
         if not datasets and not refused_local:
             s.out.status("no dataset matches these filters")
         elif any(d.license.non_commercial for d in datasets):
             s.out.status("(NC) = non-commercial use only")
         if any(not views[d.id].in_catalog for d in datasets):
             s.out.status("[local] = installed from outside the catalog (download --from)")
+
+
+def _describe_sources(s: Session, sources: Sources, datasets: tuple[Dataset, ...]) -> None:
+    """What ``--sources-for`` left out and why, and the tasks to train on, on stderr."""
+    said_by = "its installed info.yaml" if sources.overlaps_from == "installed" else "the catalog"
+    s.out.status(
+        f"sources for {sources.target}: every dataset except "
+        f"{', '.join(sources.excluded)} (overlaps as {said_by} names them)"
+    )
+    for dataset in datasets:
+        s.out.status(f"  {dataset.id}: {', '.join(sources.tasks_of(dataset))}")
 
 
 def _described(

@@ -8,9 +8,11 @@ import typer
 
 from medimeta_cli.cli.exit_codes import ExitCode
 from medimeta_cli.cli.options import (
+    AllTasksOption,
     CommonOptions,
     DatasetIdsArgument,
     DomainOption,
+    SourcesForOption,
     with_common_options,
 )
 from medimeta_cli.cli.progress import ProgressDisplay
@@ -36,6 +38,8 @@ def verify_command(
     common: CommonOptions,
     dataset_ids: DatasetIdsArgument = None,
     domain: DomainOption = None,
+    sources_for: SourcesForOption = None,
+    all_tasks: AllTasksOption = False,
     full: Annotated[
         bool, typer.Option("--full", help="Re-hash every file against the install record.")
     ] = False,
@@ -57,15 +61,19 @@ def verify_command(
     """Check installed datasets: files present with their recorded size and stamp (default),
     content hashes (--full) or the upstream structure too (--deep).
 
-    With no ids, every installed dataset is checked. Exits with code 4 when anything is wrong.
+    With no ids, every installed dataset is checked; with --sources-for, the meta-training
+    sources of that target (each must be installed). Exits with code 4 when anything is
+    wrong.
     """
     with session(common) as s:
-        from medimeta_cli.cli._selection import warn_domain_ids
+        from medimeta_cli.cli._selection import sources_selection, warn_domain_ids
         from medimeta_cli.dataset.verify import VerifyMode
         from medimeta_cli.dataset.verify_installed import VerifyRequest, verify_installed
 
         mode = VerifyMode.DEEP if deep else VerifyMode.FULL if full else VerifyMode.FAST
-        request = VerifyRequest(tuple(dataset_ids or ()), tuple(domain or ()), mode, jobs)
+        sources = sources_selection(s, sources_for, all_tasks, ids=dataset_ids, domains=domain)
+        named = sources.ids if sources is not None else tuple(dataset_ids or ())
+        request = VerifyRequest(named, tuple(domain or ()), mode, jobs)
         warn_domain_ids(s.out, s.catalog, domain or ())
         with ProgressDisplay(s.out, verb="hashing") as display:
             reports = verify_installed(

@@ -118,6 +118,21 @@ DatasetIdsArgument = Annotated[
     ),
 ]
 AllOption = Annotated[bool, typer.Option("--all", help="Every dataset of MedIMeta.")]
+SourcesForOption = Annotated[
+    str | None,
+    typer.Option(
+        "--sources-for",
+        metavar="TARGET",
+        help="The meta-training sources of a cross-domain target: the first task of every "
+        "dataset except TARGET and the datasets its info.yaml names as overlapping.",
+        autocompletion=complete_dataset_id,
+        show_default=False,
+    ),
+]
+AllTasksOption = Annotated[
+    bool,
+    typer.Option("--all-tasks", help="With --sources-for: every task of each source dataset."),
+]
 JobsOption = Annotated[
     int,
     typer.Option("--jobs", "-j", min=1, max=16, help="Datasets to download at once."),
