@@ -271,9 +271,10 @@ def select(reader: DatasetReader, spec: SelectionSpec) -> Selection:
     columns = [list(task.labels).index(key) for key in classes]
     parts = []
     for split in splits:
-        listed = reader.split_indices(split, original=spec.original)
-        positions = np.argsort(listed, kind="stable").astype(np.int64)
-        indices = listed[positions]
+        # The official loader sorts a split's indices and numbers them from 0 in that
+        # order (``MedIMeta.get_split_indices``): that number is an image's position.
+        indices = np.sort(reader.split_indices(split, original=spec.original))
+        positions = np.arange(len(indices), dtype=np.int64)
         if len(indices) == 0:
             kind = "original split" if spec.original else "split"
             raise UsageError(

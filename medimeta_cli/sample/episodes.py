@@ -369,7 +369,8 @@ class SampleResult(ABC):
         }
 
     def position(self, index: int) -> int:
-        """Where image ``index`` stands in the split file: the official loader's number."""
+        """The official loader's number for image ``index``: its rank among the split's
+        sorted indices (``MedIMeta`` sorts a split before numbering it)."""
         return self.positions_of([index])[index]
 
     def positions_of(self, indices: list[int]) -> dict[int, int]:
