@@ -8,23 +8,25 @@ import shlex
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from medimeta_cli.cli.options import (
     ClassesOption,
     CommonOptions,
-    DatasetArgument,
     OriginalSplitOption,
     SeedOption,
     TaskOption,
+    complete_dataset_id,
     with_common_options,
 )
 from medimeta_cli.cli.session import Session, session
 
 if TYPE_CHECKING:
     from medimeta_cli.dataset.selection import Selection
+    from medimeta_cli.sample.episodes import EpisodeSample
+    from medimeta_cli.sample.files import EpisodeFormat
 
 
 #: Command lines the help shows under "Examples".
@@ -39,7 +41,15 @@ EXAMPLES = (
 @with_common_options(always_json=True)
 def sample_command(
     common: CommonOptions,
-    dataset_id: DatasetArgument,
+    targets: Annotated[
+        list[str],
+        typer.Argument(
+            help="Dataset id, e.g. crc; with --check, the episode files to check.",
+            metavar="ID | FILE...",
+            autocompletion=complete_dataset_id,
+            show_default=False,
+        ),
+    ],
     task: TaskOption = None,
     split: Annotated[str, typer.Option("--split", help="train, val or test.")] = "train",
     original_split: OriginalSplitOption = False,
@@ -88,6 +98,29 @@ def sample_command(
             "--grid", help="Also write a contact sheet PNG: one row per class.", show_default=False
         ),
     ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Write the episodes to one file per setting here, named as the official "
+            "pipeline names them: <ID>/<task>_<shots>_<queries>_<episodes>_<split>.<ext>.",
+            show_default=False,
+        ),
+    ] = None,
+    file_format: Annotated[
+        str | None,
+        typer.Option(
+            "--format", help="Format of the --out file: json (default) or csv.", show_default=False
+        ),
+    ] = None,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Check JSON episode files against the installed data: every index, label, "
+            "position and the data's identity (exit 4 when they differ).",
+        ),
+    ] = False,
     export_dir: Annotated[
         Path | None,
         typer.Option(
@@ -104,6 +137,15 @@ def sample_command(
     """
     # The result is JSON unless --csv; an error is reported the same way (a JSON object).
     with session(replace(common, json=False) if as_csv else common) as s:
+        if check:
+            _check_files(s, [Path(t) for t in targets])
+            return
+        dataset_id = _one_dataset(targets)
+        episode_format = _episode_format(file_format, out)
+        if out is not None and per_class is not None:
+            from medimeta_cli.errors import UsageError
+
+            raise UsageError("--out writes episodes, not --per-class subsets", hint="Drop one.")
         from medimeta_cli.cli._installed import open_installed
         from medimeta_cli.cli._selection import split_values, task_name_notice
         from medimeta_cli.dataset.reader import DatasetReader
@@ -161,7 +203,11 @@ def sample_command(
                 s.out.status(f"contact sheet written to {grid}")
         if export_dir is not None:
             _export_sample(s, result.picked_selection(), export_dir)
-        if as_csv:
+        if out is not None and isinstance(result, EpisodeSample):
+            path = _write_file(s, result, out, episode_format)
+            s.out.status(f"episodes written to {path}")
+            s.out.emit_json({"file": str(path)})
+        elif as_csv:
             buffer = io.StringIO()
             writer = csv.writer(buffer, lineterminator="\n")
             writer.writerow(ROW_COLUMNS)
@@ -169,6 +215,74 @@ def sample_command(
             s.out.emit_text(buffer.getvalue().rstrip("\n"))
         else:
             s.out.emit_json(result.to_json())
+
+
+def _one_dataset(targets: list[str]) -> str:
+    """The one dataset id of a sampling command line."""
+    from medimeta_cli.errors import UsageError
+
+    if len(targets) != 1:
+        raise UsageError(
+            f"sample takes one dataset id, got {len(targets)}: {' '.join(targets)}",
+            hint="Give one id, e.g. medimeta sample crc; or --check FILE... to check files.",
+        )
+    return targets[0]
+
+
+def _episode_format(text: str | None, out: Path | None) -> EpisodeFormat:
+    """``--format``: json, csv or (not yet) torchcross; only with ``--out``."""
+    from medimeta_cli.errors import UsageError
+    from medimeta_cli.sample.files import EpisodeFormat
+
+    if text is None:
+        return EpisodeFormat.JSON
+    if out is None:
+        raise UsageError("--format applies to --out files", hint="Add --out DIR.")
+    try:
+        chosen = EpisodeFormat(text.strip().lower())
+    except ValueError:
+        raise UsageError(
+            f"--format {text!r} is not json or csv", hint="Give --format json or --format csv."
+        ) from None
+    if chosen is EpisodeFormat.TORCHCROSS:
+        raise UsageError(
+            "--format torchcross is not available yet",
+            hint="Use --format json (the default) or csv.",
+        )
+    return chosen
+
+
+def _identity(s: Session, dataset_id: str) -> dict[str, Any] | None:
+    """The data's identity from the install record of the root the dataset is read from."""
+    from medimeta_cli.sample.files import data_identity
+    from medimeta_cli.store.layout import RootLayout
+    from medimeta_cli.store.records import read_install_record
+
+    return data_identity(read_install_record(RootLayout(s.installed_root(dataset_id)), dataset_id))
+
+
+def _write_file(s: Session, result: EpisodeSample, out: Path, fmt: EpisodeFormat) -> Path:
+    from medimeta_cli.sample.files import write_episode_file
+
+    return write_episode_file(out, result, _identity(s, result.selection.dataset.id), fmt)
+
+
+def _check_files(s: Session, paths: list[Path]) -> None:
+    """``--check``: every file against the installed data; the first mismatch raises."""
+    from medimeta_cli.cli._installed import open_installed
+    from medimeta_cli.errors import UsageError
+    from medimeta_cli.sample.files import check_episode_file, read_episode_file
+
+    if not paths:
+        raise UsageError("--check needs episode files", hint="medimeta sample --check FILE...")
+    checked = []
+    for path in paths:
+        parsed = read_episode_file(path)
+        data = open_installed(s, parsed.dataset).folder()
+        check_episode_file(parsed, data, _identity(s, parsed.dataset))
+        s.out.status(f"{path}: {len(parsed.images)} images match the installed data")
+        checked.append({"file": str(path), "images": len(parsed.images)})
+    s.out.emit_json({"checked": checked})
 
 
 def _ways(text: str | None, selection: Selection) -> int | None:

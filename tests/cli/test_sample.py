@@ -5,11 +5,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 from pathlib import Path
 
+import numpy as np
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+import medimeta_cli
 from medimeta_cli.sample.episodes import sheet_size
 from tests.conftest import InstalledData
 from tests.support.helpers import invoke, medimeta_process, unwrapped
@@ -192,3 +196,131 @@ def test_same_seed_same_episodes_in_two_processes(installed: InstalledData) -> N
     assert first.stdout == second.stdout and json.loads(first.stdout)["episodes"]
     other = medimeta_process(*args, "--episodes", "3", "--seed", "12")
     assert other.stdout != first.stdout
+
+
+def _own_root(installed: InstalledData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A data root of this test's own with a copy of crc and an install record for it (the
+    shared ``installed`` fixture is never changed)."""
+    from medimeta_cli.store.layout import RootLayout
+    from medimeta_cli.store.records import InstallRecord, write_install_record
+
+    root = tmp_path / "root"
+    shutil.copytree(installed.root / "crc", root / "crc")
+    record = InstallRecord(
+        dataset_id="crc",
+        archive_key="crc.zip",
+        archive_size=1234,
+        archive_md5="0" * 31 + "1",
+        record_id=7654321,
+        record_version="1.0",
+        installed_at="2026-01-01T00:00:00+00:00",
+        tool_version="0.0.0",
+        file_count=1,
+        total_bytes=1,
+        listed_md5="0" * 31 + "1",
+    )
+    write_install_record(RootLayout(root), record)
+    monkeypatch.setenv("MEDIMETA_HOME", str(root))
+    return root
+
+
+CRC_ARGS = ("sample", "crc", "--ways", "2", "--shots", "1", "--queries", "1", "--episodes", "4")
+
+
+def test_out_writes_a_file_named_as_upstream_with_a_header(
+    runner: CliRunner, installed: InstalledData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _own_root(installed, tmp_path, monkeypatch)
+    out = tmp_path / "episodes"
+    result = invoke(runner, *CRC_ARGS, "--seed", "3", "--out", str(out))
+    assert result.exit_code == 0, result.stderr
+    path = out / "crc" / "tissue_class_1_1_4_train.json"
+    assert json.loads(result.stdout) == {"file": str(path)}
+    document = json.loads(path.read_text())
+    assert document["format"] == "medimeta-episodes" and document["format_version"] == 1
+    assert document["data"] == {
+        "record_id": 7654321,
+        "record_version": "1.0",
+        "archive_md5": "0" * 31 + "1",
+        "listed_md5": "0" * 31 + "1",
+    }
+    assert (document["dataset"], document["task"], document["task_type"]) == (
+        "crc",
+        "tissue class",
+        "multiclass",
+    )
+    assert (document["split"], document["seed"], document["shots"]) == ("train", 3, 1)
+    assert document["tool_version"] == medimeta_cli.__version__
+    assert all(c["name"] for c in document["classes"]) and len(document["episodes"]) == 4
+    ranged = invoke(
+        runner,
+        *CRC_ARGS[:5],
+        "1-2",
+        "--queries",
+        "0",
+        *CRC_ARGS[8:],
+        "--out",
+        str(out),
+        "--format",
+        "csv",
+    )
+    assert ranged.exit_code == 0, ranged.stderr
+    rows = list(
+        csv.reader(io.StringIO((out / "crc" / "tissue_class_1-2_0_4_train.csv").read_text()))
+    )
+    assert rows[0] == ["episode", "set", "class_key", "class_name", "index", "position", "target"]
+    torch = invoke(runner, *CRC_ARGS, "--out", str(out), "--format", "torchcross")
+    assert torch.exit_code == 2 and "not available yet" in torch.stderr
+
+
+def test_out_files_are_byte_identical_across_processes(
+    installed: InstalledData, tmp_path: Path
+) -> None:
+    first = medimeta_process(*CRC_ARGS, "--seed", "5", "--out", str(tmp_path / "a"))
+    second = medimeta_process(*CRC_ARGS, "--seed", "5", "--out", str(tmp_path / "b"))
+    assert first.returncode == second.returncode == 0, first.stderr
+    name = Path("crc") / "tissue_class_1_1_4_train.json"
+    assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_check_confirms_a_fresh_file_and_catches_changed_data(
+    runner: CliRunner, installed: InstalledData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _own_root(installed, tmp_path, monkeypatch)
+    out = tmp_path / "episodes"
+    assert invoke(runner, *CRC_ARGS, "--out", str(out)).exit_code == 0
+    path = out / "crc" / "tissue_class_1_1_4_train.json"
+    ok = invoke(runner, "sample", "--check", str(path))
+    assert ok.exit_code == 0, ok.stderr
+    assert json.loads(ok.stdout)["checked"][0]["file"] == str(path)
+
+    # An index changed by hand: its label and position no longer match.
+    document = json.loads(path.read_text())
+    first = document["episodes"][0]["support"][0]
+    tampered = tmp_path / "tampered.json"
+    first["index"] = 10**6
+    tampered.write_text(json.dumps(document))
+    result = invoke(runner, "sample", "--check", str(tampered))
+    assert result.exit_code == 4
+    assert "index 1000000: out of range" in unwrapped(result.stderr)
+
+    # The installed label of a sampled image changed.
+    labels_path = root / "crc" / "task_labels" / "tissue class.npy"
+    labels = np.load(labels_path)
+    index = json.loads(path.read_text())["episodes"][0]["query"][0]["index"]
+    labels[index] = (labels[index] + 1) % 9
+    np.save(labels_path, labels)
+    changed = invoke(runner, "sample", "--check", str(path))
+    assert changed.exit_code == 4
+    assert f"index {index}: label" in unwrapped(changed.stderr)
+
+
+def test_check_refuses_malformed_files(
+    runner: CliRunner, installed: InstalledData, tmp_path: Path
+) -> None:
+    for text in ("not json", "[]", '{"format": "medimeta-episodes", "format_version": 1}'):
+        bad = tmp_path / "bad.json"
+        bad.write_text(text)
+        result = invoke(runner, "sample", "--check", str(bad))
+        assert result.exit_code == 4, result.stderr
+        assert "is not a valid episode file" in unwrapped(result.stderr)
