@@ -244,7 +244,8 @@ def file_differences(
 ) -> list[str]:
     """How a parsed episode file differs from the installed data: the data's identity,
     indices out of range, labels other than the installed ones (read through the gate),
-    positions other than the split file's. Empty when the file matches."""
+    positions other than the official loader's (its rank among the split's sorted
+    indices). Empty when the file matches."""
     differences: list[str] = []
     if parsed.identity != identity:
         differences.append(
@@ -257,7 +258,8 @@ def file_differences(
     if unknown := [k for k in parsed.label_keys if k not in order]:
         return [*differences, f"label keys {unknown} are no labels of {parsed.task!r}"]
     columns = [order.index(k) for k in parsed.label_keys]
-    listed = load_split(data, parsed.split, original=parsed.original_split)
+    # The official loader numbers a split's images in ascending index order.
+    listed = np.sort(load_split(data, parsed.split, original=parsed.original_split))
     for image in parsed.images:
         where = f"episode {image.episode} {image.role} index {image.index}"
         if not 0 <= image.index < len(labels):
@@ -271,9 +273,7 @@ def file_differences(
         if image.label != installed:
             differences.append(f"{where}: label {_show(image.label)}, installed {_show(installed)}")
         if not 0 <= image.position < len(listed) or int(listed[image.position]) != image.index:
-            differences.append(
-                f"{where}: position {image.position} is not that image in the split file"
-            )
+            differences.append(f"{where}: position {image.position} is not that image in the split")
     return differences
 
 
