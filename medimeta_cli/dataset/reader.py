@@ -15,7 +15,8 @@ import numpy as np
 import numpy.typing as npt
 
 from medimeta_cli.catalog.datasets import Dataset, Task
-from medimeta_cli.dataset.gate import DatasetFolder, load_labels, load_split, open_folder
+from medimeta_cli.dataset.contents import load_labels, load_split
+from medimeta_cli.dataset.gate import DatasetFolder, open_folder
 from medimeta_cli.dataset.images import ImageReader
 from medimeta_cli.errors import NotInstalledError
 

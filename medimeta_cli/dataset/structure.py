@@ -18,13 +18,8 @@ import numpy as np
 import numpy.typing as npt
 
 from medimeta_cli.catalog.datasets import SPLIT_NAMES, Dataset, Task
-from medimeta_cli.dataset.gate import (
-    InfoError,
-    label_file_problems,
-    label_relpath,
-    read_info,
-    split_lines,
-)
+from medimeta_cli.dataset.contents import label_file_problems, split_lines
+from medimeta_cli.dataset.gate import InfoError, label_relpath, read_info
 from medimeta_cli.dataset.upstream import (
     HDF5_ERRORS,
     HDF5_NAME,

@@ -23,14 +23,9 @@ from pathlib import Path
 
 from medimeta_cli._version import __version__
 from medimeta_cli.catalog.datasets import Catalog, Dataset
+from medimeta_cli.dataset.contents import check_contents
 from medimeta_cli.dataset.essentials import essential_problems
-from medimeta_cli.dataset.gate import (
-    DatasetFolder,
-    InfoError,
-    check_contents,
-    info_in_archive,
-    read_info,
-)
+from medimeta_cli.dataset.gate import DatasetFolder, InfoError, info_in_archive, read_info
 from medimeta_cli.dataset.installed import check_dataset_id
 from medimeta_cli.dataset.layouts import ArchiveLayout, wanted_in_layout
 from medimeta_cli.errors import (

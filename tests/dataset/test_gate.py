@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from medimeta_cli.dataset.contents import load_labels, load_split
 from medimeta_cli.dataset.gate import (
     DatasetFolder,
     InfoError,
@@ -16,8 +17,6 @@ from medimeta_cli.dataset.gate import (
     describe_info,
     label_path,
     label_relpath,
-    load_labels,
-    load_split,
     open_folder,
 )
 from medimeta_cli.errors import IntegrityError

@@ -11,12 +11,7 @@ import yaml
 
 from medimeta_cli.catalog.datasets import BUNDLED_CATALOG
 from medimeta_cli.catalog.file import load_catalog
-from medimeta_cli.dataset.gate import (
-    DESCRIPTION_RULES,
-    MAX_IMAGE_SIDE,
-    InfoError,
-    describe_info,
-)
+from medimeta_cli.dataset.gate import DESCRIPTION_RULES, MAX_IMAGE_SIDE, InfoError, describe_info
 from medimeta_cli.text import shown
 from tests.support.archives import CRC, DR_REGULAR, info_yaml, tiny_spec
 
