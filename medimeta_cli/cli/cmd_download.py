@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from medimeta_cli.catalog.datasets import Catalog
     from medimeta_cli.download.plan import Plan
     from medimeta_cli.events import Outcome
-    from medimeta_cli.install.from_folder import Offered
+    from medimeta_cli.install.offers import Offered
 
 
 @contextmanager
@@ -298,7 +298,7 @@ def _refuse_with_from(given: Mapping[str, object], dataset_ids: list[str]) -> No
 def _print_offered(out: Output, offered: list[Offered], json_mode: bool) -> None:
     """The dry run of --from: what would be installed from where; nothing is written."""
     from medimeta_cli.fsutil import human_bytes
-    from medimeta_cli.install.from_folder import OfferAction, Offered
+    from medimeta_cli.install.offers import OfferAction, Offered
 
     if json_mode:
         out.emit_json([item.to_json() for item in offered])

@@ -36,14 +36,14 @@ from medimeta_cli.events import (
 from medimeta_cli.fetch.connections import FAST_LINK, MIN_SLICE, ConnectionBudget
 from medimeta_cli.fetch.zipdir import listed_hdf5_size
 from medimeta_cli.fsutil import ensure_space
-from medimeta_cli.install.from_folder import (
+from medimeta_cli.install.installer import Installer
+from medimeta_cli.install.offers import (
     Offered,
     describe_offered,
     find_archives,
     needs_record,
     select_offered,
 )
-from medimeta_cli.install.installer import Installer
 from medimeta_cli.settings import Settings
 from medimeta_cli.store.layout import RootLayout, make_state_dir
 from medimeta_cli.store.records import read_file_manifest, read_install_record

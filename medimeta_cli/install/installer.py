@@ -56,7 +56,8 @@ from medimeta_cli.fsutil import (
 from medimeta_cli.hashing import hash_file, new_md5
 from medimeta_cli.install.archive import extract_archive, inspect_archive
 from medimeta_cli.install.commit import InstallResult, Proof, commit_rule
-from medimeta_cli.install.from_folder import archive_id, install_dataset_folder, is_dataset_folder
+from medimeta_cli.install.from_folder import install_dataset_folder, is_dataset_folder
+from medimeta_cli.install.offers import archive_id
 from medimeta_cli.settings import Settings
 from medimeta_cli.store.layout import RootLayout
 from medimeta_cli.store.locking import DatasetLock

@@ -11,12 +11,8 @@ from pathlib import Path
 import pytest
 
 from medimeta_cli.errors import DiskSpaceError, IntegrityError, UsageError
-from medimeta_cli.install.from_folder import (
-    archive_id,
-    find_archives,
-    is_dataset_folder,
-    list_dataset_folder,
-)
+from medimeta_cli.install.from_folder import is_dataset_folder, list_dataset_folder
+from medimeta_cli.install.offers import archive_id, find_archives
 from medimeta_cli.store.layout import RootLayout
 from medimeta_cli.store.records import ArchiveCheck, read_file_manifest, read_install_record
 from tests.conftest import FixtureData
