@@ -64,7 +64,7 @@ def in_process(
     from medimeta_cli.catalog.file import load_catalog
     from medimeta_cli.dataset.reader import DatasetReader
     from medimeta_cli.dataset.selection import SelectionSpec, select
-    from medimeta_cli.sample.episodes import EpisodeSample
+    from medimeta_cli.sample.results import EpisodeSample
 
     dataset = load_catalog(catalog_path).get("crc")
     start = time.perf_counter()

@@ -25,8 +25,8 @@ from medimeta_cli.cli.session import Session, session
 
 if TYPE_CHECKING:
     from medimeta_cli.dataset.selection import Selection
-    from medimeta_cli.sample.episodes import EpisodeSample
     from medimeta_cli.sample.files import EpisodeFormat
+    from medimeta_cli.sample.results import EpisodeSample
 
 
 #: Command lines the help shows under "Examples".
@@ -150,14 +150,14 @@ def sample_command(
         from medimeta_cli.cli._selection import split_values, task_name_notice
         from medimeta_cli.dataset.reader import DatasetReader
         from medimeta_cli.dataset.selection import SelectionSpec, select
-        from medimeta_cli.sample.episodes import (
+        from medimeta_cli.sample.episodes import Shots
+        from medimeta_cli.sample.results import (
             ROW_COLUMNS,
             ClassSubset,
             EpisodeSample,
             SampleResult,
-            Shots,
-            contact_sheet,
         )
+        from medimeta_cli.sample.sheets import contact_sheet
 
         # The dataset's own info.yaml, not the catalog, says what is installed.
         installed = open_installed(s, dataset_id)

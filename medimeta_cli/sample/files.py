@@ -26,7 +26,8 @@ from medimeta_cli.dataset.gate import DatasetFolder
 from medimeta_cli.errors import IntegrityError, UsageError
 from medimeta_cli.export.target import task_folder_part
 from medimeta_cli.fsutil import atomic_write_text
-from medimeta_cli.sample.episodes import ROW_COLUMNS, EpisodeSample, Shots
+from medimeta_cli.sample.episodes import Shots
+from medimeta_cli.sample.results import ROW_COLUMNS, EpisodeSample
 from medimeta_cli.store.records import InstallRecord
 
 #: What the ``format`` field of a JSON episode file says.

@@ -14,7 +14,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import medimeta_cli
-from medimeta_cli.sample.episodes import sheet_size
+from medimeta_cli.sample.sheets import sheet_size
 from tests.conftest import InstalledData
 from tests.support.helpers import invoke, medimeta_process, unwrapped
 

@@ -16,20 +16,20 @@ from medimeta_cli.dataset.reader import DatasetReader
 from medimeta_cli.dataset.selection import Selection, SelectionSpec, select
 from medimeta_cli.errors import UsageError
 from medimeta_cli.sample.episodes import (
+    Episode,
+    Shots,
+    greedy_cover,
+    sample_episodes,
+    sample_per_class,
+)
+from medimeta_cli.sample.results import ROW_COLUMNS, ClassSubset, EpisodeSample
+from medimeta_cli.sample.sheets import (
     ELLIPSIS,
     GAP,
     LABEL_WIDTH,
-    ROW_COLUMNS,
     THUMB,
-    ClassSubset,
-    Episode,
-    EpisodeSample,
-    Shots,
     contact_sheet,
-    greedy_cover,
     label_lines,
-    sample_episodes,
-    sample_per_class,
     sheet_size,
 )
 from tests.conftest import InstalledData

@@ -9,7 +9,7 @@ import pytest
 
 from medimeta_cli.dataset.gate import open_folder
 from medimeta_cli.errors import IntegrityError
-from medimeta_cli.sample.episodes import EpisodeSample, Shots
+from medimeta_cli.sample.episodes import Shots
 from medimeta_cli.sample.files import (
     EpisodeFormat,
     check_episode_file,
@@ -18,6 +18,7 @@ from medimeta_cli.sample.files import (
     read_episode_file,
     write_episode_file,
 )
+from medimeta_cli.sample.results import EpisodeSample
 from tests.conftest import InstalledData
 from tests.sample.test_episodes import selection_of
 
