@@ -24,6 +24,7 @@ from medimeta_cli.cli.options import (
 from medimeta_cli.cli.session import Session, session
 
 if TYPE_CHECKING:
+    from medimeta_cli.dataset.gate import DatasetFolder
     from medimeta_cli.dataset.selection import Selection
     from medimeta_cli.sample.files import EpisodeFormat
     from medimeta_cli.sample.results import EpisodeSample
@@ -51,7 +52,14 @@ def sample_command(
         ),
     ],
     task: TaskOption = None,
-    split: Annotated[str, typer.Option("--split", help="train, val or test.")] = "train",
+    split: Annotated[
+        str | None,
+        typer.Option(
+            "--split",
+            help="train, val or test (default: train; with --check, a torchcross file's split).",
+            show_default=False,
+        ),
+    ] = None,
     original_split: OriginalSplitOption = False,
     classes: ClassesOption = None,
     ways: Annotated[
@@ -110,15 +118,18 @@ def sample_command(
     file_format: Annotated[
         str | None,
         typer.Option(
-            "--format", help="Format of the --out file: json (default) or csv.", show_default=False
+            "--format",
+            help="Format of the --out file: json (default), csv, or torchcross (the pickled "
+            "task list medimeta.PickledMedIMetaTaskDataset loads).",
+            show_default=False,
         ),
     ] = None,
     check: Annotated[
         bool,
         typer.Option(
             "--check",
-            help="Check JSON episode files against the installed data: every index, label, "
-            "position and the data's identity (exit 4 when they differ).",
+            help="Check JSON or torchcross episode files against the installed data: every "
+            "index, label, position and (JSON) the data's identity (exit 4 when they differ).",
         ),
     ] = False,
     export_dir: Annotated[
@@ -138,7 +149,7 @@ def sample_command(
     # The result is JSON unless --csv; an error is reported the same way (a JSON object).
     with session(replace(common, json=False) if as_csv else common) as s:
         if check:
-            _check_files(s, [Path(t) for t in targets])
+            _check_files(s, [Path(t) for t in targets], task=task, split=split)
             return
         dataset_id = _one_dataset(targets)
         episode_format = _episode_format(file_format, out)
@@ -167,7 +178,7 @@ def sample_command(
                 reader,
                 SelectionSpec(
                     task=task,
-                    splits=(split,),
+                    splits=(split or "train",),
                     original=original_split,
                     classes=split_values(classes),
                     seed=seed,
@@ -204,7 +215,7 @@ def sample_command(
         if export_dir is not None:
             _export_sample(s, result.picked_selection(), export_dir)
         if out is not None and isinstance(result, EpisodeSample):
-            path = _write_file(s, result, out, episode_format)
+            path = _write_file(s, result, out, episode_format, installed.folder())
             s.out.status(f"episodes written to {path}")
             s.out.emit_json({"file": str(path)})
         elif as_csv:
@@ -230,7 +241,7 @@ def _one_dataset(targets: list[str]) -> str:
 
 
 def _episode_format(text: str | None, out: Path | None) -> EpisodeFormat:
-    """``--format``: json, csv or (not yet) torchcross; only with ``--out``."""
+    """``--format``: json, csv or torchcross; only with ``--out``."""
     from medimeta_cli.errors import UsageError
     from medimeta_cli.sample.files import EpisodeFormat
 
@@ -242,13 +253,9 @@ def _episode_format(text: str | None, out: Path | None) -> EpisodeFormat:
         chosen = EpisodeFormat(text.strip().lower())
     except ValueError:
         raise UsageError(
-            f"--format {text!r} is not json or csv", hint="Give --format json or --format csv."
+            f"--format {text!r} is not json, csv or torchcross",
+            hint="Give --format json, csv or torchcross.",
         ) from None
-    if chosen is EpisodeFormat.TORCHCROSS:
-        raise UsageError(
-            "--format torchcross is not available yet",
-            hint="Use --format json (the default) or csv.",
-        )
     return chosen
 
 
@@ -261,27 +268,31 @@ def _identity(s: Session, dataset_id: str) -> dict[str, Any] | None:
     return data_identity(read_install_record(RootLayout(s.installed_root(dataset_id)), dataset_id))
 
 
-def _write_file(s: Session, result: EpisodeSample, out: Path, fmt: EpisodeFormat) -> Path:
-    from medimeta_cli.sample.files import write_episode_file
+def _write_file(
+    s: Session, result: EpisodeSample, out: Path, fmt: EpisodeFormat, data: DatasetFolder
+) -> Path:
+    from medimeta_cli.sample.formats import write_episode_file
 
-    return write_episode_file(out, result, _identity(s, result.selection.dataset.id), fmt)
+    return write_episode_file(out, result, _identity(s, result.selection.dataset.id), data, fmt)
 
 
-def _check_files(s: Session, paths: list[Path]) -> None:
+def _check_files(s: Session, paths: list[Path], *, task: str | None, split: str | None) -> None:
     """``--check``: every file against the installed data; the first mismatch raises."""
     from medimeta_cli.cli._installed import open_installed
     from medimeta_cli.errors import UsageError
-    from medimeta_cli.sample.files import check_episode_file, read_episode_file
+    from medimeta_cli.sample.formats import CheckOptions, read_for_check
 
     if not paths:
         raise UsageError("--check needs episode files", hint="medimeta sample --check FILE...")
     checked = []
     for path in paths:
-        parsed = read_episode_file(path)
-        data = open_installed(s, parsed.dataset).folder()
-        check_episode_file(parsed, data, _identity(s, parsed.dataset))
-        s.out.status(f"{path}: {len(parsed.images)} images match the installed data")
-        checked.append({"file": str(path), "images": len(parsed.images)})
+        read = read_for_check(path, CheckOptions(task=task, split=split))
+        for note in read.notes:
+            s.out.warn(note)
+        data = open_installed(s, read.dataset).folder()
+        read.check(data, _identity(s, read.dataset))
+        s.out.status(f"{path}: {read.images} images match the installed data")
+        checked.append({"file": str(path), "images": read.images})
     s.out.emit_json({"checked": checked})
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from medimeta_cli._version import __version__
 from medimeta_cli.dataset.contents import load_labels, load_split
 from medimeta_cli.dataset.gate import DatasetFolder
-from medimeta_cli.errors import IntegrityError, UsageError
+from medimeta_cli.errors import IntegrityError
 from medimeta_cli.export.target import task_folder_part
 from medimeta_cli.fsutil import atomic_write_text
 from medimeta_cli.sample.episodes import Shots
@@ -61,8 +61,7 @@ def episode_file_name(
     names its files; the task name made safe as :func:`task_folder_part` makes it (never a
     path), an original split marked ``original-<split>``."""
     split_part = f"original-{split}" if original else split
-    ext = "pkl" if file_format is EpisodeFormat.TORCHCROSS else file_format.value
-    name = f"{task_folder_part(task)}_{shots}_{queries}_{episodes}_{split_part}.{ext}"
+    name = f"{task_folder_part(task)}_{shots}_{queries}_{episodes}_{split_part}.{file_format.value}"
     return Path(dataset_id) / name
 
 
@@ -105,20 +104,9 @@ def episodes_csv(sample: EpisodeSample) -> str:
     return buffer.getvalue()
 
 
-def write_episode_file(
-    out: Path,
-    sample: EpisodeSample,
-    identity: dict[str, Any] | None,
-    file_format: EpisodeFormat = EpisodeFormat.JSON,
-) -> Path:
-    """Write the sample's file under ``out`` (atomically) and return its path."""
-    if file_format is EpisodeFormat.TORCHCROSS:
-        raise UsageError(
-            "--format torchcross is not available yet",
-            hint="Use --format json (the default) or csv.",
-        )
+def _sample_path(out: Path, sample: EpisodeSample, file_format: EpisodeFormat) -> Path:
     selection = sample.selection
-    path = out / episode_file_name(
+    return out / episode_file_name(
         selection.dataset.id,
         selection.task.name,
         shots=sample.shots,
@@ -128,12 +116,22 @@ def write_episode_file(
         original=selection.spec.original,
         file_format=file_format,
     )
-    if file_format is EpisodeFormat.CSV:
-        text = episodes_csv(sample)
-    else:
-        text = json.dumps(episode_document(sample, identity), indent=1, ensure_ascii=False) + "\n"
+
+
+def write_json_file(out: Path, sample: EpisodeSample, identity: dict[str, Any] | None) -> Path:
+    """Write the sample's JSON file under ``out`` (atomically) and return its path."""
+    path = _sample_path(out, sample, EpisodeFormat.JSON)
+    text = json.dumps(episode_document(sample, identity), indent=1, ensure_ascii=False) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, text)
+    return path
+
+
+def write_csv_file(out: Path, sample: EpisodeSample) -> Path:
+    """Write the sample's CSV file under ``out`` (atomically) and return its path."""
+    path = _sample_path(out, sample, EpisodeFormat.CSV)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, episodes_csv(sample))
     return path
 
 

@@ -16,7 +16,7 @@ from medimeta_cli.sample.files import (
     episode_file_name,
     file_differences,
     read_episode_file,
-    write_episode_file,
+    write_json_file,
 )
 from medimeta_cli.sample.results import EpisodeSample
 from tests.conftest import InstalledData
@@ -54,7 +54,7 @@ def test_a_multilabel_file_checks_against_its_own_label_keys(
     sample = EpisodeSample.draw(
         selection, ways=None, shots=Shots(1, 1), queries=0, episodes=2, seed=1
     )
-    path = write_episode_file(tmp_path, sample, None)
+    path = write_json_file(tmp_path, sample, None)
     parsed = read_episode_file(path)
     data = open_folder(installed.root / "cxr", "cxr")
     assert parsed.label_keys == tuple(selection.classes) and parsed.images
