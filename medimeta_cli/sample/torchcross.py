@@ -24,6 +24,7 @@ torchcross episode file".
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import pickle
@@ -338,12 +339,12 @@ class NotEpisodes(pickle.UnpicklingError):
     """The pickle holds something other than a torchcross task list."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Storage:
     values: npt.NDArray[Any]
 
 
-@dataclass
+@dataclass(frozen=True)
 class _StorageType:
     dtype: np.dtype[Any]
 
@@ -386,6 +387,13 @@ def _load_from_bytes(data: Any) -> _Storage:
     """``torch.storage._load_from_bytes``: one storage from legacy ``torch.save`` bytes."""
     if not isinstance(data, bytes):
         raise NotEpisodes("storage bytes")
+    return _parse_storage(data)
+
+
+# Our files repeat the same few label tensors byte for byte: each is parsed once (the
+# values are read-only, so sharing them is safe).
+@functools.lru_cache(maxsize=1024)
+def _parse_storage(data: bytes) -> _Storage:
     f = io.BytesIO(data)
     if _LegacyUnpickler(f).load() != _MAGIC:
         raise NotEpisodes("magic number")
