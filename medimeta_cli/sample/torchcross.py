@@ -625,9 +625,12 @@ def _episode_differences(
     if episode.target != UPSTREAM_TARGETS[task.target]:
         yield f"task {number}: task target {episode.target}, the task is {task.target.value}"
         return
-    positions = [p for p, _ in episode.support]
-    if overlap := sorted(set(positions) & {p for p, _ in episode.query}):
+    support, query = [p for p, _ in episode.support], [p for p, _ in episode.query]
+    if overlap := sorted(set(support) & set(query)):
         yield f"task {number}: positions {overlap[:5]} are in both support and query"
+    for role, positions in (("support", support), ("query", query)):
+        if len(set(positions)) != len(positions):
+            yield f"task {number}: an image appears twice in its {role}"
     by_name = {name: key for key, name in task.labels.items()}
     columns: list[int] = []
     if task.target is TaskTarget.MULTILABEL:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import os
 import pickle
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -158,6 +159,21 @@ def test_our_reader_reads_back_what_we_write(
         positions[i] for i, _ in sample.episodes[0].support
     ]
     assert torchcross_differences(parsed, data) == []
+
+
+def test_check_catches_images_shared_by_support_and_query(
+    installed: InstalledData, tmp_path: Path
+) -> None:
+    sample = _sample(installed, "crc", "tissue class", 3)
+    first = sample.episodes[0]
+    bad = replace(first, query=first.query + first.support[:1] + first.query[:1])
+    data = open_folder(installed.root / "crc", "crc")
+    path = write_torchcross_file(tmp_path, replace(sample, episodes=(bad,)), data)
+    position = sample.position(first.support[0][0])
+    assert torchcross_differences(read_torchcross_file(path), data) == [
+        f"task 0: positions [{position}] are in both support and query",
+        "task 0: an image appears twice in its query",
+    ]
 
 
 def test_the_reader_runs_nothing_a_pickle_asks_for(tmp_path: Path) -> None:
