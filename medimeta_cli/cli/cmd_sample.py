@@ -271,9 +271,12 @@ def _identity(s: Session, dataset_id: str) -> dict[str, Any] | None:
 def _write_file(
     s: Session, result: EpisodeSample, out: Path, fmt: EpisodeFormat, data: DatasetFolder
 ) -> Path:
-    from medimeta_cli.sample.formats import write_episode_file
+    from medimeta_cli.sample.formats import write_episode_file, written_notes
 
-    return write_episode_file(out, result, _identity(s, result.selection.dataset.id), data, fmt)
+    path = write_episode_file(out, result, _identity(s, result.selection.dataset.id), data, fmt)
+    for note in written_notes(fmt):
+        s.out.status(note)
+    return path
 
 
 def _check_files(s: Session, paths: list[Path], *, task: str | None, split: str | None) -> None:

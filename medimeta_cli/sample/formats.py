@@ -24,6 +24,7 @@ from medimeta_cli.sample.files import (
 )
 from medimeta_cli.sample.results import EpisodeSample
 from medimeta_cli.sample.torchcross import (
+    loader_notes,
     read_torchcross_file,
     torchcross_differences,
     write_torchcross_file,
@@ -61,6 +62,8 @@ class FileFormat:
     suffix: str
     write: Callable[[Path, EpisodeSample, Identity, DatasetFolder], Path]
     read: Callable[[Path, CheckOptions], ReadFile] | None = None
+    #: What to tell the user about a file just written (e.g. what loads it).
+    notes: Callable[[], tuple[str, ...]] = tuple
 
 
 def _read_json(path: Path, options: CheckOptions) -> ReadFile:
@@ -114,6 +117,7 @@ FORMATS: dict[EpisodeFormat, FileFormat] = {
         ".pkl",
         lambda out, sample, identity, data: write_torchcross_file(out, sample, data),
         _read_torchcross,
+        loader_notes,
     ),
 }
 
@@ -127,6 +131,11 @@ def write_episode_file(
 ) -> Path:
     """Write the sample's file in ``file_format`` under ``out`` and return its path."""
     return FORMATS[file_format].write(out, sample, identity, data)
+
+
+def written_notes(file_format: EpisodeFormat) -> tuple[str, ...]:
+    """What to tell the user about a file just written in ``file_format``."""
+    return FORMATS[file_format].notes()
 
 
 def read_for_check(path: Path, options: CheckOptions = CheckOptions()) -> ReadFile:

@@ -25,6 +25,7 @@ torchcross episode file".
 from __future__ import annotations
 
 import functools
+import importlib.util
 import io
 import math
 import pickle
@@ -99,6 +100,22 @@ def torchcross_file_name(
                 hint="Use --format json: its file names are made safe.",
             )
     return Path(dataset_id) / f"{task}_{shots}_{queries}_{episodes}_{split}.pkl"
+
+
+#: What loads these files: the official pipeline (``pip install ".[torch]"``).
+OFFICIAL_MODULES = ("medimeta", "torchcross", "torch")
+
+
+def loader_notes() -> tuple[str, ...]:
+    """What to install to load the files, when the official pipeline is not installed here
+    (looked up, never imported: importing torch takes seconds)."""
+    missing = [name for name in OFFICIAL_MODULES if importlib.util.find_spec(name) is None]
+    if not missing:
+        return ()
+    return (
+        f"loading this file needs {', '.join(missing)} (not installed here): "
+        'pip install ".[torch]" (in a clone of medimeta-cli)',
+    )
 
 
 # --- writing ------------------------------------------------------------------------------

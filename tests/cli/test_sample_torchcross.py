@@ -101,3 +101,19 @@ def test_torchcross_refuses_an_original_split(
     )
     assert result.exit_code == 2
     assert "original split" in unwrapped(result.stderr)
+
+
+def test_torchcross_says_what_loads_it_when_the_pipeline_is_missing(
+    runner: CliRunner, installed: InstalledData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from medimeta_cli.sample import torchcross
+
+    monkeypatch.setattr(torchcross, "OFFICIAL_MODULES", ("medimeta", "no_such_pipeline_module"))
+    result = invoke(runner, *CRC_ARGS, "--out", str(tmp_path), "--format", "torchcross")
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / NAME).is_file()
+    stderr = unwrapped(result.stderr)
+    assert (
+        "needs no_such_pipeline_module" in stderr
+        and 'pip install ".[torch]" (in a clone of medimeta-cli)' in stderr
+    )
