@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 #: Command lines the help shows under "Examples".
 EXAMPLES = (
     "medimeta sample crc --ways 5 --shots 5 --queries 15 --episodes 600 > episodes.json",
-    "medimeta sample crc --ways all --shots 1-10 --queries 10 --min-class-images 50",
     "medimeta sample cxr --task 'disease labels' --shots 5 --queries 10 --episodes 100",
     "medimeta sample crc --per-class 10 --grid sheet.png",
     "medimeta sample --protocol medimeta-paper --first-task --out presampled",
@@ -327,8 +326,11 @@ def _one_dataset(targets: list[str]) -> str:
 
     if len(targets) != 1:
         raise UsageError(
-            f"sample takes one dataset id, got {len(targets)}: {' '.join(targets)}",
-            hint="Give one id, e.g. medimeta sample crc; or --check FILE... to check files.",
+            f"sample takes one dataset id, got {len(targets)}"
+            + (f": {' '.join(targets)}" if targets else ""),
+            hint="Give one id, e.g. medimeta sample crc; or --check FILE... to check files; "
+            "or --protocol medimeta-paper --out DIR [ID...] for a grid (see medimeta sample "
+            "--help).",
         )
     return targets[0]
 

@@ -14,6 +14,7 @@ from medimeta_cli.catalog.build import build_catalog
 from medimeta_cli.catalog.file import catalog_to_json
 from medimeta_cli.dataset.reader import DatasetReader
 from medimeta_cli.dataset.selection import SelectionSpec, select
+from medimeta_cli.errors import UsageError
 from medimeta_cli.sample.episodes import WayRange, sample_episodes
 from medimeta_cli.sample.protocol import PAPER_GRID
 from tests.conftest import InstalledData
@@ -182,3 +183,21 @@ def test_ways_ranges_are_drawn_per_episode(installed: InstalledData) -> None:
     )
     assert {len(e.classes) for e in capped} == {2, 3}
     assert WayRange.parse("5") is None and str(WayRange.parse("2-ALL")) == "2-all"
+
+
+def test_the_api_runs_the_same_use_case(installed: InstalledData, tmp_path: Path) -> None:
+    from medimeta_cli import api
+
+    seen: list[str] = []
+    result = api.sample_protocol(
+        tmp_path / "out", "crc", root=installed.root, on_task=lambda t: seen.append(t.task)
+    )
+    assert seen == ["tissue class"] and not result.complete and result.files == []
+    summary = result.to_json()
+    assert (summary["split"], summary["min_class_images"], summary["settings_skipped"]) == (
+        "test",
+        50,
+        11,
+    )
+    with pytest.raises(UsageError, match="unknown episode format"):
+        api.sample_protocol(tmp_path / "out", "crc", root=installed.root, format="xml")
