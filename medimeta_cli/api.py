@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,9 +36,10 @@ if TYPE_CHECKING:
     from medimeta_cli.dataset.verify import Report
     from medimeta_cli.events import EventSink, Outcome
     from medimeta_cli.export.options import ExportResult
+    from medimeta_cli.sample.protocol import ProtocolResult, TaskOutcome
     from medimeta_cli.settings import Settings
 
-__all__ = ["download", "ensure", "export", "sources_for", "verify"]
+__all__ = ["download", "ensure", "export", "sample_protocol", "sources_for", "verify"]
 
 logger = logging.getLogger(__name__)
 
@@ -484,3 +485,56 @@ def export(
         command=f"medimeta_cli.export({plan.dataset.id!r}, task={plan.task.name!r})",
     )
     return run_export(plan, options)
+
+
+def sample_protocol(
+    out: PathLike,
+    ids: str | Iterable[str] | None = None,
+    *,
+    root: PathLike | None = None,
+    protocol: str = "medimeta-paper",
+    first_task: bool = False,
+    split: str = "test",
+    original_split: bool = False,
+    min_class_images: int = 50,
+    seed: int = 0,
+    format: str = "json",
+    on_task: Callable[[TaskOutcome], None] | None = None,
+) -> ProtocolResult:
+    """``medimeta sample --protocol``: a whole grid of episode files under ``out``, for the
+    named installed datasets (default: every installed one), every task of each (or
+    ``first_task``). A setting that cannot be met is skipped and reported in the result
+    (``result.complete``, ``result.to_json()``), never shrunk; ``on_task`` receives each
+    task's outcome as it finishes. The same seed writes the same bytes.
+    """
+    from medimeta_cli.sample.files import EpisodeFormat
+    from medimeta_cli.sample.protocol import ProtocolRequest, run_protocol
+
+    _check("out", out, (str, os.PathLike), "a path (str or os.PathLike)")
+    _root(root)
+    for name, text in (("protocol", protocol), ("split", split), ("format", format)):
+        _check(name, text, (str,), "a str")
+    _flag("first_task", first_task)
+    _flag("original_split", original_split)
+    _check("seed", seed, (int,), "a whole number")
+    _check("min_class_images", min_class_images, (int,), "a whole number")
+    if on_task is not None and not callable(on_task):
+        raise _misuse("on_task", on_task, "a callable taking a task's outcome (or None)")
+    try:
+        file_format = EpisodeFormat(format)
+    except ValueError:
+        choices = ", ".join(repr(f.value) for f in EpisodeFormat)
+        raise UsageError(f"unknown episode format {format!r}", hint=f"Use {choices}.") from None
+    settings, catalog = _settings(root)
+    request = ProtocolRequest(
+        out=Path(out),
+        protocol=protocol,
+        dataset_ids=tuple(_ids(ids)),
+        first_task=first_task,
+        split=split,
+        original=original_split,
+        min_class_images=min_class_images,
+        seed=seed,
+        file_format=file_format,
+    )
+    return run_protocol(settings, catalog, request, on_task=on_task)

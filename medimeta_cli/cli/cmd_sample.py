@@ -26,6 +26,7 @@ from medimeta_cli.cli.session import Session, session
 if TYPE_CHECKING:
     from medimeta_cli.dataset.gate import DatasetFolder
     from medimeta_cli.dataset.selection import Selection
+    from medimeta_cli.sample.episodes import WayRange
     from medimeta_cli.sample.files import EpisodeFormat
     from medimeta_cli.sample.results import EpisodeSample
 
@@ -33,9 +34,9 @@ if TYPE_CHECKING:
 #: Command lines the help shows under "Examples".
 EXAMPLES = (
     "medimeta sample crc --ways 5 --shots 5 --queries 15 --episodes 600 > episodes.json",
-    "medimeta sample crc --ways all --shots 1-10 --queries 10 --min-class-images 50",
     "medimeta sample cxr --task 'disease labels' --shots 5 --queries 10 --episodes 100",
     "medimeta sample crc --per-class 10 --grid sheet.png",
+    "medimeta sample --protocol medimeta-paper --first-task --out presampled",
 )
 
 
@@ -43,20 +44,22 @@ EXAMPLES = (
 def sample_command(
     common: CommonOptions,
     targets: Annotated[
-        list[str],
+        list[str] | None,
         typer.Argument(
-            help="Dataset id, e.g. crc; with --check, the episode files to check.",
+            help="Dataset id, e.g. crc; with --check, the episode files to check; with "
+            "--protocol, any number of ids (none: every installed dataset).",
             metavar="ID | FILE...",
             autocompletion=complete_dataset_id,
             show_default=False,
         ),
-    ],
+    ] = None,
     task: TaskOption = None,
     split: Annotated[
         str | None,
         typer.Option(
             "--split",
-            help="train, val or test (default: train; with --check, a torchcross file's split).",
+            help="train, val or test. Default: train; with --protocol, test; with --check, "
+            "a torchcross file's split.",
             show_default=False,
         ),
     ] = None,
@@ -67,7 +70,8 @@ def sample_command(
         typer.Option(
             "--ways",
             "-n",
-            help="Classes per episode, or 'all' (every usable class). "
+            help="Classes per episode, 'all' (every usable class), or a range A-B or "
+            "A-all drawn per episode (binary tasks: always both classes). "
             "Default: 5; binary and multi-label tasks: all.",
             show_default=False,
         ),
@@ -84,12 +88,14 @@ def sample_command(
     queries: Annotated[int, typer.Option("--queries", "-Q", help="Query images per class.")] = 15,
     episodes: Annotated[int, typer.Option("--episodes", "-e", help="Number of episodes.")] = 1,
     min_class_images: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--min-class-images",
-            help="Leave out classes (labels: positives or negatives) with fewer images.",
+            help="Leave out classes (labels: positives or negatives) with fewer images. "
+            "Default: 0; with --protocol, 50.",
+            show_default=False,
         ),
-    ] = 0,
+    ] = None,
     seed: SeedOption = 0,
     per_class: Annotated[
         int | None,
@@ -140,6 +146,27 @@ def sample_command(
             show_default=False,
         ),
     ] = None,
+    protocol: Annotated[
+        str | None,
+        typer.Option(
+            "--protocol",
+            help="Write a whole grid of episode files to --out: medimeta-paper (the paper's "
+            "pre-sampling: shots 1-30 x 100 episodes, random 1-10 shots x 1000 episodes; "
+            "exit 11 when a setting had to be skipped).",
+            show_default=False,
+        ),
+    ] = None,
+    first_task: Annotated[
+        bool,
+        typer.Option("--first-task", help="With --protocol: each dataset's first task only."),
+    ] = False,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="With --protocol: exit 11 when a setting was skipped (too few images).",
+        ),
+    ] = False,
 ) -> None:
     """Sample few-shot episodes (N-way K-shot with queries) or K images per class.
 
@@ -148,9 +175,32 @@ def sample_command(
     """
     # The result is JSON unless --csv; an error is reported the same way (a JSON object).
     with session(replace(common, json=False) if as_csv else common) as s:
+        targets = targets or []
         if check:
             _check_files(s, [Path(t) for t in targets], task=task, split=split)
             return
+        if protocol is not None:
+            _run_protocol(
+                s,
+                protocol,
+                targets,
+                out=out,
+                first_task=first_task,
+                strict=strict,
+                split=split,
+                original=original_split,
+                min_class_images=min_class_images,
+                seed=seed,
+                file_format=_episode_format(file_format, out),
+            )
+            return
+        if first_task or strict:
+            from medimeta_cli.errors import UsageError
+
+            flag = "--first-task" if first_task else "--strict"
+            raise UsageError(f"{flag} applies to --protocol", hint="Add --protocol.")
+        split = split or "train"
+        min_class_images = min_class_images or 0
         dataset_id = _one_dataset(targets)
         episode_format = _episode_format(file_format, out)
         if out is not None and per_class is not None:
@@ -228,14 +278,77 @@ def sample_command(
             s.out.emit_json(result.to_json())
 
 
+def _run_protocol(
+    s: Session,
+    protocol: str,
+    targets: list[str],
+    *,
+    out: Path | None,
+    first_task: bool,
+    strict: bool,
+    split: str | None,
+    original: bool,
+    min_class_images: int | None,
+    seed: int,
+    file_format: EpisodeFormat,
+) -> None:
+    """``--protocol``: the grid's files under ``--out``, a line per task on stderr, the
+    summary as JSON. A setting the data cannot meet is skipped, as the protocol has it, and
+    named on stderr and in the summary; with ``--strict`` that is exit 11 (``INCOMPLETE``)
+    rather than a success."""
+    from medimeta_cli.cli.exit_codes import ExitCode
+    from medimeta_cli.errors import UsageError
+    from medimeta_cli.sample.protocol import (
+        PROTOCOL_MIN_CLASS_IMAGES,
+        PROTOCOL_SPLIT,
+        ProtocolRequest,
+        TaskOutcome,
+        run_protocol,
+    )
+
+    if out is None:
+        raise UsageError("--protocol writes files: it needs --out DIR", hint="Add --out DIR.")
+    request = ProtocolRequest(
+        out=out,
+        protocol=protocol,
+        dataset_ids=tuple(targets),
+        first_task=first_task,
+        split=split or PROTOCOL_SPLIT,
+        original=original,
+        min_class_images=(
+            PROTOCOL_MIN_CLASS_IMAGES if min_class_images is None else min_class_images
+        ),
+        seed=seed,
+        file_format=file_format,
+    )
+
+    def report(task: TaskOutcome) -> None:
+        s.out.status(task.summary_line())
+        for reason, names in task.reasons().items():
+            s.out.warn(f"{task.dataset} / {task.task}: skipped {', '.join(names)}: {reason}")
+
+    result = run_protocol(s.settings, s.catalog, request, on_task=report)
+    s.out.emit_json(result.to_json())
+    if not result.complete:
+        s.out.warn(
+            f"{result.skipped} settings skipped, {len(result.files)} files written "
+            "(the summary says why)"
+        )
+        if strict:
+            raise typer.Exit(int(ExitCode.INCOMPLETE))
+
+
 def _one_dataset(targets: list[str]) -> str:
     """The one dataset id of a sampling command line."""
     from medimeta_cli.errors import UsageError
 
     if len(targets) != 1:
         raise UsageError(
-            f"sample takes one dataset id, got {len(targets)}: {' '.join(targets)}",
-            hint="Give one id, e.g. medimeta sample crc; or --check FILE... to check files.",
+            f"sample takes one dataset id, got {len(targets)}"
+            + (f": {' '.join(targets)}" if targets else ""),
+            hint="Give one id, e.g. medimeta sample crc; or --check FILE... to check files; "
+            "or --protocol medimeta-paper --out DIR [ID...] for a grid (see medimeta sample "
+            "--help).",
         )
     return targets[0]
 
@@ -299,20 +412,23 @@ def _check_files(s: Session, paths: list[Path], *, task: str | None, split: str 
     s.out.emit_json({"checked": checked})
 
 
-def _ways(text: str | None, selection: Selection) -> int | None:
+def _ways(text: str | None, selection: Selection) -> int | WayRange | None:
     """``--ways``: a number, or None for every usable class (``all``, and the default of
     binary and multi-label tasks, whose episodes cover both sides of every label)."""
     from medimeta_cli.catalog.datasets import TaskTarget
     from medimeta_cli.errors import UsageError
-    from medimeta_cli.sample.episodes import ALL
+    from medimeta_cli.sample.episodes import ALL, WayRange
 
     if text is None:
         return None if selection.task.target in (TaskTarget.BINARY, TaskTarget.MULTILABEL) else 5
     if text.strip().lower() == ALL:
         return None
+    if (drawn := WayRange.parse(text)) is not None:
+        return drawn
     if not text.strip().isdigit():
         raise UsageError(
-            f"--ways {text!r} is neither a number nor 'all'", hint="For example --ways 5."
+            f"--ways {text!r} is neither a number, 'all' nor a range A-B",
+            hint="For example --ways 5, or --ways 2-all for a number drawn per episode.",
         )
     return int(text)
 

@@ -25,6 +25,7 @@ class ExitCode(IntEnum):
     NOT_INSTALLED = 8
     PERMISSION = 9
     NOT_IN_RECORD = 10
+    INCOMPLETE = 11
     INTERRUPTED = 130
 
 
@@ -57,6 +58,8 @@ DESCRIPTIONS: dict[ExitCode, str] = {
     ExitCode.NOT_INSTALLED: "the dataset is not installed",
     ExitCode.PERMISSION: "the data root or output folder is not writable",
     ExitCode.NOT_IN_RECORD: "not in the record: the record has no archive for a dataset",
+    ExitCode.INCOMPLETE: "incomplete: some requested files could not be made (the summary "
+    "says which and why)",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
 }
 

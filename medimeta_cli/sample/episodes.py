@@ -11,6 +11,7 @@ by upstream index before sampling, so nothing depends on file order either.
 
 from __future__ import annotations
 
+import bisect
 import random
 import re
 from collections.abc import Callable
@@ -68,6 +69,40 @@ _SHOTS = re.compile(r"([0-9]{1,6})(?:-([0-9]{1,6}))?")
 
 #: The ``--ways`` value for every usable class.
 ALL = "all"
+
+#: ``--ways`` as a range: ``A-B`` or ``A-all`` (plain ASCII digits).
+_WAYS = re.compile(r"([0-9]{1,6})-([0-9]{1,6}|all)")
+
+
+@dataclass(frozen=True)
+class WayRange:
+    """Classes per episode drawn from ``low`` to ``high`` (``None``: every usable class), as
+    upstream's random setting (``SubTaskRandomFewShotMetaDataset``) draws them. A binary
+    task's episodes always hold both classes: a range means both there."""
+
+    low: int
+    high: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> WayRange | None:
+        """``"2-all"`` or ``"2-5"``; ``None`` when ``text`` is no range."""
+        match = _WAYS.fullmatch(text.strip().lower())
+        if match is None:
+            return None
+        high = None if match[2] == ALL else int(match[2])
+        if int(match[1]) < 1 or (high is not None and high < int(match[1])):
+            raise UsageError(
+                f"--ways {text!r} is no range A-B of at least 1 class",
+                hint="For example --ways 2-all (2 up to every usable class) or --ways 2-5.",
+            )
+        return cls(int(match[1]), high)
+
+    def bounds(self, usable: int) -> tuple[int, int]:
+        """Both ends for a task with ``usable`` classes."""
+        return self.low, usable if self.high is None else self.high
+
+    def __str__(self) -> str:
+        return f"{self.low}-{ALL if self.high is None else self.high}"
 
 
 @dataclass(frozen=True)
@@ -162,8 +197,9 @@ def class_counts(selection: Selection) -> list[ClassCount]:
     return [ClassCount(key, int(found.get(key, 0))) for key in selection.classes]
 
 
-def _check_shape(ways: int | None, shots: Shots, queries: int, episodes: int) -> None:
-    if min(ways or 1, shots.low, episodes) < 1 or queries < 0:
+def _check_shape(ways: int | WayRange | None, shots: Shots, queries: int, episodes: int) -> None:
+    fewest = ways.low if isinstance(ways, WayRange) else ways or 1
+    if min(fewest, shots.low, episodes) < 1 or queries < 0:
         raise UsageError(
             "--ways, --shots and --episodes must be at least 1, --queries at least 0",
             hint="For example --ways 5 --shots 5 --queries 15.",
@@ -196,14 +232,15 @@ def usable_classes(
 def sample_episodes(
     selection: Selection,
     *,
-    ways: int | None,
+    ways: int | WayRange | None,
     shots: int | Shots,
     queries: int,
     episodes: int,
     seed: int,
     min_class_images: int = 0,
 ) -> list[Episode]:
-    """``episodes`` episodes of ``ways`` classes (``None``: every usable class), support and
+    """``episodes`` episodes of ``ways`` classes (``None``: every usable class; a
+    :class:`WayRange`: a number drawn per episode, then that many classes), support and
     query disjoint, drawn among the classes with enough images.
 
     Multi-class and ordinal tasks: ``shots`` support and ``queries`` query images per class.
@@ -214,6 +251,8 @@ def sample_episodes(
     shots = shots if isinstance(shots, Shots) else Shots(shots, shots)
     _check_shape(ways, shots, queries, episodes)
     binary = selection.task.target is TaskTarget.BINARY
+    if binary and isinstance(ways, WayRange):
+        ways = None  # upstream draws no number of ways for binary tasks: both classes
     if binary and ways not in (None, 2):
         raise UsageError(
             f"--ways is {ways}, but {selection.task.name!r} is a binary task: its episodes "
@@ -225,6 +264,8 @@ def sample_episodes(
     needed = shots.high + queries
     usable, _ = usable_classes(selection, needed=needed, min_class_images=min_class_images)
     counts = class_counts(selection)
+    if isinstance(ways, WayRange):
+        return _ranged(selection, usable, ways, shots, queries, episodes, seed)
     if ways is not None and len(counts) < ways:  # no class is short: not that many classes
         raise UsageError(
             f"--ways is {ways}, but {selection.task.name!r} has only {len(counts)} "
@@ -246,6 +287,41 @@ def sample_episodes(
             hint="Lower --ways, --shots, --queries or --min-class-images, or choose a larger "
             "split.",
         )
+    return _draw(selection, usable, None if binary else ways, shots, queries, episodes, seed)
+
+
+def _ranged(
+    selection: Selection,
+    usable: list[int],
+    ways: WayRange,
+    shots: Shots,
+    queries: int,
+    episodes: int,
+    seed: int,
+) -> list[Episode]:
+    """Episodes of a number of classes drawn per episode: never fewer usable classes than
+    the range's upper end (nothing is silently shrunk)."""
+    low, high = ways.bounds(len(usable))
+    if len(usable) < max(high, 2) or high < low:
+        split = selection.parts[0].split
+        raise UsageError(
+            f"--ways is {ways}, but only {len(usable)} classes of {selection.task.name!r} in "
+            f"{split} have the {shots.high + queries} images an episode needs "
+            "(or the images --min-class-images asks for)",
+            hint="Lower the range, --shots, --queries or --min-class-images.",
+        )
+    return _draw(selection, usable, ways, shots, queries, episodes, seed)
+
+
+def _draw(
+    selection: Selection,
+    usable: list[int],
+    ways: int | WayRange | None,
+    shots: Shots,
+    queries: int,
+    episodes: int,
+    seed: int,
+) -> list[Episode]:
     rng = random.Random(seed)
     if selection.multilabel:
         return _multilabel_episodes(selection, usable, ways, shots, queries, episodes, rng)
@@ -254,7 +330,7 @@ def sample_episodes(
     for number in range(episodes):
         k = shots.draw(rng)
         # Every usable class keeps its key order, so targets mean the same in each episode.
-        chosen = list(usable) if ways is None or binary else rng.sample(usable, ways)
+        chosen = _classes(usable, ways, rng)
         support: list[Item] = []
         query: list[Item] = []
         for key in chosen:
@@ -265,43 +341,129 @@ def sample_episodes(
     return result
 
 
+def _classes(usable: list[int], ways: int | WayRange | None, rng: random.Random) -> list[int]:
+    """An episode's classes: every usable one in key order, ``ways`` drawn, or a number
+    drawn from a range, then that many classes (in the order drawn, as upstream)."""
+    if ways is None:
+        return list(usable)
+    if isinstance(ways, WayRange):
+        low, high = ways.bounds(len(usable))
+        return rng.sample(usable, rng.randint(low, high))
+    return rng.sample(usable, ways)
+
+
+class LabelPatterns:
+    """The rows of a multi-label task grouped by their 0/1 pattern over an episode's labels.
+
+    A greedy cover step scores every row by the unmet needs it meets; rows of one pattern
+    score alike, and a task has far fewer patterns than rows (cxr's 25,596 test images show
+    a few hundred over its 14 labels). So each step scores the patterns, not the rows, and
+    draws among the tied rows by their number per pattern: the same greedy choice over
+    every row, with ties drawn uniformly among the rows, in time that does not grow with
+    the split.
+    """
+
+    def __init__(self, rows: npt.NDArray[Any]) -> None:
+        ones = np.ascontiguousarray(rows, dtype=np.uint8)
+        # Each row's bytes as one value: patterns sorted by their bytes, on every machine.
+        keys = (
+            ones.view(np.dtype((np.void, ones.shape[1]))).ravel()
+            if ones.shape[1]
+            else np.zeros(len(ones), dtype=np.uint8)
+        )
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        inverse = inverse.ravel()
+        order = np.argsort(inverse, kind="stable")  # ascending rows within each pattern
+        bounds = np.cumsum(np.bincount(inverse, minlength=len(first)))[:-1]
+        #: Each pattern's 0/1 values (patterns x labels).
+        self.patterns = ones[first].astype(np.int64)
+        #: Each pattern's row numbers, ascending.
+        self.members = [m.tolist() for m in np.split(order, bounds)]
+        self.sizes = np.array([len(m) for m in self.members], dtype=np.int64)
+
+    def cover(
+        self, count: int, taken: dict[int, list[int]], rng: random.Random
+    ) -> list[int] | None:
+        """Row numbers (ascending) of a small set of rows not in ``taken`` holding at least
+        ``count`` positives and ``count`` negatives of every label, built greedily: each
+        step takes a row that meets the most unmet needs (ties drawn with ``rng``,
+        uniformly among the tied rows), then picks that the rest make redundant are
+        dropped, latest first. The rows kept are added to ``taken`` (pattern -> sorted
+        positions among its rows). ``None`` when the free rows cannot cover."""
+        need_pos = np.full(self.patterns.shape[1], count, dtype=np.int64)
+        need_neg = need_pos.copy()
+        free = self.sizes - np.array([len(taken.get(p, ())) for p in range(len(self.sizes))])
+        picks: list[tuple[int, int]] = []  # (pattern, position among its rows)
+        while (need_pos > 0).any() or (need_neg > 0).any():
+            want_pos, want_neg = (need_pos > 0).astype(np.int64), (need_neg > 0).astype(np.int64)
+            # Per pattern: unmet positives it holds plus unmet negatives it holds.
+            gain = self.patterns @ (want_pos - want_neg) + int(want_neg.sum())
+            gain[free <= 0] = -1
+            best = int(gain.max()) if len(gain) else 0
+            if best <= 0:
+                self._release(picks, taken)
+                return None
+            tied = np.flatnonzero(gain == best)
+            draw = rng.randrange(int(free[tied].sum()))
+            for pattern in tied.tolist():
+                if draw < free[pattern]:
+                    break
+                draw -= int(free[pattern])
+            position = self._take(pattern, draw, taken)
+            picks.append((pattern, position))
+            free[pattern] -= 1
+            need_pos -= self.patterns[pattern]
+            need_neg -= 1 - self.patterns[pattern]
+        # An early pick may have become redundant: drop, latest first, what the rest covers.
+        have_pos = count - need_pos
+        have_neg = count - need_neg
+        kept: list[tuple[int, int]] = []
+        for pattern, position in reversed(picks):
+            row = self.patterns[pattern]
+            if (have_pos - row >= count).all() and (have_neg - (1 - row) >= count).all():
+                have_pos, have_neg = have_pos - row, have_neg - (1 - row)
+                self._release([(pattern, position)], taken)
+            else:
+                kept.append((pattern, position))
+        return sorted(self.members[p][n] for p, n in kept)
+
+    def _take(self, pattern: int, draw: int, taken: dict[int, list[int]]) -> int:
+        """Mark the ``draw``-th free row of ``pattern`` taken; its position among the
+        pattern's rows."""
+        used = taken.setdefault(pattern, [])
+        position = draw
+        for n in used:  # ascending: each taken row at or before it moves it one on
+            if n > position:
+                break
+            position += 1
+        bisect.insort(used, position)
+        return position
+
+    @staticmethod
+    def _release(picks: list[tuple[int, int]], taken: dict[int, list[int]]) -> None:
+        for pattern, position in picks:
+            taken[pattern].remove(position)
+
+
 def greedy_cover(
     rows: npt.NDArray[Any], free: npt.NDArray[np.bool_], count: int, rng: random.Random
 ) -> list[int] | None:
     """Row numbers of a small set of free rows holding at least ``count`` positives and
-    ``count`` negatives of every column, built greedily: each step takes a row that meets
-    the most unmet needs (ties drawn with ``rng``). ``None`` when the free rows cannot."""
-    ones = rows.astype(np.int64)
-    free = free.copy()
-    need_pos = np.full(ones.shape[1], count, dtype=np.int64)
-    need_neg = need_pos.copy()
-    chosen: list[int] = []
-    while (need_pos > 0).any() or (need_neg > 0).any():
-        want_pos, want_neg = (need_pos > 0).astype(np.int64), (need_neg > 0).astype(np.int64)
-        # Per row: unmet positives it holds plus unmet negatives it holds, in one product.
-        gain = ones @ (want_pos - want_neg) + int(want_neg.sum())
-        gain[~free] = -1
-        best = int(gain.max()) if len(gain) else 0
-        if best <= 0:
-            return None
-        candidates = np.flatnonzero(gain == best)
-        pick = int(candidates[rng.randrange(len(candidates))])
-        chosen.append(pick)
-        free[pick] = False
-        need_pos -= ones[pick]
-        need_neg -= 1 - ones[pick]
-    # An early pick may have become redundant: drop, latest first, what the rest covers.
-    for pick in reversed(list(chosen)):
-        rest = ones[[p for p in chosen if p != pick]]
-        if (rest.sum(axis=0) >= count).all() and ((1 - rest).sum(axis=0) >= count).all():
-            chosen.remove(pick)
-    return sorted(chosen)
+    ``count`` negatives of every column, built greedily (see :meth:`LabelPatterns.cover`).
+    ``None`` when the free rows cannot."""
+    grouped = LabelPatterns(rows)
+    taken: dict[int, list[int]] = {}
+    for pattern, members in enumerate(grouped.members):
+        used = [n for n, row in enumerate(members) if not free[row]]
+        if used:
+            taken[pattern] = used
+    return grouped.cover(count, taken, rng)
 
 
 def _multilabel_episodes(
     selection: Selection,
     usable: list[int],
-    ways: int | None,
+    ways: int | WayRange | None,
     shots: Shots,
     queries: int,
     episodes: int,
@@ -309,16 +471,20 @@ def _multilabel_episodes(
 ) -> list[Episode]:
     _, indices, rows = _one_split(selection)
     column = {key: n for n, key in enumerate(selection.classes)}
+    patterns: dict[tuple[int, ...], LabelPatterns] = {}
     result = []
     for number in range(episodes):
         k = shots.draw(rng)
-        chosen = list(usable) if ways is None else rng.sample(usable, ways)
-        used = rows[:, [column[key] for key in chosen]]
-        free = np.ones(len(indices), dtype=bool)
-        support = greedy_cover(used, free, k, rng)
-        if support is not None:
-            free[support] = False
-        query = greedy_cover(used, free, queries, rng) if support is not None else None
+        chosen = _classes(usable, ways, rng)
+        # The same labels give the same patterns: built once for a run of episodes.
+        columns = tuple(column[key] for key in chosen)
+        if columns not in patterns:
+            patterns.clear()  # a drawn number of ways seldom repeats a set: keep one
+            patterns[columns] = LabelPatterns(rows[:, list(columns)])
+        grouped = patterns[columns]
+        taken: dict[int, list[int]] = {}
+        support = grouped.cover(k, taken, rng)
+        query = grouped.cover(queries, taken, rng) if support is not None else None
         if support is None or query is None:
             raise UsageError(
                 f"episode {number} of {selection.task.name!r}: the images of "

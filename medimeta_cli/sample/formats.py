@@ -14,10 +14,12 @@ from typing import Any
 
 from medimeta_cli.dataset.gate import DatasetFolder
 from medimeta_cli.errors import IntegrityError, UsageError
+from medimeta_cli.sample.episodes import Shots
 from medimeta_cli.sample.files import (
     SHOWN_DIFFERENCES,
     EpisodeFormat,
     check_episode_file,
+    episode_file_name,
     read_episode_file,
     write_csv_file,
     write_json_file,
@@ -27,6 +29,7 @@ from medimeta_cli.sample.torchcross import (
     loader_notes,
     read_torchcross_file,
     torchcross_differences,
+    torchcross_file_name,
     write_torchcross_file,
 )
 
@@ -56,10 +59,25 @@ class ReadFile:
 
 
 @dataclass(frozen=True)
+class Setting:
+    """What names an episode file: the dataset, task and split, and the setting."""
+
+    dataset_id: str
+    task: str
+    split: str
+    original: bool
+    shots: Shots
+    queries: int
+    episodes: int
+
+
+@dataclass(frozen=True)
 class FileFormat:
-    """One format: its file suffix, its writer and (when it can be checked) its reader."""
+    """One format: its file suffix, its file name, its writer and (when it can be checked)
+    its reader."""
 
     suffix: str
+    name: Callable[[Setting], Path]
     write: Callable[[Path, EpisodeSample, Identity, DatasetFolder], Path]
     read: Callable[[Path, CheckOptions], ReadFile] | None = None
     #: What to tell the user about a file just written (e.g. what loads it).
@@ -104,17 +122,48 @@ def _read_torchcross(path: Path, options: CheckOptions) -> ReadFile:
     )
 
 
+def _safe_name(file_format: EpisodeFormat) -> Callable[[Setting], Path]:
+    def name(setting: Setting) -> Path:
+        return episode_file_name(
+            setting.dataset_id,
+            setting.task,
+            shots=setting.shots,
+            queries=setting.queries,
+            episodes=setting.episodes,
+            split=setting.split,
+            original=setting.original,
+            file_format=file_format,
+        )
+
+    return name
+
+
+def _upstream_name(setting: Setting) -> Path:
+    return torchcross_file_name(
+        setting.dataset_id,
+        setting.task,
+        shots=setting.shots,
+        queries=setting.queries,
+        episodes=setting.episodes,
+        split=setting.split,
+    )
+
+
 FORMATS: dict[EpisodeFormat, FileFormat] = {
     EpisodeFormat.JSON: FileFormat(
         ".json",
+        _safe_name(EpisodeFormat.JSON),
         lambda out, sample, identity, data: write_json_file(out, sample, identity),
         _read_json,
     ),
     EpisodeFormat.CSV: FileFormat(
-        ".csv", lambda out, sample, identity, data: write_csv_file(out, sample)
+        ".csv",
+        _safe_name(EpisodeFormat.CSV),
+        lambda out, sample, identity, data: write_csv_file(out, sample),
     ),
     EpisodeFormat.TORCHCROSS: FileFormat(
         ".pkl",
+        _upstream_name,
         lambda out, sample, identity, data: write_torchcross_file(out, sample, data),
         _read_torchcross,
         loader_notes,
@@ -131,6 +180,11 @@ def write_episode_file(
 ) -> Path:
     """Write the sample's file in ``file_format`` under ``out`` and return its path."""
     return FORMATS[file_format].write(out, sample, identity, data)
+
+
+def episode_path(file_format: EpisodeFormat, setting: Setting) -> Path:
+    """Where under ``--out`` the file of ``setting`` lies in ``file_format``."""
+    return FORMATS[file_format].name(setting)
 
 
 def written_notes(file_format: EpisodeFormat) -> tuple[str, ...]:

@@ -15,6 +15,7 @@ from medimeta_cli.sample.episodes import (
     ClassCount,
     Episode,
     Shots,
+    WayRange,
     class_counts,
     sample_episodes,
     sample_per_class,
@@ -92,7 +93,7 @@ class SampleResult(ABC):
 class EpisodeSample(SampleResult):
     """Few-shot episodes with their query images, and the classes they leave out."""
 
-    ways: int | None  # None: every usable class
+    ways: int | WayRange | None  # None: every usable class; a range: drawn per episode
     shots: Shots
     queries: int
     episodes: tuple[Episode, ...]
@@ -104,7 +105,7 @@ class EpisodeSample(SampleResult):
         cls,
         selection: Selection,
         *,
-        ways: int | None,
+        ways: int | WayRange | None,
         shots: int | Shots,
         queries: int,
         episodes: int,
@@ -152,7 +153,12 @@ class EpisodeSample(SampleResult):
         return {
             **self.header(),
             "task_type": self.selection.task.target.value,
-            "ways": len(used) if self.ways is None else self.ways,
+            # A range stays a range ("2-all"): each episode lists its own classes.
+            "ways": len(used)
+            if self.ways is None
+            else str(self.ways)
+            if isinstance(self.ways, WayRange)
+            else self.ways,
             "shots": self.shots.low if self.shots.low == self.shots.high else str(self.shots),
             "queries": self.queries,
             "labels": {str(k): n for k, n in labels.items()},
