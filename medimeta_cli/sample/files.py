@@ -96,6 +96,11 @@ def episode_document(sample: EpisodeSample, identity: dict[str, Any] | None) -> 
     }
 
 
+def episodes_json(sample: EpisodeSample, identity: dict[str, Any] | None) -> str:
+    """The JSON episode file's text (:func:`episode_document`), as ``--out`` writes it."""
+    return json.dumps(episode_document(sample, identity), indent=1, ensure_ascii=False) + "\n"
+
+
 def episodes_csv(sample: EpisodeSample) -> str:
     """The episodes as CSV with the columns :data:`ROW_COLUMNS`."""
     buffer = io.StringIO()
@@ -131,7 +136,7 @@ def write_episode_file(
     if file_format is EpisodeFormat.CSV:
         text = episodes_csv(sample)
     else:
-        text = json.dumps(episode_document(sample, identity), indent=1, ensure_ascii=False) + "\n"
+        text = episodes_json(sample, identity)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, text)
     return path
