@@ -125,7 +125,9 @@ def sample_command(
         Path | None,
         typer.Option(
             "--export",
-            help="Also write the sampled images as class folders here.",
+            help="Also write every episode's support and query images as class folders "
+            "here (episode-000/support/...), with episodes.json beside them; with "
+            "--per-class, the subset.",
             show_default=False,
         ),
     ] = None,
