@@ -119,3 +119,18 @@ def test_an_episode_export_is_up_to_date_only_for_the_same_episodes(
         assert second.exit_code == 0 and "up to date" in second.stderr
     else:
         assert second.exit_code != 0 and "already exists" in second.stderr
+
+
+def test_a_binary_episode_exports_both_classes(
+    runner: CliRunner, installed: InstalledData, tmp_path: Path
+) -> None:
+    out = tmp_path / "episodes"
+    document = _export(runner, out, "cxr", "--task", "patient sex", "--shots", "2", "-Q", "1")
+    episode = document["episodes"][0]
+    for role, each in (("support", 2), ("query", 1)):
+        folders = sorted((out / "episode-000" / role).iterdir())
+        assert [f.name for f in folders if f.is_dir()] == ["00_F", "01_M"]
+        for target, folder in enumerate(f for f in folders if f.is_dir()):
+            indices = {int(p.stem.split("_")[-1]) for p in folder.glob("*.png")}
+            assert indices == {i["index"] for i in episode[role] if i["target"] == target}
+            assert len(indices) == each
