@@ -26,7 +26,6 @@ from medimeta_cli.cli.session import Session, session
 if TYPE_CHECKING:
     from medimeta_cli.dataset.gate import DatasetFolder
     from medimeta_cli.dataset.selection import Selection
-    from medimeta_cli.sample.episodes import WayRange
     from medimeta_cli.sample.files import EpisodeFormat
     from medimeta_cli.sample.results import EpisodeSample
 
@@ -142,7 +141,9 @@ def sample_command(
         Path | None,
         typer.Option(
             "--export",
-            help="Also write the sampled images as class folders here.",
+            help="Also write every episode's support and query images as class folders "
+            "here (episode-000/support/...), with episodes.json beside them; with "
+            "--per-class, the subset.",
             show_default=False,
         ),
     ] = None,
@@ -210,8 +211,6 @@ def sample_command(
         from medimeta_cli.cli._installed import open_installed
         from medimeta_cli.cli._selection import split_values, task_name_notice
         from medimeta_cli.dataset.reader import DatasetReader
-        from medimeta_cli.dataset.selection import SelectionSpec, select
-        from medimeta_cli.sample.episodes import Shots
         from medimeta_cli.sample.results import (
             ROW_COLUMNS,
             ClassSubset,
@@ -219,21 +218,25 @@ def sample_command(
             SampleResult,
         )
         from medimeta_cli.sample.sheets import contact_sheet
+        from medimeta_cli.sample.usecase import SampleRequest, draw_episodes, select_split
 
         # The dataset's own info.yaml, not the catalog, says what is installed.
         installed = open_installed(s, dataset_id)
         dataset = installed.dataset
         with DatasetReader(installed.folder()) as reader:
-            selection = select(
-                reader,
-                SelectionSpec(
-                    task=task,
-                    splits=(split or "train",),
-                    original=original_split,
-                    classes=split_values(classes),
-                    seed=seed,
-                ),
+            request = SampleRequest(
+                task=task,
+                split=split,
+                original=original_split,
+                classes=split_values(classes),
+                ways=ways,
+                shots=shots,
+                queries=queries,
+                episodes=episodes,
+                seed=seed,
+                min_class_images=min_class_images,
             )
+            selection = select_split(reader, request)
             if notice := task_name_notice(dataset.id, task, selection.task):
                 s.out.status(notice)
             result: SampleResult
@@ -243,15 +246,7 @@ def sample_command(
                     s.out.warn(f"class {name!r} has only {count} images")
                 result = subset
             else:
-                drawn = EpisodeSample.draw(
-                    selection,
-                    ways=_ways(ways, selection),
-                    shots=Shots.parse(shots),
-                    queries=queries,
-                    episodes=episodes,
-                    seed=seed,
-                    min_class_images=min_class_images,
-                )
+                drawn = draw_episodes(selection, request)
                 for left in drawn.left_out:
                     s.out.status(
                         f"left out {selection.task.labels[left.key]!r}: fewer than "
@@ -262,7 +257,9 @@ def sample_command(
             if grid is not None:
                 contact_sheet(reader, result.sheet_rows(), grid)
                 s.out.status(f"contact sheet written to {grid}")
-        if export_dir is not None:
+        if export_dir is not None and isinstance(result, EpisodeSample):
+            _export_episodes(s, result, export_dir)
+        elif export_dir is not None:
             _export_sample(s, result.picked_selection(), export_dir)
         if out is not None and isinstance(result, EpisodeSample):
             path = _write_file(s, result, out, episode_format, installed.folder())
@@ -374,19 +371,18 @@ def _episode_format(text: str | None, out: Path | None) -> EpisodeFormat:
 
 def _identity(s: Session, dataset_id: str) -> dict[str, Any] | None:
     """The data's identity from the install record of the root the dataset is read from."""
-    from medimeta_cli.sample.files import data_identity
-    from medimeta_cli.store.layout import RootLayout
-    from medimeta_cli.store.records import read_install_record
+    from medimeta_cli.sample.usecase import identity_in
 
-    return data_identity(read_install_record(RootLayout(s.installed_root(dataset_id)), dataset_id))
+    return identity_in(s.installed_root(dataset_id), dataset_id)
 
 
 def _write_file(
     s: Session, result: EpisodeSample, out: Path, fmt: EpisodeFormat, data: DatasetFolder
 ) -> Path:
-    from medimeta_cli.sample.formats import write_episode_file, written_notes
+    from medimeta_cli.sample.formats import written_notes
+    from medimeta_cli.sample.usecase import write_sample
 
-    path = write_episode_file(out, result, _identity(s, result.selection.dataset.id), data, fmt)
+    path = write_sample(s.installed_root(result.selection.dataset.id), data, result, out, fmt)
     for note in written_notes(fmt):
         s.out.status(note)
     return path
@@ -394,43 +390,19 @@ def _write_file(
 
 def _check_files(s: Session, paths: list[Path], *, task: str | None, split: str | None) -> None:
     """``--check``: every file against the installed data; the first mismatch raises."""
-    from medimeta_cli.cli._installed import open_installed
     from medimeta_cli.errors import UsageError
-    from medimeta_cli.sample.formats import CheckOptions, read_for_check
+    from medimeta_cli.sample.formats import CheckOptions
+    from medimeta_cli.sample.usecase import check_file
 
     if not paths:
         raise UsageError("--check needs episode files", hint="medimeta sample --check FILE...")
     checked = []
     for path in paths:
-        read = read_for_check(path, CheckOptions(task=task, split=split))
-        for note in read.notes:
-            s.out.warn(note)
-        data = open_installed(s, read.dataset).folder()
-        read.check(data, _identity(s, read.dataset))
+        options = CheckOptions(task=task, split=split)
+        read = check_file(s.settings, s.catalog, path, options, on_note=s.out.warn)
         s.out.status(f"{path}: {read.images} images match the installed data")
         checked.append({"file": str(path), "images": read.images})
     s.out.emit_json({"checked": checked})
-
-
-def _ways(text: str | None, selection: Selection) -> int | WayRange | None:
-    """``--ways``: a number, or None for every usable class (``all``, and the default of
-    binary and multi-label tasks, whose episodes cover both sides of every label)."""
-    from medimeta_cli.catalog.datasets import TaskTarget
-    from medimeta_cli.errors import UsageError
-    from medimeta_cli.sample.episodes import ALL, WayRange
-
-    if text is None:
-        return None if selection.task.target in (TaskTarget.BINARY, TaskTarget.MULTILABEL) else 5
-    if text.strip().lower() == ALL:
-        return None
-    if (drawn := WayRange.parse(text)) is not None:
-        return drawn
-    if not text.strip().isdigit():
-        raise UsageError(
-            f"--ways {text!r} is neither a number, 'all' nor a range A-B",
-            hint="For example --ways 5, or --ways 2-all for a number drawn per episode.",
-        )
-    return int(text)
 
 
 def _export_sample(s: Session, picked: Selection, out: Path) -> None:
@@ -442,3 +414,18 @@ def _export_sample(s: Session, picked: Selection, out: Path) -> None:
     roots = (s.settings.root, *s.settings.shared_roots)
     result = export_selection(root, picked, out.absolute(), options, roots=roots)
     s.out.status(f"sampled images {result.status.value} in {result.out}")
+
+
+def _export_episodes(s: Session, drawn: EpisodeSample, out: Path) -> None:
+    """Write every episode's support and query images, and the episode file beside them."""
+    from medimeta_cli.export import ExportOptions
+    from medimeta_cli.sample.usecase import export_episodes
+
+    options = ExportOptions(jobs=1, command=shlex.join(["medimeta", *sys.argv[1:]]))
+    root = s.installed_root(drawn.selection.dataset.id)
+    roots = (s.settings.root, *s.settings.shared_roots)
+    result = export_episodes(root, drawn, out.absolute(), options, roots=roots)
+    s.out.status(
+        f"{len(drawn.episodes)} episodes ({result.images} images) {result.status.value} "
+        f"in {result.out}"
+    )

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from medimeta_cli.export.shards import export_shard
 from medimeta_cli.export.target import clean_dead_staging, refuse_root_overlap
 from medimeta_cli.fsutil import (
     atomic_directory,
+    atomic_write_text,
     ensure_space,
     ensure_writable_dir,
     translate_os_error,
@@ -123,7 +125,7 @@ def export_selection(
     progress = on_progress or (lambda count: None)
     try:
         if selection.spec.shard is None:
-            status = _export_whole(folder, selection, provenance, out, options, progress)
+            status = _export_whole(folder, [("", selection)], provenance, out, options, progress)
             complete = True
         else:
             status, complete = export_shard(
@@ -146,24 +148,71 @@ def export_selection(
 
 def _export_whole(
     folder: Path,
-    selection: Selection,
+    pieces: Sequence[tuple[str, Selection]],
     provenance: dict[str, Any],
     out: Path,
     options: ExportOptions,
     progress: ProgressCallback,
+    files: Mapping[str, str] | None = None,
 ) -> ExportStatus:
-    """Write everything into a hidden folder and rename it to ``out`` when complete."""
+    """Write everything into a hidden folder and rename it to ``out`` when complete: each
+    piece (a selection) into its folder (``""``: the export's own), then ``files``
+    (name -> text), then the provenance."""
     if out.exists() and not options.overwrite:
         if same_export(out / PROVENANCE, provenance):
             return ExportStatus.UP_TO_DATE
         raise OutputExistsError(f"{out} already exists")
     ensure_writable_dir(out.parent)
     clean_dead_staging(out)
-    ensure_space(out.parent, estimated_bytes(selection, options), f"exporting to {out}")
+    needed = sum(estimated_bytes(piece, options) for _, piece in pieces)
+    ensure_space(out.parent, needed, f"exporting to {out}")
+    writer = writer_for(options.format)
     with atomic_directory(out) as staging:
-        writer_for(options.format).write_images(
-            folder, selection, staging, options, progress, atomic=False
-        )
-        write_shared(selection, staging, options)
+        for name, piece in pieces:
+            writer.write_images(folder, piece, staging / name, options, progress, atomic=False)
+            write_shared(piece, staging / name, options)
+        for name, text in (files or {}).items():
+            atomic_write_text(staging / name, text)
         write_json(staging / PROVENANCE, provenance)
     return ExportStatus.EXPORTED
+
+
+def export_pieces(
+    root: Path,
+    full: Selection,
+    pieces: Sequence[tuple[str, Selection]],
+    out: Path,
+    options: ExportOptions,
+    *,
+    files: Mapping[str, str] | None = None,
+    roots: Iterable[Path] = (),
+) -> ExportResult:
+    """Export several selections of one task, each into its own folder of ``out`` as a
+    whole export of its own (``<folder>/<split>/...``, ``<folder>/classes.json``), plus
+    the text ``files`` (name -> content) beside them, in one commit: staged together and
+    renamed into place only when every piece and file is written (few-shot episodes,
+    ``episode-000/support/...``). ``full`` is what the pieces were drawn from; the
+    provenance holds it, every piece's counts and the files' SHA-256, so an export of
+    other pieces is never taken for up to date.
+    """
+    refuse_root_overlap(out, (root, *roots))
+    started = time.monotonic()
+    folder = RootLayout(root).dataset_dir(full.dataset.id)
+    files = dict(files or {})
+    provenance = build_provenance(root, full, options)
+    provenance["pieces"] = {name: piece.counts() for name, piece in pieces}
+    provenance["files"] = {
+        name: hashlib.sha256(text.encode("utf-8")).hexdigest() for name, text in files.items()
+    }
+    total = sum(piece.total for _, piece in pieces)
+    logger.info("exporting %d images in %d pieces into %s", total, len(pieces), out)
+    try:
+        status = _export_whole(folder, pieces, provenance, out, options, lambda count: None, files)
+    except OSError as exc:
+        raise translate_os_error(exc, f"the export into {out}") from exc
+    counts = {
+        f"{name}/{split}": numbers
+        for name, piece in pieces
+        for split, numbers in piece.counts().items()
+    }
+    return ExportResult(out, status, counts, total, time.monotonic() - started, True)

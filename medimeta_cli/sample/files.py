@@ -95,6 +95,11 @@ def episode_document(sample: EpisodeSample, identity: dict[str, Any] | None) -> 
     }
 
 
+def episodes_json(sample: EpisodeSample, identity: dict[str, Any] | None) -> str:
+    """The JSON episode file's text (:func:`episode_document`), as ``--out`` writes it."""
+    return json.dumps(episode_document(sample, identity), indent=1, ensure_ascii=False) + "\n"
+
+
 def episodes_csv(sample: EpisodeSample) -> str:
     """The episodes as CSV with the columns :data:`ROW_COLUMNS`."""
     buffer = io.StringIO()
@@ -121,7 +126,7 @@ def _sample_path(out: Path, sample: EpisodeSample, file_format: EpisodeFormat) -
 def write_json_file(out: Path, sample: EpisodeSample, identity: dict[str, Any] | None) -> Path:
     """Write the sample's JSON file under ``out`` (atomically) and return its path."""
     path = _sample_path(out, sample, EpisodeFormat.JSON)
-    text = json.dumps(episode_document(sample, identity), indent=1, ensure_ascii=False) + "\n"
+    text = episodes_json(sample, identity)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, text)
     return path
