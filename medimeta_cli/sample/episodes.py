@@ -380,6 +380,8 @@ class LabelPatterns:
         #: Each pattern's row numbers, ascending.
         self.members = [m.tolist() for m in np.split(order, bounds)]
         self.sizes = np.array([len(m) for m in self.members], dtype=np.int64)
+        #: The same patterns as tuples of Python ints, for the per-step arithmetic.
+        self.rows: list[tuple[int, ...]] = [tuple(r) for r in self.patterns.tolist()]
 
     def cover(
         self, count: int, taken: dict[int, list[int]], rng: random.Random
@@ -390,38 +392,60 @@ class LabelPatterns:
         uniformly among the tied rows), then picks that the rest make redundant are
         dropped, latest first. The rows kept are added to ``taken`` (pattern -> sorted
         positions among its rows). ``None`` when the free rows cannot cover."""
-        need_pos = np.full(self.patterns.shape[1], count, dtype=np.int64)
-        need_neg = need_pos.copy()
+        labels = self.patterns.shape[1]
+        # The needs live in plain lists: a cover takes tens of steps over a dozen labels,
+        # where NumPy's per-call cost would outweigh the arithmetic.
+        need_pos, need_neg = [count] * labels, [count] * labels
+        unmet = 2 * labels if count > 0 else 0
         free = self.sizes - np.array([len(taken.get(p, ())) for p in range(len(self.sizes))])
         picks: list[tuple[int, int]] = []  # (pattern, position among its rows)
-        while (need_pos > 0).any() or (need_neg > 0).any():
-            want_pos, want_neg = (need_pos > 0).astype(np.int64), (need_neg > 0).astype(np.int64)
-            # Per pattern: unmet positives it holds plus unmet negatives it holds.
-            gain = self.patterns @ (want_pos - want_neg) + int(want_neg.sum())
-            gain[free <= 0] = -1
-            best = int(gain.max()) if len(gain) else 0
-            if best <= 0:
-                self._release(picks, taken)
-                return None
-            tied = np.flatnonzero(gain == best)
-            draw = rng.randrange(int(free[tied].sum()))
-            for pattern in tied.tolist():
-                if draw < free[pattern]:
-                    break
-                draw -= int(free[pattern])
+        tied: list[int] = []
+        tied_free: list[int] = []
+        total = 0  # free rows among the tied patterns
+        while unmet:
+            if total == 0:
+                # A pattern's score (the unmet needs its rows meet) changes only when a
+                # need is met or its rows run out: scored again only then.
+                want_pos = np.array([n > 0 for n in need_pos], dtype=np.int64)
+                want_neg = np.array([n > 0 for n in need_neg], dtype=np.int64)
+                gain = self.patterns @ (want_pos - want_neg) + int(want_neg.sum())
+                gain[free <= 0] = -1
+                best = int(gain.max()) if len(gain) else 0
+                if best <= 0:
+                    self._release(picks, taken)
+                    return None
+                tied = np.flatnonzero(gain == best).tolist()
+                tied_free = [int(free[p]) for p in tied]
+                total = sum(tied_free)
+            # Uniform among the tied rows: a pattern with no free row left is passed over.
+            draw = rng.randrange(total)
+            slot = 0
+            while draw >= tied_free[slot]:
+                draw -= tied_free[slot]
+                slot += 1
+            pattern = tied[slot]
             position = self._take(pattern, draw, taken)
             picks.append((pattern, position))
             free[pattern] -= 1
-            need_pos -= self.patterns[pattern]
-            need_neg -= 1 - self.patterns[pattern]
+            tied_free[slot] -= 1
+            total -= 1
+            met = False
+            for label, value in enumerate(self.rows[pattern]):
+                need = need_pos if value else need_neg
+                need[label] -= 1
+                if need[label] == 0:
+                    met, unmet = True, unmet - 1
+            if met:
+                total = 0
         # An early pick may have become redundant: drop, latest first, what the rest covers.
-        have_pos = count - need_pos
-        have_neg = count - need_neg
+        have_pos = [count - n for n in need_pos]
+        have_neg = [count - n for n in need_neg]
         kept: list[tuple[int, int]] = []
         for pattern, position in reversed(picks):
-            row = self.patterns[pattern]
-            if (have_pos - row >= count).all() and (have_neg - (1 - row) >= count).all():
-                have_pos, have_neg = have_pos - row, have_neg - (1 - row)
+            row = self.rows[pattern]
+            if all((have_pos if v else have_neg)[j] > count for j, v in enumerate(row)):
+                for j, v in enumerate(row):
+                    (have_pos if v else have_neg)[j] -= 1
                 self._release([(pattern, position)], taken)
             else:
                 kept.append((pattern, position))
