@@ -3,13 +3,13 @@
     python benchmarks/protocol.py [--info DIR] [--work DIR] [--first-task]
 
 A synthetic data root is built once from the upstream ``info.yaml`` files (``--info``,
-default ``/work/shared/reference/medimeta-info``): every dataset with its real number of
-images and real split sizes, every task with its real classes or labels and skewed but
-plausible class frequencies (multi-class and ordinal: Zipf-like shares over the classes in
-a seeded order; binary: 30 % positives; multi-label: per-label rates from 30 % down to
-2 %, like cxr's rare findings). ``images.hdf5`` has the full shape but no data (sampling
-never reads pixels). Then ``run_protocol`` (what the command runs) writes the grid of
-every task (54 tasks x 11 settings) in JSON into a fresh folder, timed per task.
+default ``../shared/reference/medimeta-info`` beside the repository): every dataset with its
+real number of images and real split sizes, every task with its real classes or labels and
+skewed but plausible class frequencies (multi-class and ordinal: Zipf-like shares over the
+classes in a seeded order; binary: 30 % positives; multi-label: per-label rates from 30 %
+down to 2 %, like cxr's rare findings). ``images.hdf5`` has the full shape but no data
+(sampling never reads pixels). Then ``run_protocol`` (what the command runs) writes the grid
+of every task (54 tasks x 11 settings) in JSON into a fresh folder, timed per task.
 
 Target: the whole grid within 5 minutes (on 2 cores; the run uses one).
 """
@@ -89,7 +89,9 @@ def build_root(info_dir: Path, work: Path) -> tuple[Path, Path]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--info", type=Path, default=Path("/work/shared/reference/medimeta-info"))
+    parser.add_argument(
+        "--info", type=Path, default=REPO.parent / "shared" / "reference" / "medimeta-info"
+    )
     parser.add_argument(
         "--work", type=Path, default=Path(tempfile.gettempdir()) / "medimeta-bench-protocol"
     )
