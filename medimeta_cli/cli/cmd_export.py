@@ -17,7 +17,6 @@ from medimeta_cli.cli.options import (
     DatasetArgument,
     OriginalSplitOption,
     SeedOption,
-    TaskOption,
     with_common_options,
 )
 from medimeta_cli.cli.progress import ProgressDisplay
@@ -37,7 +36,16 @@ EXAMPLES = (
 def export_command(
     common: CommonOptions,
     dataset_id: DatasetArgument,
-    task: TaskOption = None,
+    task: Annotated[
+        str | None,
+        typer.Option(
+            "--task",
+            help="Task name (case-insensitive, or a unique beginning); needed when the "
+            "dataset has several. 'all': the labels of every task (the first orders the "
+            "classes).",
+            show_default=False,
+        ),
+    ] = None,
     split: Annotated[
         list[str] | None,
         typer.Option(
@@ -143,7 +151,12 @@ def export_command(
         dataset, chosen_task = plan.dataset, plan.task
         if plan.damaged is not None:
             s.out.warn(f"{plan.damaged}; exporting it anyway (--force)")
-        if notice := task_name_notice(dataset.id, task, chosen_task):
+        if plan.every_task:
+            s.out.status(
+                f"exporting the labels of every task of {dataset.id} "
+                f"({len(dataset.tasks)}); {chosen_task.name!r}, the first, orders the classes"
+            )
+        elif notice := task_name_notice(dataset.id, task, chosen_task):
             s.out.status(notice)
         options = ExportOptions(
             format=export_format,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +60,9 @@ class SplitPart:
     # Where each image stands in the split file (the official loader's numbering), when
     # the part was read from one; None for parts made up of picked images.
     positions: npt.NDArray[np.int64] | None = None
+    # ``--task all``: per task name, the upstream labels of these images as task_labels/
+    # holds them (keys (N,), or 0/1 rows (N, C) over all the task's labels); None otherwise.
+    task_labels: Mapping[str, npt.NDArray[Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,25 @@ class Selection:
     classes: tuple[int, ...]  # label keys kept, ascending: the class index order
     parts: tuple[SplitPart, ...]
     spec: SelectionSpec
+    # ``--task all``: every task of the dataset, in info.yaml order (``task`` is the first,
+    # the one that orders, stratifies and names classes); empty for one task.
+    every_task: tuple[Task, ...] = ()
+
+    @property
+    def tasks(self) -> tuple[Task, ...]:
+        """The tasks whose labels an export holds: every task with ``--task all``, else
+        the one task."""
+        return self.every_task or (self.task,)
+
+    def labels_of(self, part: SplitPart, task: Task) -> npt.NDArray[Any]:
+        """The upstream labels of ``part``'s images for one of :attr:`tasks`: label keys
+        (N,), or 0/1 rows (N, C) over all the task's labels (the kept classes' rows for
+        the selected task when it is the only one, as :attr:`SplitPart.labels`)."""
+        if part.task_labels is not None:
+            return part.task_labels[task.name]
+        if task.name != self.task.name:
+            raise KeyError(task.name)
+        return part.labels
 
     @property
     def multilabel(self) -> bool:
@@ -160,6 +182,17 @@ def shard_bounds(length: int, shard: tuple[int, int]) -> tuple[int, int]:
     """The contiguous slice of ``length`` items that shard ``I/N`` exports."""
     index, count = shard
     return length * (index - 1) // count, length * index // count
+
+
+#: ``--task all``: the labels of every task (a task of that very name wins).
+ALL_TASKS = "all"
+
+
+def wants_every_task(dataset: Dataset, name: str | None) -> bool:
+    """Whether ``--task`` asks for every task (``all``, unless a task has that name)."""
+    if name is None or name.strip().lower() != ALL_TASKS:
+        return False
+    return not any(t.name.lower() == ALL_TASKS for t in dataset.tasks)
 
 
 def choose_task(dataset: Dataset, name: str | None) -> Task:
@@ -260,15 +293,28 @@ def stratified_subset(
     return np.array(sorted(chosen), dtype=np.int64)
 
 
-def select(reader: DatasetReader, spec: SelectionSpec) -> Selection:
-    """Resolve a selection against an installed dataset."""
+def select(
+    reader: DatasetReader, spec: SelectionSpec, *, every_task_allowed: bool = False
+) -> Selection:
+    """Resolve a selection against an installed dataset. Where ``every_task_allowed``
+    (exports), ``--task all`` selects the labels of every task, the first task ordering
+    and naming the classes; elsewhere ``all`` is a task name like any other."""
     dataset = reader.dataset
-    task = choose_task(dataset, spec.task)
+    every_task = (
+        dataset.tasks if every_task_allowed and wants_every_task(dataset, spec.task) else ()
+    )
+    task = every_task[0] if every_task else choose_task(dataset, spec.task)
+    if every_task and spec.classes:
+        raise UsageError(
+            "--classes picks classes of one task, and --task all exports every task",
+            hint="Drop --classes, or name one --task.",
+        )
     classes = resolve_classes(task, spec.classes)
     splits = check_splits(spec.splits)
     labels = reader.labels(task)
     multilabel = task.target is TaskTarget.MULTILABEL
     columns = [list(task.labels).index(key) for key in classes]
+    every_labels = {t.name: reader.labels(t) for t in every_task}
     parts = []
     for split in splits:
         # The official loader sorts a split's indices and numbers them from 0 in that
@@ -301,5 +347,6 @@ def select(reader: DatasetReader, spec: SelectionSpec) -> Selection:
             start, stop = shard_bounds(len(indices), spec.shard)
             indices, part_labels = indices[start:stop], part_labels[start:stop]
             positions = positions[start:stop]
-        parts.append(SplitPart(split, indices, part_labels, positions))
-    return Selection(dataset, task, classes, tuple(parts), spec)
+        every = {name: rows[indices] for name, rows in every_labels.items()} if every_task else None
+        parts.append(SplitPart(split, indices, part_labels, positions, every))
+    return Selection(dataset, task, classes, tuple(parts), spec, tuple(every_task))

@@ -10,8 +10,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from medimeta_cli.catalog.datasets import Task
 from medimeta_cli.dataset.selection import Selection
 from medimeta_cli.export.imagefolder import ImageFolderWriter, class_folder_names
+from medimeta_cli.export.naming import task_column
 from medimeta_cli.export.npy import NumpyWriter
 from medimeta_cli.export.options import ExportFormat, ExportOptions
 from medimeta_cli.export.writer import Writer
@@ -51,7 +53,7 @@ def classes_json(selection: Selection, writer: Writer) -> dict[str, Any]:
     multilabel = selection.multilabel
     folders = class_folder_names(selection.task, selection.classes)
     with_folders = not multilabel and writer.image_files
-    return {
+    document = {
         "dataset": selection.dataset.id,
         "task": selection.task.name,
         "task_type": selection.task.target.value,
@@ -65,6 +67,25 @@ def classes_json(selection: Selection, writer: Writer) -> dict[str, Any]:
                 "folder": folders[key] if with_folders else None,
             }
             for position, key in enumerate(selection.classes)
+        ],
+    }
+    if selection.every_task:
+        document["tasks"] = [task_entry(task, writer) for task in selection.every_task]
+    return document
+
+
+def task_entry(task: Task, writer: Writer) -> dict[str, Any]:
+    """What classes.json says of one task of an export of every task: where its labels
+    are (``labels``: the array or column :func:`task_column` names) and its classes, whose
+    ``index`` is the position of the key in ascending key order (the order a ``label``
+    vector of a multi-label task, and a class index, follow)."""
+    return {
+        "task": task.name,
+        "task_type": task.target.value,
+        "labels": task_column(task),
+        "classes": [
+            {"index": position, "key": key, "name": task.labels[key]}
+            for position, key in enumerate(sorted(task.labels))
         ],
     }
 

@@ -23,9 +23,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from medimeta_cli.catalog.datasets import Dataset, Task
+from medimeta_cli.catalog.datasets import Dataset, Task, TaskTarget
 from medimeta_cli.dataset.images import ImageReader
 from medimeta_cli.dataset.selection import Selection
+from medimeta_cli.export.naming import task_column
 from medimeta_cli.export.options import (
     Color,
     ExportFormat,
@@ -252,20 +253,45 @@ def metadata_csv(selection: Selection, image_format: ImageFormat, split: str) ->
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     task = selection.task
+    # --task all: one column per task, its class index in classes.json's "tasks" (for a
+    # multi-label task the indices of its positive labels, space-separated).
+    every = [_task_cells(selection.labels_of(part, t), t) for t in selection.every_task]
+    extra_names = [task_column(t) for t in selection.every_task]
     if selection.multilabel:
         names = [task.labels[key] for key in selection.classes]
-        writer.writerow(["file_name", "split", "upstream_index", "label_keys", *names])
-        for path, index, row in zip(rel_paths, part.indices, part.labels, strict=True):
+        writer.writerow(
+            ["file_name", "split", "upstream_index", "label_keys", *names, *extra_names]
+        )
+        for n, (path, index, row) in enumerate(
+            zip(rel_paths, part.indices, part.labels, strict=True)
+        ):
             keys = " ".join(str(k) for k, on in zip(selection.classes, row, strict=True) if on)
             writer.writerow(
-                [path.split("/", 1)[1], split, int(index), keys, *(int(v) for v in row)]
+                [
+                    path.split("/", 1)[1],
+                    split,
+                    int(index),
+                    keys,
+                    *(int(v) for v in row),
+                    *(cells[n] for cells in every),
+                ]
             )
     else:
         position = {key: i for i, key in enumerate(selection.classes)}
         writer.writerow(
-            ["file_name", "label", "split", "label_key", "label_name", "upstream_index"]
+            [
+                "file_name",
+                "label",
+                "split",
+                "label_key",
+                "label_name",
+                "upstream_index",
+                *extra_names,
+            ]
         )
-        for path, index, key in zip(rel_paths, part.indices, part.labels, strict=True):
+        for n, (path, index, key) in enumerate(
+            zip(rel_paths, part.indices, part.labels, strict=True)
+        ):
             writer.writerow(
                 [
                     path.split("/", 1)[1],
@@ -274,9 +300,19 @@ def metadata_csv(selection: Selection, image_format: ImageFormat, split: str) ->
                     int(key),
                     task.labels[int(key)],
                     int(index),
+                    *(cells[n] for cells in every),
                 ]
             )
     return buffer.getvalue()
+
+
+def _task_cells(labels: npt.NDArray[Any], task: Task) -> list[str]:
+    """A task's metadata.csv cells: the class index of each label key (its position in
+    ascending key order), or the space-separated indices of a 0/1 row's positive labels."""
+    if labels.ndim == 2:
+        return [" ".join(str(c) for c in np.flatnonzero(row)) for row in labels]
+    order = {key: position for position, key in enumerate(sorted(task.labels))}
+    return [str(order[int(key)]) for key in labels]
 
 
 #: Hugging Face's names of the splits whose folder names it would map anyway.
@@ -308,6 +344,7 @@ def dataset_card(selection: Selection) -> str:
                     {"name": "label_key", "dtype": "int64"},
                     {"name": "label_name", "dtype": "string"},
                     {"name": "upstream_index", "dtype": "int64"},
+                    *(_task_feature(t) for t in selection.every_task),
                 ],
             }
         ]
@@ -323,6 +360,15 @@ def dataset_card(selection: Selection) -> str:
     return f"---\n{dumped}---\n\n{body}"
 
 
+def _task_feature(task: Task) -> dict[str, Any]:
+    """The card's feature of a task's metadata.csv column: a ``ClassLabel`` with the
+    class names in ascending key order, or a string of indices for a multi-label task."""
+    if task.target is TaskTarget.MULTILABEL:
+        return {"name": task_column(task), "dtype": "string"}
+    names = {str(n): task.labels[key] for n, key in enumerate(sorted(task.labels))}
+    return {"name": task_column(task), "dtype": {"class_label": {"names": names}}}
+
+
 # ----------------------------------------------------------------------------- the writer
 
 
@@ -331,6 +377,7 @@ class ImageFolderWriter(Writer):
 
     format = ExportFormat.IMAGEFOLDER
     image_files = True
+    every_task = True  # class folders of the first task, every task in metadata.csv
 
     def write_images(
         self,

@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from medimeta_cli.dataset.images import ImageReader
 from medimeta_cli.dataset.selection import Selection
+from medimeta_cli.export.naming import task_column
 from medimeta_cli.export.options import Color, ExportFormat, ExportOptions, ProgressCallback
 from medimeta_cli.export.pixels import convert_color
 from medimeta_cli.export.writer import Writer
@@ -88,16 +89,20 @@ def write_arrays(
                 positions = label_indices(selection, part.labels)
                 members["label_indices"] = (positions.shape, np.int64, [positions])
             members["indices"] = (part.indices.shape, np.int64, [part.indices])
+            for task in selection.every_task:
+                # --task all: every task's labels as task_labels/ holds them.
+                rows = selection.labels_of(part, task)
+                members[task_column(task)] = (rows.shape, rows.dtype, [rows])
             _write_split(target, part.split, members, options)
     finally:
         reader.close()
 
 
 def array_names(selection: Selection) -> tuple[str, ...]:
-    """The arrays a split of this selection has, in the order they are written."""
-    if selection.multilabel:
-        return tuple(name for name in ARRAY_NAMES if name != "label_indices")
-    return ARRAY_NAMES
+    """The arrays a split of this selection has, in the order they are written (with
+    ``--task all``, then ``labels_<task>`` of every task)."""
+    names = tuple(n for n in ARRAY_NAMES if n != "label_indices" or not selection.multilabel)
+    return names + tuple(task_column(task) for task in selection.every_task)
 
 
 def label_indices(selection: Selection, keys: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
@@ -157,7 +162,7 @@ class NumpyWriter(Writer):
     """Arrays per split: ``.npy`` files, or one ``.npz``; shards are joined at the end."""
 
     format = ExportFormat.NUMPY
-    folder_suffix = "-numpy"
+    every_task = True
 
     def write_images(
         self,

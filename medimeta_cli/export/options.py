@@ -22,6 +22,14 @@ class ExportFormat(str, Enum):
     NUMPY = "numpy"
 
 
+#: How the default output folder's name ends for each format (``-numpy``; nothing for the
+#: default format), so that exports of one task in two formats never share a folder.
+FOLDER_SUFFIXES: dict[ExportFormat, str] = {
+    ExportFormat.IMAGEFOLDER: "",
+    ExportFormat.NUMPY: "-numpy",
+}
+
+
 class ImageFormat(str, Enum):
     """How the image files of an ``imagefolder`` export are encoded."""
 

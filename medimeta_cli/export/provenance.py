@@ -10,7 +10,7 @@ from typing import Any
 from medimeta_cli._version import __version__
 from medimeta_cli.catalog.citation import bibtex_for
 from medimeta_cli.catalog.datasets import DOI
-from medimeta_cli.dataset.selection import Selection
+from medimeta_cli.dataset.selection import ALL_TASKS, Selection
 from medimeta_cli.export.formats import writer_for
 from medimeta_cli.export.options import ExportOptions
 from medimeta_cli.store.layout import RootLayout
@@ -48,7 +48,11 @@ def build_provenance(root: Path, full: Selection, options: ExportOptions) -> dic
         "archive_md5": record.archive_md5 if record else None,
         "license": dataset.license.name,
         "non_commercial": dataset.license.non_commercial,
-        "selection": replace(full.spec, task=full.task.name).to_json(),
+        # Every task's labels (``--task all``) or the one task's, by its exact name.
+        "tasks": [task.name for task in full.tasks],
+        "selection": replace(
+            full.spec, task=ALL_TASKS if full.every_task else full.task.name
+        ).to_json(),
         "format": {
             "format": options.format.value,
             "image_format": options.image_format.value if writer.image_files else None,

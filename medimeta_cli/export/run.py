@@ -74,8 +74,12 @@ def export_folder(
     one shard); see :func:`export_dataset`."""
     reader = DatasetReader(data)
     try:
-        selection = select(reader, spec)
-        full = selection if spec.shard is None else select(reader, replace(spec, shard=None))
+        selection = select(reader, spec, every_task_allowed=True)
+        full = (
+            selection
+            if spec.shard is None
+            else select(reader, replace(spec, shard=None), every_task_allowed=True)
+        )
     finally:
         reader.close()
     return export_selection(

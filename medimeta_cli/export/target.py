@@ -9,51 +9,19 @@ two names, also by device and inode of every existing folder on the way.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Final
 
 from medimeta_cli.errors import UsageError
-from medimeta_cli.export.formats import WRITERS, writer_for
+from medimeta_cli.export.formats import writer_for
+from medimeta_cli.export.naming import task_folder_part
 from medimeta_cli.export.options import ExportFormat
 from medimeta_cli.fsutil import remove_tree
 from medimeta_cli.store.ownership import owner_alive, owner_from_name
 
 logger = logging.getLogger(__name__)
-
-
-#: A task name that becomes its folder name as it is: words of letters, digits, ``.`` and
-#: ``-``, single spaces between them (each space becomes ``_``). Every upstream task name is
-#: one ("tissue class": ``crc-tissue_class``), so their folders keep the names they had.
-_PLAIN_TASK: Final = re.compile(r"[A-Za-z0-9.-]+(?: [A-Za-z0-9.-]+)*")
-
-#: Endings a plain name may not have, because other names' folders end so: a format's
-#: suffix (``-numpy``) and a hash suffix (``-`` and 10 hex digits).
-_RESERVED_END: Final = re.compile(
-    "(?:-[0-9a-f]{10}"
-    + "".join(f"|{re.escape(w.folder_suffix)}" for w in WRITERS.values() if w.folder_suffix)
-    + r")\Z"
-)
-
-
-def task_folder_part(task: str) -> str:
-    """A task name as part of a folder name: injective, so two tasks never share a folder.
-
-    A plain name (:data:`_PLAIN_TASK`) gives itself with its spaces as ``_``; any other
-    (``grp/sub``, ``grp_sub``, control characters, a reserved ending) gives its safe
-    characters followed by ``-`` and 10 hex digits of the SHA-256 of the name, an ending
-    no plain name has. Two plain names never map to one part (``_`` stands only for a
-    space there), and two others share one only if their hashes do.
-    """
-    if _PLAIN_TASK.fullmatch(task) and not _RESERVED_END.search(task):
-        return task.replace(" ", "_")
-    safe = re.sub(r"[^A-Za-z0-9.-]+", "_", task).strip("_")[:64] or "task"
-    digest = hashlib.sha256(task.encode("utf-8", "surrogatepass")).hexdigest()[:10]
-    return f"{safe}-{digest}"
 
 
 def default_out(

@@ -16,8 +16,9 @@ from pathlib import Path
 from medimeta_cli.catalog.datasets import Catalog, Dataset, Task
 from medimeta_cli.dataset.gate import DatasetFolder
 from medimeta_cli.dataset.installed import open_installed
-from medimeta_cli.dataset.selection import SelectionSpec, choose_task
-from medimeta_cli.errors import IntegrityError
+from medimeta_cli.dataset.selection import ALL_TASKS, SelectionSpec, choose_task, wants_every_task
+from medimeta_cli.errors import IntegrityError, UsageError
+from medimeta_cli.export.formats import writer_for
 from medimeta_cli.export.options import ExportFormat, ExportOptions, ExportResult, ProgressCallback
 from medimeta_cli.export.run import export_folder
 from medimeta_cli.export.target import default_out
@@ -63,6 +64,12 @@ class ExportPlan:
         """The dataset as its own ``info.yaml`` describes it."""
         return self.data.dataset
 
+    @property
+    def every_task(self) -> bool:
+        """Whether the export holds the labels of every task (``--task all``); ``task``
+        is then the first, which orders and names the classes."""
+        return self.spec.task == ALL_TASKS
+
 
 def damaged_finding(dataset_id: str, checked_at: str | None) -> str:
     """``crc was found damaged by verify (<when>)``: the one wording of that finding."""
@@ -104,9 +111,17 @@ def plan_export(settings: Settings, catalog: Catalog, request: ExportRequest) ->
         if not request.force:
             raise damaged_refusal(dataset.id, status.checked_at, in_catalog=installed.in_catalog)
         damaged = damaged_finding(dataset.id, status.checked_at)
-    task = choose_task(dataset, request.task)
+    every_task = wants_every_task(dataset, request.task)
+    task = dataset.tasks[0] if every_task else choose_task(dataset, request.task)
+    if every_task and not writer_for(request.export_format).every_task:
+        able = ", ".join(f.value for f in ExportFormat if writer_for(f).every_task)
+        raise UsageError(
+            f"--task all: the {request.export_format.value} format holds the labels of one task",
+            hint=f"Name one --task, or export every task in another format ({able}).",
+        )
+    task_name = ALL_TASKS if every_task else task.name
     spec = SelectionSpec(
-        task=task.name,
+        task=task_name,
         splits=request.splits,
         original=request.original,
         classes=request.classes,
@@ -114,7 +129,7 @@ def plan_export(settings: Settings, catalog: Catalog, request: ExportRequest) ->
         seed=request.seed,
         shard=request.shard,
     )
-    out = (request.out or default_out(dataset.id, task.name, request.export_format)).absolute()
+    out = (request.out or default_out(dataset.id, task_name, request.export_format)).absolute()
     return ExportPlan(data, task, spec, out, (settings.root, *settings.shared_roots), damaged)
 
 

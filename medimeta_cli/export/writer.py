@@ -13,7 +13,12 @@ from pathlib import Path
 from typing import ClassVar
 
 from medimeta_cli.dataset.selection import Selection
-from medimeta_cli.export.options import ExportFormat, ExportOptions, ProgressCallback
+from medimeta_cli.export.options import (
+    FOLDER_SUFFIXES,
+    ExportFormat,
+    ExportOptions,
+    ProgressCallback,
+)
 
 
 class Writer(ABC):
@@ -23,9 +28,14 @@ class Writer(ABC):
     format: ClassVar[ExportFormat]
     #: Whether images are files in per-class folders (and ``--image-format`` applies).
     image_files: ClassVar[bool] = False
-    #: How the default output folder's name ends (``-numpy``; nothing for the default
-    #: format): exports of one task in two formats never share a folder.
-    folder_suffix: ClassVar[str] = ""
+    #: Whether the format holds the labels of every task at once (``--task all``); a
+    #: format that cannot is refused rather than silently exporting one task.
+    every_task: ClassVar[bool] = False
+
+    @property
+    def folder_suffix(self) -> str:
+        """How the default output folder's name ends (:data:`FOLDER_SUFFIXES`)."""
+        return FOLDER_SUFFIXES[self.format]
 
     @abstractmethod
     def write_images(

@@ -24,7 +24,7 @@ from medimeta_cli._version import __version__
 from medimeta_cli.dataset.contents import load_labels, load_split
 from medimeta_cli.dataset.gate import DatasetFolder
 from medimeta_cli.errors import IntegrityError
-from medimeta_cli.export.target import task_folder_part
+from medimeta_cli.export.naming import task_folder_part
 from medimeta_cli.fsutil import atomic_write_text
 from medimeta_cli.sample.episodes import Shots
 from medimeta_cli.sample.results import ROW_COLUMNS, EpisodeSample
