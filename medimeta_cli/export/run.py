@@ -112,7 +112,8 @@ def export_selection(
     refuse_root_overlap(out, (root, *roots))
     if options.shard_size is not None and not writer_for(options.format).sized_shards:
         raise UsageError(
-            f"--shard-size cuts tar shards; a {options.format.value} export has none",
+            f"--shard-size sets the size of tar shards, and the {options.format.value} format "
+            "writes none",
             hint="Drop --shard-size, or use --format webdataset.",
         )
     started = time.monotonic()

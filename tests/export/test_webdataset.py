@@ -89,6 +89,23 @@ def test_every_sample_has_its_pixels_class_and_json(
     assert [s["file"] for s in train["shards"]] == [f"crc-train-00000{n}.tar" for n in range(3)]
 
 
+def test_cls_is_the_class_index_of_classes_json_not_the_upstream_key(
+    installed: InstalledData, tmp_path: Path
+) -> None:
+    spec = installed.specs["crc"]
+    out = tmp_path / "out"
+    chosen = SelectionSpec(classes=("DEB", "TUM"), splits=("train", "test"))
+    run_export(installed, "crc", out, chosen, format=WDS, jobs=1)
+    labels = archives.expected_labels(spec, "tissue class")
+    seen = set()
+    for split in ("train", "test"):
+        for sample in _samples(out, split):
+            key = labels[json.loads(sample["json"])["index"]]
+            assert int(sample["cls"]) == {2: 0, 8: 1}[int(key)]
+            seen.add(int(sample["cls"]))
+    assert seen == {0, 1}
+
+
 def _require_webdataset() -> None:
     if importlib.util.find_spec("webdataset") is None:
         if os.environ.get("CI"):
@@ -197,7 +214,8 @@ def test_manifest_gives_each_shards_samples_and_sha256(
     assert manifest["images_per_shard"] == 4 and manifest["shard_size"] == "4images"
 
 
-def test_same_bytes_across_runs_with_and_without_workers_and_in_three_shards(
+@pytest.mark.slow
+def test_same_bytes_across_runs_and_in_three_shards(
     installed: InstalledData, tmp_path: Path
 ) -> None:
     """7 images per shard do not align with thirds of 20, 8 and 8 images: the jobs' slices
