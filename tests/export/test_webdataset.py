@@ -237,6 +237,17 @@ def test_same_bytes_across_runs_and_in_three_shards(
     assert files_of(sharded) == reference
 
 
+def test_every_task_in_two_shards_is_the_unsharded_export(
+    installed: InstalledData, tmp_path: Path
+) -> None:
+    common: dict[str, Any] = {"format": WDS, "shard_size": "3images", "jobs": 1}
+    run_export(installed, "cxr", tmp_path / "whole", SelectionSpec(task="all"), **common)
+    for i in (1, 2):
+        spec = SelectionSpec(task="all", shard=(i, 2))
+        run_export(installed, "cxr", tmp_path / "sharded", spec, **common)
+    assert files_of(tmp_path / "sharded") == files_of(tmp_path / "whole")
+
+
 @pytest.mark.slow
 def test_worker_processes_write_the_same_bytes(installed: InstalledData, tmp_path: Path) -> None:
     common: dict[str, Any] = {"format": WDS, "shard_size": "5images", "image_format": "jpeg"}
