@@ -429,23 +429,26 @@ def export(
     overwrite: bool = False,
     shard: tuple[int, int] | None = None,
     force: bool = False,
+    shard_size: str | None = None,
 ) -> ExportResult:
     """``medimeta export``: a selection of an installed dataset as class folders
-    (``format="imagefolder"``) or NumPy arrays (``"numpy"``), into ``out`` (default
-    ``./<id>-<task>``); returns the :class:`~medimeta_cli.export.ExportResult`.
+    (``format="imagefolder"``), NumPy arrays (``"numpy"``) or WebDataset tar shards
+    (``"webdataset"``, ``shard_size`` as ``--shard-size``: ``"1GB"``, ``"5000images"``), into
+    ``out`` (default ``./<id>-<task>``); returns the :class:`~medimeta_cli.export.ExportResult`.
 
     Deterministic and idempotent like the command; a dataset that ``verify`` found
     damaged raises :class:`~medimeta_cli.errors.IntegrityError` unless ``force``.
     """
     from medimeta_cli.dataset.selection import parse_shard
     from medimeta_cli.export import ExportFormat, ExportOptions
+    from medimeta_cli.export.shardsize import parse_shard_size
     from medimeta_cli.export.usecase import ExportRequest, plan_export, run_export
 
     _check("dataset_id", dataset_id, (str,), "a dataset id (str)")
     _root(root)
     if out is not None:
         _check("out", out, (str, os.PathLike), "a path (str or os.PathLike) or None")
-    for name, text in (("task", task), ("color", color)):
+    for name, text in (("task", task), ("color", color), ("shard_size", shard_size)):
         if text is not None:
             _check(name, text, (str,), "a str or None")
     for name, text in (("format", format), ("image_format", image_format)):
@@ -498,6 +501,7 @@ def export(
         jobs=jobs or os.cpu_count() or 1,
         overwrite=overwrite,
         command=f"medimeta_cli.export({plan.dataset.id!r}, task={plan.task.name!r})",
+        shard_size=None if shard_size is None else parse_shard_size(shard_size),
     )
     return run_export(plan, options)
 

@@ -157,6 +157,18 @@ def test_thin_functions_return_what_the_commands_render(
         assert (tmp_path / "api" / name).read_bytes() == (tmp_path / "cli" / name).read_bytes()
     with pytest.raises(UsageError, match="format"):
         api.export("crc", tmp_path / "bad", format="tiff")
+    # Tar shards go through the same use case: the same bytes as the command's.
+    api.export("crc", tmp_path / "api-wds", format="webdataset", shard_size="9images", jobs=1)
+    invoke(runner, "export", "crc", "-o", str(tmp_path / "cli-wds"), "--format", "webdataset",
+           "--shard-size", "9images", "-j", "1")  # fmt: skip
+    tars = sorted(p.name for p in (tmp_path / "cli-wds").glob("*.tar"))
+    assert len(tars) == 5 and tars == sorted(p.name for p in (tmp_path / "api-wds").glob("*.tar"))
+    for name in (*tars, "manifest.json", "classes.json"):
+        assert (tmp_path / "api-wds" / name).read_bytes() == (
+            tmp_path / "cli-wds" / name
+        ).read_bytes()
+    with pytest.raises(UsageError, match="bytes or images"):
+        api.export("crc", tmp_path / "bad", format="webdataset", shard_size="100")
 
 
 def _truncate(path: Path) -> None:

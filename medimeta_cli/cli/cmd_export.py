@@ -1,4 +1,5 @@
-"""``medimeta export ID``: a subset of an installed dataset as class folders or NumPy arrays."""
+"""``medimeta export ID``: a subset of an installed dataset as class folders, NumPy arrays
+or WebDataset tar shards."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ EXAMPLES = (
     'medimeta export cxr --task "patient sex" --split train,val --limit 1000',
     "medimeta export crc --format numpy --npz --out crc-npy",
     "medimeta export crc --shard 1/8",
+    "medimeta export crc --format webdataset --shard-size 500MB",
 )
 
 
@@ -66,11 +68,17 @@ def export_command(
     seed: SeedOption = 0,
     export_format: Annotated[
         ExportFormat,
-        typer.Option("--format", case_sensitive=False, help="Class folders or NumPy arrays."),
+        typer.Option(
+            "--format",
+            case_sensitive=False,
+            help="Class folders, NumPy arrays or WebDataset tar shards.",
+        ),
     ] = ExportFormat.IMAGEFOLDER,
     image_format: Annotated[
         ImageFormat,
-        typer.Option("--image-format", case_sensitive=False, help="imagefolder: png is lossless."),
+        typer.Option(
+            "--image-format", case_sensitive=False, help="imagefolder, webdataset: png is lossless."
+        ),
     ] = ImageFormat.PNG,
     rgb: Annotated[bool, typer.Option("--rgb", help="Write 3-channel images.")] = False,
     grayscale: Annotated[bool, typer.Option("--grayscale", help="Write 1-channel images.")] = False,
@@ -80,12 +88,22 @@ def export_command(
     compress: Annotated[
         bool, typer.Option("--compress", help="numpy with --npz: compress the .npz files.")
     ] = False,
+    shard_size: Annotated[
+        str | None,
+        typer.Option(
+            "--shard-size",
+            help="webdataset: bytes per tar shard at most, about (1GB, 500MB, 64MiB), or "
+            "images per tar shard (5000images).",
+            show_default="1GB",
+        ),
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option(
             "--out",
             "-o",
-            help="Output folder [default: ./<id>-<task>, ./<id>-<task>-numpy].",
+            help="Output folder [default: ./<id>-<task>, ./<id>-<task>-numpy, "
+            "./<id>-<task>-webdataset].",
             show_default=False,
         ),
     ] = None,
@@ -117,7 +135,7 @@ def export_command(
         typer.Option("--force", help="Export even a dataset that verify found damaged."),
     ] = False,
 ) -> None:
-    """Export a subset of an installed dataset as class folders or NumPy arrays.
+    """Export a subset of an installed dataset as class folders, NumPy arrays or tar shards.
 
     Deterministic and idempotent: the same command writes the same bytes, and an
     export that is already complete is left alone (or replaced with --overwrite).
@@ -127,12 +145,14 @@ def export_command(
         from medimeta_cli.errors import UsageError
         from medimeta_cli.export import ExportOptions
         from medimeta_cli.export.shards import resolve_shard
+        from medimeta_cli.export.shardsize import parse_shard_size
         from medimeta_cli.export.usecase import ExportRequest, plan_export, run_export
 
         if rgb and grayscale:
             raise UsageError("--rgb and --grayscale exclude each other", hint="Choose one.")
         # A bad --shard is a usage error whatever is installed: say so first.
         chosen_shard = resolve_shard(shard, os.environ) if shard else None
+        chosen_size = parse_shard_size(shard_size) if shard_size is not None else None
         # The dataset's own info.yaml, not the catalog, says what is installed.
         request = ExportRequest(
             dataset_id=dataset_id,
@@ -167,6 +187,7 @@ def export_command(
             jobs=jobs or os.cpu_count() or 1,
             overwrite=overwrite,
             command=shlex.join(["medimeta", *sys.argv[1:]]),
+            shard_size=chosen_size,
         )
         if (
             chosen_task.target is TaskTarget.MULTILABEL

@@ -1,4 +1,4 @@
-"""Export a selection of an installed dataset to class folders or NumPy arrays.
+"""Export a selection of an installed dataset to class folders, NumPy arrays or tar shards.
 
 Layouts (``<out>`` defaults to ``./<id>-<task>``)::
 
@@ -7,7 +7,9 @@ Layouts (``<out>`` defaults to ``./<id>-<task>``)::
                  <out>/<split>/metadata.csv                   Hugging Face ``imagefolder``
     numpy        <out>/<split>/images.npy, labels.npy, label_indices.npy, indices.npy
                  (or <out>/<split>.npz; no label_indices for multi-label tasks)
-    both         <out>/classes.json, <out>/provenance.json
+    webdataset   <out>/<id>-<split>-000000.tar, ... (samples <id>_<index>.png, .cls, .json)
+                 <out>/manifest.json (each shard's samples and SHA-256)
+    every format <out>/classes.json, <out>/provenance.json
 
 Class indices are the positions in ``classes.json``, whose classes are in label key
 order. Class folders carry the zero-padded index (``00_adipose (ADI)``) so that loaders
@@ -30,6 +32,8 @@ Modules::
     pixels       colour conversion
     imagefolder  file and folder names, image files, metadata.csv (a Writer)
     npy          streamed .npy and .npz files, joining the arrays of shards (a Writer)
+    webdataset   reproducible tar shards and their manifest (a Writer)
+    shardsize    --shard-size: bytes or images per tar shard (no numpy)
     writer       the Writer interface: what a format writes, whole or in shards
     formats      the table of formats (one Writer each), classes.json, JSON files
     provenance   provenance.json: building it, and telling whether an export is current

@@ -157,8 +157,27 @@ def _encode(image: npt.NDArray[np.uint8], image_format: ImageFormat) -> bytes:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(folder: str, dataset: Dataset) -> None:
+def init_worker(folder: str, dataset: Dataset) -> None:
+    """Open this process's image reader (a worker's initializer, or in-process)."""
     _WORKER["reader"] = ImageReader(Path(folder), dataset)
+
+
+def close_worker() -> None:
+    """Close the reader :func:`init_worker` opened in this process."""
+    _WORKER.pop("reader").close()
+
+
+def encode_images(
+    indices: npt.NDArray[np.int64], image_format: ImageFormat, color: Color | None
+) -> list[bytes]:
+    """Read, convert and encode one run of images with this process's reader, keeping the
+    encoded bytes (for formats that pack image files into bigger ones: webdataset)."""
+    reader: ImageReader = _WORKER["reader"]
+    encoded: list[bytes] = []
+    for position in range(0, len(indices), BATCH):
+        batch = convert_color(reader.read_images(indices[position : position + BATCH]), color)
+        encoded.extend(_encode(image, image_format) for image in batch)
+    return encoded
 
 
 def _write_images(
@@ -207,12 +226,12 @@ def write_image_files(
     args = (options.image_format, options.color, atomic)
     if options.jobs <= 1 or len(units) <= 1:
         logger.debug("encoding %d images in this process", selection.total)
-        _init_worker(str(folder), selection.dataset)
+        init_worker(str(folder), selection.dataset)
         try:
             for indices, targets in units:
                 progress(_write_images(indices, targets, *args))
         finally:
-            _WORKER.pop("reader").close()
+            close_worker()
         return
     import multiprocessing
 
@@ -223,7 +242,7 @@ def write_image_files(
     with ProcessPoolExecutor(
         max_workers=options.jobs,
         mp_context=multiprocessing.get_context("spawn"),
-        initializer=_init_worker,
+        initializer=init_worker,
         initargs=(str(folder), selection.dataset),
     ) as pool:
         futures = [

@@ -185,6 +185,8 @@ class NumpyWriter(Writer):
         piece: Path,
         options: ExportOptions,
         progress: ProgressCallback,
+        *,
+        full: Selection,
     ) -> None:
         """A shard's slices as plain ``.npy`` files in its own piece folder; joining them
         writes the format asked for."""

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from medimeta_cli.errors import UsageError
+from medimeta_cli.export.shardsize import ShardSize, parse_shard_size
 
 
 class ExportFormat(str, Enum):
@@ -20,6 +21,7 @@ class ExportFormat(str, Enum):
 
     IMAGEFOLDER = "imagefolder"
     NUMPY = "numpy"
+    WEBDATASET = "webdataset"
 
 
 #: How the default output folder's name ends for each format (``-numpy``; nothing for the
@@ -27,6 +29,7 @@ class ExportFormat(str, Enum):
 FOLDER_SUFFIXES: dict[ExportFormat, str] = {
     ExportFormat.IMAGEFOLDER: "",
     ExportFormat.NUMPY: "-numpy",
+    ExportFormat.WEBDATASET: "-webdataset",
 }
 
 
@@ -104,9 +107,13 @@ class ExportOptions:
     jobs: int = 1
     overwrite: bool = False
     command: str = ""
+    #: Tar shards of a webdataset export (``"1GB"`` or a :class:`ShardSize`); None: the
+    #: format's default. Refused by formats without such shards.
+    shard_size: ShardSize | None = None
 
     def __post_init__(self) -> None:
-        formats = " or ".join(f.value for f in ExportFormat)
+        names = [f.value for f in ExportFormat]
+        formats = ", ".join(names[:-1]) + " or " + names[-1]
         image_formats = ", ".join(f.value for f in ImageFormat)
         checked = {
             "format": _member(
@@ -130,6 +137,8 @@ class ExportOptions:
             )
         for name, value in checked.items():
             object.__setattr__(self, name, value)
+        if isinstance(self.shard_size, str):  # library callers may pass "1GB"
+            object.__setattr__(self, "shard_size", parse_shard_size(self.shard_size))
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,7 @@ def build_provenance(root: Path, full: Selection, options: ExportOptions) -> dic
             "color": options.color.value if options.color is not None else None,
             "npz": options.npz,
             "compressed": options.compress,
+            **writer.format_settings(options),
         },
         "command": options.command,
         "tool_version": __version__,

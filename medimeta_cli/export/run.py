@@ -14,7 +14,7 @@ from medimeta_cli.catalog.datasets import Dataset
 from medimeta_cli.dataset.gate import DatasetFolder
 from medimeta_cli.dataset.reader import DatasetReader
 from medimeta_cli.dataset.selection import Selection, SelectionSpec, select
-from medimeta_cli.errors import OutputExistsError
+from medimeta_cli.errors import OutputExistsError, UsageError
 from medimeta_cli.export.formats import estimated_bytes, write_json, write_shared, writer_for
 from medimeta_cli.export.options import (
     ExportOptions,
@@ -112,6 +112,12 @@ def export_selection(
     link to), however it is spelled.
     """
     refuse_root_overlap(out, (root, *roots))
+    if options.shard_size is not None and not writer_for(options.format).sized_shards:
+        raise UsageError(
+            f"--shard-size sets the size of tar shards, and the {options.format.value} format "
+            "writes none",
+            hint="Drop --shard-size, or use --format webdataset.",
+        )
     started = time.monotonic()
     folder = RootLayout(root).dataset_dir(selection.dataset.id)
     full = full or selection

@@ -185,7 +185,7 @@ def export_shard(
         logger.debug("writing shard %d/%d (%d images) into %s", index, count, selection.total, out)
         ensure_space(out, estimated_bytes(selection, options), f"exporting to {out}")
         piece = shards / f"{index}-of-{count}"
-        writer.write_shard(folder, selection, out, piece, options, progress)
+        writer.write_shard(folder, selection, out, piece, options, progress, full=full)
         write_json(marker, {"shard": f"{index}/{count}", "images": selection.total})
         status = ExportStatus.SHARD_WRITTEN
     else:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from medimeta_cli.dataset.selection import Selection
 from medimeta_cli.export.options import (
@@ -31,6 +31,9 @@ class Writer(ABC):
     #: Whether the format holds the labels of every task at once (``--task all``); a
     #: format that cannot is refused rather than silently exporting one task.
     every_task: ClassVar[bool] = False
+    #: Whether the format cuts each split into files of a chosen size (``--shard-size``);
+    #: the option is refused for a format that does not.
+    sized_shards: ClassVar[bool] = False
 
     @property
     def folder_suffix(self) -> str:
@@ -67,10 +70,14 @@ class Writer(ABC):
         piece: Path,
         options: ExportOptions,
         progress: ProgressCallback,
+        *,
+        full: Selection,
     ) -> None:
         """Write one shard's images. By default straight into ``out``, file by file
         atomically; a format whose files hold every image (arrays) writes into its own
-        ``piece`` folder instead and joins the pieces in :meth:`join_shards`."""
+        ``piece`` folder instead and joins the pieces in :meth:`join_shards`. ``full`` is
+        the whole selection (a format whose files hold several images may need to see
+        where its files begin and end)."""
         self.write_images(folder, selection, out, options, progress, atomic=True)
 
     def join_shards(
@@ -79,6 +86,11 @@ class Writer(ABC):
         """Make the export's files from the shards' pieces, in shard order (nothing to do
         unless :meth:`write_shard` writes pieces)."""
         return None
+
+    def format_settings(self, options: ExportOptions) -> dict[str, Any]:
+        """Settings of this format that decide its bytes, beyond the common ones, for the
+        ``format`` entry of provenance.json (none unless overridden)."""
+        return {}
 
     def empty_class_folders(self, full: Selection) -> dict[str, list[str]]:
         """Per split, the class folders that hold no image (for provenance.json): none

@@ -33,6 +33,25 @@ def test_default_output_folder_and_json(
     assert not (tmp_path / "crc-tissue_class" / "test").exists()
 
 
+def test_webdataset_export_in_its_default_folder_with_a_shard_size(
+    runner: CliRunner, installed: InstalledData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = ("export", "crc", "--format", "WebDataset", "--shard-size", "6images", "-j", "1")
+    result = invoke_json(runner, *args)
+    out = tmp_path / "crc-tissue_class-webdataset"
+    assert (result["out"], result["status"], result["images"]) == (str(out), "exported", 36)
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert [s["samples"] for s in manifest["splits"]["train"]["shards"]] == [6, 6, 6, 2]
+    assert sorted(p.name for p in out.glob("crc-val-*.tar")) == [
+        "crc-val-000000.tar",
+        "crc-val-000001.tar",
+    ]
+    provenance = json.loads((out / "provenance.json").read_text(encoding="utf-8"))
+    assert provenance["format"]["shard_size"] == "6images"
+    assert invoke_json(runner, *args)["status"] == "up to date"
+
+
 def test_metadata_csv_reads_as_an_imagefolder_table(
     runner: CliRunner, installed: InstalledData, tmp_path: Path
 ) -> None:
@@ -68,6 +87,8 @@ def test_multilabel_export_says_how_labels_are_stored(
         (["crc", "--shard", "1/0"], 2, "the number of shards must be at least 1"),
         (["crc", "--format", "parquet"], 2, "'parquet' is not one of"),
         (["pneumonia"], 2, "unknown dataset"),
+        (["crc", "--format", "webdataset", "--shard-size", "1000"], 2, "(bytes or images?)"),
+        (["crc", "--shard-size", "1GB"], 2, "the imagefolder format writes none"),
     ],
 )
 def test_bad_input_exit_codes(

@@ -134,7 +134,7 @@ def test_options_take_the_plain_strings_and_refuse_others() -> None:
     )
     with pytest.raises(UsageError, match="unknown format 'parquet'") as caught:
         ExportOptions(format="parquet")  # type: ignore[arg-type]
-    assert caught.value.hint == "Use imagefolder or numpy."
+    assert caught.value.hint == "Use imagefolder, numpy or webdataset."
     with pytest.raises(UsageError, match="unknown image format 'gif'"):
         ExportOptions(image_format="gif")  # type: ignore[arg-type]
     with pytest.raises(UsageError, match="unknown colour mode 'cmyk'"):
