@@ -415,8 +415,9 @@ def export(
     force: bool = False,
 ) -> ExportResult:
     """``medimeta export``: a selection of an installed dataset as class folders
-    (``format="imagefolder"``) or NumPy arrays (``"numpy"``), into ``out`` (default
-    ``./<id>-<task>``); returns the :class:`~medimeta_cli.export.ExportResult`.
+    (``format="imagefolder"``), NumPy arrays (``"numpy"``) or Parquet files that
+    Hugging Face ``datasets`` loads (``"parquet"``, needs the ``parquet`` extra), into
+    ``out`` (default ``./<id>-<task>``); returns the :class:`~medimeta_cli.export.ExportResult`.
 
     Deterministic and idempotent like the command; a dataset that ``verify`` found
     damaged raises :class:`~medimeta_cli.errors.IntegrityError` unless ``force``.

@@ -66,11 +66,17 @@ def export_command(
     seed: SeedOption = 0,
     export_format: Annotated[
         ExportFormat,
-        typer.Option("--format", case_sensitive=False, help="Class folders or NumPy arrays."),
+        typer.Option(
+            "--format",
+            case_sensitive=False,
+            help="Class folders, NumPy arrays or Parquet files (Hugging Face datasets).",
+        ),
     ] = ExportFormat.IMAGEFOLDER,
     image_format: Annotated[
         ImageFormat,
-        typer.Option("--image-format", case_sensitive=False, help="imagefolder: png is lossless."),
+        typer.Option(
+            "--image-format", case_sensitive=False, help="imagefolder, parquet: png is lossless."
+        ),
     ] = ImageFormat.PNG,
     rgb: Annotated[bool, typer.Option("--rgb", help="Write 3-channel images.")] = False,
     grayscale: Annotated[bool, typer.Option("--grayscale", help="Write 1-channel images.")] = False,
@@ -85,7 +91,7 @@ def export_command(
         typer.Option(
             "--out",
             "-o",
-            help="Output folder [default: ./<id>-<task>, ./<id>-<task>-numpy].",
+            help="Output folder [default: ./<id>-<task>, ./<id>-<task>-numpy, -parquet].",
             show_default=False,
         ),
     ] = None,

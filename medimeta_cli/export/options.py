@@ -20,6 +20,7 @@ class ExportFormat(str, Enum):
 
     IMAGEFOLDER = "imagefolder"
     NUMPY = "numpy"
+    PARQUET = "parquet"
 
 
 #: How the default output folder's name ends for each format (``-numpy``; nothing for the
@@ -27,6 +28,7 @@ class ExportFormat(str, Enum):
 FOLDER_SUFFIXES: dict[ExportFormat, str] = {
     ExportFormat.IMAGEFOLDER: "",
     ExportFormat.NUMPY: "-numpy",
+    ExportFormat.PARQUET: "-parquet",
 }
 
 
