@@ -7,7 +7,8 @@ Layouts (``<out>`` defaults to ``./<id>-<task>``)::
                  <out>/<split>/metadata.csv                   Hugging Face ``imagefolder``
     numpy        <out>/<split>/images.npy, labels.npy, label_indices.npy, indices.npy
                  (or <out>/<split>.npz; no label_indices for multi-label tasks)
-    both         <out>/classes.json, <out>/provenance.json
+    parquet      <out>/data/<split>-00000-of-0000N.parquet, <out>/README.md
+    every one        <out>/classes.json, <out>/provenance.json
 
 Class indices are the positions in ``classes.json``, whose classes are in label key
 order. Class folders carry the zero-padded index (``00_adipose (ADI)``) so that loaders
@@ -30,6 +31,8 @@ Modules::
     pixels       colour conversion
     imagefolder  file and folder names, image files, metadata.csv (a Writer)
     npy          streamed .npy and .npz files, joining the arrays of shards (a Writer)
+    parquet      data/<split>-*.parquet for Hugging Face datasets, a dataset card (a Writer;
+                 needs pyarrow, the parquet extra)
     writer       the Writer interface: what a format writes, whole or in shards
     formats      the table of formats (one Writer each), classes.json, JSON files
     provenance   provenance.json: building it, and telling whether an export is current

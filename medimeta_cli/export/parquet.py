@@ -275,6 +275,11 @@ class SplitFiles:
             "write_statistics": small,
         }
 
+    @property
+    def group_rows(self) -> int:
+        """Rows per row group."""
+        return self._sizes.group_rows
+
     def add(self, table: Any) -> None:
         """Take rows; write every full row group."""
         self._pending.append(table)
@@ -306,7 +311,13 @@ class SplitFiles:
         self._file = number
 
     def _flush(self, rows: int) -> None:
-        table = self._pa.concat_tables(self._pending).combine_chunks()
+        table = (
+            self._pending[0] if len(self._pending) == 1 else self._pa.concat_tables(self._pending)
+        )
+        if any(column.num_chunks > 1 for column in table.columns):
+            # Pages are cut per chunk: one contiguous table makes the bytes depend on the
+            # rows alone, however they arrived (a whole run, or the pieces of shards).
+            table = table.combine_chunks()
         group, rest = table.slice(0, rows), table.slice(rows)
         self._pending = [rest] if rest.num_rows else []
         self._pending_rows = rest.num_rows
@@ -346,27 +357,30 @@ def write_split_rows(
     options: ExportOptions,
     progress: ProgressCallback,
 ) -> None:
-    """Encode one split's images and hand its rows to ``files``."""
+    """Encode one split's images and hand its rows to ``files`` a whole row group at a
+    time (one table per row group: no bytes are copied twice)."""
     pa, _ = pyarrow_modules()
     the_schema = schema(pa, selection)
     columns = label_columns(selection, part)
-    start = 0
-    for images in encoded_images(folder, selection, part.indices, options):
-        stop = start + len(images)
+    suffix = options.image_format.extension
+    pending: list[bytes] = []
+    start = 0  # the first row of ``pending``
+
+    def hand_over(count: int) -> None:
+        nonlocal pending, start
+        stop = start + count
         batch = {name: values[start:stop] for name, values in columns.items()}
-        files.add(
-            _table(
-                pa,
-                the_schema,
-                selection,
-                images,
-                part.indices[start:stop],
-                batch,
-                options.image_format.extension,
-            )
-        )
+        rows = part.indices[start:stop]
+        files.add(_table(pa, the_schema, selection, pending[:count], rows, batch, suffix))
+        pending, start = pending[count:], stop
+
+    for images in encoded_images(folder, selection, part.indices, options):
+        pending.extend(images)
+        while len(pending) >= files.group_rows:
+            hand_over(files.group_rows)
         progress(len(images))
-        start = stop
+    if pending:
+        hand_over(len(pending))
 
 
 def write_parquet(
