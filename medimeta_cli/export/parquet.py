@@ -392,8 +392,9 @@ def write_parquet(
     *,
     sizes: Sizes | None = None,
 ) -> None:
-    """Every split of ``selection`` as ``<target>/data/<split>-*.parquet`` (``sizes``:
-    one file and one row group per split when None is given by :meth:`write_shard`)."""
+    """Every split of ``selection`` as ``<target>/data/<split>-*.parquet``, cut as
+    ``sizes`` says (by default as :meth:`Sizes.of` the images; a shard's piece is one
+    file per split)."""
     pa, pq = pyarrow_modules()
     the_schema = schema(pa, selection)
     chosen = sizes or Sizes.of(selection.dataset, options.color)
@@ -531,8 +532,9 @@ class ParquetWriter(Writer):
     ) -> None:
         """A shard's rows as one file per split in its own piece folder; joining the
         pieces cuts them into the files of a whole run."""
-        everything = Sizes(group_rows=MAX_GROUP_ROWS, file_rows=2**62)
-        write_parquet(folder, selection, piece, options, progress, sizes=everything)
+        groups = Sizes.of(selection.dataset, options.color).group_rows
+        one_file = Sizes(group_rows=groups, file_rows=2**62)
+        write_parquet(folder, selection, piece, options, progress, sizes=one_file)
 
     def join_shards(
         self, full: Selection, out: Path, pieces: Sequence[Path], options: ExportOptions
