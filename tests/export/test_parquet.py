@@ -199,13 +199,11 @@ def test_small_row_groups_and_files_still_join_and_load(
     assert len(loaded["train"]) == count
 
 
-@pytest.mark.slow
-def test_without_pyarrow_the_command_says_what_to_install(
-    installed: InstalledData, tmp_path: Path
-) -> None:
-    # A real interpreter in which pyarrow cannot be imported (as where it is not installed).
+def _without_pyarrow(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``medimeta ARGS`` in a real interpreter in which pyarrow cannot be imported (as
+    where it is not installed)."""
     blocker = tmp_path / "blocker"
-    blocker.mkdir()
+    blocker.mkdir(exist_ok=True)
     (blocker / "sitecustomize.py").write_text(
         "import sys\n"
         "class _NoPyarrow:\n"
@@ -216,15 +214,29 @@ def test_without_pyarrow_the_command_says_what_to_install(
         "sys.meta_path.insert(0, _NoPyarrow())\n",
         encoding="utf-8",
     )
-    env = {**os.environ, "PYTHONPATH": str(blocker)}
-    out = tmp_path / "out"
-    proc = subprocess.run(
-        [sys.executable, "-m", "medimeta_cli", "export", "crc", "--format=parquet", f"-o{out}"],
+    return subprocess.run(
+        [sys.executable, "-m", "medimeta_cli", *args],
         capture_output=True,
         text=True,
-        env=env,
+        env={**os.environ, "PYTHONPATH": str(blocker)},
         check=False,
     )
+
+
+@pytest.mark.slow
+def test_without_pyarrow_the_command_says_what_to_install(
+    installed: InstalledData, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    proc = _without_pyarrow(tmp_path, "export", "crc", "--format=parquet", f"-o{out}")
     assert proc.returncode == 2, proc.stderr
     assert parquet.NEEDS_PYARROW in proc.stderr
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_other_formats_need_no_pyarrow(installed: InstalledData, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = _without_pyarrow(tmp_path, "export", "crc", "--format=numpy", f"-o{out}", "-j1")
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "provenance.json").is_file()
