@@ -174,11 +174,23 @@ def test_a_bad_shard_is_a_usage_error_before_the_data_is_looked_at(
 
 
 @pytest.mark.usefixtures("outside_arrays")
+@pytest.mark.parametrize(
+    "fmt",
+    [
+        "imagefolder",
+        pytest.param(
+            "parquet",
+            marks=pytest.mark.skipif(
+                importlib.util.find_spec("pyarrow") is None, reason="needs pyarrow"
+            ),
+        ),
+    ],
+)
 def test_shard_auto_in_an_array_from_0_makes_one_export(
-    runner: CliRunner, installed: InstalledData, tmp_path: Path
+    runner: CliRunner, installed: InstalledData, tmp_path: Path, fmt: str
 ) -> None:
     """Tasks 0..3 of an array (as SLURM numbers them) write shards 1..4, the whole export."""
-    base = ["export", "crc", "-j", "1", "--quiet", "--json"]
+    base = ["export", "crc", "--format", fmt, "-j", "1", "--quiet", "--json"]
     invoke(runner, *base, "--out", str(tmp_path / "whole"))
     array = {"SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_MAX": "3"}
     array |= {"SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_STEP": "1"}
