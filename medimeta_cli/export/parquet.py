@@ -33,6 +33,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -296,9 +297,22 @@ class SplitFiles:
             self._open(0)
         self._stack.close()
 
-    def abort(self) -> None:
-        """Drop the files begun (their temporary names are removed)."""
-        self._stack.__exit__(RuntimeError, RuntimeError("aborted"), None)
+    def __enter__(self) -> SplitFiles:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        """Complete the files (:meth:`close`), or on an error drop the file begun (its
+        temporary name is removed; files completed before it stay, as any file an
+        export writes atomically)."""
+        if kind is None:
+            self.close()
+        else:
+            self._stack.__exit__(kind, error, trace)
 
     def _open(self, number: int) -> None:
         self._stack.close()
@@ -399,15 +413,9 @@ def write_parquet(
     the_schema = schema(pa, selection)
     chosen = sizes or Sizes.of(selection.dataset, options.color)
     for part in selection.parts:
-        files = SplitFiles(
-            pa, pq, the_schema, target / "data", part.split, len(part.indices), chosen
-        )
-        try:
+        rows = len(part.indices)
+        with SplitFiles(pa, pq, the_schema, target / "data", part.split, rows, chosen) as files:
             write_split_rows(folder, selection, part, files, options, progress)
-        except BaseException:
-            files.abort()
-            raise
-        files.close()
 
 
 def join_pieces(full: Selection, out: Path, pieces: Sequence[Path], options: ExportOptions) -> None:
@@ -417,18 +425,12 @@ def join_pieces(full: Selection, out: Path, pieces: Sequence[Path], options: Exp
     sizes = Sizes.of(full.dataset, options.color)
     for part in full.parts:
         logger.debug("joining %d shards of split %s into %s", len(pieces), part.split, out)
-        files = SplitFiles(pa, pq, the_schema, out / "data", part.split, len(part.indices), sizes)
-        try:
+        rows = len(part.indices)
+        with SplitFiles(pa, pq, the_schema, out / "data", part.split, rows, sizes) as files:
             for piece in pieces:
                 source = pq.ParquetFile(piece / "data" / file_name(part.split, 0, 1))
                 for group in range(source.num_row_groups):
-                    files.add(
-                        source.read_row_group(group).replace_schema_metadata(the_schema.metadata)
-                    )
-        except BaseException:
-            files.abort()
-            raise
-        files.close()
+                    files.add(source.read_row_group(group))
 
 
 # ----------------------------------------------------------------------------- the card
