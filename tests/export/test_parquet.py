@@ -47,10 +47,6 @@ def _load(hf: Any, out: Path) -> Any:
     return hf.load_dataset(str(out), cache_dir=str(out.parent / "hf-cache"))
 
 
-def _pixels(image: Any) -> np.ndarray[Any, Any]:
-    return np.asarray(image)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(("dataset_id", "task"), [("crc", None), ("cxr", "disease labels")])
 def test_load_dataset_gives_every_split_with_class_labels_labels_and_pixels(
@@ -86,7 +82,7 @@ def test_load_dataset_gives_every_split_with_class_labels_labels_and_pixels(
             image = row["image"]
             assert image.format == "PNG"
             wanted = archives.expected_image(spec, row["upstream_index"])
-            np.testing.assert_array_equal(_pixels(image), wanted)
+            np.testing.assert_array_equal(np.asarray(image), wanted)
     assert sorted(p.name for p in (out / "data").iterdir()) == [
         f"{split}-00000-of-00001.parquet" for split in ("test", "train", "val")
     ]
