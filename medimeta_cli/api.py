@@ -432,8 +432,10 @@ def export(
     shard_size: str | None = None,
 ) -> ExportResult:
     """``medimeta export``: a selection of an installed dataset as class folders
-    (``format="imagefolder"``), NumPy arrays (``"numpy"``) or WebDataset tar shards
-    (``"webdataset"``, ``shard_size`` as ``--shard-size``: ``"1GB"``, ``"5000images"``), into
+    (``format="imagefolder"``), NumPy arrays (``"numpy"``), WebDataset tar shards
+    (``"webdataset"``, ``shard_size`` as ``--shard-size``: ``"1GB"``, ``"5000images"``) or
+    Parquet files that Hugging Face ``datasets`` loads (``"parquet"``, needs the ``parquet``
+    extra), into
     ``out`` (default ``./<id>-<task>``); returns the :class:`~medimeta_cli.export.ExportResult`.
 
     Deterministic and idempotent like the command; a dataset that ``verify`` found

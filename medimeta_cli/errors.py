@@ -287,3 +287,9 @@ class OutputExistsError(UsageError):
     """An output location already exists and would be overwritten."""
 
     default_hint = "Pass --overwrite to replace it, or choose another --out."
+
+
+class MissingDependencyError(UsageError):
+    """What was asked for needs an optional dependency that is not installed (an extra)."""
+
+    default_hint = "Install the extra the message names."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -23,7 +24,7 @@ from medimeta_cli.errors import (
     UnknownDatasetError,
     UsageError,
 )
-from tests.conftest import FixtureData
+from tests.conftest import FixtureData, InstalledData
 from tests.support import archives
 from tests.support import zenodo_server as zs
 from tests.support.helpers import install_from_server, invoke, invoke_json
@@ -169,6 +170,23 @@ def test_thin_functions_return_what_the_commands_render(
         ).read_bytes()
     with pytest.raises(UsageError, match="bytes or images"):
         api.export("crc", tmp_path / "bad", format="webdataset", shard_size="100")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pyarrow") is None, reason="needs pyarrow")
+def test_a_parquet_export_from_python_is_the_command_lines(
+    installed: InstalledData, runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = api.export("cxr", task="all", format="parquet", jobs=1)
+    assert result.out == tmp_path / "cxr-all-parquet"
+    out = tmp_path / "cli"
+    args = ("export", "cxr", "--task", "all", "--format", "parquet", "-j", "1", "-o", str(out))
+    command = invoke_json(runner, *args)
+    assert (result.images, result.counts) == (command["images"], command["counts"])
+    made = sorted(p.relative_to(result.out) for p in (result.out / "data").iterdir())
+    assert made == sorted(p.relative_to(out) for p in (out / "data").iterdir())
+    for name in [*made, Path("classes.json"), Path("README.md")]:
+        assert (result.out / name).read_bytes() == (out / name).read_bytes()
 
 
 def _truncate(path: Path) -> None:

@@ -26,11 +26,10 @@ from medimeta_cli.export.options import Color, ExportFormat, ExportStatus, Image
 
 #: Command lines the help shows under "Examples".
 EXAMPLES = (
-    "medimeta export crc",
     'medimeta export cxr --task "patient sex" --split train,val --limit 1000',
-    "medimeta export crc --format numpy --npz --out crc-npy",
-    "medimeta export crc --shard 1/8",
     "medimeta export crc --format webdataset --shard-size 500MB",
+    "medimeta export cxr --task all --format parquet",
+    "medimeta export crc --format numpy --shard auto",
 )
 
 
@@ -71,13 +70,16 @@ def export_command(
         typer.Option(
             "--format",
             case_sensitive=False,
-            help="Class folders, NumPy arrays or WebDataset tar shards.",
+            help="Class folders, NumPy arrays, WebDataset tar shards or Parquet files "
+            "(Hugging Face datasets).",
         ),
     ] = ExportFormat.IMAGEFOLDER,
     image_format: Annotated[
         ImageFormat,
         typer.Option(
-            "--image-format", case_sensitive=False, help="imagefolder, webdataset: png is lossless."
+            "--image-format",
+            case_sensitive=False,
+            help="imagefolder, webdataset, parquet: png is lossless.",
         ),
     ] = ImageFormat.PNG,
     rgb: Annotated[bool, typer.Option("--rgb", help="Write 3-channel images.")] = False,
@@ -102,8 +104,8 @@ def export_command(
         typer.Option(
             "--out",
             "-o",
-            help="Output folder [default: ./<id>-<task>, ./<id>-<task>-numpy, "
-            "./<id>-<task>-webdataset].",
+            help="Output folder [default: ./<id>-<task>, ./<id>-<task>-numpy, -webdataset, "
+            "-parquet].",
             show_default=False,
         ),
     ] = None,

@@ -9,6 +9,7 @@ Layouts (``<out>`` defaults to ``./<id>-<task>``)::
                  (or <out>/<split>.npz; no label_indices for multi-label tasks)
     webdataset   <out>/<id>-<split>-000000.tar, ... (samples <id>_<index>.png, .cls, .json)
                  <out>/manifest.json (each shard's samples and SHA-256)
+    parquet      <out>/data/<split>-00000-of-0000N.parquet, <out>/README.md
     every format <out>/classes.json, <out>/provenance.json
 
 Class indices are the positions in ``classes.json``, whose classes are in label key
@@ -34,6 +35,8 @@ Modules::
     npy          streamed .npy and .npz files, joining the arrays of shards (a Writer)
     webdataset   reproducible tar shards and their manifest (a Writer)
     shardsize    --shard-size: bytes or images per tar shard (no numpy)
+    parquet      data/<split>-*.parquet for Hugging Face datasets, a dataset card (a Writer;
+                 needs pyarrow, the parquet extra)
     writer       the Writer interface: what a format writes, whole or in shards
     formats      the table of formats (one Writer each), classes.json, JSON files
     provenance   provenance.json: building it, and telling whether an export is current

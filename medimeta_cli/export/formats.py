@@ -16,13 +16,15 @@ from medimeta_cli.export.imagefolder import ImageFolderWriter, class_folder_name
 from medimeta_cli.export.naming import task_column
 from medimeta_cli.export.npy import NumpyWriter
 from medimeta_cli.export.options import ExportFormat, ExportOptions
+from medimeta_cli.export.parquet import ParquetWriter
 from medimeta_cli.export.webdataset import WebDatasetWriter
 from medimeta_cli.export.writer import Writer
 from medimeta_cli.fsutil import atomic_write_text
 
 #: Every format's writer, by format.
 WRITERS: dict[ExportFormat, Writer] = {
-    writer.format: writer for writer in (ImageFolderWriter(), NumpyWriter(), WebDatasetWriter())
+    writer.format: writer
+    for writer in (ImageFolderWriter(), NumpyWriter(), WebDatasetWriter(), ParquetWriter())
 }
 
 

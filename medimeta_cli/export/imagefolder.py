@@ -143,7 +143,7 @@ def split_folders(selection: Selection) -> list[str]:
 # ----------------------------------------------------------------------------- image files
 
 
-def _encode(image: npt.NDArray[np.uint8], image_format: ImageFormat) -> bytes:
+def encode_image(image: npt.NDArray[np.uint8], image_format: ImageFormat) -> bytes:
     from PIL import Image
 
     buffer = io.BytesIO()
@@ -176,7 +176,7 @@ def encode_images(
     encoded: list[bytes] = []
     for position in range(0, len(indices), BATCH):
         batch = convert_color(reader.read_images(indices[position : position + BATCH]), color)
-        encoded.extend(_encode(image, image_format) for image in batch)
+        encoded.extend(encode_image(image, image_format) for image in batch)
     return encoded
 
 
@@ -193,7 +193,7 @@ def _write_images(
     for position in range(0, len(indices), BATCH):
         batch = convert_color(reader.read_images(indices[position : position + BATCH]), color)
         for image, target in zip(batch, targets[position : position + BATCH], strict=True):
-            data = _encode(image, image_format)
+            data = encode_image(image, image_format)
             if atomic:
                 atomic_write_bytes(Path(target), data, durable=False)
             else:

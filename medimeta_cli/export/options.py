@@ -22,6 +22,7 @@ class ExportFormat(str, Enum):
     IMAGEFOLDER = "imagefolder"
     NUMPY = "numpy"
     WEBDATASET = "webdataset"
+    PARQUET = "parquet"
 
 
 #: How the default output folder's name ends for each format (``-numpy``; nothing for the
@@ -30,6 +31,7 @@ FOLDER_SUFFIXES: dict[ExportFormat, str] = {
     ExportFormat.IMAGEFOLDER: "",
     ExportFormat.NUMPY: "-numpy",
     ExportFormat.WEBDATASET: "-webdataset",
+    ExportFormat.PARQUET: "-parquet",
 }
 
 

@@ -55,7 +55,9 @@ def build_provenance(root: Path, full: Selection, options: ExportOptions) -> dic
         ).to_json(),
         "format": {
             "format": options.format.value,
-            "image_format": options.image_format.value if writer.image_files else None,
+            "image_format": (
+                options.image_format.value if writer.image_files or writer.encodes_images else None
+            ),
             "color": options.color.value if options.color is not None else None,
             "npz": options.npz,
             "compressed": options.compress,

@@ -328,6 +328,7 @@ class WebDatasetWriter(Writer):
     """Tar shards of samples (image, ``.cls``, ``.json``) and manifest.json."""
 
     format = ExportFormat.WEBDATASET
+    encodes_images = True
     every_task = True  # every task's label keys in each sample's .json
     sized_shards = True
 
@@ -380,11 +381,9 @@ class WebDatasetWriter(Writer):
         atomic_write_text(out / MANIFEST, manifest(full, options, entries))
 
     def format_settings(self, options: ExportOptions) -> dict[str, Any]:
-        """The image encoding and the shard size decide the tars' bytes."""
-        return {
-            "image_format": options.image_format.value,
-            "shard_size": str(options.shard_size or DEFAULT_SHARD_SIZE),
-        }
+        """The shard size decides where the tars are cut (the image encoding is recorded
+        for every format that encodes images)."""
+        return {"shard_size": str(options.shard_size or DEFAULT_SHARD_SIZE)}
 
     def labels_note(self, multilabel: bool) -> str:
         """Where a sample's class index and label keys are."""

@@ -28,6 +28,8 @@ class Writer(ABC):
     format: ClassVar[ExportFormat]
     #: Whether images are files in per-class folders (and ``--image-format`` applies).
     image_files: ClassVar[bool] = False
+    #: Whether images are encoded (``--image-format`` applies) though not files in folders.
+    encodes_images: ClassVar[bool] = False
     #: Whether the format holds the labels of every task at once (``--task all``); a
     #: format that cannot is refused rather than silently exporting one task.
     every_task: ClassVar[bool] = False

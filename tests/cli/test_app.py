@@ -17,7 +17,7 @@ from medimeta_cli import __version__
 from medimeta_cli.cli import cmd_info
 from tests.support.helpers import installed_script, invoke
 
-HEAVY = ("httpx", "h5py", "numpy", "PIL")
+HEAVY = ("httpx", "h5py", "numpy", "PIL", "pyarrow")
 
 _PROBE = """
 import json, sys
@@ -255,7 +255,7 @@ def test_choices_of_enum_options_are_listed(runner: CliRunner) -> None:
     download = invoke(runner, "download", "--help", env={"COLUMNS": "200"})
     export = invoke(runner, "export", "--help", env={"COLUMNS": "200"})
     assert "full|hdf5" in download.stdout
-    assert "imagefolder|numpy" in export.stdout and "png|jpeg|tiff" in export.stdout
+    assert "imagefolder|numpy|webdataset|parquet" in export.stdout and "png|jpeg|tiff" in export.stdout
 
 
 # ----------------------------------------------------------------------------- options first

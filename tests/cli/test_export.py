@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
 import subprocess
@@ -85,7 +86,7 @@ def test_multilabel_export_says_how_labels_are_stored(
         (["crc", "--rgb", "--grayscale"], 2, "exclude each other"),
         (["crc", "--shard", "4/3"], 2, "shard 4/3 does not exist"),
         (["crc", "--shard", "1/0"], 2, "the number of shards must be at least 1"),
-        (["crc", "--format", "parquet"], 2, "'parquet' is not one of"),
+        (["crc", "--format", "tfrecord"], 2, "'tfrecord' is not one of"),
         (["pneumonia"], 2, "unknown dataset"),
         (["crc", "--format", "webdataset", "--shard-size", "1000"], 2, "(bytes or images?)"),
         (["crc", "--shard-size", "1GB"], 2, "the imagefolder format writes none"),
@@ -194,11 +195,23 @@ def test_a_bad_shard_is_a_usage_error_before_the_data_is_looked_at(
 
 
 @pytest.mark.usefixtures("outside_arrays")
+@pytest.mark.parametrize(
+    "fmt",
+    [
+        "imagefolder",
+        pytest.param(
+            "parquet",
+            marks=pytest.mark.skipif(
+                importlib.util.find_spec("pyarrow") is None, reason="needs pyarrow"
+            ),
+        ),
+    ],
+)
 def test_shard_auto_in_an_array_from_0_makes_one_export(
-    runner: CliRunner, installed: InstalledData, tmp_path: Path
+    runner: CliRunner, installed: InstalledData, tmp_path: Path, fmt: str
 ) -> None:
     """Tasks 0..3 of an array (as SLURM numbers them) write shards 1..4, the whole export."""
-    base = ["export", "crc", "-j", "1", "--quiet", "--json"]
+    base = ["export", "crc", "--format", fmt, "-j", "1", "--quiet", "--json"]
     invoke(runner, *base, "--out", str(tmp_path / "whole"))
     array = {"SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_MAX": "3"}
     array |= {"SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_STEP": "1"}
@@ -263,8 +276,9 @@ def test_choices_match_case_insensitively_and_help_lists_them(
     )
     assert jpeg.exit_code == 0, jpeg.stderr
     assert next((tmp_path / "j" / "val").rglob("*.jpg"))
-    usage = invoke(runner, "export", "--help")
-    assert "imagefolder|numpy" in usage.stdout and "png|jpeg|tiff" in usage.stdout
+    # Wide enough that the choices stay on one line.
+    usage = invoke(runner, "export", "--help", env={"COLUMNS": "200"})
+    assert "imagefolder|numpy|webdataset|parquet" in usage.stdout and "png|jpeg|tiff" in usage.stdout
 
 
 # ----------------------------------------------------------------------------- --out in a root
@@ -458,3 +472,28 @@ def test_the_command_line_and_the_api_word_the_damaged_refusal_alike(
     assert raised.value.message == shown["message"]
     assert raised.value.hint == shown["hint"]
     assert not out.exists()
+
+
+# ----------------------------------------------------------------------------- parquet
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("pyarrow") is None, reason="needs pyarrow")
+def test_parquet_export_of_every_task_into_its_default_folder(
+    runner: CliRunner, installed: InstalledData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = ("export", "dr_regular", "--format", "parquet", "--task", "all", "-j", "1")
+    result = invoke_json(runner, *args)
+    out = tmp_path / "dr_regular-all-parquet"
+    assert result["out"] == str(out) and result["status"] == "exported"
+    names = sorted(p.name for p in (out / "data").iterdir())
+    assert names == [f"{s}-00000-of-00001.parquet" for s in ("test", "train", "val")]
+    assert {"README.md", "classes.json", "provenance.json"} <= {p.name for p in out.iterdir()}
+    provenance = json.loads((out / "provenance.json").read_text(encoding="utf-8"))
+    assert provenance["format"]["format"] == "parquet"
+    assert provenance["format"]["image_format"] == "png"
+    assert invoke_json(runner, *args)["status"] == "up to date"
+    # Another image format is another export, never taken for this one.
+    again = invoke(runner, *args, "--image-format", "jpeg")
+    assert again.exit_code == 2 and "already exists" in unwrapped(again.stderr)

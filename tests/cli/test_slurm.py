@@ -5,6 +5,7 @@ sets) they fail."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -168,7 +169,19 @@ def test_16_tasks_download_one_dataset_with_one_transfer(
 
 
 @pytest.mark.usefixtures("cluster")
-@pytest.mark.parametrize("fmt", ["imagefolder", "numpy"])
+@pytest.mark.parametrize(
+    "fmt",
+    [
+        "imagefolder",
+        "numpy",
+        pytest.param(
+            "parquet",
+            marks=pytest.mark.skipif(
+                importlib.util.find_spec("pyarrow") is None, reason="needs pyarrow"
+            ),
+        ),
+    ],
+)
 def test_shard_auto_over_arrays_from_0_and_from_1_equals_one_export(
     installed: InstalledData, tmp_path: Path, runner: CliRunner, fmt: str
 ) -> None:

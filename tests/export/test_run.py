@@ -60,7 +60,7 @@ def test_an_interrupted_export_never_looks_complete(
     installed: InstalledData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = {"n": 0}
-    real = imagefolder_module._encode
+    real = imagefolder_module.encode_image
 
     def failing(image: np.ndarray, image_format: ImageFormat) -> bytes:
         calls["n"] += 1
@@ -68,7 +68,7 @@ def test_an_interrupted_export_never_looks_complete(
             raise KeyboardInterrupt
         return real(image, image_format)
 
-    monkeypatch.setattr(imagefolder_module, "_encode", failing)
+    monkeypatch.setattr(imagefolder_module, "encode_image", failing)
     with pytest.raises(KeyboardInterrupt):
         run_export(installed, "crc", tmp_path / "out")
     assert list(tmp_path.iterdir()) == []
@@ -132,9 +132,9 @@ def test_options_take_the_plain_strings_and_refuse_others() -> None:
         ImageFormat.JPEG,
         Color.RGB,
     )
-    with pytest.raises(UsageError, match="unknown format 'parquet'") as caught:
-        ExportOptions(format="parquet")  # type: ignore[arg-type]
-    assert caught.value.hint == "Use imagefolder, numpy or webdataset."
+    with pytest.raises(UsageError, match="unknown format 'tfrecord'") as caught:
+        ExportOptions(format="tfrecord")  # type: ignore[arg-type]
+    assert caught.value.hint == "Use imagefolder, numpy, webdataset or parquet."
     with pytest.raises(UsageError, match="unknown image format 'gif'"):
         ExportOptions(image_format="gif")  # type: ignore[arg-type]
     with pytest.raises(UsageError, match="unknown colour mode 'cmyk'"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,19 @@ from tests.conftest import InstalledData
 from tests.support.exports import files_of, run_export
 
 
-@pytest.mark.parametrize("fmt", ["imagefolder", "numpy"])
+@pytest.mark.parametrize(
+    "fmt",
+    [
+        "imagefolder",
+        "numpy",
+        pytest.param(
+            "parquet",
+            marks=pytest.mark.skipif(
+                importlib.util.find_spec("pyarrow") is None, reason="needs pyarrow"
+            ),
+        ),
+    ],
+)
 def test_shards_make_exactly_one_full_export(
     installed: InstalledData, tmp_path: Path, fmt: str
 ) -> None:

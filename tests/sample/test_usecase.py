@@ -21,7 +21,7 @@ def test_an_interrupted_episode_export_leaves_nothing_visible(
     with DatasetReader.open(installed.root, dataset) as reader:
         sample = draw_sample(reader, SampleRequest(ways=3, shots=1, queries=1, episodes=3))
     calls = {"n": 0}
-    real = imagefolder_module._encode
+    real = imagefolder_module.encode_image
 
     def failing(image: np.ndarray, image_format: ImageFormat) -> bytes:
         calls["n"] += 1
@@ -29,12 +29,12 @@ def test_an_interrupted_episode_export_leaves_nothing_visible(
             raise KeyboardInterrupt
         return real(image, image_format)
 
-    monkeypatch.setattr(imagefolder_module, "_encode", failing)
+    monkeypatch.setattr(imagefolder_module, "encode_image", failing)
     out = tmp_path / "out" / "episodes"
     out.parent.mkdir()
     with pytest.raises(KeyboardInterrupt):
         export_episodes(installed.root, sample, out, ExportOptions())
     assert calls["n"] == 14 and list(out.parent.iterdir()) == []
-    monkeypatch.setattr(imagefolder_module, "_encode", real)
+    monkeypatch.setattr(imagefolder_module, "encode_image", real)
     result = export_episodes(installed.root, sample, out, ExportOptions())
     assert result.images == 18 and len(list(out.rglob("*.png"))) == 18
