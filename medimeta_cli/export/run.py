@@ -15,6 +15,7 @@ from medimeta_cli.dataset.reader import DatasetReader
 from medimeta_cli.dataset.selection import Selection, SelectionSpec, select
 from medimeta_cli.errors import OutputExistsError
 from medimeta_cli.export.formats import estimated_bytes, write_json, write_shared, writer_for
+from medimeta_cli.export.normalization import NORMALIZATION, export_sums, normalization_entry
 from medimeta_cli.export.options import (
     ExportOptions,
     ExportResult,
@@ -169,5 +170,7 @@ def _export_whole(
             folder, selection, staging, options, progress, atomic=False
         )
         write_shared(selection, staging, options)
-        write_json(staging / PROVENANCE, provenance)
+        sums = export_sums(folder, selection, selection, options)
+        normalization = normalization_entry(sums, selection)
+        write_json(staging / PROVENANCE, {**provenance, NORMALIZATION: normalization})
     return ExportStatus.EXPORTED
