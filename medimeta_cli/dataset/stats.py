@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 PIXEL_MAX: Final = 255
 #: Bytes of images read at once: bounds the memory of a pass whatever the dataset's size.
 _BATCH_BYTES: Final = 16 * 1024 * 1024
+#: Values counted by one np.bincount call.
+_BINCOUNT_VALUES: Final = 1 << 20
 _VALUES = np.arange(256, dtype=np.int64)
 _SQUARES = _VALUES * _VALUES
 
@@ -71,8 +73,13 @@ class PixelSums:
         if len(batch) == 0:
             return
         planes = [batch] if batch.ndim == 3 else [batch[..., c] for c in range(channels)]
+        # np.bincount widens its input to 8-byte integers: a few images at a time keep
+        # that copy small (about 8 MB) whatever the batch.
+        step = max(1, _BINCOUNT_VALUES // max(1, math.prod(batch.shape[1:3])))
         for channel, plane in enumerate(planes):
-            histogram = np.bincount(plane.reshape(-1), minlength=256).astype(np.int64)
+            histogram = np.zeros(256, dtype=np.int64)
+            for start in range(0, len(plane), step):
+                histogram += np.bincount(plane[start : start + step].reshape(-1), minlength=256)
             self.sums[channel] += int(histogram @ _VALUES)
             self.squares[channel] += int(histogram @ _SQUARES)
         self.images += len(batch)
