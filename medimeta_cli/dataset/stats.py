@@ -2,8 +2,8 @@
 mean and standard deviation of a split's pixels (``medimeta stats``, ``api.stats``).
 
 The pixels are read in one streaming pass in the order of the HDF5 chunks, a bounded
-batch at a time, and summed exactly: each batch's per-channel histogram (256 counts) gives
-integer sums of the values and of their squares, which Python's integers hold without
+batch at a time, and summed exactly: integer sums of the values and of their squares per
+channel, in uint64 within a batch and in Python's integers across batches, without
 overflow or rounding, so the sums of several passes (the shards of an export) merge into
 exactly the sums of one pass. Mean and standard deviation (of the population, ddof 0) on
 the 0-1 scale come from them at the end, the variance as the exact integer
@@ -43,10 +43,8 @@ logger = logging.getLogger(__name__)
 PIXEL_MAX: Final = 255
 #: Bytes of images read at once: bounds the memory of a pass whatever the dataset's size.
 _BATCH_BYTES: Final = 16 * 1024 * 1024
-#: Values counted by one np.bincount call.
-_BINCOUNT_VALUES: Final = 1 << 20
-_VALUES = np.arange(256, dtype=np.int64)
-_SQUARES = _VALUES * _VALUES
+#: Image rows widened to uint16 at once (a few MB whatever the batch).
+_LINES: Final = 2048
 
 
 @dataclass
@@ -72,16 +70,20 @@ class PixelSums:
             raise ValueError(f"images of {channels} channels added to sums of {self.channels}")
         if len(batch) == 0:
             return
-        planes = [batch] if batch.ndim == 3 else [batch[..., c] for c in range(channels)]
-        # np.bincount widens its input to 8-byte integers: a few images at a time keep
-        # that copy small (about 8 MB) whatever the batch.
-        step = max(1, _BINCOUNT_VALUES // max(1, math.prod(batch.shape[1:3])))
-        for channel, plane in enumerate(planes):
-            histogram = np.zeros(256, dtype=np.int64)
-            for start in range(0, len(plane), step):
-                histogram += np.bincount(plane[start : start + step].reshape(-1), minlength=256)
-            self.sums[channel] += int(histogram @ _VALUES)
-            self.squares[channel] += int(histogram @ _SQUARES)
+        # One image row per line: summing down the lines adds wide contiguous rows (fast),
+        # and column j holds channel j % C. Squares of uint8 fit uint16 (255^2 = 65025);
+        # sums of a batch fit uint64 with room to spare, then Python integers take them.
+        lines = batch.reshape(-1, math.prod(batch.shape[2:]))
+        sums = np.zeros(lines.shape[1], dtype=np.uint64)
+        squares = np.zeros(lines.shape[1], dtype=np.uint64)
+        for start in range(0, len(lines), _LINES):
+            wide = lines[start : start + _LINES].astype(np.uint16)
+            sums += wide.sum(axis=0, dtype=np.uint64)
+            wide *= wide
+            squares += wide.sum(axis=0, dtype=np.uint64)
+        for channel in range(channels):
+            self.sums[channel] += int(sums[channel::channels].sum())
+            self.squares[channel] += int(squares[channel::channels].sum())
         self.images += len(batch)
         self.count += batch[..., 0].size if batch.ndim == 4 else batch.size
 

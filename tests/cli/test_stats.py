@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from medimeta_cli.cli.exit_codes import ExitCode
 from tests.conftest import InstalledData
 from tests.support import archives
-from tests.support.helpers import invoke, invoke_json
+from tests.support.helpers import invoke, invoke_json, run_cli
 
 
 def test_json_has_counts_of_every_task_and_the_train_splits_mean_and_std(
@@ -84,3 +84,12 @@ def test_damaged_images_are_an_integrity_error(
     result = invoke(runner, "--root", str(root), "stats", "crc")
     assert result.exit_code == ExitCode.INTEGRITY, result.stderr
     assert "verify" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_terminal_gets_a_table_per_task_with_a_bar_chart(installed: InstalledData) -> None:
+    code, screen, _ = run_cli("stats", "crc", terminal=True, env={"TERM": "xterm"})
+    assert code == 0, screen
+    task = installed.catalog().get("crc").tasks[0]
+    assert task.name in screen and "train share" in screen
+    assert "█" in screen and "transforms.Normalize(mean=[" in screen
