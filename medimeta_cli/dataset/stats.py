@@ -58,6 +58,8 @@ class PixelSums:
     count: int = 0
     sums: list[int] = field(default_factory=list)
     squares: list[int] = field(default_factory=list)
+    # Scratch rows widened to uint16, reused from batch to batch (not part of the sums).
+    _wide: npt.NDArray[np.uint16] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.sums = self.sums or [0] * self.channels
@@ -72,15 +74,20 @@ class PixelSums:
             return
         # One image row per line: summing down the lines adds wide contiguous rows (fast),
         # and column j holds channel j % C. Squares of uint8 fit uint16 (255^2 = 65025);
-        # sums of a batch fit uint64 with room to spare, then Python integers take them.
+        # _LINES of them fit uint32 (2048 * 65025 < 2^32); the sums of a batch then uint64,
+        # and Python's integers the sums across batches.
         lines = batch.reshape(-1, math.prod(batch.shape[2:]))
         sums = np.zeros(lines.shape[1], dtype=np.uint64)
         squares = np.zeros(lines.shape[1], dtype=np.uint64)
+        if self._wide is None or self._wide.shape[1] != lines.shape[1]:
+            self._wide = np.empty((_LINES, lines.shape[1]), dtype=np.uint16)
         for start in range(0, len(lines), _LINES):
-            wide = lines[start : start + _LINES].astype(np.uint16)
-            sums += wide.sum(axis=0, dtype=np.uint64)
-            wide *= wide
-            squares += wide.sum(axis=0, dtype=np.uint64)
+            block = lines[start : start + _LINES]
+            wide = self._wide[: len(block)]
+            np.copyto(wide, block, casting="unsafe")
+            sums += np.add.reduce(wide, axis=0, dtype=np.uint32)
+            np.multiply(wide, wide, out=wide)
+            squares += np.add.reduce(wide, axis=0, dtype=np.uint32)
         for channel in range(channels):
             self.sums[channel] += int(sums[channel::channels].sum())
             self.squares[channel] += int(squares[channel::channels].sum())
