@@ -15,7 +15,7 @@ from medimeta_cli.dataset.reader import DatasetReader
 from medimeta_cli.dataset.selection import Selection, SelectionSpec, select
 from medimeta_cli.errors import OutputExistsError
 from medimeta_cli.export.formats import estimated_bytes, write_json, write_shared, writer_for
-from medimeta_cli.export.normalization import NORMALIZATION, export_sums, normalization_entry
+from medimeta_cli.export.normalization import NORMALIZATION, normalization_entry, tallied
 from medimeta_cli.export.options import (
     ExportOptions,
     ExportResult,
@@ -166,11 +166,11 @@ def _export_whole(
     clean_dead_staging(out)
     ensure_space(out.parent, estimated_bytes(selection, options), f"exporting to {out}")
     with atomic_directory(out) as staging:
-        writer_for(options.format).write_images(
-            folder, selection, staging, options, progress, atomic=False
-        )
+        with tallied(folder, selection, selection, options) as sums:
+            writer_for(options.format).write_images(
+                folder, selection, staging, options, progress, atomic=False
+            )
         write_shared(selection, staging, options)
-        sums = export_sums(folder, selection, selection, options)
-        normalization = normalization_entry(sums, selection)
+        normalization = normalization_entry(sums(), selection)
         write_json(staging / PROVENANCE, {**provenance, NORMALIZATION: normalization})
     return ExportStatus.EXPORTED

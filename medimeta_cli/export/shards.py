@@ -25,9 +25,9 @@ from medimeta_cli.errors import IntegrityError, OutputExistsError, UsageError
 from medimeta_cli.export.formats import estimated_bytes, write_json, write_shared, writer_for
 from medimeta_cli.export.normalization import (
     NORMALIZATION,
-    export_sums,
     merge_sums,
     normalization_entry,
+    tallied,
 )
 from medimeta_cli.export.options import ExportOptions, ExportStatus, ProgressCallback
 from medimeta_cli.export.provenance import PROVENANCE, same_export
@@ -193,12 +193,16 @@ def export_shard(
         logger.debug("writing shard %d/%d (%d images) into %s", index, count, selection.total, out)
         ensure_space(out, estimated_bytes(selection, options), f"exporting to {out}")
         piece = shards / f"{index}-of-{count}"
-        writer.write_shard(folder, selection, out, piece, options, progress)
+        with tallied(folder, selection, full, options) as shard_sums:
+            writer.write_shard(folder, selection, out, piece, options, progress)
         # This shard's exact pixel sums: the last job adds them up for provenance.json.
-        sums = export_sums(folder, selection, full, options)
         write_json(
             marker,
-            {"shard": f"{index}/{count}", "images": selection.total, "pixel_sums": sums.to_json()},
+            {
+                "shard": f"{index}/{count}",
+                "images": selection.total,
+                "pixel_sums": shard_sums().to_json(),
+            },
         )
         status = ExportStatus.SHARD_WRITTEN
     else:

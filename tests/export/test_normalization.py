@@ -10,8 +10,12 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from medimeta_cli.dataset.selection import SelectionSpec
+from medimeta_cli.dataset.reader import DatasetReader
+from medimeta_cli.dataset.selection import SelectionSpec, select
+from medimeta_cli.export import ExportOptions
+from medimeta_cli.export.normalization import export_sums, observe, tallied
 from tests.conftest import InstalledData
+from tests.support import archives
 from tests.support.exports import files_of, run_export
 
 
@@ -78,3 +82,37 @@ def test_a_sharded_export_has_the_same_normalization_byte_for_byte(
         run_export(installed, "crc", sharded, SelectionSpec(shard=(index, 3)), format=export_format)
     assert files_of(sharded) == files_of(whole)
     assert "normalization" in _provenance(sharded)
+
+
+def test_class_folders_and_arrays_give_the_same_normalization(
+    installed: InstalledData, tmp_path: Path
+) -> None:
+    """Arrays are summed as they are written, class folders by a pass of their own."""
+    found = []
+    for export_format in ("imagefolder", "numpy"):
+        out = tmp_path / export_format
+        run_export(installed, "crc", out, SelectionSpec(limit=6), format=export_format, jobs=1)
+        found.append(_provenance(out)["normalization"])
+    assert found[0] == found[1]
+
+
+def test_the_sums_a_writer_hands_over_are_used_only_when_complete(
+    installed: InstalledData,
+) -> None:
+    """Every chosen image observed once: those sums (here of blank images, which no pass
+    over the real ones would give); fewer: a pass of its own over the real images."""
+    dataset = installed.catalog().get("crc")
+    with DatasetReader.open(installed.root, dataset) as reader:
+        selection = select(reader, SelectionSpec(limit=4))
+    options = ExportOptions()
+    folder = installed.root / "crc"
+    train = next(p for p in selection.parts if p.split == "train")
+    blank = np.zeros((len(train.indices), *archives.CRC.image_shape), dtype=np.uint8)
+    with tallied(folder, selection, selection, options) as sums:
+        observe("train", blank)
+        observe("val", blank + 200)  # not a chosen split: not counted
+    assert sums().mean() == [0.0, 0.0, 0.0]
+    with tallied(folder, selection, selection, options) as sums:
+        observe("train", blank[:1])
+    expected = export_sums(folder, selection, selection, options)
+    assert sums() == expected and expected.mean() != [0.0, 0.0, 0.0]
