@@ -48,17 +48,17 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from medimeta_cli.api import ensure
+    from medimeta_cli.api import ensure, stats
 
 from medimeta_cli._version import __version__
 
 # ``download``, ``verify`` and ``export`` of the API stay in ``medimeta_cli.api``: here
 # those names are the modules of the same name.
-__all__ = ["__version__", "ensure"]
+__all__ = ["__version__", "ensure", "stats"]
 
 # Public name -> module that defines it, imported on first use so that importing the
 # package (and ``medimeta --help``) stays light.
-_LAZY = {"ensure": "medimeta_cli.api"}
+_LAZY = {"ensure": "medimeta_cli.api", "stats": "medimeta_cli.api"}
 
 
 def __getattr__(name: str) -> Any:

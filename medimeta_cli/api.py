@@ -33,6 +33,7 @@ from medimeta_cli.events import LoggedEvents
 if TYPE_CHECKING:
     from medimeta_cli.catalog.datasets import Catalog, Dataset
     from medimeta_cli.dataset.layouts import ArchiveLayout
+    from medimeta_cli.dataset.stats import DatasetStats
     from medimeta_cli.dataset.verify import Report
     from medimeta_cli.events import EventSink, Outcome
     from medimeta_cli.export.options import ExportResult
@@ -52,6 +53,7 @@ __all__ = [
     "sample",
     "sample_protocol",
     "sources_for",
+    "stats",
     "verify",
     "write_episodes",
 ]
@@ -754,3 +756,31 @@ def check_episodes(
     _root(root)
     settings, catalog = _settings(root)
     return check_file(settings, catalog, Path(path), CheckOptions(task=task, split=split))
+
+
+def stats(
+    dataset_id: str,
+    *,
+    root: PathLike | None = None,
+    task: str | None = None,
+    split: str = "train",
+) -> DatasetStats:
+    """``medimeta stats``: the class counts of every task (or ``task``) in every split,
+    and the per-channel mean and std (0-1 scale) of ``split``'s pixels; returns the
+    :class:`~medimeta_cli.dataset.stats.DatasetStats` (``.pixels.mean``, ``.pixels.std``,
+    ``to_json()``).
+
+    The pixels are read in one pass and cached beside the install record until the data
+    changes; a dataset in a shared root is read, never cached in.
+    """
+    from medimeta_cli.dataset.stats import dataset_stats
+
+    _check("dataset_id", dataset_id, (str,), "a dataset id (str)")
+    _root(root)
+    if task is not None:
+        _check("task", task, (str,), "a str or None")
+    _check("split", split, (str,), "a split name (train, val or test)")
+    settings, catalog = _settings(root)
+    return dataset_stats(
+        catalog, settings.root, settings.shared_roots, dataset_id, task=task, split=split
+    )

@@ -323,3 +323,22 @@ def test_ensure_logs_its_steps_and_progress_at_info(
         [sys.executable, "-c", program], env=environ, capture_output=True, text=True, timeout=60
     )
     assert f"crc: installed and checked, {root / 'crc'}" in proc.stderr.splitlines()
+
+
+def test_stats_is_what_the_command_prints(installed: object, runner: CliRunner) -> None:
+    assert medimeta_cli.stats is api.stats
+    assert api.stats("cxr", split="val").to_json() == invoke_json(
+        runner, "stats", "cxr", "--split", "val"
+    )
+    with pytest.raises(UsageError, match="split"):
+        api.stats("cxr", split=3)  # type: ignore[arg-type]
+
+
+def test_stats_of_a_downloaded_dataset_are_cached_until_it_is_reinstalled(
+    zenodo: zs.ZenodoServer, data_root: Path
+) -> None:
+    install_from_server("crc")
+    assert not api.stats("crc").pixels.cached
+    assert api.stats("crc").pixels.cached
+    api.download("crc", force=True)
+    assert not api.stats("crc").pixels.cached

@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("cmd_verify", "verify_command"),
     "export": ("cmd_export", "export_command"),
     "sample": ("cmd_sample", "sample_command"),
+    "stats": ("cmd_stats", "stats_command"),
     "paths": ("cmd_paths", "paths_command"),
     "remove": ("cmd_remove", "remove_command"),
     "prune": ("cmd_prune", "prune_command"),

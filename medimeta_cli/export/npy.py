@@ -20,6 +20,7 @@ import numpy.typing as npt
 from medimeta_cli.dataset.images import ImageReader
 from medimeta_cli.dataset.selection import Selection
 from medimeta_cli.export.naming import task_column
+from medimeta_cli.export.normalization import observe
 from medimeta_cli.export.options import Color, ExportFormat, ExportOptions, ProgressCallback
 from medimeta_cli.export.pixels import convert_color
 from medimeta_cli.export.writer import Writer
@@ -53,6 +54,7 @@ def write_npy(
 
 def _image_batches(
     reader: ImageReader,
+    split: str,
     indices: npt.NDArray[np.int64],
     color: Color | None,
     progress: ProgressCallback,
@@ -60,7 +62,9 @@ def _image_batches(
     for batch_indices, images in reader.iter_batches(
         indices, batch_size=_ROWS_PER_WRITE, reuse_buffer=True
     ):
-        yield convert_color(images, color)
+        converted = convert_color(images, color)
+        observe(split, converted)  # the mean and std of provenance.json, in the same pass
+        yield converted
         progress(len(batch_indices))
 
 
@@ -81,7 +85,7 @@ def write_arrays(
                 "images": (
                     (len(part.indices), *shape),
                     np.uint8,
-                    _image_batches(reader, part.indices, options.color, progress),
+                    _image_batches(reader, part.split, part.indices, options.color, progress),
                 ),
                 "labels": (part.labels.shape, part.labels.dtype, [part.labels]),
             }

@@ -20,11 +20,13 @@ from medimeta_cli.store.records import read_install_record
 PROVENANCE = "provenance.json"
 #: The layout of an export: 2 since class folders carry an index prefix, metadata.csv a
 #: ``label`` column and NumPy exports ``label_indices``. An export of another layout is
-#: never taken for up to date.
-LAYOUT_VERSION = 2
+#: never taken for up to date. 3 since provenance.json carries ``normalization``.
+LAYOUT_VERSION = 3
 # Differ between the shards of one export (and between tool versions) without
 # changing a byte of the output.
-_NOT_DECISIVE = frozenset({"command", "tool_version"})
+# ``normalization`` is derived from the images the rest decides, and written only with
+# the complete export (the provenance compared before writing has none yet).
+_NOT_DECISIVE = frozenset({"command", "tool_version", "normalization"})
 
 
 def build_provenance(root: Path, full: Selection, options: ExportOptions) -> dict[str, Any]:

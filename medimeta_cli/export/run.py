@@ -16,6 +16,12 @@ from medimeta_cli.dataset.reader import DatasetReader
 from medimeta_cli.dataset.selection import Selection, SelectionSpec, select
 from medimeta_cli.errors import OutputExistsError, UsageError
 from medimeta_cli.export.formats import estimated_bytes, write_json, write_shared, writer_for
+from medimeta_cli.export.normalization import (
+    NORMALIZATION,
+    merge_sums,
+    normalization_entry,
+    tallied,
+)
 from medimeta_cli.export.options import (
     ExportOptions,
     ExportResult,
@@ -178,12 +184,17 @@ def _export_whole(
     ensure_space(out.parent, needed, f"exporting to {out}")
     writer = writer_for(options.format)
     with atomic_directory(out) as staging:
+        tallies = []
         for name, piece in pieces:
-            writer.write_images(folder, piece, staging / name, options, progress, atomic=False)
+            with tallied(folder, piece, piece, options) as sums:
+                writer.write_images(folder, piece, staging / name, options, progress, atomic=False)
+            tallies.append(sums())
             write_shared(piece, staging / name, options)
         for name, text in (files or {}).items():
             atomic_write_text(staging / name, text)
-        write_json(staging / PROVENANCE, provenance)
+        # Over every piece's images (few-shot episodes: every support and query image).
+        normalization = normalization_entry(merge_sums(tallies), pieces[0][1])
+        write_json(staging / PROVENANCE, {**provenance, NORMALIZATION: normalization})
     return ExportStatus.EXPORTED
 
 

@@ -13,14 +13,22 @@ SLURM tells a task everything needed; LSF and PBS tell less, hence their limits 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from medimeta_cli.dataset.selection import Selection, parse_shard, shown, whole_number
-from medimeta_cli.errors import OutputExistsError, UsageError
+from medimeta_cli.dataset.stats import PixelSums
+from medimeta_cli.errors import IntegrityError, OutputExistsError, UsageError
 from medimeta_cli.export.formats import estimated_bytes, write_json, write_shared, writer_for
+from medimeta_cli.export.normalization import (
+    NORMALIZATION,
+    merge_sums,
+    normalization_entry,
+    tallied,
+)
 from medimeta_cli.export.options import ExportOptions, ExportStatus, ProgressCallback
 from medimeta_cli.export.provenance import PROVENANCE, same_export
 from medimeta_cli.fsutil import ensure_space, ensure_writable_dir, remove_tree
@@ -185,8 +193,17 @@ def export_shard(
         logger.debug("writing shard %d/%d (%d images) into %s", index, count, selection.total, out)
         ensure_space(out, estimated_bytes(selection, options), f"exporting to {out}")
         piece = shards / f"{index}-of-{count}"
-        writer.write_shard(folder, selection, out, piece, options, progress, full=full)
-        write_json(marker, {"shard": f"{index}/{count}", "images": selection.total})
+        with tallied(folder, selection, full, options) as shard_sums:
+            writer.write_shard(folder, selection, out, piece, options, progress, full=full)
+        # This shard's exact pixel sums: the last job adds them up for provenance.json.
+        write_json(
+            marker,
+            {
+                "shard": f"{index}/{count}",
+                "images": selection.total,
+                "pixel_sums": shard_sums().to_json(),
+            },
+        )
         status = ExportStatus.SHARD_WRITTEN
     else:
         logger.debug("shard %d/%d of %s was written before", index, count, out)
@@ -198,6 +215,24 @@ def export_shard(
         pieces = [shards / f"{i}-of-{count}" for i in range(1, count + 1)]
         writer.join_shards(full, out, pieces, options)
         write_shared(full, out, options)
-        write_json(out / PROVENANCE, provenance)
+        markers = [shards / f"{i}-of-{count}.json" for i in range(1, count + 1)]
+        sums = merge_sums(_shard_sums(marker) for marker in markers)
+        normalization = normalization_entry(sums, full)
+        write_json(out / PROVENANCE, {**provenance, NORMALIZATION: normalization})
         remove_tree(shards)
     return status, done
+
+
+def _shard_sums(marker: Path) -> PixelSums:
+    """The pixel sums a shard saved in its marker."""
+    try:
+        saved = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        saved = None
+    sums = PixelSums.from_json(saved.get("pixel_sums") if isinstance(saved, dict) else None)
+    if sums is None:
+        raise IntegrityError(
+            f"{marker} holds no pixel sums of its shard",
+            hint=f"Delete {marker.parent.parent} and run every shard again.",
+        )
+    return sums

@@ -11,6 +11,7 @@ for the tool's own state, so dataset folders stay pristine::
     <root>/.medimeta/locks/<id>.lock            one lock per dataset (+ .owner.json)
     <root>/.medimeta/installed/<id>.json        install record (small; read by `list`)
     <root>/.medimeta/installed/<id>.files.json  size, stamp and hashes of every file
+    <root>/.medimeta/installed/<id>.stats.json  cached pixel sums of `medimeta stats`
     <root>/.medimeta/tmp/                        extraction folders, renamed into place
     <root>/.medimeta/archives/<key>              archives kept with --keep-archive
 """
@@ -76,6 +77,10 @@ class RootLayout:
     def file_manifest_path(self, dataset_id: str) -> Path:
         """The per-file sizes, stamps and hashes of an installed dataset."""
         return self.installed_dir / f"{dataset_id}.files.json"
+
+    def stats_cache_path(self, dataset_id: str) -> Path:
+        """The cached pixel sums of an installed dataset (``medimeta stats``)."""
+        return self.installed_dir / f"{dataset_id}.stats.json"
 
 
 def make_state_dir(layout: RootLayout) -> bool:

@@ -290,6 +290,7 @@ def forget_install(layout: RootLayout, dataset_id: str) -> None:
     """Drop the install record of a dataset (its folder is handled by the caller)."""
     layout.install_record_path(dataset_id).unlink(missing_ok=True)
     layout.file_manifest_path(dataset_id).unlink(missing_ok=True)
+    layout.stats_cache_path(dataset_id).unlink(missing_ok=True)
 
 
 def saved_archive_sizes(layout: RootLayout, key: str, md5: str | None = None) -> dict[str, int]:

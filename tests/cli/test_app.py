@@ -255,7 +255,8 @@ def test_choices_of_enum_options_are_listed(runner: CliRunner) -> None:
     download = invoke(runner, "download", "--help", env={"COLUMNS": "200"})
     export = invoke(runner, "export", "--help", env={"COLUMNS": "200"})
     assert "full|hdf5" in download.stdout
-    assert "imagefolder|numpy|webdataset|parquet" in export.stdout and "png|jpeg|tiff" in export.stdout
+    assert "imagefolder|numpy|webdataset|parquet" in export.stdout
+    assert "png|jpeg|tiff" in export.stdout
 
 
 # ----------------------------------------------------------------------------- options first

@@ -278,7 +278,8 @@ def test_choices_match_case_insensitively_and_help_lists_them(
     assert next((tmp_path / "j" / "val").rglob("*.jpg"))
     # Wide enough that the choices stay on one line.
     usage = invoke(runner, "export", "--help", env={"COLUMNS": "200"})
-    assert "imagefolder|numpy|webdataset|parquet" in usage.stdout and "png|jpeg|tiff" in usage.stdout
+    assert "imagefolder|numpy|webdataset|parquet" in usage.stdout
+    assert "png|jpeg|tiff" in usage.stdout
 
 
 # ----------------------------------------------------------------------------- --out in a root

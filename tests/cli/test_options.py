@@ -36,6 +36,7 @@ ARGUMENTS: dict[str, list[str]] = {
     "verify": [],
     "export": ["crc"],
     "sample": ["crc"],
+    "stats": ["crc"],
     "paths": [],
     "remove": ["crc"],
     "prune": [],
