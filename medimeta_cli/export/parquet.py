@@ -19,7 +19,7 @@ the joined shards of ``--shard I/N``) cuts rows the same way: a row group holds 
 PNG is usually smaller). Every row group is written from one contiguous table with fixed
 writer options, so the same command writes the same bytes.
 
-``pyarrow`` is an optional dependency (``pip install "medimeta-cli[parquet]"``), imported
+``pyarrow`` is an optional dependency (``pip install pyarrow``, the ``parquet`` extra), imported
 here only when a Parquet export is written.
 """
 
@@ -60,7 +60,9 @@ from medimeta_cli.fsutil import atomic_output, atomic_write_text
 logger = logging.getLogger(__name__)
 
 #: The one line shown when pyarrow is missing.
-NEEDS_PYARROW = '--format parquet needs pyarrow: pip install "medimeta-cli[parquet]"'
+NEEDS_PYARROW = (
+    '--format parquet needs pyarrow: pip install pyarrow (in a clone: pip install ".[parquet]")'
+)
 #: Pixels (uncompressed) per row group and per file; rows per row group at most.
 GROUP_PIXEL_BYTES = 64 * 2**20
 FILE_PIXEL_BYTES = 512 * 2**20
