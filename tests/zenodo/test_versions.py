@@ -37,7 +37,9 @@ def check(**flags: Any) -> VersionReport:
 def test_a_newer_version_and_what_changed_in_its_files(
     zenodo: ZenodoServer, fixture_data: FixtureData, tmp_path: Path
 ) -> None:
-    files = {p.name: p for p in sorted(fixture_data.archives.glob("*.zip"))}
+    files: dict[str, Path | bytes] = {
+        p.name: p for p in sorted(fixture_data.archives.glob("*.zip"))
+    }
     files["crc.zip"] = changed_crc(fixture_data, tmp_path)
     del files["cxr.zip"]
     files["extra.zip"] = b"new in version 2"
@@ -126,7 +128,7 @@ def test_an_offline_check_asks_nothing(zenodo: ZenodoServer, data_root: Path) ->
 
 def _hostile(server: ZenodoServer, change: str) -> Any:
     newer = server.publish_version()
-    answer = server.record_json(newer)
+    answer: Any = server.record_json(newer)
     if change == "is_latest is a string":
         answer["versions"]["is_latest"] = "yes"
     elif change == "index is a string":
