@@ -60,7 +60,6 @@ EXAMPLES = (
     "medimeta download --domain radiology --dry-run",
     "medimeta download cxr --layout hdf5 --jobs 2",
     "medimeta download --from ~/Downloads/medimeta/",
-    "medimeta download crc --record latest",
 )
 
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from medimeta_cli.catalog.datasets import Dataset
     from medimeta_cli.cli.session import Session
     from medimeta_cli.dataset.sources import Sources
-    from medimeta_cli.zenodo.versions import VersionReport
+    from medimeta_cli.zenodo.versions import LatestCheck
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,6 @@ EXAMPLES = (
     "medimeta list --domain ophthalmology,dermatology",
     "medimeta list --installed --json",
     "medimeta list --sources-for cxr --json",
-    "medimeta list --installed --check-updates",
 )
 
 
@@ -163,31 +162,27 @@ def list_command(
             s.out.status("[local] = installed from outside the catalog (download --from)")
 
 
-def _version_check(s: Session, check_now: bool) -> VersionReport | None:
+def _version_check(s: Session, check_now: bool) -> LatestCheck | None:
     """The last check for a newer version of the record: asked for now with
     ``--check-updates`` (the record and its ``versions/latest``), else the one saved by the
     last check (``doctor``, ``download --record latest``); None when there is none."""
     from medimeta_cli.store.layout import RootLayout
-
-    layout = RootLayout(s.settings.root)
-    if not check_now and not layout.version_check_path.exists():
-        return None  # no check yet: the record's models (pydantic) need not be loaded
     from medimeta_cli.zenodo.versions import load_check
 
     if not check_now:
-        return load_check(layout, s.settings.base_url)
+        return load_check(RootLayout(s.settings.root))
     # Imported here: the client loads httpx, and a plain `list` must stay fast.
     from medimeta_cli.zenodo.client import RecordSource
 
     source = RecordSource(s.settings, on_notice=lambda _id, message, _warn: s.out.status(message))
     try:
-        return source.versions({})
+        return source.versions({}).check
     finally:
         source.close()
 
 
 def _newer_version(
-    versions: VersionReport | None, dataset_id: str, status: LocalStatus
+    versions: LatestCheck | None, dataset_id: str, status: LocalStatus
 ) -> dict[str, Any] | None:
     """``newer_version`` of a dataset installed in the data root, or None."""
     if versions is None or status.state is State.ABSENT:
@@ -197,7 +192,7 @@ def _newer_version(
 
 def _say_newer(
     s: Session,
-    versions: VersionReport | None,
+    versions: LatestCheck | None,
     datasets: tuple[Dataset, ...],
     statuses: dict[str, LocalStatus],
 ) -> None:

@@ -33,7 +33,7 @@ def check_data_version(
         )
     import httpx
 
-    from medimeta_cli.zenodo.versions import check_latest, compare_installed, save_check
+    from medimeta_cli.zenodo.versions import check_latest, report_versions
 
     layout = RootLayout(settings.root)
     try:
@@ -54,8 +54,7 @@ def check_data_version(
     except (MedimetaError, httpx.HTTPError) as exc:
         message = exc.message if isinstance(exc, MedimetaError) else f"{type(exc).__name__}"
         return Check(NAME, CheckStatus.SKIP, f"could not check for a newer version: {message}")
-    report = compare_installed(layout, probe.manifest, latest, latest.fetched_at, settings.base_url)
-    save_check(layout, report)
+    report = report_versions(layout, probe.manifest, latest, latest.fetched_at)
     if not report.newer and not report.behind:
         return Check(NAME, CheckStatus.OK, report.line())
     ids = " ".join(u.dataset_id for u in report.behind) or "ID"

@@ -34,13 +34,7 @@ from medimeta_cli.zenodo.record import (
     upstream_changes,
 )
 from medimeta_cli.zenodo.transport import ReadWatch, large_read_mounts
-from medimeta_cli.zenodo.versions import (
-    VersionReport,
-    check_latest,
-    compare_installed,
-    parse_latest,
-    save_check,
-)
+from medimeta_cli.zenodo.versions import VersionReport, check_latest, parse_latest, report_versions
 
 logger = logging.getLogger(__name__)
 
@@ -513,10 +507,7 @@ class RecordSource:
             raise OfflineError("offline mode is on: the latest version cannot be asked for")
         latest = self.client().fetch_latest()
         check_latest(current, latest)
-        report = compare_installed(
-            self.layout, current, latest, latest.fetched_at, self.settings.base_url
-        )
-        save_check(self.layout, report)
+        report = report_versions(self.layout, current, latest, latest.fetched_at)
         self._versions = report
         return report
 

@@ -6,30 +6,29 @@ Zenodo publishes each new version of a record under one concept record;
 answer is validated as strictly as the record itself (:func:`parse_latest`) and then
 checked against the record it was asked about (:func:`check_latest`): same concept, not
 older. The comparison with the installed datasets (:class:`VersionReport`) reads their
-install records only; the last check is saved (``.medimeta/records/versions.json``) so that
-``medimeta list`` can show it without the network.
+install records only; what ``list`` needs of the last check is saved
+(``.medimeta/records/versions.json``) so that it is shown without the network, and read
+back with plain checks, without the record's models.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medimeta_cli.errors import RemoteDataError
-from medimeta_cli.fsutil import atomic_write_text, human_bytes
+from medimeta_cli.fsutil import atomic_write_text, human_bytes, read_json_object
 from medimeta_cli.store.layout import RootLayout
 from medimeta_cli.store.records import InstallRecord, read_install_record
-from medimeta_cli.zenodo.record import (
-    ArchiveInfo,
-    Manifest,
-    load_saved_record,
-    manifest_from_saved,
-    parse_record,
-)
+
+if TYPE_CHECKING:
+    # Only for types: the record's models load pydantic, which `list` must not pay for.
+    from medimeta_cli.zenodo.record import ArchiveInfo, Manifest
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +96,8 @@ def parse_latest(payload: Any, *, asked: int, base_url: str, fetched_at: str | N
         raise RemoteDataError(
             f"the latest-version answer for record {asked} was refused: it names no record id"
         )
+    from medimeta_cli.zenodo.record import parse_record
+
     try:
         return parse_record(payload, record_id=asked, base_url=base_url, fetched_at=fetched_at)
     except RemoteDataError as exc:
@@ -141,32 +142,80 @@ class DatasetUpdate:
     dataset_id: str
     archive_key: str
     installed_record: int
-    #: The archive in the latest version; None when that version no longer has it.
-    latest_file: ArchiveInfo | None
-    #: Whether the latest version's archive differs from the installed one; None when
+    #: Whether the latest version's archive differs (size or md5) or is gone; None when
     #: that cannot be told (a copy from a folder has no archive md5).
     changed: bool | None
 
 
+_MD5 = re.compile(r"^[0-9a-f]{32}$")
+
+
 @dataclass(frozen=True)
-class VersionReport:
-    """The latest version of a record compared with the record and the installed data."""
+class LatestSeen:
+    """What a check learnt of the latest version, as saved for ``list``: plain data read
+    back with plain checks, so that ``list`` never loads the record's models."""
 
-    current: Manifest
-    latest: Manifest
+    asked: int
+    record_id: int
+    version: str | None
+    concept_id: int | None
+    #: key -> (size, md5) of the latest version's files.
+    files: Mapping[str, tuple[int, str]]
+
+    @classmethod
+    def of(cls, current: Manifest, latest: Manifest) -> LatestSeen:
+        """The part of a check that ``list`` needs."""
+        return cls(
+            current.record_id,
+            latest.record_id,
+            latest.version,
+            latest.concept_id,
+            {key: (f.size, f.md5) for key, f in latest.files.items()},
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The saved form."""
+        return {
+            "asked": self.asked,
+            "record_id": self.record_id,
+            "version": self.version,
+            "concept_id": self.concept_id,
+            "files": {key: {"size": s, "md5": m} for key, (s, m) in self.files.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> LatestSeen:
+        """Read :meth:`to_json`'s form back; ValueError when it is not that."""
+        if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
+            raise ValueError("not a saved check")
+        asked: Any = data.get("asked")
+        record_id: Any = data.get("record_id")
+        concept, version = data.get("concept_id"), data.get("version")
+        if not (_whole(asked) and _whole(record_id) and (concept is None or _whole(concept))):
+            raise ValueError("record ids are not whole numbers")
+        if not (version is None or (isinstance(version, str) and len(version) <= 200)):
+            raise ValueError("the version is not a string")
+        files = {}
+        for key, entry in data["files"].items():
+            size, md5 = entry.get("size"), entry.get("md5")
+            if not (_whole(size, 0) and isinstance(md5, str) and _MD5.match(md5)):
+                raise ValueError(f"file {key!r} has no size and md5")
+            files[key] = (size, md5)
+        return cls(asked, record_id, version, concept, files)
+
+
+def _whole(value: Any, least: int = 1) -> bool:
+    return type(value) is int and value >= least
+
+
+@dataclass(frozen=True)
+class LatestCheck:
+    """The last check compared with the install records of today: which installed datasets
+    are older than the latest version, and whether their archive changed."""
+
+    latest: LatestSeen
     checked_at: str | None
-    #: Installed datasets whose install record names an older version of the record.
     behind: tuple[DatasetUpdate, ...]
-
-    @property
-    def newer(self) -> bool:
-        """Whether a newer version than the record asked about exists."""
-        return self.latest.record_id != self.current.record_id
-
-    @property
-    def changes(self) -> list[FileChange]:
-        """The files that differ from the record asked about to the latest version."""
-        return file_changes(self.current.files, self.latest.files)
 
     def newer_version(self, dataset_id: str) -> dict[str, Any] | None:
         """``list --json``'s ``newer_version`` of an installed dataset, or None."""
@@ -178,6 +227,30 @@ class VersionReport:
             "version": self.latest.version,
             "changed": found.changed,
         }
+
+
+@dataclass(frozen=True)
+class VersionReport:
+    """The latest version of a record compared with the record and the installed data."""
+
+    current: Manifest
+    latest: Manifest
+    check: LatestCheck
+
+    @property
+    def newer(self) -> bool:
+        """Whether a newer version than the record asked about exists."""
+        return self.latest.record_id != self.current.record_id
+
+    @property
+    def behind(self) -> tuple[DatasetUpdate, ...]:
+        """Installed datasets whose install record names an older version."""
+        return self.check.behind
+
+    @property
+    def changes(self) -> list[FileChange]:
+        """The files that differ from the record asked about to the latest version."""
+        return file_changes(self.current.files, self.latest.files)
 
     def line(self) -> str:
         """One line: the newer version, what changed, and which installed datasets are
@@ -202,14 +275,6 @@ class VersionReport:
             )
         return "; ".join(parts)
 
-    def to_json(self) -> dict[str, Any]:
-        """The saved form (and ``--json``)."""
-        return {
-            "checked_at": self.checked_at,
-            "current": self.current.to_json(),
-            "latest": self.latest.to_json(),
-        }
-
 
 def _said(changed: bool | None) -> str:
     return "unknown" if changed is None else "changed" if changed else "unchanged"
@@ -232,19 +297,14 @@ def installed_records(layout: RootLayout) -> list[InstallRecord]:
 
 
 def compare_installed(
-    layout: RootLayout,
-    current: Manifest,
-    latest: Manifest,
-    checked_at: str | None,
-    base_url: str = "",
-) -> VersionReport:
-    """Compare the latest version with the record asked about and with every dataset
-    installed from a version older than the latest (of the same record or concept)."""
-    versions = {current.record_id, latest.record_id}
+    layout: RootLayout, latest: LatestSeen, checked_at: str | None
+) -> LatestCheck:
+    """Compare the latest version with every dataset installed from an older version of
+    the same record (the one asked about, or a saved record of the same concept)."""
     behind = []
     for record in installed_records(layout):
         if record.record_id >= latest.record_id or not _same_concept(
-            layout, record.record_id, versions, latest, base_url
+            layout, record.record_id, latest
         ):
             continue
         info = latest.files.get(record.archive_key)
@@ -253,45 +313,58 @@ def compare_installed(
         elif record.source_md5 is None:
             changed = None
         else:
-            changed = (record.source_md5, record.archive_size) != (info.md5, info.size)
+            changed = (record.archive_size, record.source_md5) != info
         behind.append(
-            DatasetUpdate(record.dataset_id, record.archive_key, record.record_id, info, changed)
+            DatasetUpdate(record.dataset_id, record.archive_key, record.record_id, changed)
         )
-    return VersionReport(current, latest, checked_at, tuple(behind))
+    return LatestCheck(latest, checked_at, tuple(behind))
 
 
-def _same_concept(
-    layout: RootLayout, record_id: int, versions: set[int], latest: Manifest, base_url: str
-) -> bool:
-    """Whether a dataset installed from ``record_id`` is of the record checked: one of its
-    versions seen in this check, or a saved manifest of the same concept."""
-    if record_id in versions:
+def _same_concept(layout: RootLayout, record_id: int, latest: LatestSeen) -> bool:
+    """Whether a dataset installed from ``record_id`` is of the record checked: the one
+    asked about, or one whose saved manifest names the same concept record."""
+    if record_id == latest.asked:
         return True
-    saved = load_saved_record(layout, record_id, base_url)
-    return (
-        saved is not None and saved.concept_id is not None and saved.concept_id == latest.concept_id
-    )
+    # The saved manifest (``record.saved_record_path``), read as plain JSON: only its
+    # concept id is compared, with a number that was validated when the check was made.
+    saved = read_json_object(layout.records_dir / f"{record_id}.json")
+    concept = None if saved is None else saved.get("concept_id")
+    return latest.concept_id is not None and concept == latest.concept_id
 
 
-def save_check(layout: RootLayout, report: VersionReport) -> None:
+def report_versions(
+    layout: RootLayout, current: Manifest, latest: Manifest, checked_at: str | None
+) -> VersionReport:
+    """Compare a validated latest version (:func:`check_latest`) with the record asked
+    about and the installed data, and save what ``list`` needs of it."""
+    seen = LatestSeen.of(current, latest)
+    report = VersionReport(current, latest, compare_installed(layout, seen, checked_at))
+    _save_check(layout, seen, checked_at)
+    return report
+
+
+def _save_check(layout: RootLayout, seen: LatestSeen, checked_at: str | None) -> None:
     """Save the last check for ``list``, in a data root that has saved a record already:
     a check never creates a data root (best effort: a read-only root keeps none)."""
     if not layout.records_dir.is_dir():
         return
+    text = json.dumps({"checked_at": checked_at, "latest": seen.to_json()}, indent=1)
     try:
-        atomic_write_text(layout.version_check_path, json.dumps(report.to_json(), indent=1))
+        atomic_write_text(layout.version_check_path, text)
     except OSError as exc:
         logger.debug("the version check was not saved: %s", exc)
 
 
-def load_check(layout: RootLayout, base_url: str) -> VersionReport | None:
+def load_check(layout: RootLayout) -> LatestCheck | None:
     """The last check saved in the data root, compared with today's install records;
     None when there is none or it cannot be read (it is only a cache)."""
-    try:
-        data = json.loads((layout.version_check_path).read_bytes())
-        current, latest = (manifest_from_saved(data[k], base_url) for k in ("current", "latest"))
-        checked_at = data.get("checked_at")
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, RemoteDataError):
+    data = read_json_object(layout.version_check_path)
+    if data is None:
         return None
-    when = checked_at if isinstance(checked_at, str) else None
-    return compare_installed(layout, current, latest, when, base_url)
+    try:
+        seen = LatestSeen.from_json(data.get("latest"))
+    except (ValueError, AttributeError) as exc:
+        logger.debug("the saved version check is not used: %s", exc)
+        return None
+    checked_at = data.get("checked_at")
+    return compare_installed(layout, seen, checked_at if isinstance(checked_at, str) else None)

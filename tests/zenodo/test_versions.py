@@ -97,7 +97,7 @@ def test_the_check_is_saved_for_list_with_the_installed_datasets(
     newer = zenodo.publish_version(files)
     check()
     zenodo.stop()  # what list shows is read from the data root alone
-    saved = load_check(layout, zenodo.url)
+    saved = load_check(layout)
     assert saved is not None and saved.latest.record_id == newer
     assert saved.newer_version("crc") == {"record_id": newer, "version": "2.0", "changed": True}
     assert saved.newer_version("dr_regular") == {
