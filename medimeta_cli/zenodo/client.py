@@ -502,9 +502,9 @@ class RecordSource:
         the answer is refused."""
         if self._versions is not None:
             return self._versions
-        current = self.manifest(dataset_archives)
         if self.settings.offline:
             raise OfflineError("offline mode is on: the latest version cannot be asked for")
+        current = self.manifest(dataset_archives)
         latest = self.client().fetch_latest()
         check_latest(current, latest)
         report = report_versions(self.layout, current, latest, latest.fetched_at)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from medimeta_cli.errors import RemoteDataError
 from medimeta_cli.fsutil import atomic_write_text, human_bytes, read_json_object
 from medimeta_cli.store.layout import RootLayout
-from medimeta_cli.store.records import InstallRecord, read_install_record
+from medimeta_cli.store.records import ArchiveCheck, InstallRecord, read_install_record
 
 if TYPE_CHECKING:
     # Only for types: the record's models load pydantic, which `list` must not pay for.
@@ -303,6 +303,8 @@ def compare_installed(
     the same record (the one asked about, or a saved record of the same concept)."""
     behind = []
     for record in installed_records(layout):
+        if record.archive_check == ArchiveCheck.LOCAL.value:
+            continue  # an archive from outside the record: no version of it to compare
         if record.record_id >= latest.record_id or not _same_concept(
             layout, record.record_id, latest
         ):

@@ -210,3 +210,61 @@ def test_record_takes_latest_or_a_record_id(given: str, data_root: Path) -> None
         resolve_record(resolve_settings(), given)
     settings, report = resolve_record(resolve_settings(), "7884736")
     assert (settings.record_id, report) == (7884736, None)
+
+
+def test_what_list_reads_compares_each_install_record(data_root: Path) -> None:
+    from dataclasses import replace
+
+    from medimeta_cli.store.records import ArchiveCheck, write_install_record
+    from medimeta_cli.zenodo.versions import LatestSeen, compare_installed
+    from tests.support.helpers import sample_install_record
+
+    layout = RootLayout(data_root)
+    layout.installed_dir.mkdir(parents=True)
+    base = sample_install_record()
+    for record in (
+        replace(base, dataset_id="same", archive_key="same.zip"),
+        replace(base, dataset_id="changed", archive_key="changed.zip"),
+        replace(base, dataset_id="gone", archive_key="gone.zip"),
+        replace(base, dataset_id="folder", archive_key="folder.zip", archive_md5=None),
+        replace(
+            base,
+            dataset_id="local",
+            archive_key="local.zip",
+            archive_check=ArchiveCheck.LOCAL.value,
+        ),
+        replace(base, dataset_id="latest", record_id=NEWER_ID),
+        replace(base, dataset_id="other", record_id=1234),  # another record altogether
+    ):
+        write_install_record(layout, record)
+    files = {k: (10, "0" * 32) for k in ("same.zip", "folder.zip", "local.zip", "latest.zip")}
+    files["changed.zip"] = (10, "1" * 32)
+    seen = LatestSeen(DEFAULT_RECORD_ID, NEWER_ID, "2.0", 7884734, files)
+    check = compare_installed(layout, seen, None)
+    assert {u.dataset_id: u.changed for u in check.behind} == {
+        "same": False,
+        "changed": True,
+        "gone": True,
+        "folder": None,
+    }
+
+
+NEWER_ID = DEFAULT_RECORD_ID + 1
+
+
+@pytest.mark.parametrize(
+    "saved",
+    [
+        "not json",
+        '{"latest": {"asked": true, "record_id": 7884736, "files": {}}}',
+        '{"latest": {"asked": 7884735, "record_id": "7884736", "files": {}}}',
+        '{"latest": {"asked": 7884735, "record_id": 7884736, "files": {"a": {"size": -1}}}}',
+        '{"latest": {"asked": 7884735, "record_id": 7884736, "files": {"a": []}}}',
+        '{"latest": {"asked": 7884735, "record_id": 7884736, "version": 2, "files": {}}}',
+    ],
+)
+def test_a_damaged_saved_check_is_not_used(data_root: Path, saved: str) -> None:
+    layout = RootLayout(data_root)
+    layout.records_dir.mkdir(parents=True)
+    layout.version_check_path.write_text(saved, encoding="utf-8")
+    assert load_check(layout) is None
