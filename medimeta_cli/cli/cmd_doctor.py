@@ -25,7 +25,8 @@ EXAMPLES = (
 @with_common_options()
 def doctor_command(common: CommonOptions) -> None:
     """Check the record API, proxy, certificates, disk space, write permission, file locks,
-    clock, versions and shared roots; each check says ok, warn, fail or skip, with a hint.
+    clock, versions and shared roots, and whether a newer version of the record than the
+    installed data exists; each check says ok, warn, fail or skip, with a hint.
 
     Exits with code 1 when a check fails (warnings do not count).
     """

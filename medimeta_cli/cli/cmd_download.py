@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from medimeta_cli.download.plan import Plan
     from medimeta_cli.events import Outcome
     from medimeta_cli.install.offers import Offered
+    from medimeta_cli.settings import Settings
 
 
 @contextmanager
@@ -145,6 +146,16 @@ def download_command(
             "scripts: dir=$(medimeta download ID --print-paths). Everything else goes to stderr.",
         ),
     ] = False,
+    record: Annotated[
+        str | None,
+        typer.Option(
+            "--record",
+            help="Fetch from this version of the record: 'latest' (asked for from the server: "
+            "one request) or a record id [env: MEDIMETA_RECORD]. Installed datasets of "
+            "another version are kept unless --force.",
+            show_default=False,
+        ),
+    ] = None,
     from_paths: Annotated[
         list[Path] | None,
         typer.Option(
@@ -170,6 +181,8 @@ def download_command(
         if connections is not None:  # a download-only setting: the flag wins over the variable
             sources = {**settings.sources, "connections": "--connections flag"}
             settings = replace(settings, connections=connections, sources=sources)
+        if record is not None:
+            settings = _with_record(s.out, settings, record, force=force)
         print_urls = print_urls or url_format is not None
         _check_print_paths(print_paths, json_mode=common.json, listing=print_urls or dry_run)
         downloader = Downloader(settings, s.catalog)
@@ -269,6 +282,31 @@ _NOT_WITH_FROM = {
     "url_format": ("--url-format", "nothing is downloaded"),
     "print_urls": ("--print-urls", "nothing is downloaded"),
 }
+
+
+def _with_record(out: Output, settings: Settings, which: str, *, force: bool) -> Settings:
+    """The settings of a run from record ``which`` (``--record``); with ``latest``, says
+    which version that is and which installed datasets are older (kept unless --force)."""
+    from medimeta_cli.zenodo.client import resolve_record
+
+    settings, report = resolve_record(settings, which)
+    if report is None:
+        return settings
+    latest = report.latest
+    when = f", published {latest.published}" if latest.published else ""
+    version = f" (version {latest.version}{when})" if latest.version else ""
+    out.status(
+        f"the latest version of record {report.current.record_id} is record "
+        f"{latest.record_id}{version}"
+    )
+    for update in report.behind:
+        said = {True: "changed", False: "unchanged", None: "not comparable"}[update.changed]
+        action = "will be replaced (--force)" if force else "kept as it is (--force replaces it)"
+        out.warn(
+            f"{update.dataset_id}: installed from record {update.installed_record}; "
+            f"{update.archive_key} in the latest version: {said}; {action}"
+        )
+    return settings
 
 
 def _refuse_with_from(given: Mapping[str, object], dataset_ids: list[str]) -> None:

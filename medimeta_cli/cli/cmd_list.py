@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from medimeta_cli.catalog.datasets import Dataset
     from medimeta_cli.cli.session import Session
     from medimeta_cli.dataset.sources import Sources
+    from medimeta_cli.zenodo.versions import LatestCheck
 
 logger = logging.getLogger(__name__)
 
@@ -49,13 +50,22 @@ def list_command(
     ] = False,
     sources_for: SourcesForOption = None,
     all_tasks: AllTasksOption = False,
+    check_updates: Annotated[
+        bool,
+        typer.Option(
+            "--check-updates",
+            help="Ask the server now whether a newer version of the record exists (two "
+            "requests); without it, list shows the last check (doctor's) and needs no network.",
+        ),
+    ] = False,
 ) -> None:
     """List the datasets, optionally filtered by domain, task type or local state.
 
     An installed dataset shows the figures of its own info.yaml (the catalog's next to
     them when they differ); datasets installed from outside the catalog are listed too.
     With --sources-for, only the meta-training sources of that target, each with the
-    tasks to train on (``source_tasks`` in --json).
+    tasks to train on (``source_tasks`` in --json). An installed dataset older than the
+    latest version of the record (as last checked) says so (``newer_version`` in --json).
     """
     with session(common) as s:
         from medimeta_cli.cli._installed import local_ids
@@ -84,6 +94,7 @@ def list_command(
                 statuses[dataset_id] = status
                 refused_local.append(dataset_id)
         views = {d.id: shown[d.id] or InstalledDataset(d, d) for d in datasets}
+        versions = _version_check(s, check_updates)
         datasets = tuple(views[d.id].dataset for d in datasets)
         if task_type:
             datasets = tuple(d for d in datasets if d.targets & set(task_type))
@@ -96,6 +107,7 @@ def list_command(
                         **d.to_json(),
                         **statuses[d.id].to_json(),
                         **views[d.id].to_json(),
+                        "newer_version": _newer_version(versions, d.id, statuses[d.id]),
                         **({"refused": refused[d.id]} if d.id in refused else {}),
                         **(
                             {"source_tasks": list(sources.tasks_of(d))}
@@ -134,6 +146,7 @@ def list_command(
             rows,
             shrink_first=(1, 2),  # names and domains; the id is what a user types
         )
+        _say_newer(s, versions, datasets, statuses)
         if refused:
             s.out.warn(
                 f"{', '.join(sorted(refused))}: info.yaml refused; "
@@ -147,6 +160,55 @@ def list_command(
             s.out.status("(NC) = non-commercial use only")
         if any(not views[d.id].in_catalog for d in datasets):
             s.out.status("[local] = installed from outside the catalog (download --from)")
+
+
+def _version_check(s: Session, check_now: bool) -> LatestCheck | None:
+    """The last check for a newer version of the record: asked for now with
+    ``--check-updates`` (the record and its ``versions/latest``), else the one saved by the
+    last check (``doctor``, ``download --record latest``); None when there is none."""
+    from medimeta_cli.store.layout import RootLayout
+    from medimeta_cli.zenodo.versions import load_check
+
+    if not check_now:
+        return load_check(RootLayout(s.settings.root))
+    # Imported here: the client loads httpx, and a plain `list` must stay fast.
+    from medimeta_cli.zenodo.client import RecordSource
+
+    source = RecordSource(s.settings, on_notice=lambda _id, message, _warn: s.out.status(message))
+    try:
+        return source.versions({}).check
+    finally:
+        source.close()
+
+
+def _newer_version(
+    versions: LatestCheck | None, dataset_id: str, status: LocalStatus
+) -> dict[str, Any] | None:
+    """``newer_version`` of a dataset installed in the data root, or None."""
+    if versions is None or status.state is State.ABSENT:
+        return None
+    return versions.newer_version(dataset_id)
+
+
+def _say_newer(
+    s: Session,
+    versions: LatestCheck | None,
+    datasets: tuple[Dataset, ...],
+    statuses: dict[str, LocalStatus],
+) -> None:
+    """One line on stderr when listed datasets are older than the latest version."""
+    if versions is None:
+        return
+    shown = {d.id for d in datasets if statuses[d.id].state is not State.ABSENT}
+    behind = [u for u in versions.behind if u.dataset_id in shown]
+    if behind:
+        latest = versions.latest
+        when = f", checked {versions.checked_at}" if versions.checked_at else ""
+        s.out.warn(
+            f"{', '.join(u.dataset_id for u in behind)}: a newer version of the record exists "
+            f"(record {latest.record_id}, version {latest.version}{when}); "
+            "`medimeta doctor` says what changed"
+        )
 
 
 def _describe_sources(s: Session, sources: Sources, datasets: tuple[Dataset, ...]) -> None:

@@ -2,9 +2,9 @@
 
 Each check looks at one thing a download depends on (the record API, proxies,
 certificates, free space, write permission, file locks, the clock, versions,
-shared roots) and returns a :class:`Check`: ``ok``, ``warn``, ``fail`` or
-``skip``, one line of detail and, when something is wrong, a hint. Nothing here
-prints; the CLI decides how results are shown.
+shared roots) or at the data (a newer version of the record) and returns a
+:class:`Check`: ``ok``, ``warn``, ``fail`` or ``skip``, one line of detail and, when
+something is wrong, a hint. Nothing here prints; the CLI decides how results are shown.
 
 Checks really try things (a request to the record API, a file written and
 removed, a lock taken by this process and contended by a second one) and leave
@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from medimeta_cli.doctor.checks import Check, CheckStatus, any_failed, crashed, summary
+from medimeta_cli.doctor.data_version import check_data_version
 from medimeta_cli.doctor.environment import check_versions
 from medimeta_cli.doctor.network import (
     ClientFactory,
@@ -97,6 +98,10 @@ def run_checks(
         ("clock", lambda: check_clock(probe)),
         ("versions", check_versions),
         ("shared roots", lambda: check_shared_roots(settings.shared_roots)),
+        (
+            "data version",
+            lambda: check_data_version(settings, probe, client_factory=client_factory),
+        ),
     ]
     checks = [probe.check]
     for name, step in steps:

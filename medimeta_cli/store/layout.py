@@ -66,6 +66,11 @@ class RootLayout:
         """Extraction folders; on the same file system as the datasets, so renames are atomic."""
         return self.state_dir / "tmp"
 
+    @property
+    def version_check_path(self) -> Path:
+        """The last check for a newer version of the record (read by ``list``)."""
+        return self.records_dir / "versions.json"
+
     def dataset_dir(self, dataset_id: str) -> Path:
         """The folder the official loader reads for this dataset."""
         return self.root / dataset_id

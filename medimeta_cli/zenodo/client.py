@@ -34,6 +34,7 @@ from medimeta_cli.zenodo.record import (
     upstream_changes,
 )
 from medimeta_cli.zenodo.transport import ReadWatch, large_read_mounts
+from medimeta_cli.zenodo.versions import VersionReport, check_latest, parse_latest, report_versions
 
 logger = logging.getLogger(__name__)
 
@@ -296,7 +297,23 @@ class RemoteClient:
 
     def fetch_record(self) -> Manifest:
         """Fetch and validate the record's manifest."""
-        url = record_api_url(self.base_url, self.record_id)
+        payload = self._get_json(record_api_url(self.base_url, self.record_id))
+        return parse_record(
+            payload, record_id=self.record_id, base_url=self.base_url, fetched_at=utc_now()
+        )
+
+    def fetch_latest(self) -> Manifest:
+        """Fetch and validate the manifest of the record's latest version (one request,
+        ``versions/latest``, whose redirect is followed); not yet compared with the record
+        (:func:`medimeta_cli.zenodo.versions.check_latest` does that)."""
+        url = record_api_url(self.base_url, self.record_id) + "/versions/latest"
+        payload = self._get_json(url)
+        return parse_latest(
+            payload, asked=self.record_id, base_url=self.base_url, fetched_at=utc_now()
+        )
+
+    def _get_json(self, url: str) -> object:
+        """The JSON body of a 200 answer to ``GET url``; :class:`RemoteDataError` else."""
         with self.stream(url, {"Accept": "application/json"}) as response:
             if response.status_code != 200:
                 raise RemoteDataError(
@@ -305,13 +322,11 @@ class RemoteClient:
                 )
             body = response.read()
         try:
-            payload = json.loads(body)
+            payload: object = json.loads(body)
         except ValueError:
             kind = response.headers.get("content-type", "unknown content")
             raise RemoteDataError(f"the record API sent {kind}, not JSON ({url})") from None
-        return parse_record(
-            payload, record_id=self.record_id, base_url=self.base_url, fetched_at=utc_now()
-        )
+        return payload
 
 
 #: Faults no retry can mend: the request itself, or where the server sends it, is wrong
@@ -412,6 +427,7 @@ class RecordSource:
     on_notice: Callable[[str, str, bool], None] = lambda dataset_id, message, warning: None
     _client: RemoteClient | None = field(default=None, init=False, repr=False)
     _manifest: Manifest | None = field(default=None, init=False, repr=False)
+    _versions: VersionReport | None = field(default=None, init=False, repr=False)
 
     @property
     def layout(self) -> RootLayout:
@@ -478,3 +494,53 @@ class RecordSource:
             save_record(self.layout, fresh)
         self._manifest = fresh
         return fresh
+
+    def versions(self, dataset_archives: Mapping[str, str]) -> VersionReport:
+        """The record's latest version compared with the record and the installed data:
+        one request more than the manifest, made once per run; the check is saved for
+        ``list``. :class:`OfflineError` offline, :class:`RemoteDataError` (one line) when
+        the answer is refused."""
+        if self._versions is not None:
+            return self._versions
+        if self.settings.offline:
+            raise OfflineError("offline mode is on: the latest version cannot be asked for")
+        current = self.manifest(dataset_archives)
+        latest = self.client().fetch_latest()
+        check_latest(current, latest)
+        report = report_versions(self.layout, current, latest, latest.fetched_at)
+        self._versions = report
+        return report
+
+
+def resolve_record(
+    settings: Settings, which: str, source: RecordSource | None = None
+) -> tuple[Settings, VersionReport | None]:
+    """The settings of a run that fetches record ``which``: ``latest`` (the latest version
+    of the configured record, asked for once: :meth:`RecordSource.versions`) or a record id
+    (as ``MEDIMETA_RECORD`` gives one); with the version check when one was made.
+
+    :class:`UsageError` for anything else, :class:`OfflineError` for ``latest`` offline.
+    """
+    from dataclasses import replace
+
+    from medimeta_cli.errors import UsageError
+
+    text = which.strip()
+    if text.lower() == "latest":
+        own = source is None
+        source = source or RecordSource(settings)
+        try:
+            report = source.versions({})
+        finally:
+            if own:
+                source.close()
+        record_id = report.latest.record_id
+    elif text.isascii() and text.isdigit() and 0 < int(text) < 10**18:
+        report, record_id = None, int(text)
+    else:
+        raise UsageError(
+            f"--record takes 'latest' or a record id (a whole number), not {which[:40]!r}",
+            hint="Use --record latest for the latest version of the record, or its id.",
+        )
+    sources = {**settings.sources, "record_id": f"--record {text}"}
+    return replace(settings, record_id=record_id, sources=sources), report

@@ -1,7 +1,10 @@
 """The Zenodo record's manifest: validated in every response shape, saved for offline runs.
 
 pydantic checks the response once here; everything downstream gets plain
-frozen dataclasses (:class:`Manifest`, :class:`ArchiveInfo`).
+frozen dataclasses (:class:`Manifest`, :class:`ArchiveInfo`). A record is one version
+of a concept record: its concept id (``parent.id`` or ``conceptrecid``), its place among
+the versions (``versions.index``, ``versions.is_latest``) and its publication date are
+validated with the files, as strictly.
 """
 
 from __future__ import annotations
@@ -55,16 +58,41 @@ class RecordFile(BaseModel):
         return value
 
 
+def _record_number(value: Any) -> Any:
+    """A record id as Zenodo writes it (a number, or a string of digits); anything else,
+    a bool, a float or words, is left for the validator to refuse."""
+    if isinstance(value, bool):
+        raise ValueError("a record id is a whole number, not a bool")
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
+        return int(value)
+    if isinstance(value, str):
+        raise ValueError(f"a record id is a whole number, not {value[:40]!r}")
+    return value
+
+
 class RecordManifest(BaseModel):
     """The files of one record version, as fetched (or saved) at a given time."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    record_id: int
-    version: str | None = None
+    record_id: int = Field(ge=1)
+    version: str | None = Field(default=None, max_length=200)
     doi: str | None = None
     files: dict[str, RecordFile]
     fetched_at: str | None = None
+    #: The concept record that every version of this record belongs to.
+    concept_id: int | None = Field(default=None, ge=1)
+    #: This version's place among the concept's versions (1 = the first).
+    version_index: int | None = Field(default=None, ge=1, le=1_000_000, strict=True)
+    #: Whether the server said this is the latest version when it was fetched.
+    is_latest: bool | None = Field(default=None, strict=True)
+    #: The version's publication date (``YYYY-MM-DD``, as Zenodo gives it).
+    published: str | None = Field(default=None, pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+
+    @field_validator("record_id", "concept_id", mode="before")
+    @classmethod
+    def _record_numbers(cls, value: Any) -> Any:
+        return _record_number(value)
 
 
 @dataclass(frozen=True)
@@ -86,6 +114,10 @@ class Manifest:
     doi: str | None
     files: Mapping[str, ArchiveInfo]
     fetched_at: str | None = None
+    concept_id: int | None = None
+    version_index: int | None = None
+    is_latest: bool | None = None
+    published: str | None = None
 
     def archive(self, key: str) -> ArchiveInfo:
         """The archive with this key; :class:`NotInRecordError` when the record lacks it."""
@@ -101,6 +133,10 @@ class Manifest:
             "version": self.version,
             "doi": self.doi,
             "fetched_at": self.fetched_at,
+            "concept_id": self.concept_id,
+            "version_index": self.version_index,
+            "is_latest": self.is_latest,
+            "published": self.published,
             "files": {
                 key: {"key": f.key, "size": f.size, "md5": f.md5, "url": f.url}
                 for key, f in self.files.items()
@@ -131,6 +167,7 @@ def parse_record(
         "doi": payload.get("doi") or metadata.get("doi"),
         "fetched_at": fetched_at,
         "files": {},
+        **_version_fields(payload, metadata),
     }
     try:
         parsed_files = {}
@@ -155,6 +192,10 @@ def parse_record(
         version=model.version,
         doi=model.doi,
         fetched_at=model.fetched_at,
+        concept_id=model.concept_id,
+        version_index=model.version_index,
+        is_latest=model.is_latest,
+        published=model.published,
         files={
             key: ArchiveInfo(
                 key=key,
@@ -165,6 +206,41 @@ def parse_record(
             for key, f in model.files.items()
         },
     )
+
+
+def _version_fields(payload: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
+    """The version fields of a record response, unvalidated (the model validates them):
+    ``parent.id`` (or ``conceptrecid``), ``versions.index``/``is_latest`` (or the older
+    ``metadata.relations.version[0]``, whose index counts from 0) and the publication date.
+    Absent fields are left out; present ones are passed on whatever their type."""
+    found: dict[str, Any] = {}
+    parent = payload.get("parent")
+    if isinstance(parent, dict) and parent.get("id") is not None:
+        found["concept_id"] = parent["id"]
+    elif parent is not None and not isinstance(parent, dict):
+        found["concept_id"] = parent  # refused by the model, with its field named
+    elif payload.get("conceptrecid") is not None:
+        found["concept_id"] = payload["conceptrecid"]
+    versions = payload.get("versions")
+    relations = metadata.get("relations")
+    if versions is not None:
+        if not isinstance(versions, dict):
+            raise RemoteDataError("invalid record response: versions: not a JSON object")
+        if versions.get("index") is not None:
+            found["version_index"] = versions["index"]
+        if versions.get("is_latest") is not None:
+            found["is_latest"] = versions["is_latest"]
+    elif isinstance(relations, dict) and isinstance(relations.get("version"), list):
+        first = relations["version"][0] if relations["version"] else None
+        if isinstance(first, dict):
+            index = first.get("index")
+            # Counted from 0 there; a wrong type is passed on for the model to refuse.
+            found["version_index"] = index + 1 if type(index) is int else index
+            if first.get("is_last") is not None:
+                found["is_latest"] = first["is_last"]
+    if metadata.get("publication_date") is not None:
+        found["published"] = metadata["publication_date"]
+    return found
 
 
 def saved_record_path(layout: RootLayout, record_id: int) -> Path:
@@ -187,19 +263,30 @@ def load_saved_record(layout: RootLayout, record_id: int, base_url: str) -> Mani
     except (OSError, ValueError):
         return None
     try:
-        return parse_record(
-            {
-                "id": data["record_id"],
-                "doi": data.get("doi"),
-                "metadata": {"version": data.get("version")},
-                "files": list(data["files"].values()),
-            },
-            record_id=record_id,
-            base_url=base_url,
-            fetched_at=data.get("fetched_at"),
-        )
+        return manifest_from_saved(data, base_url)
     except (RemoteDataError, KeyError, TypeError, AttributeError):
         return None
+
+
+def manifest_from_saved(data: Any, base_url: str) -> Manifest:
+    """A manifest saved by :meth:`Manifest.to_json`, validated again as a response is;
+    :class:`RemoteDataError` (or KeyError, TypeError, AttributeError) when it is not one."""
+    return parse_record(
+        {
+            "id": data["record_id"],
+            "doi": data.get("doi"),
+            "metadata": {
+                "version": data.get("version"),
+                "publication_date": data.get("published"),
+            },
+            "parent": {"id": data.get("concept_id")},
+            "versions": {"index": data.get("version_index"), "is_latest": data.get("is_latest")},
+            "files": list(data["files"].values()),
+        },
+        record_id=data["record_id"],
+        base_url=base_url,
+        fetched_at=data.get("fetched_at"),
+    )
 
 
 def upstream_changes(

@@ -25,6 +25,7 @@ CHECKS = [
     "clock",
     "versions",
     "shared roots",
+    "data version",
 ]
 
 

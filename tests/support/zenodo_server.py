@@ -9,6 +9,12 @@ files you register (key -> path on disk, or bytes)::
     GET  /api/records/<id>/files/<key>/content      the file, always 200 (Range is ignored)
     GET  /records/<id>/files/<key>?download=1       the file, honours one "Range: bytes=..."
     GET  /record/<id>/...                           301 to /records/<id>/... (old URLs)
+    GET  /api/records/<id>/versions/latest          302 to the latest version's record JSON
+
+Newer versions of the record (:meth:`ZenodoServer.publish_version`) are served beside it
+under their own record ids, all under one concept record (``parent``, ``conceptrecid``,
+``versions.is_latest``/``index``); :attr:`ZenodoServer.latest_answer` replaces the
+``versions/latest`` answer (a hostile or broken server).
 
 ``HEAD`` works everywhere. Every response carries ``Content-Length`` and Zenodo-style
 ``X-RateLimit-Limit/-Remaining/-Reset`` headers; a fixed-window limiter answers ``429`` with
@@ -63,6 +69,7 @@ __all__ = [
     "DEFAULT_HTML",
     "DEFAULT_RECORD_ID",
     "RECORD",
+    "VERSIONS",
     "Corrupt",
     "CutAfter",
     "Delay",
@@ -93,6 +100,9 @@ __all__ = [
 
 RECORD: Final = "__record__"
 """Fault key for the metadata endpoints (record JSON, file listing, file metadata)."""
+
+VERSIONS: Final = "__versions__"
+"""Fault key for ``/api/records/<id>/versions/latest``."""
 
 DEFAULT_RECORD_ID: Final = 7884735
 """The MedIMeta Zenodo record."""
@@ -299,8 +309,8 @@ class RequestRecord:
     ``bytes_sent`` counts body bytes handed to the socket; it is updated *before* each write,
     so once a client has received bytes they are already counted. ``headers`` has lower-case
     names. ``endpoint`` is one of ``record``, ``files``, ``file_metadata``, ``download``,
-    ``content``, ``redirect`` or ``not_found``. ``client`` is the peer ``host:port`` (equal
-    for requests that reused a keep-alive connection).
+    ``content``, ``redirect``, ``latest`` or ``not_found``. ``client`` is the peer
+    ``host:port`` (equal for requests that reused a keep-alive connection).
     """
 
     method: str
@@ -450,6 +460,7 @@ class _RateLimiter:
 # --------------------------------------------------------------------------- routing
 
 _ROUTES: Final = (
+    ("latest", re.compile(r"^/api/records/(?P<rid>[^/]+)/versions/latest/?$")),
     ("content", re.compile(r"^/api/records/(?P<rid>[^/]+)/files/(?P<key>[^/]+)/content/?$")),
     ("file_metadata", re.compile(r"^/api/records/(?P<rid>[^/]+)/files/(?P<key>[^/]+)/?$")),
     ("files", re.compile(r"^/api/records/(?P<rid>[^/]+)/files/?$")),
@@ -648,6 +659,8 @@ class _Handler(BaseHTTPRequestHandler):
             return route.key
         if route.endpoint in ("record", "files", "file_metadata"):
             return RECORD
+        if route.endpoint == "latest":
+            return VERSIONS
         return None
 
     def _normal_response(
@@ -660,23 +673,31 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> _Response:
         if not allowed:
             return _json_response(405, {"status": 405, "message": "Method not allowed."})
-        if route.endpoint == "not_found" or route.record_id != str(app.record_id):
+        rid = app._served_id(route.record_id)
+        if route.endpoint == "not_found" or rid is None:
             return _json_response(404, {"status": 404, "message": "PID does not exist."})
         if route.endpoint == "redirect":
             location = f"/records/{quote(route.record_id)}{route.rest}"
             response = _json_response(301, {"status": 301, "location": location})
             response.headers.append(("Location", location + (f"?{query}" if query else "")))
             return response
+        if route.endpoint == "latest":
+            if app.latest_answer is not None:
+                return _json_response(200, app.latest_answer)
+            location = f"/api/records/{app.latest_id}"
+            response = _json_response(302, {"status": 302, "location": location})
+            response.headers.append(("Location", location))
+            return response
         if route.endpoint == "record":
-            return _json_response(200, app.record_json())
+            return _json_response(200, app.record_json(rid))
         if route.endpoint == "files":
-            return _json_response(200, app._files_listing_json())
+            return _json_response(200, app._files_listing_json(rid))
         assert route.key is not None
-        entry = app._entry(route.key)
+        entry = app._entry(route.key, rid)
         if entry is None:
             return _json_response(404, {"status": 404, "message": "File not found."})
         if route.endpoint == "file_metadata":
-            return _json_response(200, app._entry_json(entry, "entries"))
+            return _json_response(200, app._entry_json(entry, "entries", rid))
         honour_range = (
             route.endpoint == "download"
             and app.ranges_enabled
@@ -850,7 +871,8 @@ class ZenodoServer:
     Use it as a context manager (``with ZenodoServer(files) as server: ...``) or call
     :meth:`start`/:meth:`stop`. Options may be changed while it runs:
     :attr:`record_shape` (or the :attr:`legacy_shape`/:attr:`entries_shape` flags),
-    :attr:`ranges_enabled`, :meth:`set_rate_limit`, :meth:`replace_file`.
+    :attr:`ranges_enabled`, :meth:`set_rate_limit`, :meth:`replace_file`,
+    :meth:`publish_version`, :attr:`latest_answer`.
     """
 
     def __init__(
@@ -879,6 +901,13 @@ class ZenodoServer:
             raise ValueError("choose at most one of legacy_shape and entries_shape")
         self.record_id = record_id
         self.version = version
+        #: The concept record every version belongs to (Zenodo's ``conceptrecid``).
+        self.concept_id = record_id - 1
+        #: Newer versions, oldest first: record id -> (version, publication date, files).
+        self._newer: dict[int, tuple[str, str, dict[str, _FileEntry]]] = {}
+        #: When set, ``versions/latest`` answers 200 with this JSON instead of redirecting to
+        #: the latest version (a hostile or broken server).
+        self.latest_answer: Any = None
         self.title = title
         self.record_shape: RecordShape = (
             "legacy" if legacy_shape else "entries" if entries_shape else "current"
@@ -967,17 +996,64 @@ class ZenodoServer:
         """Record API URL, ``<url>/api/records/<id>``."""
         return f"{self.url}/api/records/{self.record_id}"
 
-    def download_url(self, key: str) -> str:
+    def download_url(self, key: str, record_id: int | None = None) -> str:
         """Range-capable download URL ``<url>/records/<id>/files/<key>?download=1``."""
-        return f"{self.url}/records/{self.record_id}/files/{quote(key, safe='')}?download=1"
+        rid = self.record_id if record_id is None else record_id
+        return f"{self.url}/records/{rid}/files/{quote(key, safe='')}?download=1"
 
-    def content_url(self, key: str) -> str:
+    def content_url(self, key: str, record_id: int | None = None) -> str:
         """API content URL ``<record_url>/files/<key>/content`` (ignores Range)."""
-        return f"{self.record_url}/files/{quote(key, safe='')}/content"
+        return f"{self.file_api_url(key, record_id)}/content"
 
-    def file_api_url(self, key: str) -> str:
+    def file_api_url(self, key: str, record_id: int | None = None) -> str:
         """API URL of one file's metadata, ``<record_url>/files/<key>``."""
-        return f"{self.record_url}/files/{quote(key, safe='')}"
+        rid = self.record_id if record_id is None else record_id
+        return f"{self.url}/api/records/{rid}/files/{quote(key, safe='')}"
+
+    # ---- versions
+
+    def publish_version(
+        self,
+        files: Mapping[str, FileSource] | None = None,
+        *,
+        record_id: int | None = None,
+        version: str | None = None,
+        published: str = "2025-03-01",
+    ) -> int:
+        """Publish a newer version of the record under the same concept and return its
+        record id (by default the latest id + 1). ``files`` maps keys to paths or bytes;
+        by default the latest version's files, unchanged. The record served so far stays
+        served (no longer the latest), as Zenodo keeps every version."""
+        latest = self.latest_id
+        rid = latest + 1 if record_id is None else record_id
+        if rid <= latest or rid == self.concept_id:
+            raise ValueError(f"a newer version needs a record id above {latest}")
+        if files is None:
+            entries = dict(self._version_files(latest))
+        else:
+            entries = {key: _FileEntry(key, source) for key, source in files.items()}
+        index = len(self._newer) + 2
+        with self._files_lock:
+            self._newer[rid] = (version or f"{index}.0", published, entries)
+        return rid
+
+    @property
+    def latest_id(self) -> int:
+        """The record id of the latest version."""
+        with self._files_lock:
+            return max([self.record_id, *self._newer])
+
+    def _served_id(self, text: str) -> int | None:
+        """The record id a path names, if it is one of the versions served."""
+        with self._files_lock:
+            ids = {str(self.record_id): self.record_id, **{str(r): r for r in self._newer}}
+        return ids.get(text)
+
+    def _version_files(self, record_id: int) -> dict[str, _FileEntry]:
+        with self._files_lock:
+            if record_id in self._newer:
+                return dict(self._newer[record_id][2])
+            return dict(self._files)
 
     # ---- files and options
 
@@ -1153,59 +1229,66 @@ class ZenodoServer:
 
     # ---- JSON documents
 
-    def record_json(self) -> dict[str, Any]:
-        """The record document in the current :attr:`record_shape`."""
-        entries = self._entries()
-        rid = self.record_id
+    def record_json(self, record_id: int | None = None) -> dict[str, Any]:
+        """The record document of a version (by default the first one served) in the
+        current :attr:`record_shape`."""
+        rid = self.record_id if record_id is None else record_id
+        entries = list(self._version_files(rid).values())
+        with self._files_lock:
+            ids = [self.record_id, *self._newer]
+            version, published, _ = self._newer.get(rid, (self.version, "2023-05-01", {}))
+        index, is_latest, concept = ids.index(rid) + 1, rid == max(ids), self.concept_id
         doi = f"10.5281/zenodo.{rid}"
         files: Any
         if self.record_shape == "entries":
             files = {
                 "enabled": True,
-                "entries": {e.key: self._entry_json(e, "entries") for e in entries},
+                "entries": {e.key: self._entry_json(e, "entries", rid) for e in entries},
                 "count": len(entries),
                 "total_bytes": sum(e.size() for e in entries),
                 "order": [],
                 "default_preview": None,
             }
         else:
-            files = [self._entry_json(e, self.record_shape) for e in entries]
+            files = [self._entry_json(e, self.record_shape, rid) for e in entries]
         return {
             "created": "2023-05-01T12:00:00.000000+00:00",
             "modified": "2024-01-15T09:30:00.000000+00:00",
             "updated": "2024-01-15T09:30:00.000000+00:00",
             "id": rid,
             "recid": str(rid),
-            "conceptrecid": str(rid - 1),
+            "conceptrecid": str(concept),
+            "parent": {"id": str(concept)},
+            "versions": {"is_latest": is_latest, "index": index},
             "doi": doi,
-            "conceptdoi": f"10.5281/zenodo.{rid - 1}",
+            "conceptdoi": f"10.5281/zenodo.{concept}",
             "doi_url": f"https://doi.org/{doi}",
             "title": self.title,
             "metadata": {
                 "title": self.title,
                 "doi": doi,
-                "publication_date": "2023-05-01",
+                "publication_date": published,
                 "description": "<p>MedIMeta test record served by tests.support.</p>",
                 "access_right": "open",
                 "creators": [{"name": "Woerner, Stefano"}, {"name": "Baumgartner, Christian F."}],
-                "version": self.version,
+                "version": version,
                 "license": {"id": "cc-by-sa-4.0"},
                 "resource_type": {"title": "Dataset", "type": "dataset"},
                 "relations": {
                     "version": [
                         {
-                            "index": 0,
-                            "is_last": True,
-                            "parent": {"pid_type": "recid", "pid_value": str(rid - 1)},
+                            "index": index - 1,
+                            "is_last": is_latest,
+                            "parent": {"pid_type": "recid", "pid_value": str(concept)},
                         }
                     ]
                 },
             },
             "links": {
-                "self": self.record_url,
+                "self": f"{self.url}/api/records/{rid}",
                 "html": f"{self.url}/records/{rid}",
                 "doi": f"https://doi.org/{doi}",
-                "files": f"{self.record_url}/files",
+                "files": f"{self.url}/api/records/{rid}/files",
                 "latest": f"{self.url}/api/records/{rid}/versions/latest",
                 "latest_html": f"{self.url}/records/{rid}/latest",
             },
@@ -1219,9 +1302,12 @@ class ZenodoServer:
             "stats": {"downloads": 0, "unique_downloads": 0, "views": 0, "unique_views": 0},
         }
 
-    def _entry_json(self, entry: _FileEntry, shape: RecordShape) -> dict[str, Any]:
-        """One file in the given record shape."""
-        file_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.record_id}/{entry.key}"))
+    def _entry_json(
+        self, entry: _FileEntry, shape: RecordShape, record_id: int | None = None
+    ) -> dict[str, Any]:
+        """One file of a version (by default the first one served) in the given shape."""
+        rid = self.record_id if record_id is None else record_id
+        file_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{rid}/{entry.key}"))
         size, md5 = entry.size(), entry.md5()
         if shape == "legacy":
             return {
@@ -1230,8 +1316,8 @@ class ZenodoServer:
                 "filesize": size,
                 "checksum": md5,
                 "links": {
-                    "download": self.download_url(entry.key),
-                    "self": self.file_api_url(entry.key),
+                    "download": self.download_url(entry.key, rid),
+                    "self": self.file_api_url(entry.key, rid),
                 },
             }
         if shape == "entries":
@@ -1244,8 +1330,8 @@ class ZenodoServer:
                 "status": "completed",
                 "storage_class": "L",
                 "links": {
-                    "self": self.file_api_url(entry.key),
-                    "content": self.content_url(entry.key),
+                    "self": self.file_api_url(entry.key, rid),
+                    "content": self.content_url(entry.key, rid),
                 },
             }
         return {
@@ -1253,17 +1339,19 @@ class ZenodoServer:
             "key": entry.key,
             "size": size,
             "checksum": f"md5:{md5}",
-            "links": {"self": self.content_url(entry.key)},
+            "links": {"self": self.content_url(entry.key, rid)},
         }
 
-    def _files_listing_json(self) -> dict[str, Any]:
+    def _files_listing_json(self, record_id: int | None = None) -> dict[str, Any]:
         """``/api/records/<id>/files`` document."""
+        rid = self.record_id if record_id is None else record_id
+        entries = self._version_files(rid).values()
         return {
             "enabled": True,
-            "entries": [self._entry_json(e, "entries") for e in self._entries()],
+            "entries": [self._entry_json(e, "entries", rid) for e in entries],
             "default_preview": None,
             "order": [],
-            "links": {"self": f"{self.record_url}/files"},
+            "links": {"self": f"{self.url}/api/records/{rid}/files"},
         }
 
     # ---- internals used by the handler
@@ -1272,8 +1360,10 @@ class ZenodoServer:
         with self._files_lock:
             return list(self._files.values())
 
-    def _entry(self, key: str) -> _FileEntry | None:
+    def _entry(self, key: str, record_id: int | None = None) -> _FileEntry | None:
         with self._files_lock:
+            if record_id is not None and record_id in self._newer:
+                return self._newer[record_id][2].get(key)
             return self._files.get(key)
 
     def _require_entry(self, key: str) -> _FileEntry:
