@@ -1,0 +1,153 @@
+"""The default install of a whole archive: pieces over several connections, every member
+installed from the contiguous front, the md5 over every byte, no archive file; a killed
+run goes on from its last checkpoint."""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from medimeta_cli.catalog.datasets import RECORD_ID
+from medimeta_cli.errors import IntegrityError
+from medimeta_cli.fetch.connections import ConnectionBudget
+from medimeta_cli.fetch.pieces import piece_size
+from medimeta_cli.fetch.result import MembersFolder, TransferContext, TransferUnavailable
+from medimeta_cli.fetch.windowed import WindowedTransfer
+from medimeta_cli.install.archive import member_path
+from medimeta_cli.store.layout import RootLayout
+from medimeta_cli.zenodo.client import RemoteClient, RetryPolicy
+from medimeta_cli.zenodo.record import ArchiveInfo
+from tests.conftest import FixtureData
+from tests.fetch.test_ranged import pass_listing_requests
+from tests.support import zenodo_server as zs
+from tests.support.helpers import make_downloader
+
+#: Pieces of 256 KiB at least: the fixture archives (a few MB) take several.
+PIECE = 256 * 1024
+
+
+@pytest.fixture
+def client(zenodo: zs.ZenodoServer) -> Iterator[RemoteClient]:
+    policy = RetryPolicy(retries=3, backoff_base=0.01, backoff_cap=0.02)
+    with RemoteClient(zenodo.url, RECORD_ID, timeout=5, policy=policy) as remote:
+        yield remote
+
+
+def budget(connections: int = 4) -> ConnectionBudget:
+    return ConnectionBudget(connections, min_slice=PIECE, fast_link=None)
+
+
+def fetch_windowed(
+    client: RemoteClient, data_root: Path, dataset_id: str, connections: int = 4
+) -> MembersFolder:
+    downloader, _ = make_downloader()
+    info: ArchiveInfo = client.fetch_record().archive(f"{dataset_id}.zip")
+    context = TransferContext(client, RootLayout(data_root), budget=budget(connections))
+    fetched = WindowedTransfer(context).fetch(downloader.catalog.get(dataset_id), info)
+    assert isinstance(fetched.content, MembersFolder)
+    return fetched.content
+
+
+def _expected(archive: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(archive) as handle:
+        return {member_path(i): handle.read(i) for i in handle.infolist() if not i.is_dir()}
+
+
+def _found(members: MembersFolder) -> dict[str, bytes]:
+    return {
+        p.relative_to(members.data).as_posix(): p.read_bytes()
+        for p in members.data.rglob("*")
+        if p.is_file()
+    }
+
+
+def _piece_requests(zenodo: zs.ZenodoServer, key: str) -> list[str]:
+    return [g.range or "" for g in zenodo.requests_for(key, method="GET") if g.status == 206]
+
+
+def test_pieces_over_several_connections_install_every_member_without_an_archive(
+    zenodo: zs.ZenodoServer, client: RemoteClient, data_root: Path, fixture_data: FixtureData
+) -> None:
+    archive = fixture_data.archive("crc")
+    pass_listing_requests(zenodo, archive)
+    zenodo.inject("crc.zip", zs.slow(8_000_000), times=20)  # connections that overlap
+    zenodo.clear_log()
+    members = fetch_windowed(client, data_root, "crc")
+    assert _found(members) == _expected(archive)
+    size = archive.stat().st_size
+    starts = sorted(int(r.split("=")[1].split("-")[0]) for r in _piece_requests(zenodo, "crc.zip"))
+    # Consecutive pieces on the fixed grid, every byte asked for once.
+    piece = piece_size(size, budget())
+    grid = list(range(0, size, piece))
+    assert set(grid) <= set(starts)
+    assert len(starts) <= len(grid) + 2  # and the one or two reads of the directory
+    assert zenodo.max_concurrent > 1
+    partial = RootLayout(data_root).partial_dir
+    assert not list(partial.glob("*.part"))
+    assert not list(members.folder.glob("pieces/*"))  # every spill file read and dropped
+
+
+@pytest.mark.parametrize("where", [0.1, 0.5, 0.9])
+def test_a_flipped_byte_in_any_piece_installs_nothing(
+    zenodo: zs.ZenodoServer,
+    client: RemoteClient,
+    data_root: Path,
+    fixture_data: FixtureData,
+    where: float,
+) -> None:
+    archive = fixture_data.archive("crc")
+    size = archive.stat().st_size
+    pass_listing_requests(zenodo, archive)
+    offset = int(size * where)
+    data = bytearray(archive.read_bytes())
+    data[offset] ^= 0xFF
+    zenodo.tamper("crc.zip", bytes(data), tail_only=False)
+    try:
+        with pytest.raises(IntegrityError):
+            fetch_windowed(client, data_root, "crc")
+    finally:
+        zenodo.untamper("crc.zip")
+    assert not list(RootLayout(data_root).partial_dir.glob("crc.zip.members.*"))
+
+
+def test_a_server_that_ignores_ranges_on_some_pieces_still_installs(
+    zenodo: zs.ZenodoServer, client: RemoteClient, data_root: Path, fixture_data: FixtureData
+) -> None:
+    archive = fixture_data.archive("crc")
+    pass_listing_requests(zenodo, archive)
+    zenodo.inject("crc.zip", zs.delay(0), times=2)
+    zenodo.inject("crc.zip", zs.ignore_range(), times=2)
+    zenodo.clear_log()
+    members = fetch_windowed(client, data_root, "crc")
+    assert _found(members) == _expected(archive)
+    assert any(r.status == 200 for r in zenodo.requests_for("crc.zip", method="GET"))
+
+
+def test_a_server_without_ranges_for_pieces_leaves_it_to_the_archive_transfers(
+    zenodo: zs.ZenodoServer, client: RemoteClient, data_root: Path, fixture_data: FixtureData
+) -> None:
+    archive = fixture_data.archive("crc")
+    pass_listing_requests(zenodo, archive)
+    zenodo.inject("crc.zip", zs.ignore_range(), times=50)
+    with pytest.raises(TransferUnavailable):
+        fetch_windowed(client, data_root, "crc")
+    zenodo.clear_faults()
+    assert not list(RootLayout(data_root).partial_dir.glob("crc.zip.members.*"))
+
+
+def test_cut_pieces_resume_where_they_stopped(
+    zenodo: zs.ZenodoServer, client: RemoteClient, data_root: Path, fixture_data: FixtureData
+) -> None:
+    archive = fixture_data.archive("crc")
+    pass_listing_requests(zenodo, archive)
+    zenodo.inject("crc.zip", zs.cut_after(100_000), times=3)
+    zenodo.clear_log()
+    members = fetch_windowed(client, data_root, "crc")
+    assert _found(members) == _expected(archive)
+    # A cut piece costs only what was lost in flight, never the archive again.
+    assert zenodo.bytes_sent("crc.zip") < archive.stat().st_size * 1.1
+    assert hashlib.md5(archive.read_bytes()).hexdigest()  # the fixture is whole
