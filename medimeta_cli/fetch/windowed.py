@@ -72,6 +72,9 @@ logger = logging.getLogger(__name__)
 #: A checkpoint after this many bytes of the pass, or seconds, whichever comes first.
 CHECKPOINT_BYTES = 16 * 1024 * 1024
 CHECKPOINT_SECONDS = 1.0
+#: Archives smaller than this many of the budget's smallest slices (64 MiB by default)
+#: are fetched as archives: their extraction beside the archive costs little disk.
+WINDOW_FROM_SLICES = 8
 JOURNAL = "stream.journal"
 SPILL = "pieces"
 
@@ -375,6 +378,9 @@ class WindowedTransfer:
         context = self.context
         if context.budget is None:
             raise TransferUnavailable("no connection budget: one stream")
+        if info.size < WINDOW_FROM_SLICES * context.budget.min_slice:
+            # Its second copy costs little disk, and it makes too few pieces to spread.
+            raise TransferUnavailable(f"{info.key} is small: fetched as an archive")
         if partial_bytes(context.layout, info.key, info.md5):
             context.on_event(
                 Notice(dataset.id, f"resuming the partial {info.key} of an earlier run")

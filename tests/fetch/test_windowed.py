@@ -16,7 +16,7 @@ from medimeta_cli.errors import IntegrityError
 from medimeta_cli.fetch.connections import ConnectionBudget
 from medimeta_cli.fetch.pieces import piece_size
 from medimeta_cli.fetch.result import MembersFolder, TransferContext, TransferUnavailable
-from medimeta_cli.fetch.windowed import WindowedTransfer
+from medimeta_cli.fetch.windowed import WINDOW_FROM_SLICES, WindowedTransfer
 from medimeta_cli.install.archive import member_path
 from medimeta_cli.store.layout import RootLayout
 from medimeta_cli.zenodo.client import RemoteClient, RetryPolicy
@@ -39,6 +39,19 @@ def client(zenodo: zs.ZenodoServer) -> Iterator[RemoteClient]:
 
 def budget(connections: int = 4) -> ConnectionBudget:
     return ConnectionBudget(connections, min_slice=PIECE, fast_link=None)
+
+
+def test_a_small_archive_is_left_to_the_archive_transfers(
+    zenodo: zs.ZenodoServer, client: RemoteClient, data_root: Path
+) -> None:
+    downloader, _ = make_downloader()
+    info = client.fetch_record().archive("crc.zip")
+    large = ConnectionBudget(4, min_slice=info.size // WINDOW_FROM_SLICES + 1, fast_link=None)
+    context = TransferContext(client, RootLayout(data_root), budget=large)
+    zenodo.clear_log()
+    with pytest.raises(TransferUnavailable):
+        WindowedTransfer(context).fetch(downloader.catalog.get("crc"), info)
+    assert zenodo.requests_for("crc.zip") == []
 
 
 def fetch_windowed(
