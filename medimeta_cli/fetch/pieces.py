@@ -6,8 +6,9 @@ archives, so at most about 20 requests per GB). Connections take the next pieces
 archive order, never more than the window ahead of the front (the piece being read): one
 piece per connection plus one. Every piece is written to a spill file of its own in the
 transfer's folder as it arrives, and read back (from the page cache) when the front
-reaches it; a piece read to its end is deleted. So the disk holds at most the window's
-pieces: ``connections * piece`` bytes, the buffer the install's disk check counts.
+reaches it; a piece read to its end is deleted once the pass's next checkpoint is saved.
+So the disk holds at most the window's pieces, ``(connections + 2) * piece`` bytes
+(:func:`window_bytes`), the buffer the install's disk check counts.
 
 Pieces left by a killed run are taken over (their spill files hold the archive's bytes
 from the piece's start; the md5 over the whole pass says whether they are right).
@@ -57,8 +58,9 @@ def piece_size(size: int, budget: ConnectionBudget) -> int:
 
 
 def window_bytes(size: int, budget: ConnectionBudget) -> int:
-    """The most spill files hold at once (one piece per connection, plus one)."""
-    return min(size, (budget.share + 1) * piece_size(size, budget))
+    """The most spill files hold at once: one piece per connection, one ahead, and the
+    piece read last until the next checkpoint."""
+    return min(size, (budget.share + 2) * piece_size(size, budget))
 
 
 @dataclass
@@ -187,10 +189,16 @@ class PieceWindow:
                 with self._cond:
                     os.close(piece.fd)
                     piece.fd = -1
-                    piece.path.unlink(missing_ok=True)
                     self.front += 1
                     self._schedule()
             yield data
+
+    def release(self, upto: int) -> None:
+        """Delete the spill files of pieces read before ``upto``: a checkpoint there was
+        saved, so a later run no longer needs them (until then a kill costs none of them)."""
+        for piece in self.pieces[: self.front]:
+            if piece.end <= upto and piece.fd < 0:
+                piece.path.unlink(missing_ok=True)
 
     def close(self) -> None:
         """Stop every connection and close the spill files (they stay, for a later run)."""

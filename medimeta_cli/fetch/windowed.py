@@ -274,6 +274,8 @@ class WindowedFetcher(StreamedFetcher):
                 }
             ),
         )
+        if self._window is not None:
+            self._window.release(position)
 
     def _from_checkpoint(self, ordered: Sequence[Span]) -> _Pass | None:
         """The pass an earlier run's checkpoint describes, its md5 re-hashed from the
