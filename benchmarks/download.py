@@ -332,9 +332,10 @@ def main() -> int:
         from tests.support import zenodo_server as zs
 
         server.inject("crc.zip", zs.cut_after(size // 2))
-        # One stream (--connections 1): the cut leaves exactly the second half to fetch.
+        # One stream (--connections 1) of the archive path (--keep-archive): the cut leaves
+        # exactly the second half to fetch.
         failed = subprocess.run(
-            [medimeta_script(), "download", "crc", "--quiet"],
+            [medimeta_script(), "download", "crc", "--quiet", "--keep-archive"],
             env={**env, "MEDIMETA_RETRIES": "0", "MEDIMETA_CONNECTIONS": "1"},
             check=False,
         )
@@ -342,7 +343,15 @@ def main() -> int:
         server.wait_idle()
         server.clear_log()
         subprocess.run(
-            [medimeta_script(), "download", "crc", "--quiet", "--connections", "1"],
+            [
+                medimeta_script(),
+                "download",
+                "crc",
+                "--quiet",
+                "--connections",
+                "1",
+                "--keep-archive",
+            ],
             env=env,
             check=True,
         )

@@ -4,7 +4,12 @@ run goes on from its last checkpoint."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
+import signal
+import subprocess
+import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +29,7 @@ from medimeta_cli.zenodo.record import ArchiveInfo
 from tests.conftest import FixtureData
 from tests.fetch.test_ranged import pass_listing_requests
 from tests.support import zenodo_server as zs
-from tests.support.helpers import make_downloader
+from tests.support.helpers import make_downloader, wait_for
 
 #: Pieces of 256 KiB at least: the fixture archives (a few MB) take several.
 PIECE = 256 * 1024
@@ -164,3 +169,80 @@ def test_cut_pieces_resume_where_they_stopped(
     # A cut piece costs only what was lost in flight, never the archive again.
     assert zenodo.bytes_sent("crc.zip") < archive.stat().st_size * 1.1
     assert hashlib.md5(archive.read_bytes()).hexdigest()  # the fixture is whole
+
+
+def fetch_with_fresh_client(url: str, data_root: Path, dataset_id: str) -> MembersFolder:
+    """A windowed fetch with its own client (for a process of its own)."""
+    policy = RetryPolicy(retries=3, backoff_base=0.01, backoff_cap=0.02)
+    with RemoteClient(url, RECORD_ID, timeout=5, policy=policy) as remote:
+        return fetch_windowed(remote, data_root, dataset_id)
+
+
+def _killed_mid_pass(zenodo: zs.ZenodoServer, data_root: Path, at: int) -> Path:
+    """Run a windowed fetch in a process killed with SIGKILL once its pass has a checkpoint
+    at byte ``at`` or later; the members folder it leaves."""
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from tests.fetch.test_windowed import fetch_with_fresh_client\n"
+        "fetch_with_fresh_client(sys.argv[1], Path(sys.argv[2]), 'crc')\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, zenodo.url, str(data_root)], cwd=Path(__file__).parents[2]
+    )
+    partial = RootLayout(data_root).partial_dir
+
+    def checkpoint() -> int:
+        for progress in partial.glob("crc.zip.members.*/progress.json"):
+            with contextlib.suppress(ValueError, OSError):
+                return int(json.loads(progress.read_text())["window"]["hashed"])
+        return 0
+
+    try:
+        wait_for(lambda: checkpoint() >= at, timeout=30)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    [left] = partial.glob("crc.zip.members.*")
+    return left
+
+
+@pytest.mark.slow
+def test_a_killed_pass_goes_on_from_its_checkpoint(
+    zenodo: zs.ZenodoServer, client: RemoteClient, data_root: Path, fixture_data: FixtureData
+) -> None:
+    archive = fixture_data.archive("crc")
+    size = archive.stat().st_size
+    zenodo.connection_rate = size / 6
+    try:
+        left = _killed_mid_pass(zenodo, data_root, size // 2)
+    finally:
+        zenodo.connection_rate = None
+    hashed = json.loads((left / "progress.json").read_text())["window"]["hashed"]
+    zenodo.wait_idle()
+    zenodo.clear_log()
+    members = fetch_windowed(client, data_root, "crc")
+    assert _found(members) == _expected(archive)
+    starts = [int(r.split("=")[1].split("-")[0]) for r in _piece_requests(zenodo, "crc.zip")]
+    # Nothing before the checkpoint is asked for again (but the directory's read).
+    assert min(starts) >= hashed > 0, (starts, hashed)
+
+
+@pytest.mark.slow
+def test_files_changed_after_a_kill_are_not_trusted(
+    zenodo: zs.ZenodoServer, client: RemoteClient, data_root: Path, fixture_data: FixtureData
+) -> None:
+    archive = fixture_data.archive("crc")
+    size = archive.stat().st_size
+    zenodo.connection_rate = size / 6
+    try:
+        left = _killed_mid_pass(zenodo, data_root, size // 2)
+    finally:
+        zenodo.connection_rate = None
+    done = json.loads((left / "progress.json").read_text())["done"]
+    planted = left / "data" / sorted(done)[0]
+    planted.write_bytes(b"not what the archive holds")
+    (left / "data" / "planted.txt").write_text("not in the archive")
+    zenodo.wait_idle()
+    members = fetch_windowed(client, data_root, "crc")
+    assert _found(members) == _expected(archive)
