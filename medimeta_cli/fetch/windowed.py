@@ -205,6 +205,9 @@ class WindowedFetcher(StreamedFetcher):
             body.skip_to(self.directory_offset)
             for piece in body.stream(self.info.size - body.position):
                 state.directory += piece
+            # Every byte passed: the spill files go before the install's commit (a kill
+            # from here on costs the bytes after the last checkpoint).
+            window.release(self.info.size)
         finally:
             state.hashed = body.position
             self.fetched = window.fetched
