@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from medimeta_cli.catalog.datasets import Dataset, file_download_url
 from medimeta_cli.dataset.layouts import ArchiveLayout, sizes_key
-from medimeta_cli.fetch.connections import MIN_SLICE, ConnectionBudget
+from medimeta_cli.fetch.connections import ConnectionBudget
 from medimeta_cli.fetch.pieces import window_bytes
-from medimeta_cli.fetch.windowed import WINDOW_FROM_SLICES
+from medimeta_cli.fetch.windowed import WINDOW_FROM
 from medimeta_cli.fsutil import free_bytes, human_bytes
 from medimeta_cli.store.layout import RootLayout
 from medimeta_cli.store.partials import partial_bytes
@@ -201,10 +201,6 @@ def url_lines(items: Sequence[PlanItem], url_format: UrlFormat) -> list[str]:
         else:
             lines.append(item.url)
     return lines
-
-
-#: Archives at least this large are installed while they download in pieces, by default.
-WINDOW_FROM = WINDOW_FROM_SLICES * MIN_SLICE
 
 
 def space_needed(

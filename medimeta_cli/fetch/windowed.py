@@ -72,9 +72,9 @@ logger = logging.getLogger(__name__)
 #: A checkpoint after this many bytes of the pass, or seconds, whichever comes first.
 CHECKPOINT_BYTES = 16 * 1024 * 1024
 CHECKPOINT_SECONDS = 1.0
-#: Archives smaller than this many of the budget's smallest slices (64 MiB by default)
-#: are fetched as archives: their extraction beside the archive costs little disk.
-WINDOW_FROM_SLICES = 8
+#: Archives smaller than this are fetched as archives: their extraction beside the archive
+#: costs little disk, and they make too few pieces to spread over connections.
+WINDOW_FROM = 64 * 1024 * 1024
 JOURNAL = "stream.journal"
 SPILL = "pieces"
 
@@ -127,7 +127,9 @@ class WindowedFetcher(StreamedFetcher):
             self.data.mkdir(parents=True)
             self.journal_path.unlink(missing_ok=True)
             state = _Pass(_OrderedMd5())
-        self._journal = open(self.journal_path, "ab")  # noqa: SIM115 (closed in fetch_all)
+        # Never through a link (the claimed folder was checked for none; this stays so).
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+        self._journal = open(os.open(self.journal_path, flags, 0o600), "ab")  # noqa: SIM115
         self._journal_length = self._journal.tell()
         self._state = state
         self.resumed = state.hashed
@@ -327,7 +329,7 @@ class WindowedFetcher(StreamedFetcher):
         """Feed the md5 every byte before ``hashed``: from the journal, and from the stored
         members' files where their data lies."""
         position = 0
-        with open(self.journal_path, "rb") as journal:
+        with open(os.open(self.journal_path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as journal:
 
             def from_journal(count: int) -> None:
                 while count > 0:
@@ -371,6 +373,8 @@ class WindowedTransfer:
     """Installs while downloading over several connections: the default for whole archives."""
 
     context: TransferContext
+    #: Archives smaller than this are left to the archive transfers.
+    window_from: int = WINDOW_FROM
 
     def fetch(self, dataset: Dataset, info: ArchiveInfo) -> Fetched:
         """Read the directory, then install every member from a window of pieces, resuming
@@ -383,8 +387,7 @@ class WindowedTransfer:
         context = self.context
         if context.budget is None:
             raise TransferUnavailable("no connection budget: one stream")
-        if info.size < WINDOW_FROM_SLICES * context.budget.min_slice:
-            # Its second copy costs little disk, and it makes too few pieces to spread.
+        if info.size < self.window_from:
             raise TransferUnavailable(f"{info.key} is small: fetched as an archive")
         if partial_bytes(context.layout, info.key, info.md5):
             context.on_event(

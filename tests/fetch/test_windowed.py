@@ -21,7 +21,7 @@ from medimeta_cli.errors import IntegrityError
 from medimeta_cli.fetch.connections import ConnectionBudget
 from medimeta_cli.fetch.pieces import piece_size
 from medimeta_cli.fetch.result import MembersFolder, TransferContext, TransferUnavailable
-from medimeta_cli.fetch.windowed import WINDOW_FROM_SLICES, WindowedTransfer
+from medimeta_cli.fetch.windowed import WindowedTransfer
 from medimeta_cli.install.archive import member_path
 from medimeta_cli.store.layout import RootLayout
 from medimeta_cli.zenodo.client import RemoteClient, RetryPolicy
@@ -51,10 +51,9 @@ def test_a_small_archive_is_left_to_the_archive_transfers(
 ) -> None:
     downloader, _ = make_downloader()
     info = client.fetch_record().archive("crc.zip")
-    large = ConnectionBudget(4, min_slice=info.size // WINDOW_FROM_SLICES + 1, fast_link=None)
-    context = TransferContext(client, RootLayout(data_root), budget=large)
+    context = TransferContext(client, RootLayout(data_root), budget=budget())
     zenodo.clear_log()
-    with pytest.raises(TransferUnavailable):
+    with pytest.raises(TransferUnavailable):  # crc is about 10 MB: below 64 MiB
         WindowedTransfer(context).fetch(downloader.catalog.get("crc"), info)
     assert zenodo.requests_for("crc.zip") == []
 
@@ -65,7 +64,9 @@ def fetch_windowed(
     downloader, _ = make_downloader()
     info: ArchiveInfo = client.fetch_record().archive(f"{dataset_id}.zip")
     context = TransferContext(client, RootLayout(data_root), budget=budget(connections))
-    fetched = WindowedTransfer(context).fetch(downloader.catalog.get(dataset_id), info)
+    # The fixture archives are a few MB: windowed here, as archives of 64 MiB are by default.
+    transfer = WindowedTransfer(context, window_from=0)
+    fetched = transfer.fetch(downloader.catalog.get(dataset_id), info)
     assert isinstance(fetched.content, MembersFolder)
     return fetched.content
 
