@@ -217,12 +217,13 @@ def print_whole_job(figures: dict[str, tuple[float, float]] | str) -> None:
 
 def throttled_case(
     server: object, url: str, env: dict[str, str], root: Path, work: Path, runs: int, rate: float
-) -> tuple[list[float], list[float], list[int], str | None]:
+) -> tuple[list[float], list[float], list[int], list[float], str | None]:
     """medimeta download versus aria2c + md5sum + unzip, each connection capped at ``rate``."""
     skipped = expert_tools()
     ours: list[float] = []
     theirs: list[float] = []
     requests: list[int] = []
+    peaks: list[float] = []
     server.connection_rate = rate  # type: ignore[attr-defined]
     try:
         for _ in range(runs):
@@ -230,13 +231,17 @@ def throttled_case(
                 theirs.append(expert_pipeline(url, work / "aria2"))
             drop_file(root)
             server.clear_log()  # type: ignore[attr-defined]
-            ours.append(timed([medimeta_script(), "download", "crc", "--quiet"], env=env))
+            seconds, peak = with_peak_disk(
+                root, lambda: timed([medimeta_script(), "download", "crc", "--quiet"], env=env)
+            )
+            ours.append(seconds)
+            peaks.append(peak / disk_use(root / "crc"))
             gets = server.requests_for("crc.zip", method="GET")  # type: ignore[attr-defined]
             requests.append(len(gets))
     finally:
         server.connection_rate = None  # type: ignore[attr-defined]
         drop_file(root)
-    return ours, theirs, requests, skipped
+    return ours, theirs, requests, peaks, skipped
 
 
 def killed_case(
@@ -375,9 +380,10 @@ def main() -> int:
         )
     print_whole_job(whole_job)
     if throttled is not None:
-        ours, theirs, requests, skipped = throttled
+        ours, theirs, requests, peaks, skipped = throttled
         print(f"[throttled: {args.throttle_mb_s:.0f} MB/s per connection, whole job]")
         print(f"  medimeta download (default connections) {median(ours):6.2f} s")
+        print(f"  its peak disk / installed size: {median(peaks):.3f} (the window of pieces)")
         print(f"  HTTP requests medimeta made: {max(requests)} (target <= 20 per GB)")
         if skipped:
             print(f"  {skipped}")

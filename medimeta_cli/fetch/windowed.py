@@ -133,7 +133,7 @@ class WindowedFetcher(StreamedFetcher):
         self._journal_length = self._journal.tell()
         self._state = state
         self.resumed = state.hashed
-        self._checkpoint(state, state.hashed, force=True)
+        self._checkpoint(state, state.hashed, state.current, force=True)
         return state
 
     def fetch_all(self, spans: Sequence[Span]) -> list[Any]:
