@@ -29,7 +29,7 @@ import logging
 import os
 import time
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from io import BufferedWriter
 from pathlib import Path
@@ -90,6 +90,8 @@ class WindowedFetcher(StreamedFetcher):
 
     budget: ConnectionBudget | None = None
     piece: int = 0
+    #: Told what the window does about throttling (fewer connections, a pause).
+    on_notice: Callable[[str], None] = lambda message: None
     #: Bytes fetched over the network by this run.
     fetched: int = 0
     #: Where the pass resumed (bytes re-hashed from disk), and the bytes earlier runs left
@@ -187,6 +189,7 @@ class WindowedFetcher(StreamedFetcher):
             self.budget,
             should_stop=self.should_stop,
             on_bytes=self.on_bytes,
+            on_notice=self.on_notice,
         )
         body = ResponseBody(window.chunks(), state.hashed, digest=self._consume)
         try:
@@ -422,6 +425,7 @@ class WindowedTransfer:
             directory=listing.directory,
             budget=budget,
             piece=piece_size(info.size, budget),
+            on_notice=lambda message: context.on_event(Notice(dataset.id, message)),
         )
         try:
             if fetcher.progress_path.exists():

@@ -18,6 +18,7 @@ import pytest
 
 from medimeta_cli.catalog.datasets import RECORD_ID
 from medimeta_cli.errors import IntegrityError
+from medimeta_cli.events import Notice
 from medimeta_cli.fetch.connections import ConnectionBudget
 from medimeta_cli.fetch.pieces import piece_size
 from medimeta_cli.fetch.result import MembersFolder, TransferContext, TransferUnavailable
@@ -247,3 +248,28 @@ def test_files_changed_after_a_kill_are_not_trusted(
     zenodo.wait_idle()
     members = fetch_windowed(client, data_root, "crc")
     assert _found(members) == _expected(archive)
+
+
+def test_throttled_pieces_mean_fewer_connections_and_still_install(
+    zenodo: zs.ZenodoServer, data_root: Path, fixture_data: FixtureData
+) -> None:
+    archive = fixture_data.archive("crc")
+    pass_listing_requests(zenodo, archive)
+    zenodo.inject("crc.zip", zs.status(429), times=2)
+    notices: list[str] = []
+    downloader, _ = make_downloader()
+    policy = RetryPolicy(retries=3, backoff_base=0.01, backoff_cap=0.02)
+    with RemoteClient(zenodo.url, RECORD_ID, timeout=5, policy=policy) as remote:
+        info = remote.fetch_record().archive("crc.zip")
+        context = TransferContext(
+            remote,
+            RootLayout(data_root),
+            on_event=lambda e: notices.append(e.message) if isinstance(e, Notice) else None,
+            budget=budget(),
+        )
+        fetched = WindowedTransfer(context, window_from=0).fetch(
+            downloader.catalog.get("crc"), info
+        )
+    assert isinstance(fetched.content, MembersFolder)
+    assert _found(fetched.content) == _expected(archive)
+    assert any("HTTP 429" in n and "connection(s)" in n for n in notices), notices
