@@ -27,6 +27,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
+import threading
 import time
 import zipfile
 from collections.abc import Callable, Sequence
@@ -83,6 +85,46 @@ SPILL = "pieces"
 Hole = tuple[int, int, str]
 
 
+class _MemberWrites:
+    """Writes members' data (the file, its CRC-32 and SHA-256) in a thread of its own, in
+    order, so that the pass goes on reading the front meanwhile (hashlib and zlib release
+    the GIL for large buffers). :meth:`drain` waits for every write and raises its error."""
+
+    def __init__(self, depth: int = 16) -> None:
+        self._queue: queue.Queue[tuple[HashedWriter, bytes] | None] = queue.Queue(depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="members-write", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            try:
+                if self._error is None:
+                    item[0].write(item[1])
+            except BaseException as exc:  # raised by the pass at its next write or drain
+                self._error = exc
+            finally:
+                self._queue.task_done()
+        self._queue.task_done()
+
+    def write(self, writer: HashedWriter, data: bytes) -> None:
+        """Append ``data`` to ``writer`` after what was given before."""
+        if self._error is not None:
+            raise self._error
+        self._queue.put((writer, data))
+
+    def drain(self) -> None:
+        """Wait for every write given so far; raise the first one's error."""
+        self._queue.join()
+        if self._error is not None:
+            raise self._error
+
+    def stop(self) -> None:
+        """End the thread once every write is done (errors are left to :meth:`drain`)."""
+        self._queue.put(None)
+        self._thread.join()
+
+
 @dataclass
 class WindowedFetcher(StreamedFetcher):
     """The ordered pass of :class:`StreamedFetcher` over a window of pieces, with
@@ -104,6 +146,7 @@ class WindowedFetcher(StreamedFetcher):
     _checked_at: tuple[int, float] = (0, 0.0)
     _window: PieceWindow | None = None
     _state: _Pass | None = None
+    _writes: _MemberWrites | None = None
 
     @property
     def journal_path(self) -> Path:
@@ -144,9 +187,11 @@ class WindowedFetcher(StreamedFetcher):
         state = self._state if self._state is not None else self.prepare(spans)
         ordered = sorted(spans, key=lambda span: span[1])
         maker = _FileMaker(self.data, [member_path(i) for i, _, _ in ordered[state.index :]])
+        self._writes = _MemberWrites()
         try:
             self._pass(state, ordered, maker)
         finally:
+            self._writes.stop()
             maker.stop()
             state.digest.close()
             if self._window is not None:
@@ -199,6 +244,7 @@ class WindowedFetcher(StreamedFetcher):
                     state.current = self._open_member(body, info, start)
                     maker.advance()
                 self._copy(body, state.current)
+                self._drained()
                 self._finish(state.current)
                 if state.current.inflater is None:
                     self._holes.append(
@@ -224,16 +270,27 @@ class WindowedFetcher(StreamedFetcher):
             for chunk in body.stream(member.info.compress_size - member.consumed):
                 member.consumed += len(chunk)
                 data = member.inflater.decompress(chunk) if member.inflater else chunk
-                member.writer.write(data)
+                self._write(member, data)
                 if self.should_stop():
+                    self._drained()
                     member.writer.close()
                     raise KeyboardInterrupt
                 if stored and self._state is not None:
                     self._checkpoint(self._state, body.position, member)
             if member.inflater is not None:
-                member.writer.write(member.inflater.flush())
+                self._write(member, member.inflater.flush())
         finally:
             self._raw = True
+
+    def _write(self, member: MemberWrite, data: bytes) -> None:
+        if self._writes is None:
+            member.writer.write(data)
+        else:
+            self._writes.write(member.writer, data)
+
+    def _drained(self) -> None:
+        if self._writes is not None:
+            self._writes.drain()
 
     def _open_member(self, body: ResponseBody, info: zipfile.ZipInfo, start: int) -> MemberWrite:
         member = super()._open_member(body, info, start)
@@ -257,6 +314,7 @@ class WindowedFetcher(StreamedFetcher):
         holes = list(self._holes)
         current = None
         if member is not None:
+            self._drained()
             member.writer.flush()
             holes.append((member.data_start, member.consumed, member.writer.relative))
             current = member.writer.relative
