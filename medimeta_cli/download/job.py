@@ -5,8 +5,11 @@ stream, or in slices over several connections when the run has a connection budg
 (:mod:`medimeta_cli.fetch.whole`, :mod:`medimeta_cli.fetch.segmented`); only the members
 the loader reads for the hdf5 layout (:mod:`medimeta_cli.fetch.members`); or every
 member installed while the archive downloads, the archive never on disk
-(:mod:`medimeta_cli.fetch.streamed`, asked for with ``stream``). A transfer that cannot
-serve an archive says so, and the table's fallback, the whole archive, fetches it.
+(:mod:`medimeta_cli.fetch.streamed`, asked for with ``stream``: one connection); by
+default, within the run's connection budget, every member installed while the archive
+downloads in pieces over several connections (:mod:`medimeta_cli.fetch.windowed`). A
+transfer that cannot serve an archive says so, and the table's fallback, the whole
+archive, fetches it.
 Whatever the transfer, the install takes its result and the proof of its check
 (:mod:`medimeta_cli.fetch.result`), and finishes or discards it through that result.
 """
@@ -37,6 +40,7 @@ from medimeta_cli.fetch.result import (
 from medimeta_cli.fetch.segmented import SegmentedTransfer
 from medimeta_cli.fetch.streamed import StreamedTransfer
 from medimeta_cli.fetch.whole import WholeArchiveTransfer
+from medimeta_cli.fetch.windowed import WindowedTransfer
 from medimeta_cli.install.commit import InstallResult
 from medimeta_cli.install.installer import Installer, inspect_target
 from medimeta_cli.store.records import ArchiveCheck
@@ -54,6 +58,7 @@ class Mode(str, Enum):
     SEGMENTED = "archive in slices"
     MEMBERS = "hdf5 members"
     STREAMED = "installed while downloading"
+    WINDOWED = "installed while downloading in pieces"
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,7 @@ TRANSFERS: dict[Mode, Route] = {
     Mode.SEGMENTED: Route(SegmentedTransfer),
     Mode.MEMBERS: Route(MembersTransfer, fallback=Mode.WHOLE),
     Mode.STREAMED: Route(StreamedTransfer, fallback=Mode.WHOLE),
+    Mode.WINDOWED: Route(WindowedTransfer, fallback=Mode.WHOLE),
 }
 
 
@@ -152,9 +158,12 @@ class DatasetJob:
         options = self.options
         if options.archive_layout is ArchiveLayout.HDF5:
             return Mode.MEMBERS
-        if options.stream and not options.keep_archive:
+        if options.keep_archive:
+            return self._archive_mode()
+        if options.stream:
             return Mode.STREAMED
-        return self._archive_mode()
+        # The default: installed while downloading, over the run's connections.
+        return Mode.WINDOWED if self.budget is not None else Mode.WHOLE
 
     def _archive_mode(self) -> Mode:
         return Mode.WHOLE if self.budget is None else Mode.SEGMENTED

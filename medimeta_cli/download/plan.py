@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from medimeta_cli.catalog.datasets import Dataset, file_download_url
 from medimeta_cli.dataset.layouts import ArchiveLayout, sizes_key
+from medimeta_cli.fetch.connections import ConnectionBudget
+from medimeta_cli.fetch.pieces import window_bytes
+from medimeta_cli.fetch.windowed import WINDOW_FROM
 from medimeta_cli.fsutil import free_bytes, human_bytes
 from medimeta_cli.store.layout import RootLayout
 from medimeta_cli.store.partials import partial_bytes
@@ -200,15 +203,27 @@ def url_lines(items: Sequence[PlanItem], url_format: UrlFormat) -> list[str]:
     return lines
 
 
-def space_needed(items: Sequence[PlanItem], parallel_archives: int) -> int:
+def space_needed(
+    items: Sequence[PlanItem], parallel_archives: int, connections: int | None = None
+) -> int:
     """Extraction of everything plus the largest archives that exist at the same time
-    (``parallel_archives`` 0: installed while downloading, no archive on disk)."""
+    (``parallel_archives`` 0: installed while downloading, no archive on disk). With
+    ``connections``, archives installed while they download in pieces (the default for
+    large ones, :mod:`medimeta_cli.fetch.windowed`) count only their window of pieces."""
     pending = [item for item in items if item.pending and item.size is not None]
     extraction = sum(item.size or 0 for item in pending)  # stored zips unpack to about their size
     if parallel_archives == 0:
         return extraction
-    downloads = sorted((item.to_fetch for item in pending), reverse=True)
+    downloads = sorted((_on_disk(item, connections) for item in pending), reverse=True)
     return extraction + sum(downloads[: max(1, parallel_archives)])
+
+
+def _on_disk(item: PlanItem, connections: int | None) -> int:
+    """The most of an archive's bytes on disk at once while it is fetched."""
+    size = item.size or 0
+    if connections is None or connections < 2 or item.partial_bytes or size < WINDOW_FROM:
+        return item.to_fetch
+    return window_bytes(size, ConnectionBudget(connections))
 
 
 #: Reads an archive's directory online and returns its hdf5 layout's size (None when the
@@ -277,7 +292,7 @@ def plan_download(
         items=tuple(items),
         needed_bytes=sum(i.to_fetch for i in items)
         if archive_layout is ArchiveLayout.HDF5
-        else space_needed(items, parallel),
+        else space_needed(items, parallel, None if keep_archive else settings.connections),
         free_bytes=free_bytes(settings.root),
         record_version=manifest.version if manifest else None,
         stream=stream and archive_layout is ArchiveLayout.FULL and not keep_archive,

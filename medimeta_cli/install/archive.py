@@ -364,6 +364,10 @@ class HashedWriter:
         self._sink.write(chunk)
         self._hash(chunk)
 
+    def flush(self) -> None:
+        """Hand what was written to the file system (a checkpoint counts on it)."""
+        self._sink.flush()
+
     def close(self) -> None:
         """Close without producing an entry (the file stays, e.g. for a later resume)."""
         self._sink.close()

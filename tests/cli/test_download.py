@@ -561,8 +561,9 @@ def test_sigterm_during_extraction_reports_what_really_happened(
     big = archives.build_archive(archives.CXR, tmp_path / "big", pad_bytes=160 << 20)
     zenodo.replace_file("cxr.zip", big)
     tmp_dir = data_root / ".medimeta" / "tmp"
+    # The archive path (a large archive otherwise installs while it downloads, unextracted).
     job = subprocess.Popen(
-        [installed_script(), "download", "cxr"],
+        [installed_script(), "download", "cxr", "--keep-archive"],
         env=_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

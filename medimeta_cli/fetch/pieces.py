@@ -1,0 +1,362 @@
+"""A sliding window of pieces: several connections fetch consecutive pieces of one archive,
+and the archive's bytes come out in order, as the contiguous front advances.
+
+The archive is cut on a fixed grid of pieces (:func:`piece_size`: 50 MiB for large
+archives, so at most about 20 requests per GB). Connections take the next pieces in
+archive order, never more than the window ahead of the front (the piece being read): one
+piece per connection plus one. Every piece is written to a spill file of its own in the
+transfer's folder as it arrives, and read back (from the page cache) when the front
+reaches it; a piece read to its end is deleted once the pass's next checkpoint is saved.
+So the disk holds at most the window's pieces, ``(connections + 2) * piece`` bytes
+(:func:`window_bytes`), the buffer the install's disk check counts.
+
+Pieces left by a killed run are taken over (their spill files hold the archive's bytes
+from the piece's start; the md5 over the whole pass says whether they are right).
+
+Politeness is :mod:`medimeta_cli.fetch.segmented`'s: the run's connection budget, the
+first connection measured alone (a fast one stays alone), half the connections on 429,
+403 or a cut, as long as the server asks, and one more after a quiet while. A piece
+answered without its range (200, 416, a wrong ``Content-Range``) is asked again; when
+that goes on, :class:`~medimeta_cli.fetch.answers.RangesUnsupported` ends the window (the
+job falls back to fetching the archive).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from medimeta_cli.errors import NetworkError
+from medimeta_cli.fetch.answers import Kind, RangesUnsupported, open_range
+from medimeta_cli.fetch.connections import ConnectionBudget
+from medimeta_cli.fetch.retry import RetryRule
+from medimeta_cli.fetch.segmented import GROW_AFTER, PROBE_SECONDS, PROBE_SLICES
+from medimeta_cli.zenodo.client import RemoteClient
+from medimeta_cli.zenodo.record import ArchiveInfo
+
+logger = logging.getLogger(__name__)
+
+#: Pieces of large archives: at most about 20 requests per GB (Zenodo allows 60 a minute).
+LARGE_PIECE = 50 * 1024 * 1024
+#: The pass takes the front's bytes in steps of this size.
+_READ_STEP = 1024 * 1024
+#: Pieces answered without their range this many times in a row: the server has none.
+_DROPS_ALLOWED = 3
+
+
+def piece_size(size: int, budget: ConnectionBudget) -> int:
+    """The pieces of an archive of ``size`` bytes: about two per connection of the share,
+    no smaller than the budget's smallest slice, no larger than :data:`LARGE_PIECE`."""
+    return max(budget.min_slice, min(LARGE_PIECE, -(-size // (2 * budget.share))))
+
+
+def window_bytes(size: int, budget: ConnectionBudget) -> int:
+    """The most spill files hold at once: one piece per connection, one ahead, and the
+    piece read last until the next checkpoint."""
+    return min(size, (budget.share + 2) * piece_size(size, budget))
+
+
+@dataclass
+class _Piece:
+    """Bytes ``start`` to ``end`` of the archive; fetched up to ``pos``, read up to ``read``.
+    Its spill file holds the archive's bytes from ``start`` (a hole before ``read`` when
+    the pass began inside it)."""
+
+    start: int
+    end: int
+    pos: int
+    read: int
+    path: Path
+    fd: int = -1
+    busy: bool = False
+
+
+class _Trouble(Exception):
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class PieceWindow:
+    """The archive's bytes from ``begin`` on, in order, fetched in pieces over several
+    connections of ``budget`` (see the module's docstring). Use :meth:`chunks` once, then
+    :meth:`close`."""
+
+    def __init__(
+        self,
+        client: RemoteClient,
+        info: ArchiveInfo,
+        spill: Path,
+        begin: int,
+        piece: int,
+        budget: ConnectionBudget,
+        *,
+        should_stop: Callable[[], bool] = lambda: False,
+        on_bytes: Callable[[int], None] = lambda n: None,
+        on_notice: Callable[[str], None] = lambda message: None,
+    ) -> None:
+        self.client, self.info, self.budget = client, info, budget
+        self.should_stop, self.on_bytes, self.on_notice = should_stop, on_bytes, on_notice
+        spill.mkdir(parents=True, exist_ok=True)
+        self.spill = spill
+        self.pieces: list[_Piece] = []
+        for start in range(begin - begin % piece, info.size, piece):
+            end = min(info.size, start + piece)
+            self.pieces.append(
+                _Piece(start, end, max(start, begin), max(start, begin), spill / f"{start}")
+            )
+        self._take_over(spill)
+        #: Bytes this window fetched, and requests it made.
+        self.fetched = 0
+        self.requests = 0
+        self.front = 0
+        self._cond = threading.Condition()
+        self._threads: list[threading.Thread] = []
+        self._active = 0
+        self._error: BaseException | None = None
+        self._abort = False
+        now = time.monotonic()
+        self._limit = budget.share
+        self._probe_until = 0.0
+        if budget.fast_link is not None and budget.share > 1:
+            self._limit, self._probe_until = 1, now + PROBE_SECONDS
+        self._started = now
+        self._alone_is_enough = False
+        self._hold_until = 0.0
+        self._calm_since = now
+        self._retry = RetryRule(client)
+        self._fetched_at_trouble = 0
+        self._drops = 0
+
+    def _take_over(self, spill: Path) -> None:
+        """Go on with the spill files of an earlier run: each holds its piece's bytes from
+        the piece's start (checked by the md5 like every other byte)."""
+        known = {piece.path.name for piece in self.pieces}
+        for found in spill.iterdir():
+            if found.name not in known or found.is_symlink() or not found.is_file():
+                found.unlink(missing_ok=True)  # not a piece of this pass
+        for piece in self.pieces:
+            try:
+                length = os.lstat(piece.path).st_size
+            except FileNotFoundError:
+                continue
+            if piece.start + length > piece.end:
+                piece.path.unlink()
+                continue
+            if piece.start + length > piece.pos:
+                piece.pos = piece.start + length
+            self._open(piece)
+
+    @property
+    def kept(self) -> int:
+        """Bytes ahead of the pass that earlier runs left in spill files."""
+        return sum(piece.pos - piece.read for piece in self.pieces)
+
+    def _open(self, piece: _Piece) -> None:
+        if piece.fd < 0:
+            flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
+            piece.fd = os.open(piece.path, flags, 0o600)
+
+    # ---- the pass's side
+
+    def chunks(self) -> Iterator[bytes]:
+        """The archive's bytes from ``begin`` to its end, in order. Raises a worker's error,
+        :class:`RangesUnsupported`, or KeyboardInterrupt when the run stops."""
+        while self.front < len(self.pieces):
+            piece = self.pieces[self.front]
+            with self._cond:
+                while piece.pos <= piece.read:
+                    if self._error is not None:
+                        raise self._error
+                    if self.should_stop():
+                        raise KeyboardInterrupt
+                    self._schedule()
+                    self._cond.wait(0.2)
+                available = piece.pos - piece.read
+            data = os.pread(piece.fd, min(_READ_STEP, available), piece.read - piece.start)
+            if not data:  # pragma: no cover - the file holds what pos says
+                raise OSError(f"spill file {piece.path} shrank")
+            piece.read += len(data)
+            if piece.read >= piece.end:
+                with self._cond:
+                    os.close(piece.fd)
+                    piece.fd = -1
+                    self.front += 1
+                    self._schedule()
+            yield data
+
+    def release(self, upto: int) -> None:
+        """Delete the spill files of pieces read before ``upto``: a checkpoint there was
+        saved, so a later run no longer needs them (until then a kill costs none of them)."""
+        for piece in self.pieces[: self.front]:
+            if piece.end <= upto and piece.fd < 0:
+                piece.path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Stop every connection and close the spill files (they stay, for a later run)."""
+        with self._cond:
+            self._abort = True
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join()
+        for piece in self.pieces:
+            if piece.fd >= 0:
+                os.close(piece.fd)
+                piece.fd = -1
+
+    # ---- scheduling (with the lock held)
+
+    def _schedule(self) -> None:
+        now = time.monotonic()
+        self._probe(now)
+        self._grow(now)
+        if now < self._hold_until:
+            return
+        window_end = self.front + self._limit + 1
+        for piece in self.pieces[self.front : window_end]:
+            if self._active >= self._limit:
+                return
+            if piece.busy or piece.pos >= piece.end:
+                continue
+            if self._active == 0:
+                # The front must move: wait for a connection of the run's budget.
+                self._cond.release()
+                try:
+                    self.budget.acquire(self.should_stop)
+                finally:
+                    self._cond.acquire()
+            elif not self.budget.try_acquire():
+                return
+            piece.busy = True
+            self._open(piece)
+            self._active += 1
+            self.requests += 1
+            thread = threading.Thread(
+                target=self._work, args=(piece,), name=f"piece-{piece.start}", daemon=True
+            )
+            self._threads.append(thread)
+            thread.start()
+
+    def _probe(self, now: float) -> None:
+        """After measuring the first connection alone: keep it alone on a fast link."""
+        if not self._probe_until:
+            return
+        if now < self._probe_until and self.fetched < PROBE_SLICES * self.budget.min_slice:
+            return
+        rate = self.fetched / max(now - self._started, 1e-3)
+        self._probe_until = 0.0
+        assert self.budget.fast_link is not None  # measured only with a threshold
+        if rate >= self.budget.fast_link:
+            self._alone_is_enough = True
+            logger.info("%s: one connection does %.0f MB/s; no more", self.info.key, rate / 1e6)
+            return
+        self._limit = self.budget.share
+        logger.info(
+            "%s: one connection does %.0f MB/s; opening %d", self.info.key, rate / 1e6, self._limit
+        )
+
+    def _grow(self, now: float) -> None:
+        if self._alone_is_enough or self._probe_until or self._limit >= self.budget.share:
+            return
+        if now - self._calm_since < GROW_AFTER:
+            return
+        if self.fetched - self._fetched_at_trouble < self.budget.min_slice:
+            return
+        self._limit += 1
+        self._calm_since = now
+        logger.info("%s: back to %d connection(s)", self.info.key, self._limit)
+
+    def _trouble(self, trouble: _Trouble) -> None:
+        now = time.monotonic()
+        self._probe_until = 0.0
+        attempt = self._retry.count(self.fetched > self._fetched_at_trouble, trouble)
+        self._fetched_at_trouble = self.fetched
+        self._calm_since = now
+        try:
+            wait, _ = self.client.retry_delay(
+                attempt, f"{trouble.reason} on {self.info.key}", trouble.retry_after, trouble
+            )
+        except NetworkError as error:
+            self._error = error
+            return
+        self._limit = max(1, self._limit // 2)
+        self._hold_until = max(self._hold_until, now + wait)
+        message = (
+            f"{trouble.reason} on a piece of {self.info.key}; going on with "
+            f"{self._limit} connection(s) in {wait:.1f} s"
+        )
+        logger.info("%s", message)
+        self.on_notice(message)
+
+    # ---- the connections
+
+    def _work(self, piece: _Piece) -> None:
+        try:
+            self._fetch(piece)
+        except _Trouble as trouble:
+            with self._cond:
+                if self._error is None and not self._abort:
+                    self._trouble(trouble)
+        except BaseException as exc:  # handed to the pass, which raises it
+            with self._cond:
+                if self._error is None:
+                    self._error = exc
+        finally:
+            self.budget.release()
+            with self._cond:
+                piece.busy = False
+                self._active -= 1
+                self._cond.notify_all()
+
+    def _fetch(self, piece: _Piece) -> None:
+        info = self.info
+        try:
+            with open_range(
+                self.client, info.url, piece.pos, piece.end, total=info.size, retry=False
+            ) as answer:
+                kind = answer.kind
+                if kind is Kind.THROTTLED:
+                    raise _Trouble(f"HTTP {answer.status}", answer.retry_after)
+                if kind in (Kind.WHOLE, Kind.UNSATISFIABLE, Kind.WRONG_RANGE) or (
+                    kind is Kind.PARTIAL and answer.total is None
+                ):
+                    with self._cond:
+                        self._drops += 1
+                        if self._drops >= _DROPS_ALLOWED:
+                            raise RangesUnsupported(
+                                f"the server stopped honouring byte ranges for {info.key}"
+                            )
+                    raise _Trouble(f"HTTP {answer.status} without the range from {piece.pos}")
+                if kind is not Kind.PARTIAL:
+                    raise answer.refuse(info.key, info.url)
+                self._receive(answer.response, piece)
+        except httpx.TransportError as exc:
+            raise _Trouble(f"{type(exc).__name__} ({exc})") from exc
+        if piece.pos < piece.end and not self._abort:
+            raise _Trouble("the server closed a piece early")
+
+    def _receive(self, response: httpx.Response, piece: _Piece) -> None:
+        for chunk in response.iter_raw():
+            if self._abort:
+                return
+            data = memoryview(chunk)[: piece.end - piece.pos]
+            written = 0
+            while written < len(data):
+                at = piece.pos - piece.start + written
+                written += os.pwrite(piece.fd, data[written:], at)
+            with self._cond:
+                piece.pos += written
+                self.fetched += written
+                self._drops = 0
+                self._cond.notify_all()
+            self.on_bytes(written)
+            if piece.pos >= piece.end:
+                return
