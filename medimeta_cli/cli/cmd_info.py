@@ -66,9 +66,17 @@ def info_command(
             else:
                 s.out.emit_text(bibtex)
             return
+        from medimeta_cli.cli._versions import newer_version
+        from medimeta_cli.store.layout import RootLayout
+        from medimeta_cli.zenodo.versions import load_check
+
         details = {
             **info_json(dataset, tasks, s.settings, status, in_catalog=view.in_catalog),
             **view.to_json(),
+            # As the last check saved it (doctor, list --check-updates): info asks no server.
+            "newer_version": newer_version(
+                load_check(RootLayout(s.settings.root)), dataset.id, status
+            ),
         }
         if common.json:
             s.out.emit_json(details)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from medimeta_cli.cli._versions import newer_version
 from medimeta_cli.cli.options import (
     AllTasksOption,
     CommonOptions,
@@ -107,7 +108,7 @@ def list_command(
                         **d.to_json(),
                         **statuses[d.id].to_json(),
                         **views[d.id].to_json(),
-                        "newer_version": _newer_version(versions, d.id, statuses[d.id]),
+                        "newer_version": newer_version(versions, d.id, statuses[d.id]),
                         **({"refused": refused[d.id]} if d.id in refused else {}),
                         **(
                             {"source_tasks": list(sources.tasks_of(d))}
@@ -179,15 +180,6 @@ def _version_check(s: Session, check_now: bool) -> LatestCheck | None:
         return source.versions({}).check
     finally:
         source.close()
-
-
-def _newer_version(
-    versions: LatestCheck | None, dataset_id: str, status: LocalStatus
-) -> dict[str, Any] | None:
-    """``newer_version`` of a dataset installed in the data root, or None."""
-    if versions is None or status.state is State.ABSENT:
-        return None
-    return versions.newer_version(dataset_id)
 
 
 def _say_newer(

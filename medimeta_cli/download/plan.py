@@ -19,8 +19,7 @@ from typing import TYPE_CHECKING, Any
 from medimeta_cli.catalog.datasets import Dataset, file_download_url
 from medimeta_cli.dataset.layouts import ArchiveLayout, sizes_key
 from medimeta_cli.fetch.connections import ConnectionBudget
-from medimeta_cli.fetch.pieces import window_bytes
-from medimeta_cli.fetch.windowed import WINDOW_FROM
+from medimeta_cli.fetch.window import WINDOW_FROM, window_bytes
 from medimeta_cli.fsutil import free_bytes, human_bytes
 from medimeta_cli.store.layout import RootLayout
 from medimeta_cli.store.partials import partial_bytes

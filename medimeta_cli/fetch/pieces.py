@@ -1,14 +1,15 @@
 """A sliding window of pieces: several connections fetch consecutive pieces of one archive,
 and the archive's bytes come out in order, as the contiguous front advances.
 
-The archive is cut on a fixed grid of pieces (:func:`piece_size`: 50 MiB for large
-archives, so at most about 20 requests per GB). Connections take the next pieces in
+The archive is cut on a fixed grid of pieces
+(:func:`~medimeta_cli.fetch.window.piece_size`: 50 MiB for large archives, so at most about
+20 requests per GB). Connections take the next pieces in
 archive order, never more than the window ahead of the front (the piece being read): one
 piece per connection plus one. Every piece is written to a spill file of its own in the
 transfer's folder as it arrives, and read back (from the page cache) when the front
 reaches it; a piece read to its end is deleted once the pass's next checkpoint is saved.
 So the disk holds at most the window's pieces, ``(connections + 2) * piece`` bytes
-(:func:`window_bytes`), the buffer the install's disk check counts.
+(:func:`~medimeta_cli.fetch.window.window_bytes`), the buffer the install's disk check counts.
 
 Pieces left by a killed run are taken over (their spill files hold the archive's bytes
 from the piece's start; the md5 over the whole pass says whether they are right).
@@ -43,24 +44,10 @@ from medimeta_cli.zenodo.record import ArchiveInfo
 
 logger = logging.getLogger(__name__)
 
-#: Pieces of large archives: at most about 20 requests per GB (Zenodo allows 60 a minute).
-LARGE_PIECE = 50 * 1024 * 1024
 #: The pass takes the front's bytes in steps of this size.
 _READ_STEP = 1024 * 1024
 #: Pieces answered without their range this many times in a row: the server has none.
 _DROPS_ALLOWED = 3
-
-
-def piece_size(size: int, budget: ConnectionBudget) -> int:
-    """The pieces of an archive of ``size`` bytes: about two per connection of the share,
-    no smaller than the budget's smallest slice, no larger than :data:`LARGE_PIECE`."""
-    return max(budget.min_slice, min(LARGE_PIECE, -(-size // (2 * budget.share))))
-
-
-def window_bytes(size: int, budget: ConnectionBudget) -> int:
-    """The most spill files hold at once: one piece per connection, one ahead, and the
-    piece read last until the next checkpoint."""
-    return min(size, (budget.share + 2) * piece_size(size, budget))
 
 
 @dataclass

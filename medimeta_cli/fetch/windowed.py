@@ -6,7 +6,7 @@ fetches consecutive pieces over the run's connections, and the ordered pass of
 :mod:`medimeta_cli.fetch.streamed` (its member writer and every check: sizes, CRC-32s,
 local headers against the directory, the directory read ahead against the stream's, the
 md5 over every byte) consumes the contiguous front as it advances. Peak disk is the
-installed size plus the window's spill files (:func:`~medimeta_cli.fetch.pieces.window_bytes`).
+installed size plus the window's spill files (:func:`~medimeta_cli.fetch.window.window_bytes`).
 
 Resume. An md5 cannot be saved, but the bytes it covered can be found again: a stored
 member's data is the installed file itself, and every other byte the pass consumed (local
@@ -45,10 +45,11 @@ from medimeta_cli.events import BytesTransferred, Notice, Phase, PhaseChanged, T
 from medimeta_cli.fetch.answers import RangesUnsupported
 from medimeta_cli.fetch.connections import ConnectionBudget, one_connection
 from medimeta_cli.fetch.members import NO_RANGES
-from medimeta_cli.fetch.pieces import PieceWindow, piece_size, window_bytes
+from medimeta_cli.fetch.pieces import PieceWindow
 from medimeta_cli.fetch.ranged import MemberWrite, ResponseBody
 from medimeta_cli.fetch.result import Fetched, MembersFolder, TransferContext, TransferUnavailable
 from medimeta_cli.fetch.streamed import COVERS, StreamedFetcher, _FileMaker, _OrderedMd5, _Pass
+from medimeta_cli.fetch.window import WINDOW_FROM, piece_size, window_bytes
 from medimeta_cli.fetch.zipdir import Span, read_listing, remember_sizes
 from medimeta_cli.fsutil import (
     atomic_write_text,
@@ -74,9 +75,6 @@ logger = logging.getLogger(__name__)
 #: A checkpoint after this many bytes of the pass, or seconds, whichever comes first.
 CHECKPOINT_BYTES = 16 * 1024 * 1024
 CHECKPOINT_SECONDS = 1.0
-#: Archives smaller than this are fetched as archives: their extraction beside the archive
-#: costs little disk, and they make too few pieces to spread over connections.
-WINDOW_FROM = 64 * 1024 * 1024
 JOURNAL = "stream.journal"
 SPILL = "pieces"
 

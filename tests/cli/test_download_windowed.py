@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from medimeta_cli.fetch.connections import ConnectionBudget
-from medimeta_cli.fetch.pieces import piece_size, window_bytes
+from medimeta_cli.fetch.window import piece_size, window_bytes
 from medimeta_cli.store.layout import RootLayout
 from medimeta_cli.store.records import read_install_record
 from tests.support import archives

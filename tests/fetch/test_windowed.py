@@ -20,8 +20,8 @@ from medimeta_cli.catalog.datasets import RECORD_ID
 from medimeta_cli.errors import IntegrityError
 from medimeta_cli.events import Notice
 from medimeta_cli.fetch.connections import ConnectionBudget
-from medimeta_cli.fetch.pieces import piece_size
 from medimeta_cli.fetch.result import MembersFolder, TransferContext, TransferUnavailable
+from medimeta_cli.fetch.window import piece_size
 from medimeta_cli.fetch.windowed import WindowedTransfer
 from medimeta_cli.install.archive import member_path
 from medimeta_cli.store.layout import RootLayout
