@@ -63,7 +63,9 @@ def _image_batches(
         indices, batch_size=_ROWS_PER_WRITE, reuse_buffer=True
     ):
         converted = convert_color(images, color)
-        observe(split, converted)  # the mean and std of provenance.json, in the same pass
+        observe(
+            split, converted, batch_indices
+        )  # the mean and std of provenance.json, in the same pass
         yield converted
         progress(len(batch_indices))
 
