@@ -8,21 +8,23 @@ export sums its own images, the job that completes the export adds the shards' s
 the result is byte for byte that of an export in one run.
 
 Every writer sums the images as it reads them, so the normalization costs no second
-read: a writer that converts a batch in this process hands it, with its upstream indices,
-to :func:`observe` (NumPy arrays); one whose images are read and encoded in worker
-processes (class folders, webdataset, Parquet) asks :func:`wanted` whether a unit's split
-counts, has the worker sum that unit (:class:`UnitSums`, the exact integers, returned
-beside the encoded bytes) and hands the sums over with :func:`observe_sums`. The images
-of the chosen splits that no writer handed over (a webdataset job whose first tar began
-in the job before: that job wrote them) are read afterwards, those alone, straight from
-``images.hdf5`` in chunk order (:func:`export_sums`); a writer that handed over an image
-twice, or one outside the selection, gets a whole pass of its own instead. Either way
-the sums are the same integers, byte for byte.
+read: a writer that converts a batch in this process hands it, with its upstream
+indices, to :func:`observe` (NumPy arrays; summed in a thread while the batch is
+written); one whose images are read and encoded in worker processes (class folders,
+webdataset, Parquet) asks :func:`wanted` whether a unit's split counts, has the worker
+sum that unit (:class:`UnitSums`, the exact integers, returned beside the encoded bytes)
+and hands the sums over with :func:`observe_sums`. The images of the chosen splits that
+no writer handed over (a webdataset job whose first tar began in the job before: that
+job wrote them) are read afterwards, those alone, straight from ``images.hdf5`` in chunk
+order; a writer that handed over an image twice, or one outside the selection, gets a
+whole pass of its own instead (:func:`export_sums`). Either way the sums are the same
+integers, byte for byte.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -54,6 +56,14 @@ class _Tally:
     splits: frozenset[str]
     sums: PixelSums
     seen: dict[str, list[npt.NDArray[np.int64]]] = field(default_factory=dict)
+    #: The one thread that sums the batches handed to :func:`observe`, one after another.
+    thread: ThreadPoolExecutor | None = None
+
+    def finish(self) -> None:
+        """Wait for the batches still being summed."""
+        if self.thread is not None:
+            self.thread.shutdown(wait=True)
+            self.thread = None
 
 
 _TALLY: ContextVar[_Tally | None] = ContextVar("medimeta_export_tally", default=None)
@@ -66,14 +76,26 @@ def wanted(split: str) -> bool:
     return tally is not None and split in tally.splits
 
 
-def observe(split: str, images: npt.NDArray[np.uint8], indices: npt.NDArray[np.int64]) -> None:
+def observe(
+    split: str, images: npt.NDArray[np.uint8], indices: npt.NDArray[np.int64]
+) -> Callable[[], None]:
     """A writer's converted batch of ``split`` (the images of upstream ``indices``), as
     written; counted when a write is being tallied and the normalization is computed on
-    that split."""
+    that split. Summed in a thread of its own while the writer writes the batch (NumPy
+    releases the interpreter's lock as it sums, the file system as it writes): the
+    function returned waits until the sums are through with ``images``, which the writer
+    calls before it changes them (a reused buffer)."""
     tally = _TALLY.get()
-    if tally is not None and split in tally.splits:
-        tally.sums.add(images)
-        tally.seen.setdefault(split, []).append(np.asarray(indices, dtype=np.int64))
+    if tally is None or split not in tally.splits:
+        return _nothing
+    tally.seen.setdefault(split, []).append(np.asarray(indices, dtype=np.int64))
+    if tally.thread is None:
+        tally.thread = ThreadPoolExecutor(1, thread_name_prefix="medimeta-sums")
+    return tally.thread.submit(tally.sums.add, images).result
+
+
+def _nothing() -> None:
+    return None
 
 
 class UnitSums:
@@ -150,6 +172,7 @@ def tallied(
     token = _TALLY.set(tally)
 
     def total() -> PixelSums:
+        tally.finish()
         missing = _missing(tally, parts)
         if missing is None:
             return export_sums(folder, selection, full, options)
@@ -161,6 +184,7 @@ def tallied(
         yield total
     finally:
         _TALLY.reset(token)
+        tally.finish()
 
 
 def _sums_of(
