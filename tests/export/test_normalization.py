@@ -73,7 +73,7 @@ def test_without_a_train_split_every_exported_image_counts(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("export_format", ["imagefolder", "numpy"])
+@pytest.mark.parametrize("export_format", ["imagefolder", "numpy", "webdataset", "parquet"])
 def test_a_sharded_export_has_the_same_normalization_byte_for_byte(
     installed: InstalledData, tmp_path: Path, export_format: str
 ) -> None:
