@@ -27,6 +27,7 @@ from medimeta_cli.catalog.datasets import Dataset, Task, TaskTarget
 from medimeta_cli.dataset.images import ImageReader
 from medimeta_cli.dataset.selection import Selection
 from medimeta_cli.export.naming import task_column
+from medimeta_cli.export.normalization import UnitSums, observe_sums, wanted
 from medimeta_cli.export.options import (
     Color,
     ExportFormat,
@@ -168,16 +169,19 @@ def close_worker() -> None:
 
 
 def encode_images(
-    indices: npt.NDArray[np.int64], image_format: ImageFormat, color: Color | None
-) -> list[bytes]:
+    indices: npt.NDArray[np.int64], image_format: ImageFormat, color: Color | None, summed: bool
+) -> tuple[list[bytes], dict[str, Any] | None]:
     """Read, convert and encode one run of images with this process's reader, keeping the
-    encoded bytes (for formats that pack image files into bigger ones: webdataset)."""
+    encoded bytes (for formats that pack image files into bigger ones: webdataset), and
+    if ``summed`` their pixel sums (:class:`~medimeta_cli.export.normalization.UnitSums`)."""
     reader: ImageReader = _WORKER["reader"]
     encoded: list[bytes] = []
+    sums = UnitSums(summed)
     for position in range(0, len(indices), BATCH):
         batch = convert_color(reader.read_images(indices[position : position + BATCH]), color)
+        sums.add(batch)
         encoded.extend(encode_image(image, image_format) for image in batch)
-    return encoded
+    return encoded, sums.result()
 
 
 def _write_images(
@@ -186,12 +190,16 @@ def _write_images(
     image_format: ImageFormat,
     color: Color | None,
     atomic: bool,
-) -> int:
-    """Read, convert, encode and write one run of images (in a worker or in-process)."""
+    summed: bool,
+) -> tuple[int, dict[str, Any] | None]:
+    """Read, convert, encode and write one run of images (in a worker or in-process); the
+    count, and if ``summed`` the images' pixel sums."""
     reader: ImageReader = _WORKER["reader"]
     written = 0
+    sums = UnitSums(summed)
     for position in range(0, len(indices), BATCH):
         batch = convert_color(reader.read_images(indices[position : position + BATCH]), color)
+        sums.add(batch)
         for image, target in zip(batch, targets[position : position + BATCH], strict=True):
             data = encode_image(image, image_format)
             if atomic:
@@ -199,7 +207,7 @@ def _write_images(
             else:
                 Path(target).write_bytes(data)
             written += 1
-    return written
+    return written, sums.result()
 
 
 def write_image_files(
@@ -216,20 +224,30 @@ def write_image_files(
     # About eight units per worker, so that no worker idles long at the end and small
     # splits are shared too; never so small that hand-offs dominate.
     unit = max(16, min(2 * BATCH, selection.total // max(1, options.jobs * 8)))
-    units: list[tuple[npt.NDArray[np.int64], list[str]]] = []
+    units: list[tuple[str, npt.NDArray[np.int64], list[str]]] = []
     for folder_name in split_folders(selection):
         os.makedirs(target / folder_name, exist_ok=True)
     for part in selection.parts:
         absolute = [str(target / rel) for rel in paths[part.split]]
         for start in range(0, len(part.indices), unit):
-            units.append((part.indices[start : start + unit], absolute[start : start + unit]))
+            units.append(
+                (part.split, part.indices[start : start + unit], absolute[start : start + unit])
+            )
     args = (options.image_format, options.color, atomic)
+
+    def written(split: str, indices: npt.NDArray[np.int64], done: Any) -> None:
+        # The mean and std of provenance.json, summed where the images were read.
+        count, sums = done
+        if sums is not None:
+            observe_sums(split, indices, sums)
+        progress(count)
+
     if options.jobs <= 1 or len(units) <= 1:
         logger.debug("encoding %d images in this process", selection.total)
         init_worker(str(folder), selection.dataset)
         try:
-            for indices, targets in units:
-                progress(_write_images(indices, targets, *args))
+            for split, indices, targets in units:
+                written(split, indices, _write_images(indices, targets, *args, wanted(split)))
         finally:
             close_worker()
         return
@@ -245,12 +263,13 @@ def write_image_files(
         initializer=init_worker,
         initargs=(str(folder), selection.dataset),
     ) as pool:
-        futures = [
-            pool.submit(_write_images, indices, targets, *args) for indices, targets in units
-        ]
+        futures = {
+            pool.submit(_write_images, indices, targets, *args, wanted(split)): (split, indices)
+            for split, indices, targets in units
+        }
         try:
             for future in as_completed(futures):
-                progress(future.result())
+                written(*futures[future], future.result())
         except BaseException:
             for future in futures:
                 future.cancel()

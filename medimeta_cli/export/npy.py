@@ -63,8 +63,10 @@ def _image_batches(
         indices, batch_size=_ROWS_PER_WRITE, reuse_buffer=True
     ):
         converted = convert_color(images, color)
-        observe(split, converted)  # the mean and std of provenance.json, in the same pass
+        # The mean and std of provenance.json, summed while the batch is written.
+        summed = observe(split, converted, batch_indices)
         yield converted
+        summed()  # before the next batch is read into the same buffer
         progress(len(batch_indices))
 
 

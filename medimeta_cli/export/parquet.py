@@ -46,6 +46,7 @@ from medimeta_cli.dataset.selection import Selection, SplitPart
 from medimeta_cli.errors import MissingDependencyError
 from medimeta_cli.export.imagefolder import encode_image, image_name
 from medimeta_cli.export.naming import task_column
+from medimeta_cli.export.normalization import UnitSums, observe_sums, wanted
 from medimeta_cli.export.options import (
     Color,
     ExportFormat,
@@ -204,26 +205,41 @@ def _init_worker(folder: str, dataset: Dataset) -> None:
 
 
 def _encode_unit(
-    indices: npt.NDArray[np.int64], image_format: ImageFormat, color: Color | None
-) -> list[bytes]:
-    """Read, convert and encode one unit of images (in a worker or in-process)."""
+    indices: npt.NDArray[np.int64], image_format: ImageFormat, color: Color | None, summed: bool
+) -> tuple[list[bytes], dict[str, Any] | None]:
+    """Read, convert and encode one unit of images (in a worker or in-process); and if
+    ``summed`` their pixel sums (:class:`~medimeta_cli.export.normalization.UnitSums`)."""
     reader: ImageReader = _WORKER["reader"]
     images = convert_color(reader.read_images(indices), color)
-    return [encode_image(image, image_format) for image in images]
+    sums = UnitSums(summed)
+    sums.add(images)
+    return [encode_image(image, image_format) for image in images], sums.result()
 
 
 def encoded_images(
-    folder: Path, selection: Selection, indices: npt.NDArray[np.int64], options: ExportOptions
+    folder: Path,
+    selection: Selection,
+    split: str,
+    indices: npt.NDArray[np.int64],
+    options: ExportOptions,
 ) -> Iterator[list[bytes]]:
-    """The encoded images of ``indices``, in order, a unit at a time; encoded in
-    ``options.jobs`` worker processes, a bounded number of units ahead."""
+    """The encoded images of ``indices`` of ``split``, in order, a unit at a time; encoded
+    in ``options.jobs`` worker processes, a bounded number of units ahead. Their pixel
+    sums go to the normalization (:func:`observe_sums`) where they were read."""
     units = [indices[start : start + UNIT] for start in range(0, len(indices), UNIT)]
-    args = (options.image_format, options.color)
+    args = (options.image_format, options.color, wanted(split))
+
+    def encoded(unit: npt.NDArray[np.int64], done: tuple[list[bytes], Any]) -> list[bytes]:
+        images, sums = done
+        if sums is not None:
+            observe_sums(split, unit, sums)
+        return images
+
     if options.jobs <= 1 or len(units) <= 1:
         _init_worker(str(folder), selection.dataset)
         try:
             for unit in units:
-                yield _encode_unit(unit, *args)
+                yield encoded(unit, _encode_unit(unit, *args))
         finally:
             _WORKER.pop("reader").close()
         return
@@ -234,16 +250,18 @@ def encoded_images(
         initializer=_init_worker,
         initargs=(str(folder), selection.dataset),
     ) as pool:
-        pending: list[Future[list[bytes]]] = []
+        pending: list[tuple[npt.NDArray[np.int64], Future[tuple[list[bytes], Any]]]] = []
         try:
             for unit in units:
-                pending.append(pool.submit(_encode_unit, unit, *args))
+                pending.append((unit, pool.submit(_encode_unit, unit, *args)))
                 if len(pending) > 2 * options.jobs:
-                    yield pending.pop(0).result()
+                    first, future = pending.pop(0)
+                    yield encoded(first, future.result())
             while pending:
-                yield pending.pop(0).result()
+                first, future = pending.pop(0)
+                yield encoded(first, future.result())
         finally:
-            for future in pending:
+            for _, future in pending:
                 future.cancel()
 
 
@@ -390,7 +408,7 @@ def write_split_rows(
         files.add(_table(pa, the_schema, selection, pending[:count], rows, batch, suffix))
         pending, start = pending[count:], stop
 
-    for images in encoded_images(folder, selection, part.indices, options):
+    for images in encoded_images(folder, selection, part.split, part.indices, options):
         pending.extend(images)
         while len(pending) >= files.group_rows:
             hand_over(files.group_rows)

@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import logging
 import multiprocessing
 import tarfile
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,7 @@ from medimeta_cli.export.imagefolder import (
     init_worker,
 )
 from medimeta_cli.export.naming import task_column
+from medimeta_cli.export.normalization import observe_sums, wanted
 from medimeta_cli.export.options import ExportFormat, ExportOptions, ProgressCallback
 from medimeta_cli.export.shardsize import DEFAULT_SHARD_SIZE
 from medimeta_cli.export.writer import Writer
@@ -222,20 +224,35 @@ def _write_tar(
 # ----------------------------------------------------------------------------- encoding
 
 
+@dataclass(frozen=True)
+class _Run:
+    """Neighbouring images of one split that one worker reads and encodes; ``summed`` when
+    their pixel sums go to the normalization (:func:`observe_sums`)."""
+
+    split: str
+    indices: npt.NDArray[np.int64]
+    summed: bool
+
+
 def _encoded(
-    folder: Path,
-    selection: Selection,
-    runs: Sequence[npt.NDArray[np.int64]],
-    options: ExportOptions,
+    folder: Path, selection: Selection, runs: Sequence[_Run], options: ExportOptions
 ) -> Iterator[bytes]:
     """The encoded images of ``runs`` (sorted index runs), in order: in this process, or
-    in ``options.jobs`` worker processes with a bounded number of runs in flight."""
+    in ``options.jobs`` worker processes with a bounded number of runs in flight; the
+    pixel sums of the runs that want them, summed where the images were read."""
     args = (options.image_format, options.color)
+
+    def encoded(run: _Run, done: tuple[list[bytes], Any]) -> list[bytes]:
+        images, sums = done
+        if sums is not None:
+            observe_sums(run.split, run.indices, sums)
+        return images
+
     if options.jobs <= 1 or len(runs) <= 1:
         init_worker(str(folder), selection.dataset)
         try:
             for run in runs:
-                yield from encode_images(run, *args)
+                yield from encoded(run, encode_images(run.indices, *args, run.summed))
         finally:
             close_worker()
         return
@@ -246,17 +263,51 @@ def _encoded(
         initializer=init_worker,
         initargs=(str(folder), selection.dataset),
     ) as pool:
-        pending: deque[Future[list[bytes]]] = deque()
+        pending: deque[tuple[_Run, Future[tuple[list[bytes], Any]]]] = deque()
         submitted = 0
         try:
             while submitted < len(runs) or pending:
                 while submitted < len(runs) and len(pending) < 2 * options.jobs:
-                    pending.append(pool.submit(encode_images, runs[submitted], *args))
+                    run = runs[submitted]
+                    pending.append(
+                        (run, pool.submit(encode_images, run.indices, *args, run.summed))
+                    )
                     submitted += 1
-                yield from pending.popleft().result()
+                run, future = pending.popleft()
+                yield from encoded(run, future.result())
         finally:
-            for future in pending:
+            for _, future in pending:
                 future.cancel()
+
+
+def _runs(
+    full: Selection,
+    shards: Sequence[TarShard],
+    options: ExportOptions,
+    slice_ends: Mapping[str, int] | None,
+) -> list[_Run]:
+    """The runs of ``shards``: small enough that every worker gets several, never crossing
+    a shard, nor the end of a job's slice (``slice_ends``, per split: the images past it,
+    which the job's last tar holds, are the next job's to sum)."""
+    parts = {part.split: part for part in full.parts}
+    total = sum(shard.stop - shard.start for shard in shards)
+    unit = max(16, min(BATCH, total // max(1, options.jobs * 8)))
+    runs: list[_Run] = []
+    for shard in shards:
+        end = shard.stop if slice_ends is None else slice_ends[shard.split]
+        cuts = sorted(
+            {
+                *range(shard.start, shard.stop, unit),
+                shard.stop,
+                *([end] if shard.start < end < shard.stop else []),
+            }
+        )
+        summed = wanted(shard.split)
+        runs.extend(
+            _Run(shard.split, parts[shard.split].indices[a:b], summed and b <= end)
+            for a, b in itertools.pairwise(cuts)
+        )
+    return runs
 
 
 def write_tars(
@@ -266,18 +317,14 @@ def write_tars(
     target: Path,
     options: ExportOptions,
     progress: ProgressCallback,
+    *,
+    slice_ends: Mapping[str, int] | None = None,
 ) -> list[dict[str, Any]]:
-    """Write ``shards`` of ``full`` into ``target``; their manifest entries, in order."""
+    """Write ``shards`` of ``full`` into ``target``; their manifest entries, in order. The
+    pixel sums of what they hold go to the normalization, but for the images past
+    ``slice_ends`` (per split: a job's tars hold some of the next job's slice)."""
     parts = {part.split: part for part in full.parts}
-    # Runs small enough that every worker gets several, never crossing a shard.
-    total = sum(shard.stop - shard.start for shard in shards)
-    unit = max(16, min(BATCH, total // max(1, options.jobs * 8)))
-    runs = [
-        parts[shard.split].indices[start : min(start + unit, shard.stop)]
-        for shard in shards
-        for start in range(shard.start, shard.stop, unit)
-    ]
-    images = _encoded(folder, full, runs, options)
+    images = _encoded(folder, full, _runs(full, shards, options, slice_ends), options)
     extension = options.image_format.extension
     entries = []
     try:
@@ -362,9 +409,11 @@ class WebDatasetWriter(Writer):
         """The tar shards that begin in this job's slice (:func:`shards_of_job`), straight
         into ``out``, and notes on them in ``piece`` for the manifest."""
         assert selection.spec.shard is not None
-        mine = shards_of_job(full, selection.spec.shard, options)
+        job = selection.spec.shard
+        mine = shards_of_job(full, job, options)
+        ends = {part.split: shard_bounds(len(part.indices), job)[1] for part in full.parts}
         # This job's progress counts its slice; the tars it writes may hold a few more.
-        entries = write_tars(folder, full, mine, out, options, lambda count: None)
+        entries = write_tars(folder, full, mine, out, options, lambda count: None, slice_ends=ends)
         progress(selection.total)
         piece.mkdir(exist_ok=True)
         atomic_write_text(piece / _NOTES, json.dumps(entries, indent=2) + "\n")
