@@ -69,6 +69,7 @@ from medimeta_cli.store.partials import (
     own_regular,
     partial_bytes,
     read_state_json,
+    spill_ahead,
 )
 from medimeta_cli.store.records import FileEntry
 from medimeta_cli.zenodo.record import ArchiveInfo
@@ -584,7 +585,9 @@ class WindowedTransfer:
             if fetcher.progress_path.exists():
                 context.on_event(PhaseChanged(dataset.id, Phase.CHECKING_PARTIAL))
             fetcher.prepare(spans)
-            done = fetcher.resumed
+            # The bar starts at the checkpoint plus the pieces an earlier run left ahead of
+            # it: the pass reads those from disk, and no byte of them is counted again.
+            done = fetcher.resumed + spill_ahead(folder / SPILL, fetcher.resumed)
             # Room for the members still to come and the window's spill files.
             left = max(0, listing.listing.total_bytes - sum(e.size for e in fetcher.done.values()))
             ensure_space(

@@ -223,17 +223,23 @@ def _members_done(folder: Path, data: dict[str, Any]) -> int | None:
         hashed = int(window["hashed"])
     except (KeyError, TypeError, ValueError):
         return None
+    return hashed + spill_ahead(folder / SPILL_FOLDER, hashed)
+
+
+def spill_ahead(spill: Path, hashed: int) -> int:
+    """Bytes the spill files of a pass hold beyond byte ``hashed`` of the archive (each
+    file holds its piece's bytes from the byte its name says); 0 when there are none."""
     ahead = 0
     try:
-        with os.scandir(folder / SPILL_FOLDER) as pieces:
+        with os.scandir(spill) as pieces:
             for piece in pieces:
                 found = piece.stat(follow_symlinks=False)
                 if piece.name.isdigit() and stat.S_ISREG(found.st_mode):
                     start = int(piece.name)
                     ahead += max(0, start + found.st_size - max(start, hashed))
     except OSError:
-        pass  # no spill files: the checkpoint's bytes only
-    return hashed + ahead
+        pass  # no spill files (or not a folder of ours): nothing ahead
+    return ahead
 
 
 def partial_progress(layout: RootLayout, key: str) -> tuple[int, int] | None:
