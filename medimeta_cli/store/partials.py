@@ -231,6 +231,8 @@ def spill_ahead(spill: Path, hashed: int) -> int:
     file holds its piece's bytes from the byte its name says); 0 when there are none."""
     ahead = 0
     try:
+        if not stat.S_ISDIR(os.lstat(spill).st_mode):
+            return 0  # a link is not followed
         with os.scandir(spill) as pieces:
             for piece in pieces:
                 found = piece.stat(follow_symlinks=False)

@@ -259,5 +259,14 @@ def test_a_members_folder_without_a_checkpoint_or_through_a_link_is_not_a_partia
     (partial_dir / "crc.zip.members.link").symlink_to(elsewhere, target_is_directory=True)
     assert local_status(tmp_path, "crc").state is State.ABSENT
     # A members folder of --layout hdf5 (no checkpoint of a pass) says nothing of a percent.
-    _members_folder(tmp_path, {"size": 1000, "done": {}}, {})
+    folder = _members_folder(tmp_path, {"size": 1000, "done": {}}, {})
     assert local_status(tmp_path, "crc").state is State.ABSENT
+    # Spill files reached through a link are not counted: the checkpoint's bytes only.
+    window = {"hashed": 100, "index": 0, "journal": 0, "holes": [], "current": None}
+    (folder / "progress.json").write_text(json.dumps({"size": 1000, "window": window}))
+    (folder / "pieces").rmdir()
+    spill = tmp_path / "other" / "spill"
+    spill.mkdir()
+    (spill / "0").write_bytes(b"x" * 900)
+    (folder / "pieces").symlink_to(spill, target_is_directory=True)
+    assert local_status(tmp_path, "crc").percent == 10.0
