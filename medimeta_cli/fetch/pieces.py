@@ -182,9 +182,13 @@ class PieceWindow:
 
     def release(self, upto: int) -> None:
         """Delete the spill files of pieces read before ``upto``: a checkpoint there was
-        saved, so a later run no longer needs them (until then a kill costs none of them)."""
-        for piece in self.pieces[: self.front]:
-            if piece.end <= upto and piece.fd < 0:
+        saved, so a later run no longer needs them (until then a kill costs none of them).
+        Called from the thread that saves checkpoints, while the pass reads on (pieces
+        before the front are closed)."""
+        with self._cond:
+            read = self.pieces[: self.front]
+        for piece in read:
+            if piece.end <= upto:
                 piece.path.unlink(missing_ok=True)
 
     def close(self) -> None:

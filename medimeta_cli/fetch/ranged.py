@@ -84,12 +84,23 @@ class ResponseBody:
 
     def stream(self, count: int) -> Iterator[bytes]:
         while count > 0:
-            if not self.buffer:
-                self._more()
-            piece = bytes(self.buffer[:count])
+            if self.buffer:
+                # One copy (a slice of a bytearray, then bytes(), would be two).
+                with memoryview(self.buffer) as view:
+                    piece = bytes(view[:count])
+                del self.buffer[: len(piece)]
+            else:
+                # A chunk the count covers whole is handed on as it came, not copied.
+                chunk = next(self.chunks, None)
+                if chunk is None:
+                    raise httpx.RemoteProtocolError("the range ended early")
+                if len(chunk) <= count:
+                    piece = chunk
+                else:
+                    piece = chunk[:count]
+                    self.buffer += memoryview(chunk)[count:]
             if self.digest is not None:
                 self.digest(piece)
-            del self.buffer[: len(piece)]
             self.position += len(piece)
             count -= len(piece)
             yield piece
@@ -245,10 +256,7 @@ class MemberFetcher:
         lengths = LOCAL_HEADER.unpack(fixed)[9:]
         check_local_header(fixed, body.take(lengths[0]), body.take(lengths[1]), info)
         relative = member_path(info)
-        target = self.data / relative
-        if target.is_symlink():
-            target.unlink()  # the link itself: its target is never written
-        member = MemberWrite(info, HashedWriter(target, relative), body.position)
+        member = MemberWrite(info, self._writer(relative), body.position)
         if info.compress_type == zipfile.ZIP_DEFLATED:
             member.inflater = zlib.decompressobj(-15)
         elif info.compress_type != zipfile.ZIP_STORED:
@@ -257,6 +265,13 @@ class MemberFetcher:
             self.starts[relative] = member.data_start
             self.save_progress()
         return member
+
+    def _writer(self, relative: str) -> HashedWriter:
+        """The writer of a member's file, made afresh."""
+        target = self.data / relative
+        if target.is_symlink():
+            target.unlink()  # the link itself: its target is never written
+        return HashedWriter(target, relative)
 
     def _copy(self, body: ResponseBody, member: MemberWrite) -> None:
         for chunk in body.stream(member.info.compress_size - member.consumed):

@@ -27,12 +27,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
 import threading
 import time
 import zipfile
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from io import BufferedWriter
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,7 @@ from medimeta_cli.fetch.streamed import COVERS, StreamedFetcher, _FileMaker, _Or
 from medimeta_cli.fetch.window import WINDOW_FROM, piece_size, window_bytes
 from medimeta_cli.fetch.zipdir import Span, read_listing, remember_sizes
 from medimeta_cli.fsutil import (
-    atomic_write_text,
+    atomic_write_bytes,
     ensure_space,
     human_bytes,
     remove_tree,
@@ -63,11 +64,14 @@ from medimeta_cli.install.archive import HashedWriter, member_path
 from medimeta_cli.install.commit import Proof
 from medimeta_cli.store.ownership import owner_stamp
 from medimeta_cli.store.partials import (
+    SPILL_FOLDER,
     claim_members_folder,
     own_regular,
     partial_bytes,
     read_state_json,
+    spill_ahead,
 )
+from medimeta_cli.store.records import FileEntry
 from medimeta_cli.zenodo.record import ArchiveInfo
 
 logger = logging.getLogger(__name__)
@@ -75,8 +79,10 @@ logger = logging.getLogger(__name__)
 #: A checkpoint after this many bytes of the pass, or seconds, whichever comes first.
 CHECKPOINT_BYTES = 16 * 1024 * 1024
 CHECKPOINT_SECONDS = 1.0
+#: Members' bytes queued for the writes' thread at most.
+WRITES_QUEUED = 32 * 1024 * 1024
 JOURNAL = "stream.journal"
-SPILL = "pieces"
+SPILL = SPILL_FOLDER
 
 #: A hole in the journal: a stored member's data, ``length`` bytes at ``offset`` of the
 #: archive, which are the first bytes of the file ``path``.
@@ -86,41 +92,103 @@ Hole = tuple[int, int, str]
 class _MemberWrites:
     """Writes members' data (the file, its CRC-32 and SHA-256) in a thread of its own, in
     order, so that the pass goes on reading the front meanwhile (hashlib and zlib release
-    the GIL for large buffers). :meth:`drain` waits for every write and raises its error."""
+    the GIL for large buffers). Making a member's file, the checks that end it (its size
+    and CRC-32) and the checkpoints run in the same thread, in the pass's order, so the
+    pass never waits for a member's file: a checkpoint sees exactly the members finished
+    before it. The first error stops every later step; :meth:`drain` waits for every step
+    and raises it.
 
-    def __init__(self, depth: int = 16) -> None:
-        self._queue: queue.Queue[tuple[HashedWriter, bytes] | None] = queue.Queue(depth)
+    The queue is bounded by the bytes it holds (``depth``), not by its steps: an archive of
+    small members queues three steps per member, and a bound of a few steps would make the
+    pass wait for every few files."""
+
+    def __init__(self, depth: int = WRITES_QUEUED) -> None:
+        self._steps: deque[tuple[Callable[[Any], object], Any, int] | None] = deque()
+        self._depth = depth
+        self._held = 0  # bytes queued or being written
+        self._cond = threading.Condition()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="members-write", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
+        while True:
+            with self._cond:
+                while not self._steps:
+                    self._cond.wait()
+                item = self._steps[0]
+            if item is None:
+                return
+            step, argument, size = item
             try:
                 if self._error is None:
-                    item[0].write(item[1])
+                    step(argument)
             except BaseException as exc:  # raised by the pass at its next write or drain
                 self._error = exc
-            finally:
-                self._queue.task_done()
-        self._queue.task_done()
+            with self._cond:
+                self._steps.popleft()
+                self._held -= size
+                self._cond.notify_all()
+
+    def _put(self, item: tuple[Callable[[Any], object], Any, int] | None) -> None:
+        with self._cond:
+            size = item[2] if item is not None else 0
+            while self._held and self._held + size > self._depth and self._error is None:
+                self._cond.wait()
+            self._steps.append(item)
+            self._held += size
+            self._cond.notify_all()
 
     def write(self, writer: HashedWriter, data: bytes) -> None:
         """Append ``data`` to ``writer`` after what was given before."""
         if self._error is not None:
             raise self._error
-        self._queue.put((writer, data))
+        self._put((writer.write, data, len(data)))
+
+    def call(self, step: Callable[[], object]) -> None:
+        """Run ``step`` after every write and step given before."""
+        if self._error is not None:
+            raise self._error
+        self._put((lambda _: step(), None, 0))
 
     def drain(self) -> None:
         """Wait for every write given so far; raise the first one's error."""
-        self._queue.join()
+        with self._cond:
+            while self._steps:
+                self._cond.wait()
         if self._error is not None:
             raise self._error
 
     def stop(self) -> None:
         """End the thread once every write is done (errors are left to :meth:`drain`)."""
-        self._queue.put(None)
+        self._put(None)
         self._thread.join()
+
+
+def _hashed(chunks: Iterator[bytes], digest: _OrderedMd5) -> Iterator[bytes]:
+    """The window's chunks, each into the md5 as it comes out: the archive's bytes from the
+    pass's start in order, as the pass consumes them. The pass succeeds only once it has
+    consumed the last chunk, so the md5 then covers every byte, as when it was fed the
+    pieces the pass parsed (headers of a few bytes, a member's data); whole chunks of a
+    MiB are fewer steps and hash without holding the GIL."""
+    for chunk in chunks:
+        digest.update(chunk)
+        yield chunk
+
+
+class _OpenedLater(HashedWriter):
+    """A member's writer whose file is made in the writes' thread (:meth:`open`, queued
+    before its first write): making a file is the slowest step of a small member, and
+    the pass only reads headers and hands data on meanwhile."""
+
+    def __init__(self, target: Path, relative: str) -> None:
+        self.target, self.relative = target, relative
+
+    def open(self) -> None:
+        """Make the file (a link planted there is removed, never followed)."""
+        if self.target.is_symlink():
+            self.target.unlink()
+        HashedWriter.__init__(self, self.target, self.relative)
 
 
 @dataclass
@@ -138,6 +206,7 @@ class WindowedFetcher(StreamedFetcher):
     #: ahead of it in spill files.
     resumed: int = 0
     _holes: list[Hole] = field(default_factory=list)
+    _encoded: dict[str, tuple[FileEntry, str]] = field(default_factory=dict)
     _journal: BufferedWriter | None = None
     _journal_length: int = 0
     _raw: bool = True
@@ -213,10 +282,9 @@ class WindowedFetcher(StreamedFetcher):
     # ---- the pass
 
     def _consume(self, data: bytes | bytearray) -> None:
-        """Every byte of the pass, in order: into the md5, and into the journal unless it
-        is a stored member's data (its file holds it)."""
-        assert self._state is not None and self._journal is not None
-        self._state.digest.update(data)
+        """Every byte of the pass, in order: into the journal unless it is a stored
+        member's data (its file holds it)."""
+        assert self._journal is not None
         if self._raw:
             self._journal.write(data)
             self._journal_length += len(data)
@@ -234,7 +302,9 @@ class WindowedFetcher(StreamedFetcher):
             on_bytes=self.on_bytes,
             on_notice=self.on_notice,
         )
-        body = ResponseBody(window.chunks(), state.hashed, digest=self._consume)
+        body = ResponseBody(
+            _hashed(window.chunks(), state.digest), state.hashed, digest=self._consume
+        )
         try:
             while state.index < len(ordered):
                 info, start, _ = ordered[state.index]
@@ -242,8 +312,7 @@ class WindowedFetcher(StreamedFetcher):
                     state.current = self._open_member(body, info, start)
                     maker.advance()
                 self._copy(body, state.current)
-                self._drained()
-                self._finish(state.current)
+                self._later(partial(self._finish, state.current))
                 if state.current.inflater is None:
                     self._holes.append(
                         (state.current.data_start, info.compress_size, member_path(info))
@@ -251,6 +320,7 @@ class WindowedFetcher(StreamedFetcher):
                 state.current = None
                 state.index += 1
                 self._checkpoint(state, body.position)
+            self._drained()  # every member's size and CRC-32 checked
             body.skip_to(self.directory_offset)
             for piece in body.stream(self.info.size - body.position):
                 state.directory += piece
@@ -290,6 +360,20 @@ class WindowedFetcher(StreamedFetcher):
         if self._writes is not None:
             self._writes.drain()
 
+    def _later(self, step: Callable[[], object]) -> None:
+        """Run ``step`` in the writes' thread after the writes given so far."""
+        if self._writes is None:
+            step()
+        else:
+            self._writes.call(step)
+
+    def _writer(self, relative: str) -> HashedWriter:
+        if self._writes is None:
+            return super()._writer(relative)
+        writer = _OpenedLater(self.data / relative, relative)
+        self._writes.call(writer.open)
+        return writer
+
     def _open_member(self, body: ResponseBody, info: zipfile.ZipInfo, start: int) -> MemberWrite:
         member = super()._open_member(body, info, start)
         self.starts.pop(member.writer.relative, None)  # resumed from the checkpoint instead
@@ -312,34 +396,48 @@ class WindowedFetcher(StreamedFetcher):
         holes = list(self._holes)
         current = None
         if member is not None:
-            self._drained()
-            member.writer.flush()
             holes.append((member.data_start, member.consumed, member.writer.relative))
             current = member.writer.relative
-        atomic_write_text(
-            self.progress_path,
-            json.dumps(
-                {
-                    "key": self.info.key,
-                    "md5": self.info.md5,
-                    "size": self.info.size,
-                    **owner_stamp(),
-                    "done": {
-                        path: [e.size, e.mtime_ns, list(e.sha256)] for path, e in self.done.items()
-                    },
-                    "window": {
-                        "hashed": position,
-                        "index": state.index,
-                        "journal": self._journal_length,
-                        "holes": holes,
-                        "current": current,
-                        "piece": self.piece,
-                    },
-                }
-            ),
+        window = {
+            "hashed": position,
+            "index": state.index,
+            "journal": self._journal_length,
+            "holes": holes,
+            "current": current,
+            "piece": self.piece,
+        }
+        # Saved once the writes before it are done: the files hold what it counts on.
+        self._later(partial(self._save_checkpoint, window, member))
+
+    def _save_checkpoint(self, window: dict[str, Any], member: MemberWrite | None) -> None:
+        if member is not None:
+            member.writer.flush()
+        head = json.dumps(
+            {
+                "key": self.info.key,
+                "md5": self.info.md5,
+                "size": self.info.size,
+                **owner_stamp(),
+                "window": window,
+            }
         )
+        text = f'{head[:-1]}, "done": {{{", ".join(self._done_items())}}}}}'
+        atomic_write_bytes(self.progress_path, text.encode())
         if self._window is not None:
-            self._window.release(position)
+            self._window.release(int(window["hashed"]))
+
+    def _done_items(self) -> list[str]:
+        """The members done, as the ``done`` object's items of the progress file: each
+        encoded once (a checkpoint every 16 MiB encoding thousands of entries again
+        was a fifth of the writes' thread's time)."""
+        items = []
+        for path, entry in self.done.items():
+            cached = self._encoded.get(path)
+            if cached is None or cached[0] is not entry:
+                value = [entry.size, entry.mtime_ns, list(entry.sha256)]
+                cached = self._encoded[path] = (entry, f"{json.dumps(path)}: {json.dumps(value)}")
+            items.append(cached[1])
+        return items
 
     def _from_checkpoint(self, ordered: Sequence[Span]) -> _Pass | None:
         """The pass an earlier run's checkpoint describes, its md5 re-hashed from the
@@ -487,7 +585,9 @@ class WindowedTransfer:
             if fetcher.progress_path.exists():
                 context.on_event(PhaseChanged(dataset.id, Phase.CHECKING_PARTIAL))
             fetcher.prepare(spans)
-            done = fetcher.resumed
+            # The bar starts at the checkpoint plus the pieces an earlier run left ahead of
+            # it: the pass reads those from disk, and no byte of them is counted again.
+            done = fetcher.resumed + spill_ahead(folder / SPILL, fetcher.resumed)
             # Room for the members still to come and the window's spill files.
             left = max(0, listing.listing.total_bytes - sum(e.size for e in fetcher.done.values()))
             ensure_space(

@@ -7,7 +7,9 @@ and the job writing it (host, pid). A download in several slices at once (see
 (``"slices": [[start, end, next byte], ...]``): its partial file has the archive's size
 from the start, and the bytes done are the slices' sum, not the file's size. An
 hdf5-layout download fills a folder ``<key>.members.<uniq>/`` whose ``progress.json``
-plays the sidecar's part.
+plays the sidecar's part; so does an install while downloading in pieces
+(:mod:`medimeta_cli.fetch.windowed`), whose checkpoint says how far its pass got and whose
+``pieces/`` folder holds what arrived ahead of it.
 
 Every name is unique to the process that made it, and a job takes over an earlier
 run's partial by renaming it to a name of its own: of two racing jobs, one wins.
@@ -57,6 +59,9 @@ logger = logging.getLogger(__name__)
 
 #: The file a members folder records its progress (and owner) in.
 PROGRESS_FILE = "progress.json"
+#: The folder in a members folder holding the pieces received ahead of the pass
+#: (:mod:`medimeta_cli.fetch.pieces`), one file per piece named by its first byte.
+SPILL_FOLDER = "pieces"
 
 
 #: Flags of every open of a partial's files: never through a link, never blocking on a FIFO.
@@ -205,6 +210,69 @@ def partial_bytes(layout: RootLayout, key: str, md5: str | None) -> int:
         if data is not None and done is not None and (md5 is None or data.get("md5") == md5):
             return done
     return 0
+
+
+def _members_done(folder: Path, data: dict[str, Any]) -> int | None:
+    """Bytes of the archive a members folder that installs while downloading holds: those
+    its checkpoint covers, and those its spill files hold ahead of it (a later run goes on
+    from both). None for a members folder without a checkpoint (``--layout hdf5``)."""
+    window = data.get("window")
+    if not isinstance(window, dict):
+        return None
+    try:
+        hashed = int(window["hashed"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return hashed + spill_ahead(folder / SPILL_FOLDER, hashed)
+
+
+def spill_ahead(spill: Path, hashed: int) -> int:
+    """Bytes the spill files of a pass hold beyond byte ``hashed`` of the archive (each
+    file holds its piece's bytes from the byte its name says); 0 when there are none."""
+    ahead = 0
+    try:
+        if not stat.S_ISDIR(os.lstat(spill).st_mode):
+            return 0  # a link is not followed
+        with os.scandir(spill) as pieces:
+            for piece in pieces:
+                found = piece.stat(follow_symlinks=False)
+                if piece.name.isdigit() and stat.S_ISREG(found.st_mode):
+                    start = int(piece.name)
+                    ahead += max(0, start + found.st_size - max(start, hashed))
+    except OSError:
+        pass  # no spill files (or not a folder of ours): nothing ahead
+    return ahead
+
+
+def partial_progress(layout: RootLayout, key: str) -> tuple[int, int] | None:
+    """``(bytes done, archive size)`` of a partial download of an archive: a partial file
+    (the largest), else the members folder that installs while downloading furthest on;
+    None when there is neither. Nothing is followed through a link."""
+    for sidecar in partial_sidecars(layout, key):
+        data = read_state_json(sidecar)
+        # A download in slices has the archive's size from the start: count the slices.
+        done = done_bytes(data, part_of(sidecar))
+        try:
+            expected = int(data["size"]) if data is not None else -1
+        except (ValueError, KeyError, TypeError):
+            continue
+        if expected >= 0 and done is not None:
+            return done, expected
+    best: tuple[int, int] | None = None
+    for folder in layout.partial_dir.glob(f"{key}.members.*"):
+        if folder.is_symlink():
+            continue
+        data = read_state_json(folder / PROGRESS_FILE)
+        if data is None:
+            continue
+        done = _members_done(folder, data)
+        try:
+            expected = int(data["size"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        if done is not None and expected >= 0 and (best is None or done > best[0]):
+            best = (min(done, expected), expected)
+    return best
 
 
 def set_aside(path: Path, key: str) -> Path | None:

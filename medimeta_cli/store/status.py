@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medimeta_cli.store.layout import RootLayout
-from medimeta_cli.store.partials import done_bytes, part_of, partial_sidecars, read_state_json
+from medimeta_cli.store.partials import partial_progress
 from medimeta_cli.store.records import UnreadableRecordError, load_install_record
 
 if TYPE_CHECKING:
@@ -80,17 +80,9 @@ def local_status(root: Path, dataset_id: str) -> LocalStatus:
             return LocalStatus(dataset_id, State.INSTALLED, folder, size_bytes=size)
         state = State.VERIFIED if check.ok else State.DAMAGED
         return LocalStatus(dataset_id, state, folder, checked_at=check.at, size_bytes=size)
-    for sidecar in partial_sidecars(layout, f"{dataset_id}.zip"):
-        # Neither file is followed through a link: a planted one says nothing of this root.
-        data = read_state_json(sidecar)
-        # A download in slices has the archive's size from the start: count the slices' bytes.
-        done = done_bytes(data, part_of(sidecar))
-        try:
-            expected = int(data["size"]) if data is not None else -1
-        except (ValueError, KeyError, TypeError):
-            continue
-        if expected < 0 or done is None:
-            continue
+    progress = partial_progress(layout, f"{dataset_id}.zip")
+    if progress is not None:
+        done, expected = progress
         percent = 100.0 * done / expected if expected else 0.0
         return LocalStatus(dataset_id, State.PARTIAL, percent=round(percent, 1))
     return LocalStatus(dataset_id, State.ABSENT)

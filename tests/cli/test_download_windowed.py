@@ -16,13 +16,21 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from medimeta_cli.events import BytesTransferred, OutcomeStatus, TransferStarted
 from medimeta_cli.fetch.connections import ConnectionBudget
 from medimeta_cli.fetch.window import piece_size, window_bytes
 from medimeta_cli.store.layout import RootLayout
 from medimeta_cli.store.records import read_install_record
 from tests.support import archives
 from tests.support import zenodo_server as zs
-from tests.support.helpers import installed_script, invoke, tmpfs, wait_for
+from tests.support.helpers import (
+    installed_script,
+    invoke,
+    invoke_json,
+    make_downloader,
+    tmpfs,
+    wait_for,
+)
 
 #: Four connections, as the tests ask for.
 CONNECTIONS = 4
@@ -133,6 +141,49 @@ def test_sigkill_leaves_nothing_visible_and_the_next_run_fetches_only_what_it_la
     refetched = sent + again - size
     assert refetched <= 0.1 * size, (sent, again, size)
     _check_installed(large_crc, data_root, runner)
+
+
+@pytest.mark.slow
+def test_list_shows_a_killed_download_in_pieces_as_partial_with_its_percent(
+    large_crc: zs.ZenodoServer, data_root: Path, runner: CliRunner
+) -> None:
+    size = large_crc.file_size("crc.zip")
+    large_crc.connection_rate = size / 12  # about 3 s over four connections
+    job = _start()
+    wait_for(lambda: large_crc.bytes_sent("crc.zip") >= 0.6 * size, timeout=60)
+    job.send_signal(signal.SIGKILL)
+    assert job.wait(timeout=30) == -signal.SIGKILL
+    sent = large_crc.bytes_sent("crc.zip")
+    assert list(RootLayout(data_root).partial_dir.glob("crc.zip.members.*/progress.json"))
+    listed = {item["id"]: item for item in invoke_json(runner, "list")}
+    # What a next run would not fetch again: the checkpoint and the pieces ahead of it.
+    percent = listed["crc"]["state"], listed["crc"]["percent"]
+    assert percent[0] == "partial" and 20 < percent[1] <= 100 * sent / size, (percent, sent)
+    table = invoke(runner, "list")
+    assert table.exit_code == 0, table.stderr
+    assert f"partial {percent[1]:.0f}%" in table.stdout
+
+
+@pytest.mark.slow
+def test_the_progress_of_a_resumed_run_counts_the_pieces_a_killed_run_left(
+    large_crc: zs.ZenodoServer, data_root: Path
+) -> None:
+    size = large_crc.file_size("crc.zip")
+    large_crc.connection_rate = size / 12  # about 3 s over four connections
+    job = _start()
+    wait_for(lambda: large_crc.bytes_sent("crc.zip") >= 0.6 * size, timeout=60)
+    job.send_signal(signal.SIGKILL)
+    assert job.wait(timeout=30) == -signal.SIGKILL
+    large_crc.wait_idle()
+    large_crc.connection_rate = None
+    downloader, events = make_downloader(connections=CONNECTIONS)
+    [outcome] = downloader.download([downloader.catalog.get("crc")])
+    assert outcome.status is OutcomeStatus.INSTALLED, outcome
+    [started] = [e for e in events if isinstance(e, TransferStarted)]
+    counted = sum(e.count for e in events if isinstance(e, BytesTransferred))
+    # The bar ends at the archive's size: what was there at the start (the checkpoint and
+    # the pieces ahead of it) plus what this run fetched, no byte twice, none left out.
+    assert started.total == size and started.done + counted == size, (started, counted)
 
 
 @pytest.mark.slow

@@ -226,3 +226,47 @@ def test_a_symlinked_sidecar_is_not_read(tmp_path: Path) -> None:
     assert partial_bytes(layout, "crc.zip", info.md5) == 0
     assert local_status(layout.root, "crc").state is State.ABSENT
     assert claim_partial(layout, info, lambda message: None).size() == 0
+
+
+def _members_folder(root: Path, progress: dict[str, object], pieces: dict[str, int]) -> Path:
+    folder = RootLayout(root).partial_dir / "crc.zip.members.abc"
+    (folder / "pieces").mkdir(parents=True)
+    (folder / "progress.json").write_text(json.dumps(progress), encoding="utf-8")
+    for name, length in pieces.items():
+        (folder / "pieces" / name).write_bytes(b"x" * length)
+    return folder
+
+
+def test_a_members_folder_in_pieces_counts_its_checkpoint_and_the_pieces_ahead(
+    tmp_path: Path,
+) -> None:
+    # Checkpoint at byte 300; piece 0 holds 500 bytes (200 beyond it), piece 500 holds 100.
+    window = {"hashed": 300, "index": 1, "journal": 0, "holes": [], "current": None}
+    _members_folder(tmp_path, {"size": 1000, "window": window}, {"0": 500, "500": 100})
+    status = local_status(tmp_path, "crc")
+    assert status.state is State.PARTIAL and status.percent == 60.0
+    assert status.describe() == "partial 60%"
+    # Not an archive to resume: the transfers still start their own way.
+    assert partial_bytes(RootLayout(tmp_path), "crc.zip", None) == 0
+
+
+def test_a_members_folder_without_a_checkpoint_or_through_a_link_is_not_a_partial(
+    tmp_path: Path,
+) -> None:
+    elsewhere = _members_folder(tmp_path / "other", {"size": 1000, "window": {"hashed": 9}}, {})
+    partial_dir = RootLayout(tmp_path).partial_dir
+    partial_dir.mkdir(parents=True)
+    (partial_dir / "crc.zip.members.link").symlink_to(elsewhere, target_is_directory=True)
+    assert local_status(tmp_path, "crc").state is State.ABSENT
+    # A members folder of --layout hdf5 (no checkpoint of a pass) says nothing of a percent.
+    folder = _members_folder(tmp_path, {"size": 1000, "done": {}}, {})
+    assert local_status(tmp_path, "crc").state is State.ABSENT
+    # Spill files reached through a link are not counted: the checkpoint's bytes only.
+    window = {"hashed": 100, "index": 0, "journal": 0, "holes": [], "current": None}
+    (folder / "progress.json").write_text(json.dumps({"size": 1000, "window": window}))
+    (folder / "pieces").rmdir()
+    spill = tmp_path / "other" / "spill"
+    spill.mkdir()
+    (spill / "0").write_bytes(b"x" * 900)
+    (folder / "pieces").symlink_to(spill, target_is_directory=True)
+    assert local_status(tmp_path, "crc").percent == 10.0
