@@ -37,8 +37,7 @@ import httpx
 from medimeta_cli.errors import NetworkError
 from medimeta_cli.fetch.answers import Kind, RangesUnsupported, open_range
 from medimeta_cli.fetch.connections import ConnectionBudget
-from medimeta_cli.fetch.retry import RetryRule
-from medimeta_cli.fetch.segmented import GROW_AFTER, PROBE_SECONDS, PROBE_SLICES
+from medimeta_cli.fetch.politeness import Politeness, Trouble
 from medimeta_cli.zenodo.client import RemoteClient
 from medimeta_cli.zenodo.record import ArchiveInfo
 
@@ -63,13 +62,6 @@ class _Piece:
     path: Path
     fd: int = -1
     busy: bool = False
-
-
-class _Trouble(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
 
 
 class PieceWindow:
@@ -110,17 +102,7 @@ class PieceWindow:
         self._active = 0
         self._error: BaseException | None = None
         self._abort = False
-        now = time.monotonic()
-        self._limit = budget.share
-        self._probe_until = 0.0
-        if budget.fast_link is not None and budget.share > 1:
-            self._limit, self._probe_until = 1, now + PROBE_SECONDS
-        self._started = now
-        self._alone_is_enough = False
-        self._hold_until = 0.0
-        self._calm_since = now
-        self._retry = RetryRule(client)
-        self._fetched_at_trouble = 0
+        self._polite = Politeness(client, info.key, budget, "piece", started=time.monotonic())
         self._drops = 0
 
     def _take_over(self, spill: Path) -> None:
@@ -207,13 +189,12 @@ class PieceWindow:
 
     def _schedule(self) -> None:
         now = time.monotonic()
-        self._probe(now)
-        self._grow(now)
-        if now < self._hold_until:
+        self._polite.update(now, self.fetched)
+        if now < self._polite.hold_until:
             return
-        window_end = self.front + self._limit + 1
+        window_end = self.front + self._polite.limit + 1
         for piece in self.pieces[self.front : window_end]:
-            if self._active >= self._limit:
+            if self._active >= self._polite.limit:
                 return
             if piece.busy or piece.pos >= piece.end:
                 continue
@@ -236,55 +217,12 @@ class PieceWindow:
             self._threads.append(thread)
             thread.start()
 
-    def _probe(self, now: float) -> None:
-        """After measuring the first connection alone: keep it alone on a fast link."""
-        if not self._probe_until:
-            return
-        if now < self._probe_until and self.fetched < PROBE_SLICES * self.budget.min_slice:
-            return
-        rate = self.fetched / max(now - self._started, 1e-3)
-        self._probe_until = 0.0
-        assert self.budget.fast_link is not None  # measured only with a threshold
-        if rate >= self.budget.fast_link:
-            self._alone_is_enough = True
-            logger.info("%s: one connection does %.0f MB/s; no more", self.info.key, rate / 1e6)
-            return
-        self._limit = self.budget.share
-        logger.info(
-            "%s: one connection does %.0f MB/s; opening %d", self.info.key, rate / 1e6, self._limit
-        )
-
-    def _grow(self, now: float) -> None:
-        if self._alone_is_enough or self._probe_until or self._limit >= self.budget.share:
-            return
-        if now - self._calm_since < GROW_AFTER:
-            return
-        if self.fetched - self._fetched_at_trouble < self.budget.min_slice:
-            return
-        self._limit += 1
-        self._calm_since = now
-        logger.info("%s: back to %d connection(s)", self.info.key, self._limit)
-
-    def _trouble(self, trouble: _Trouble) -> None:
-        now = time.monotonic()
-        self._probe_until = 0.0
-        attempt = self._retry.count(self.fetched > self._fetched_at_trouble, trouble)
-        self._fetched_at_trouble = self.fetched
-        self._calm_since = now
+    def _trouble(self, trouble: Trouble) -> None:
         try:
-            wait, _ = self.client.retry_delay(
-                attempt, f"{trouble.reason} on {self.info.key}", trouble.retry_after, trouble
-            )
+            message = self._polite.trouble(trouble, time.monotonic(), self.fetched)
         except NetworkError as error:
             self._error = error
             return
-        self._limit = max(1, self._limit // 2)
-        self._hold_until = max(self._hold_until, now + wait)
-        message = (
-            f"{trouble.reason} on a piece of {self.info.key}; going on with "
-            f"{self._limit} connection(s) in {wait:.1f} s"
-        )
-        logger.info("%s", message)
         self.on_notice(message)
 
     # ---- the connections
@@ -292,7 +230,7 @@ class PieceWindow:
     def _work(self, piece: _Piece) -> None:
         try:
             self._fetch(piece)
-        except _Trouble as trouble:
+        except Trouble as trouble:
             with self._cond:
                 if self._error is None and not self._abort:
                     self._trouble(trouble)
@@ -315,7 +253,7 @@ class PieceWindow:
             ) as answer:
                 kind = answer.kind
                 if kind is Kind.THROTTLED:
-                    raise _Trouble(f"HTTP {answer.status}", answer.retry_after)
+                    raise Trouble(f"HTTP {answer.status}", answer.retry_after)
                 if kind in (Kind.WHOLE, Kind.UNSATISFIABLE, Kind.WRONG_RANGE) or (
                     kind is Kind.PARTIAL and answer.total is None
                 ):
@@ -325,14 +263,14 @@ class PieceWindow:
                             raise RangesUnsupported(
                                 f"the server stopped honouring byte ranges for {info.key}"
                             )
-                    raise _Trouble(f"HTTP {answer.status} without the range from {piece.pos}")
+                    raise Trouble(f"HTTP {answer.status} without the range from {piece.pos}")
                 if kind is not Kind.PARTIAL:
                     raise answer.refuse(info.key, info.url)
                 self._receive(answer.response, piece)
         except httpx.TransportError as exc:
-            raise _Trouble(f"{type(exc).__name__} ({exc})") from exc
+            raise Trouble(f"{type(exc).__name__} ({exc})") from exc
         if piece.pos < piece.end and not self._abort:
-            raise _Trouble("the server closed a piece early")
+            raise Trouble("the server closed a piece early")
 
     def _receive(self, response: httpx.Response, piece: _Piece) -> None:
         for chunk in response.iter_raw():

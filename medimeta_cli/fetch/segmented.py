@@ -45,8 +45,8 @@ from medimeta_cli.events import (
 )
 from medimeta_cli.fetch.answers import Kind, check_zip_start, open_range
 from medimeta_cli.fetch.connections import ConnectionBudget, one_connection
+from medimeta_cli.fetch.politeness import Politeness, Trouble
 from medimeta_cli.fetch.result import ArchiveFile, Fetched, TransferContext
-from medimeta_cli.fetch.retry import RetryRule
 from medimeta_cli.fetch.slices import Slice, SliceTable
 from medimeta_cli.fetch.whole import COVERS, StreamStart, resume_stream, stream_archive, verified
 from medimeta_cli.fsutil import human_bytes, translate_os_error
@@ -61,26 +61,11 @@ logger = logging.getLogger(__name__)
 #: The slices' state is saved after this many bytes or seconds.
 SAVE_BYTES = 8 * 1024 * 1024
 SAVE_SECONDS = 1.0
-#: After trouble, one connection more after this many quiet seconds (and some progress).
-GROW_AFTER = 10.0
-#: The first connection is measured alone for this long, or for this many slices' worth
-#: of bytes (``min_slice`` each), whichever comes first.
-PROBE_SECONDS = 0.5
-PROBE_SLICES = 4
 _HASH_STEP = 1024 * 1024
 
 
 class RangesDropped(Exception):
     """The server answered a slice without honouring its range: go on in one stream."""
-
-
-class _Trouble(Exception):
-    """A slice met throttling or a broken connection; the transfer adapts and retries."""
-
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
 
 
 @dataclass
@@ -106,16 +91,8 @@ class SegmentedFetch:
     _threads: list[threading.Thread] = field(default_factory=list)
     _error: BaseException | None = None
     _abort: bool = False
-    _limit: int = 1
-    _hold_until: float = 0.0
-    _retry: RetryRule | None = None
-    _calm_since: float = 0.0
-    _fetched_at_trouble: int = 0
+    _polite: Politeness | None = None
     _max_requests: int = 0
-    #: Measuring the first connection alone (see ``ConnectionBudget.fast_link``).
-    _probe_until: float = 0.0
-    #: One connection was fast enough: no more are opened.
-    _alone_is_enough: bool = False
 
     def run(self, fd: int) -> None:
         """Fetch every slice; return once all bytes are written (the md5 has caught up
@@ -124,10 +101,9 @@ class SegmentedFetch:
         an :class:`OSError` or KeyboardInterrupt, after every worker has stopped and the
         slices' state is saved."""
         self.fd = fd
-        self._limit = self.budget.share
-        self._calm_since = time.monotonic()
-        if self.budget.fast_link is not None and self._limit > 1:
-            self._limit, self._probe_until = 1, self._calm_since + PROBE_SECONDS
+        self._polite = Politeness(
+            self.client, self.info.key, self.budget, "slice", started=time.monotonic()
+        )
         # Splits are bounded: the first slices, then at most as many again (a 1 GB archive
         # over 8 connections: at most 16 requests in a run without trouble).
         self._max_requests = len(self.table.slices) + max(4, self.budget.share)
@@ -164,11 +140,11 @@ class SegmentedFetch:
             if self.table.complete() and self._active == 0:
                 return None
             now = time.monotonic()
-            self._probe(now)
-            self._grow(now)
-            if now < self._hold_until:
+            polite = self._politeness()
+            polite.update(now, self.fetched)
+            if now < polite.hold_until:
                 if self._active == 0:
-                    return self._hold_until - now
+                    return polite.hold_until - now
             else:
                 self._start_workers()
             # Hashing keeps up with the prefix; otherwise wake up for workers or a while.
@@ -176,7 +152,7 @@ class SegmentedFetch:
             return 0.0
 
     def _start_workers(self) -> None:
-        while self._active < self._limit:
+        while self._active < self._politeness().limit:
             may_split = self.requests < self._max_requests
             if not self.budget.try_acquire():
                 return
@@ -192,64 +168,18 @@ class SegmentedFetch:
             self._threads.append(thread)
             thread.start()
 
-    def _probe(self, now: float) -> None:
-        """After measuring the first connection alone: keep it alone on a fast link, else
-        open the transfer's share of connections."""
-        if not self._probe_until:
-            return
-        if now < self._probe_until and self.fetched < PROBE_SLICES * self.budget.min_slice:
-            return
-        elapsed = now - (self._probe_until - PROBE_SECONDS)
-        rate = self.fetched / max(elapsed, 1e-3)
-        self._probe_until = 0.0
-        assert self.budget.fast_link is not None  # measured only with a threshold
-        if rate >= self.budget.fast_link:
-            self._alone_is_enough = True
-            logger.info("%s: one connection does %.0f MB/s; no more", self.info.key, rate / 1e6)
-            return
-        self._limit = self.budget.share
-        logger.info(
-            "%s: one connection does %.0f MB/s; opening %d", self.info.key, rate / 1e6, self._limit
-        )
+    def _politeness(self) -> Politeness:
+        assert self._polite is not None, "run() sets the politeness up"
+        return self._polite
 
-    def _grow(self, now: float) -> None:
-        """One connection more after a quiet while with progress."""
-        if self._alone_is_enough or self._probe_until:
-            return
-        if self._limit >= self.budget.share or now - self._calm_since < GROW_AFTER:
-            return
-        if self.fetched - self._fetched_at_trouble < self.budget.min_slice:
-            return
-        self._limit += 1
-        self._calm_since = now
-        logger.info("%s: back to %d connection(s)", self.info.key, self._limit)
-
-    def _trouble(self, trouble: _Trouble) -> None:
+    def _trouble(self, trouble: Trouble) -> None:
         """Fewer connections, a pause as the server asked; give up after the retries when
         nothing moves. Called with the lock held."""
-        now = time.monotonic()
-        self._probe_until = 0.0  # trouble tells more than a measurement: grow back slowly
-        progressed = self.fetched > self._fetched_at_trouble
-        if self._retry is None:
-            self._retry = RetryRule(self.client)
-        attempt = self._retry.count(progressed, trouble)
-        self._fetched_at_trouble = self.fetched
-        self._calm_since = now
         try:
-            # The client's policy decides, as for every other transfer: give up, or how long.
-            wait, _ = self.client.retry_delay(
-                attempt, f"{trouble.reason} on {self.info.key}", trouble.retry_after, trouble
-            )
+            message = self._politeness().trouble(trouble, time.monotonic(), self.fetched)
         except NetworkError as error:
             self._error = error
             return
-        self._limit = max(1, self._limit // 2)
-        self._hold_until = max(self._hold_until, now + wait)
-        message = (
-            f"{trouble.reason} on a slice of {self.info.key}; going on with "
-            f"{self._limit} connection(s) in {wait:.1f} s"
-        )
-        logger.info("%s", message)
         self.on_notice(message)
 
     def _hash_forward(self, at_most: int) -> None:
@@ -278,15 +208,19 @@ class SegmentedFetch:
                 with self._cond:
                     piece.busy = False
                     piece = None
-                    if self._abort or self._error is not None or self._active > self._limit:
+                    if (
+                        self._abort
+                        or self._error is not None
+                        or self._active > self._politeness().limit
+                    ):
                         break
-                    if time.monotonic() < self._hold_until:
+                    if time.monotonic() < self._politeness().hold_until:
                         break
                     may_split = self.requests < self._max_requests
                     piece = self.table.take(self.budget.split_at, may_split)
                     if piece is not None:
                         self.requests += 1
-        except _Trouble as trouble:
+        except Trouble as trouble:
             with self._cond:
                 if piece is not None:
                     piece.busy = False
@@ -314,7 +248,7 @@ class SegmentedFetch:
                 if kind is Kind.THROTTLED:
                     if answer.status == 403 and self._alone():
                         raise NetworkError(f"HTTP 403 for {info.url}")
-                    raise _Trouble(f"HTTP {answer.status}", answer.retry_after)
+                    raise Trouble(f"HTTP {answer.status}", answer.retry_after)
                 if kind in (Kind.WHOLE, Kind.UNSATISFIABLE):
                     raise RangesDropped(f"HTTP {answer.status} for the range from {piece.pos}")
                 if kind is Kind.WRONG_RANGE or (kind is Kind.PARTIAL and answer.total is None):
@@ -324,9 +258,9 @@ class SegmentedFetch:
                     raise answer.refuse(info.key, info.url)
                 self._receive(answer.response, piece)
         except httpx.TransportError as exc:
-            raise _Trouble(f"{type(exc).__name__} ({exc})") from exc
+            raise Trouble(f"{type(exc).__name__} ({exc})") from exc
         if piece.left:
-            raise _Trouble("the server closed a slice early")
+            raise Trouble("the server closed a slice early")
 
     def _alone(self) -> bool:
         with self._cond:
