@@ -179,6 +179,13 @@ class StreamedFetcher(MemberFetcher):
         finally:
             maker.stop()
             state.digest.close()
+        self.check_pass(state)
+        return [self.done[member_path(info)] for info, _, _ in spans]
+
+    def check_pass(self, state: _Pass) -> None:
+        """The check of a finished pass, before anything is committed: every byte of the
+        archive went into the md5, which is the one the record lists, and the directory
+        read ahead is the one in those bytes. :class:`IntegrityError` otherwise."""
         if state.hashed != self.info.size or state.digest.hexdigest() != self.info.md5:
             raise IntegrityError(
                 f"{self.info.key} does not match the md5 the record lists",
@@ -191,7 +198,6 @@ class StreamedFetcher(MemberFetcher):
                 hint="The server's answers are not consistent; run the command again, "
                 "and report it should it come back.",
             )
-        return [self.done[member_path(info)] for info, _, _ in spans]
 
     def save_progress(self) -> None:
         """Nothing to record: a later run never takes over a streamed pass (its md5 cannot

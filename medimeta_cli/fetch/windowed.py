@@ -41,7 +41,7 @@ from typing import Any
 import httpx
 
 from medimeta_cli.catalog.datasets import Dataset
-from medimeta_cli.errors import IntegrityError, NetworkError, RemoteDataError
+from medimeta_cli.errors import NetworkError, RemoteDataError
 from medimeta_cli.events import BytesTransferred, Notice, Phase, PhaseChanged, TransferStarted
 from medimeta_cli.fetch.answers import RangesUnsupported
 from medimeta_cli.fetch.connections import ConnectionBudget, one_connection
@@ -265,18 +265,7 @@ class WindowedFetcher(StreamedFetcher):
                 self._window.close()
             if self._journal is not None:
                 self._journal.close()
-        if state.hashed != self.info.size or state.digest.hexdigest() != self.info.md5:
-            raise IntegrityError(
-                f"{self.info.key} does not match the md5 the record lists",
-                hint="Run the same command again to fetch it afresh.",
-            )
-        if state.directory != self.directory:
-            raise IntegrityError(
-                f"the central directory of {self.info.key} read ahead is not the one in the "
-                "archive's md5-checked bytes; nothing was installed",
-                hint="The server's answers are not consistent; run the command again, "
-                "and report it should it come back.",
-            )
+        self.check_pass(state)
         return [self.done[member_path(info)] for info, _, _ in spans]
 
     # ---- the pass
