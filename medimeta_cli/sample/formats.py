@@ -27,11 +27,10 @@ from medimeta_cli.sample.files import (
 from medimeta_cli.sample.results import EpisodeSample
 from medimeta_cli.sample.torchcross import (
     loader_notes,
-    read_torchcross_file,
-    torchcross_differences,
     torchcross_file_name,
     write_torchcross_file,
 )
+from medimeta_cli.sample.torchcross_check import read_torchcross_file, torchcross_differences
 
 #: What a file's check is given: the data's identity from its install record.
 Identity = dict[str, Any] | None

@@ -15,10 +15,10 @@ from PIL import Image
 from medimeta_cli.dataset.reader import DatasetReader
 from medimeta_cli.dataset.selection import Selection, SelectionSpec, select
 from medimeta_cli.errors import UsageError
+from medimeta_cli.sample.cover import greedy_cover
 from medimeta_cli.sample.episodes import (
     Episode,
     Shots,
-    greedy_cover,
     sample_episodes,
     sample_per_class,
 )

@@ -18,12 +18,8 @@ from medimeta_cli.dataset.gate import open_folder
 from medimeta_cli.errors import IntegrityError, UsageError
 from medimeta_cli.sample.episodes import Shots
 from medimeta_cli.sample.results import EpisodeSample
-from medimeta_cli.sample.torchcross import (
-    read_torchcross_file,
-    torchcross_differences,
-    torchcross_file_name,
-    write_torchcross_file,
-)
+from medimeta_cli.sample.torchcross import torchcross_file_name, write_torchcross_file
+from medimeta_cli.sample.torchcross_check import read_torchcross_file, torchcross_differences
 from tests.conftest import InstalledData
 from tests.sample.test_episodes import selection_of
 
