@@ -21,7 +21,7 @@ Subpackages by concern; the folder tree is the architecture:
   selections, and the meta-training sources of a cross-domain target.
 - ``download/``: the plan, one dataset's job under its lock, and a whole run.
 - ``export/``, ``sample/``, ``doctor/``: what is made of installed data, and diagnosis.
-- ``api``: the Python API; ``cli/``: the command line over the same use cases.
+- ``api/``: the Python API; ``cli/``: the command line over the same use cases.
 - Foundations at the top level: ``errors``, ``events``, ``fsutil``, ``hashing``, ``text``,
   ``settings``.
 
