@@ -287,7 +287,7 @@ _NOT_WITH_FROM = {
 def _with_record(out: Output, settings: Settings, which: str, *, force: bool) -> Settings:
     """The settings of a run from record ``which`` (``--record``); with ``latest``, says
     which version that is and which installed datasets are older (kept unless --force)."""
-    from medimeta_cli.zenodo.client import resolve_record
+    from medimeta_cli.zenodo.source import resolve_record
 
     settings, report = resolve_record(settings, which)
     if report is None:

@@ -173,7 +173,7 @@ def _version_check(s: Session, check_now: bool) -> LatestCheck | None:
     if not check_now:
         return load_check(RootLayout(s.settings.root))
     # Imported here: the client loads httpx, and a plain `list` must stay fast.
-    from medimeta_cli.zenodo.client import RecordSource
+    from medimeta_cli.zenodo.source import RecordSource
 
     source = RecordSource(s.settings, on_notice=lambda _id, message, _warn: s.out.status(message))
     try:

@@ -48,8 +48,9 @@ from medimeta_cli.settings import Settings
 from medimeta_cli.store.layout import RootLayout, make_state_dir
 from medimeta_cli.store.records import read_file_manifest, read_install_record
 from medimeta_cli.store.status import installed_copy, is_installed
-from medimeta_cli.zenodo.client import RecordSource, RetryPolicy
+from medimeta_cli.zenodo.client import RetryPolicy
 from medimeta_cli.zenodo.record import ArchiveInfo, Manifest
+from medimeta_cli.zenodo.source import RecordSource
 
 logger = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import pytest
 from medimeta_cli.errors import RemoteDataError
 from medimeta_cli.settings import resolve_settings
 from medimeta_cli.store.layout import RootLayout
-from medimeta_cli.zenodo.client import RecordSource, resolve_record
 from medimeta_cli.zenodo.record import load_saved_record, save_record
+from medimeta_cli.zenodo.source import RecordSource, resolve_record
 from medimeta_cli.zenodo.versions import ChangeKind, VersionReport, load_check
 from tests.conftest import FixtureData
 from tests.support import archives
