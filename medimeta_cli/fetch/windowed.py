@@ -27,10 +27,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 import time
 import zipfile
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -45,6 +43,7 @@ from medimeta_cli.errors import NetworkError, RemoteDataError
 from medimeta_cli.events import BytesTransferred, Notice, Phase, PhaseChanged, TransferStarted
 from medimeta_cli.fetch.answers import RangesUnsupported
 from medimeta_cli.fetch.connections import ConnectionBudget, one_connection
+from medimeta_cli.fetch.member_writes import MemberWrites
 from medimeta_cli.fetch.members import NO_RANGES
 from medimeta_cli.fetch.pieces import PieceWindow
 from medimeta_cli.fetch.ranged import MemberWrite, ResponseBody
@@ -79,90 +78,12 @@ logger = logging.getLogger(__name__)
 #: A checkpoint after this many bytes of the pass, or seconds, whichever comes first.
 CHECKPOINT_BYTES = 16 * 1024 * 1024
 CHECKPOINT_SECONDS = 1.0
-#: Members' bytes queued for the writes' thread at most.
-WRITES_QUEUED = 32 * 1024 * 1024
 JOURNAL = "stream.journal"
 SPILL = SPILL_FOLDER
 
 #: A hole in the journal: a stored member's data, ``length`` bytes at ``offset`` of the
 #: archive, which are the first bytes of the file ``path``.
 Hole = tuple[int, int, str]
-
-
-class _MemberWrites:
-    """Writes members' data (the file, its CRC-32 and SHA-256) in a thread of its own, in
-    order, so that the pass goes on reading the front meanwhile (hashlib and zlib release
-    the GIL for large buffers). Making a member's file, the checks that end it (its size
-    and CRC-32) and the checkpoints run in the same thread, in the pass's order, so the
-    pass never waits for a member's file: a checkpoint sees exactly the members finished
-    before it. The first error stops every later step; :meth:`drain` waits for every step
-    and raises it.
-
-    The queue is bounded by the bytes it holds (``depth``), not by its steps: an archive of
-    small members queues three steps per member, and a bound of a few steps would make the
-    pass wait for every few files."""
-
-    def __init__(self, depth: int = WRITES_QUEUED) -> None:
-        self._steps: deque[tuple[Callable[[Any], object], Any, int] | None] = deque()
-        self._depth = depth
-        self._held = 0  # bytes queued or being written
-        self._cond = threading.Condition()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="members-write", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._steps:
-                    self._cond.wait()
-                item = self._steps[0]
-            if item is None:
-                return
-            step, argument, size = item
-            try:
-                if self._error is None:
-                    step(argument)
-            except BaseException as exc:  # raised by the pass at its next write or drain
-                self._error = exc
-            with self._cond:
-                self._steps.popleft()
-                self._held -= size
-                self._cond.notify_all()
-
-    def _put(self, item: tuple[Callable[[Any], object], Any, int] | None) -> None:
-        with self._cond:
-            size = item[2] if item is not None else 0
-            while self._held and self._held + size > self._depth and self._error is None:
-                self._cond.wait()
-            self._steps.append(item)
-            self._held += size
-            self._cond.notify_all()
-
-    def write(self, writer: HashedWriter, data: bytes) -> None:
-        """Append ``data`` to ``writer`` after what was given before."""
-        if self._error is not None:
-            raise self._error
-        self._put((writer.write, data, len(data)))
-
-    def call(self, step: Callable[[], object]) -> None:
-        """Run ``step`` after every write and step given before."""
-        if self._error is not None:
-            raise self._error
-        self._put((lambda _: step(), None, 0))
-
-    def drain(self) -> None:
-        """Wait for every write given so far; raise the first one's error."""
-        with self._cond:
-            while self._steps:
-                self._cond.wait()
-        if self._error is not None:
-            raise self._error
-
-    def stop(self) -> None:
-        """End the thread once every write is done (errors are left to :meth:`drain`)."""
-        self._put(None)
-        self._thread.join()
 
 
 def _hashed(chunks: Iterator[bytes], digest: _OrderedMd5) -> Iterator[bytes]:
@@ -177,18 +98,18 @@ def _hashed(chunks: Iterator[bytes], digest: _OrderedMd5) -> Iterator[bytes]:
 
 
 class _OpenedLater(HashedWriter):
-    """A member's writer whose file is made in the writes' thread (:meth:`open`, queued
+    """A member's writer whose file is made in the writing thread (:meth:`open`, queued
     before its first write): making a file is the slowest step of a small member, and
     the pass only reads headers and hands data on meanwhile."""
 
     def __init__(self, target: Path, relative: str) -> None:
-        self.target, self.relative = target, relative
+        super().__init__(target, relative, open_now=False)
 
     def open(self) -> None:
         """Make the file (a link planted there is removed, never followed)."""
         if self.target.is_symlink():
             self.target.unlink()
-        HashedWriter.__init__(self, self.target, self.relative)
+        super().open()
 
 
 @dataclass
@@ -213,7 +134,7 @@ class WindowedFetcher(StreamedFetcher):
     _checked_at: tuple[int, float] = (0, 0.0)
     _window: PieceWindow | None = None
     _state: _Pass | None = None
-    _writes: _MemberWrites | None = None
+    _writes: MemberWrites | None = None
 
     @property
     def journal_path(self) -> Path:
@@ -253,8 +174,9 @@ class WindowedFetcher(StreamedFetcher):
         :class:`IntegrityError` unless every check of the streamed pass passes."""
         state = self._state if self._state is not None else self.prepare(spans)
         ordered = sorted(spans, key=lambda span: span[1])
-        maker = _FileMaker(self.data, [member_path(i) for i, _, _ in ordered[state.index :]])
-        self._writes = _MemberWrites()
+        paths = [member_path(i) for i, _, _ in ordered[state.index :]]
+        maker = _FileMaker(self.data, paths, ahead=len(paths))
+        self._writes = MemberWrites()
         try:
             self._pass(state, ordered, maker)
         finally:

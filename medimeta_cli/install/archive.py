@@ -324,10 +324,14 @@ def extract_archive(
 
 
 class HashedWriter:
-    """Writes a file and computes the SHA-256 of each block of it on the way."""
+    """Writes a file and computes the SHA-256 of each block of it on the way.
 
-    def __init__(self, target: Path, relative: str, *, append: bool = False) -> None:
-        target.parent.mkdir(parents=True, exist_ok=True)
+    :meth:`write` is :meth:`store` (the file) plus :meth:`hash` (its CRC-32 and block
+    hashes); a pipeline may run the two in different threads, each in the chunks' order."""
+
+    def __init__(
+        self, target: Path, relative: str, *, append: bool = False, open_now: bool = True
+    ) -> None:
         self.target = target
         self.relative = relative
         self.written = 0
@@ -335,18 +339,32 @@ class HashedWriter:
         self._hashes: list[str] = []
         self._block = hashlib.sha256()
         self._in_block = 0
+        self._append = append
+        self._stamp = 0
+        if open_now:
+            self.open()
+
+    def open(self) -> None:
+        """Make (or, to append, open) the file; a link planted there is an error."""
+        target = self.target
+        target.parent.mkdir(parents=True, exist_ok=True)
         # Never through a link: a link planted where a member goes is an error (ELOOP), not
         # a way to read or write a file outside the staging folder.
-        if append and target.exists():
+        if self._append and target.exists():
             # Hash what an earlier run wrote, once, before appending to it.
             with open(os.open(target, os.O_RDONLY | os.O_NOFOLLOW), "rb") as earlier:
                 while chunk := earlier.read(_COPY_CHUNK):
-                    self._hash(chunk)
-        mode = os.O_APPEND if append else os.O_TRUNC
+                    self.hash(chunk)
+        mode = os.O_APPEND if self._append else 0
         descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | mode, 0o666)
-        self._sink = open(descriptor, "ab" if append else "wb")  # noqa: SIM115 (closed in finish)
+        if not self._append and os.fstat(descriptor).st_size:
+            # Emptied only when not empty already: on ext4, truncating a file (O_TRUNC
+            # included) makes its close start writing it back at once, a stall per file.
+            os.ftruncate(descriptor, 0)
+        self._sink = open(descriptor, "ab" if self._append else "wb")  # noqa: SIM115 (closed in finish)
 
-    def _hash(self, chunk: bytes) -> None:
+    def hash(self, chunk: bytes) -> None:
+        """Count a chunk into the size, CRC-32 and block hashes (after the ones before)."""
         self.written += len(chunk)
         self.crc = zlib.crc32(chunk, self.crc)
         view = memoryview(chunk)
@@ -359,10 +377,14 @@ class HashedWriter:
                 self._hashes.append(self._block.hexdigest())
                 self._block, self._in_block = hashlib.sha256(), 0
 
+    def store(self, chunk: bytes) -> None:
+        """Append a chunk to the file (after the ones before)."""
+        self._sink.write(chunk)
+
     def write(self, chunk: bytes) -> None:
         """Append a chunk."""
-        self._sink.write(chunk)
-        self._hash(chunk)
+        self.store(chunk)
+        self.hash(chunk)
 
     def flush(self) -> None:
         """Hand what was written to the file system (a checkpoint counts on it)."""
@@ -370,17 +392,20 @@ class HashedWriter:
 
     def close(self) -> None:
         """Close without producing an entry (the file stays, e.g. for a later resume)."""
-        self._sink.close()
+        if not self._sink.closed:
+            self._sink.flush()
+            # The stamp of the open file: no second lookup of its path.
+            self._stamp = os.fstat(self._sink.fileno()).st_mtime_ns
+            self._sink.close()
 
     def finish(self) -> FileEntry:
         """Close the file and describe it for the install record."""
-        self._sink.close()
+        self.close()
+        stamp = self._stamp
         hashes = list(self._hashes)
         if self._in_block or not hashes:
             hashes.append(self._block.hexdigest())
-        return FileEntry(
-            self.relative, self.written, os.stat(self.target).st_mtime_ns, tuple(hashes)
-        )
+        return FileEntry(self.relative, self.written, stamp, tuple(hashes))
 
 
 def copy_member(
