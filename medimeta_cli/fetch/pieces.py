@@ -5,11 +5,19 @@ The archive is cut on a fixed grid of pieces
 (:func:`~medimeta_cli.fetch.window.piece_size`: 50 MiB for large archives, so at most about
 20 requests per GB). Connections take the next pieces in
 archive order, never more than the window ahead of the front (the piece being read): one
-piece per connection plus one. Every piece is written to a spill file of its own in the
-transfer's folder as it arrives, and read back (from the page cache) when the front
-reaches it; a piece read to its end is deleted once the pass's next checkpoint is saved.
-So the disk holds at most the window's pieces, ``(connections + 2) * piece`` bytes
-(:func:`~medimeta_cli.fetch.window.window_bytes`), the buffer the install's disk check counts.
+piece per connection plus one.
+
+The front piece goes from its connection to the pass through memory: at most
+:data:`FRONT_MEMORY` bytes of it wait there, and its connection waits for the pass beyond
+that (it cannot go faster than the pass reads anyway). A piece ahead of the front is
+written to a spill file of its own in the transfer's folder as it arrives, and read back
+(from the page cache) when the front reaches it; once it is the front, its later bytes
+come through memory too. A spill file therefore always holds its piece's bytes from the
+piece's start (or the pass's), so a later run can take it over; it is deleted once the
+pass's next checkpoint is past it. So the disk holds at most the window's pieces,
+``(connections + 2) * piece`` bytes (:func:`~medimeta_cli.fetch.window.window_bytes`), the
+buffer the install's disk check counts, and a kill loses at most the front's bytes in
+memory besides what the last checkpoint did not cover.
 
 Pieces left by a killed run are taken over (their spill files hold the archive's bytes
 from the piece's start; the md5 over the whole pass says whether they are right).
@@ -28,8 +36,9 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -47,19 +56,26 @@ logger = logging.getLogger(__name__)
 _READ_STEP = 1024 * 1024
 #: Pieces answered without their range this many times in a row: the server has none.
 _DROPS_ALLOWED = 3
+#: Bytes of the front piece waiting in memory for the pass, at most (then its connection
+#: waits): what a kill loses besides the bytes after the last checkpoint.
+FRONT_MEMORY = 8 * 1024 * 1024
 
 
 @dataclass
 class _Piece:
     """Bytes ``start`` to ``end`` of the archive; fetched up to ``pos``, read up to ``read``.
-    Its spill file holds the archive's bytes from ``start`` (a hole before ``read`` when
-    the pass began inside it)."""
+    Its spill file holds the archive's bytes from ``start`` to ``spilled`` (a hole before
+    ``read`` when the pass began inside it); ``memory`` holds those from ``spilled`` (or
+    ``read``, once the pass is past ``spilled``) to ``pos``, ``in_memory`` bytes."""
 
     start: int
     end: int
     pos: int
     read: int
     path: Path
+    spilled: int = 0
+    memory: deque[bytes] = field(default_factory=deque)
+    in_memory: int = 0
     fd: int = -1
     busy: bool = False
 
@@ -89,9 +105,8 @@ class PieceWindow:
         self.pieces: list[_Piece] = []
         for start in range(begin - begin % piece, info.size, piece):
             end = min(info.size, start + piece)
-            self.pieces.append(
-                _Piece(start, end, max(start, begin), max(start, begin), spill / f"{start}")
-            )
+            first = max(start, begin)
+            self.pieces.append(_Piece(start, end, first, first, spill / f"{start}", first))
         self._take_over(spill)
         #: Bytes this window fetched, and requests it made.
         self.fetched = 0
@@ -121,7 +136,7 @@ class PieceWindow:
                 piece.path.unlink()
                 continue
             if piece.start + length > piece.pos:
-                piece.pos = piece.start + length
+                piece.pos = piece.spilled = piece.start + length
             self._open(piece)
 
     @property
@@ -149,15 +164,22 @@ class PieceWindow:
                         raise KeyboardInterrupt
                     self._schedule()
                     self._cond.wait(0.2)
-                available = piece.pos - piece.read
-            data = os.pread(piece.fd, min(_READ_STEP, available), piece.read - piece.start)
-            if not data:  # pragma: no cover - the file holds what pos says
-                raise OSError(f"spill file {piece.path} shrank")
+            if piece.read < piece.spilled:
+                step = min(_READ_STEP, piece.spilled - piece.read)
+                data = os.pread(piece.fd, step, piece.read - piece.start)
+                if not data:  # pragma: no cover - the file holds what spilled says
+                    raise OSError(f"spill file {piece.path} shrank")
+            else:
+                with self._cond:
+                    data = piece.memory.popleft()
+                    piece.in_memory -= len(data)
+                    self._cond.notify_all()  # room for the front's connection
             piece.read += len(data)
             if piece.read >= piece.end:
                 with self._cond:
-                    os.close(piece.fd)
-                    piece.fd = -1
+                    if piece.fd >= 0:
+                        os.close(piece.fd)
+                        piece.fd = -1
                     self.front += 1
                     self._schedule()
             yield data
@@ -208,7 +230,6 @@ class PieceWindow:
             elif not self.budget.try_acquire():
                 return
             piece.busy = True
-            self._open(piece)
             self._active += 1
             self.requests += 1
             thread = threading.Thread(
@@ -276,16 +297,43 @@ class PieceWindow:
         for chunk in response.iter_raw():
             if self._abort:
                 return
-            data = memoryview(chunk)[: piece.end - piece.pos]
-            written = 0
-            while written < len(data):
-                at = piece.pos - piece.start + written
-                written += os.pwrite(piece.fd, data[written:], at)
+            data = chunk if len(chunk) <= piece.end - piece.pos else chunk[: piece.end - piece.pos]
             with self._cond:
-                piece.pos += written
-                self.fetched += written
-                self._drops = 0
-                self._cond.notify_all()
-            self.on_bytes(written)
+                in_memory = self._to_memory(piece, data)
+            if not in_memory:
+                self._spill(piece, data)
+                with self._cond:
+                    self._received(piece, len(data))
+                    piece.spilled = piece.pos
+            self.on_bytes(len(data))
             if piece.pos >= piece.end:
                 return
+
+    def _received(self, piece: _Piece, count: int) -> None:
+        piece.pos += count
+        self.fetched += count
+        self._drops = 0
+        self._cond.notify_all()
+
+    def _to_memory(self, piece: _Piece, data: bytes) -> bool:
+        """With the lock held: hand ``data`` to the pass through memory if ``piece`` is the
+        front, waiting while :data:`FRONT_MEMORY` bytes of it wait there; False when it is
+        still ahead of the front (or the window closes)."""
+        while True:
+            if self._abort or piece is not self.pieces[self.front]:
+                return False
+            if piece.in_memory < FRONT_MEMORY:
+                piece.memory.append(data)
+                piece.in_memory += len(data)
+                self._received(piece, len(data))
+                return True
+            self._cond.wait(0.2)
+
+    def _spill(self, piece: _Piece, data: bytes) -> None:
+        """Write ``data`` to the piece's spill file, after the bytes it holds."""
+        self._open(piece)
+        view = memoryview(data)
+        written = 0
+        while written < len(view):
+            at = piece.pos - piece.start + written
+            written += os.pwrite(piece.fd, view[written:], at)
