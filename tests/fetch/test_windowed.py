@@ -13,16 +13,18 @@ import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from medimeta_cli.catalog.datasets import RECORD_ID
 from medimeta_cli.errors import IntegrityError
 from medimeta_cli.events import Notice
+from medimeta_cli.fetch import pieces
 from medimeta_cli.fetch.connections import ConnectionBudget
 from medimeta_cli.fetch.result import MembersFolder, TransferContext, TransferUnavailable
 from medimeta_cli.fetch.window import piece_size
-from medimeta_cli.fetch.windowed import WindowedTransfer
+from medimeta_cli.fetch.windowed import WindowedTransfer, _OpenedLater
 from medimeta_cli.install.archive import member_path
 from medimeta_cli.store.layout import RootLayout
 from medimeta_cli.zenodo.client import RemoteClient, RetryPolicy
@@ -109,6 +111,35 @@ def test_pieces_over_several_connections_install_every_member_without_an_archive
     partial = RootLayout(data_root).partial_dir
     assert not list(partial.glob("*.part"))
     assert not list(members.folder.glob("pieces/*"))  # every spill file read and dropped
+
+
+@pytest.mark.parametrize("connections", [1, 4])
+def test_the_front_piece_goes_to_the_pass_through_memory(
+    zenodo: zs.ZenodoServer,
+    client: RemoteClient,
+    data_root: Path,
+    fixture_data: FixtureData,
+    monkeypatch: pytest.MonkeyPatch,
+    connections: int,
+) -> None:
+    # A front of 32 KiB at most: its connection waits for the pass again and again.
+    monkeypatch.setattr(pieces, "FRONT_MEMORY", 32 * 1024)
+    spilled: list[int] = []
+    spill = pieces.PieceWindow._spill
+
+    def recording(window: pieces.PieceWindow, piece: Any, data: bytes) -> None:
+        spilled.append(piece.start)
+        spill(window, piece, data)
+
+    monkeypatch.setattr(pieces.PieceWindow, "_spill", recording)
+    archive = fixture_data.archive("crc")
+    pass_listing_requests(zenodo, archive)
+    zenodo.inject("crc.zip", zs.slow(8_000_000), times=20)
+    members = fetch_windowed(client, data_root, "crc", connections=connections)
+    assert _found(members) == _expected(archive)
+    # The first piece is the front from its first byte: never written to a spill file.
+    assert 0 not in spilled
+    assert not list(members.folder.glob("pieces/*"))
 
 
 @pytest.mark.parametrize("where", [0.1, 0.5, 0.9])
@@ -273,3 +304,18 @@ def test_throttled_pieces_mean_fewer_connections_and_still_install(
     assert isinstance(fetched.content, MembersFolder)
     assert _found(fetched.content) == _expected(archive)
     assert any("HTTP 429" in n and "connection(s)" in n for n in notices), notices
+
+
+def test_a_link_planted_where_a_member_goes_is_removed_never_followed(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.tiff"
+    outside.write_bytes(b"keep me")
+    target = tmp_path / "data" / "crc" / "images" / "000000.tiff"
+    target.parent.mkdir(parents=True)
+    target.symlink_to(outside)
+    writer = _OpenedLater(target, "crc/images/000000.tiff")
+    writer.open()
+    writer.write(b"member")
+    assert writer.finish().size == 6
+    assert outside.read_bytes() == b"keep me"
+    assert not target.is_symlink()
+    assert target.read_bytes() == b"member"
