@@ -347,7 +347,6 @@ class HashedWriter:
     def open(self) -> None:
         """Make (or, to append, open) the file; a link planted there is an error."""
         target = self.target
-        target.parent.mkdir(parents=True, exist_ok=True)
         # Never through a link: a link planted where a member goes is an error (ELOOP), not
         # a way to read or write a file outside the staging folder.
         if self._append and target.exists():
@@ -355,8 +354,12 @@ class HashedWriter:
             with open(os.open(target, os.O_RDONLY | os.O_NOFOLLOW), "rb") as earlier:
                 while chunk := earlier.read(_COPY_CHUNK):
                     self.hash(chunk)
-        mode = os.O_APPEND if self._append else 0
-        descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | mode, 0o666)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if self._append else 0)
+        try:
+            descriptor = os.open(target, flags, 0o666)
+        except FileNotFoundError:  # its folder is not there yet (one lookup less per file)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(target, flags, 0o666)
         if not self._append and os.fstat(descriptor).st_size:
             # Emptied only when not empty already: on ext4, truncating a file (O_TRUNC
             # included) makes its close start writing it back at once, a stall per file.

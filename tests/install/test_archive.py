@@ -8,6 +8,7 @@ import shutil
 import struct
 import warnings
 import zipfile
+import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -345,3 +346,28 @@ def test_a_hashed_writer_never_writes_through_a_link(tmp_path: Path) -> None:
         with pytest.raises(OSError, match=r"symbolic link|Too many levels"):
             HashedWriter(target, "images.hdf5", append=append)
     assert outside.read_bytes() == b"keep me"
+
+
+def test_a_hashed_writer_empties_a_file_that_is_not_empty(tmp_path: Path) -> None:
+    target = tmp_path / "staging" / "info.yaml"
+    target.parent.mkdir()
+    target.write_bytes(b"an older, longer content")
+    writer = HashedWriter(target, "info.yaml")
+    writer.write(b"new")
+    entry = writer.finish()
+    assert target.read_bytes() == b"new"
+    assert entry.size == 3
+    assert entry.sha256 == (hashlib.sha256(b"new").hexdigest(),)
+    assert entry.mtime_ns == target.stat().st_mtime_ns
+
+
+def test_a_hashed_writer_makes_its_folder(tmp_path: Path) -> None:
+    target = tmp_path / "staging" / "images" / "000001.tiff"
+    writer = HashedWriter(target, "images/000001.tiff")
+    writer.store(b"stored ")
+    writer.hash(b"stored ")
+    writer.write(b"and written")
+    entry = writer.finish()
+    assert target.read_bytes() == b"stored and written"
+    assert entry.sha256 == (hashlib.sha256(b"stored and written").hexdigest(),)
+    assert writer.crc == zlib.crc32(b"stored and written")
