@@ -20,6 +20,7 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -165,14 +166,29 @@ class MemberFetcher:
         data = read_state_json(self.progress_path)
         if data is None:
             return
-        for path, (size, mtime, hashes) in data.get("done", {}).items():
-            try:
-                found = os.lstat(self.data / path)
-            except OSError:
-                continue
-            if own_regular(found) and (found.st_size, found.st_mtime_ns) == (size, mtime):
-                self.done[path] = FileEntry(path, size, mtime, tuple(hashes))
+        for path, value in data.get("done", {}).items():
+            self.take_over(path, value)
         self.starts = {k: int(v) for k, v in data.get("starts", {}).items()}
+
+    def take_over(self, path: str, value: Any) -> None:
+        """Count ``path`` as done with an earlier run's ``[size, stamp, hashes]`` if its
+        file is still the one that run wrote: a regular file of this user (never through a
+        link) of that size and stamp. ValueError when ``value`` makes no sense."""
+        size, mtime, hashes = value
+        if not (
+            isinstance(path, str)
+            and isinstance(size, int)
+            and isinstance(mtime, int)
+            and isinstance(hashes, list)
+            and all(isinstance(h, str) for h in hashes)
+        ):
+            raise ValueError(f"done entry {path!r} has values of the wrong kind")
+        try:
+            found = os.lstat(self.data / path)
+        except OSError:
+            return
+        if own_regular(found) and (found.st_size, found.st_mtime_ns) == (size, mtime):
+            self.done[path] = FileEntry(path, size, mtime, tuple(hashes))
 
     def fetch(self, spans: Sequence[Span]) -> list[FileEntry]:
         """Fetch every span not done yet; return the entries of all wanted files."""

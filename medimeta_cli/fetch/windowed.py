@@ -56,6 +56,7 @@ from medimeta_cli.fsutil import (
     atomic_write_bytes,
     ensure_space,
     human_bytes,
+    read_regular_file,
     remove_tree,
     translate_os_error,
 )
@@ -71,7 +72,6 @@ from medimeta_cli.store.partials import (
     read_state_json,
     spill_ahead,
 )
-from medimeta_cli.store.records import FileEntry
 from medimeta_cli.zenodo.record import ArchiveInfo
 
 logger = logging.getLogger(__name__)
@@ -80,6 +80,7 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_BYTES = 16 * 1024 * 1024
 CHECKPOINT_SECONDS = 1.0
 JOURNAL = "stream.journal"
+DONE_LOG = "stream.done"
 SPILL = SPILL_FOLDER
 
 #: A hole in the journal: a stored member's data, ``length`` bytes at ``offset`` of the
@@ -132,8 +133,9 @@ class WindowedFetcher(StreamedFetcher):
     #: ahead of it in spill files.
     resumed: int = 0
     _holes: list[Hole] = field(default_factory=list)
-    _encoded: dict[str, tuple[FileEntry, str]] = field(default_factory=dict)
     _journal: BufferedWriter | None = None
+    _done_log: BufferedWriter | None = None
+    _logged: int = 0  # members of :attr:`done` in the done log
     _journal_length: int = 0
     _raw: bool = True
     _checked_at: tuple[int, float] = (0, 0.0)
@@ -145,6 +147,13 @@ class WindowedFetcher(StreamedFetcher):
     def journal_path(self) -> Path:
         """Every byte of the pass that no stored member's file holds, in order."""
         return self.folder / JOURNAL
+
+    @property
+    def done_log_path(self) -> Path:
+        """The members done, a JSON line each, appended at every checkpoint (a checkpoint
+        names the length it counts on): an archive of 100,000 files is not listed again
+        every 16 MiB."""
+        return self.folder / DONE_LOG
 
     def prepare(self, spans: Sequence[Span]) -> _Pass:
         """The state to start from: a fresh pass, or an earlier run's checkpoint with the
@@ -164,11 +173,14 @@ class WindowedFetcher(StreamedFetcher):
             self._holes.clear()
             self.data.mkdir(parents=True)
             self.journal_path.unlink(missing_ok=True)
+            self.done_log_path.unlink(missing_ok=True)
             state = _Pass(_OrderedMd5())
         # Never through a link (the claimed folder was checked for none; this stays so).
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
         self._journal = open(os.open(self.journal_path, flags, 0o600), "ab")  # noqa: SIM115
         self._journal_length = self._journal.tell()
+        self._done_log = open(os.open(self.done_log_path, flags, 0o600), "ab")  # noqa: SIM115
+        self._logged = len(self.done)
         self._state = state
         self.resumed = state.hashed
         self._checkpoint(state, state.hashed, state.current, force=True)
@@ -190,8 +202,9 @@ class WindowedFetcher(StreamedFetcher):
             state.digest.close()
             if self._window is not None:
                 self._window.close()
-            if self._journal is not None:
-                self._journal.close()
+            for log in (self._journal, self._done_log):
+                if log is not None:
+                    log.close()
         self.check_pass(state)
         return [self.done[member_path(info)] for info, _, _ in spans]
 
@@ -328,7 +341,8 @@ class WindowedFetcher(StreamedFetcher):
     def _save_checkpoint(self, window: dict[str, Any], member: MemberWrite | None) -> None:
         if member is not None:
             member.writer.flush()
-        head = json.dumps(
+        window = {**window, "done": self._log_done()}
+        text = json.dumps(
             {
                 "key": self.info.key,
                 "md5": self.info.md5,
@@ -337,7 +351,6 @@ class WindowedFetcher(StreamedFetcher):
                 "window": window,
             }
         )
-        text = f'{head[:-1]}, "done": {{{", ".join(self._done_items())}}}}}'
         # Renamed into place but not synced: a kill leaves the page cache, which holds the
         # members' bytes it counts on (not synced either); after a power loss, the md5 of
         # the bytes re-hashed from disk, or a checkpoint that cannot be read, starts the
@@ -346,18 +359,27 @@ class WindowedFetcher(StreamedFetcher):
         if self._window is not None:
             self._window.release(int(window["hashed"]))
 
-    def _done_items(self) -> list[str]:
-        """The members done, as the ``done`` object's items of the progress file: each
-        encoded once (a checkpoint every 16 MiB encoding thousands of entries again
-        was a fifth of the writes' thread's time)."""
-        items = []
-        for path, entry in self.done.items():
-            cached = self._encoded.get(path)
-            if cached is None or cached[0] is not entry:
-                value = [entry.size, entry.mtime_ns, list(entry.sha256)]
-                cached = self._encoded[path] = (entry, f"{json.dumps(path)}: {json.dumps(value)}")
-            items.append(cached[1])
-        return items
+    def _log_done(self) -> int:
+        """Append the members done since the last checkpoint to the done log; its length."""
+        assert self._done_log is not None
+        entries = list(self.done.values())[self._logged :]
+        for entry in entries:
+            line = [entry.path, entry.size, entry.mtime_ns, list(entry.sha256)]
+            self._done_log.write(json.dumps(line).encode() + b"\n")
+        self._logged += len(entries)
+        self._done_log.flush()
+        return self._done_log.tell()
+
+    def _load_done_log(self, length: int) -> None:
+        """Take over the members the done log lists in its first ``length`` bytes (those a
+        checkpoint counts on; what a killed run appended after it is cut off)."""
+        os.truncate(self.done_log_path, length)
+        raw = read_regular_file(self.done_log_path)
+        if raw is None or len(raw) != length:
+            raise ValueError("the done log is not the one of the checkpoint")
+        for line in raw.splitlines():
+            path, *value = json.loads(line)
+            self.take_over(path, value)
 
     def _from_checkpoint(self, ordered: Sequence[Span]) -> _Pass | None:
         """The pass an earlier run's checkpoint describes, its md5 re-hashed from the
@@ -371,7 +393,7 @@ class WindowedFetcher(StreamedFetcher):
         hashed, index, journal = int(window["hashed"]), int(window["index"]), int(window["journal"])
         holes: list[Hole] = [(int(a), int(n), str(p)) for a, n, p in window["holes"]]
         current = window["current"]
-        self.load_progress()
+        self._load_done_log(int(window["done"]))
         paths = [member_path(info) for info, _, _ in ordered]
         if index > len(paths) or any(p not in self.done for p in paths[:index]):
             return None  # a member the checkpoint counts on changed since
