@@ -8,11 +8,11 @@ structure checks.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import h5py
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 HDF5_NAME: Final = "images.hdf5"
 IMAGES_DATASET: Final = "images"
@@ -35,6 +35,8 @@ def open_hdf5(path: Path) -> Any:
     locking fails on many network file systems ("unable to lock file"), where it would
     make an intact file look damaged.
     """
+    import h5py  # here: a download imports this module for its names, not for h5py
+
     try:
         return h5py.File(path, "r", locking=False)
     except (TypeError, ValueError):
@@ -57,6 +59,8 @@ def parse_split_bytes(data: bytes) -> npt.NDArray[np.int64]:
 
     One trailing newline is tolerated (upstream writes none). Empty data has no lines.
     """
+    import numpy as np  # here, as h5py above
+
     if not data:
         return np.empty(0, dtype=np.int64)
     body = data if data.endswith(b"\n") else data + b"\n"
