@@ -14,9 +14,14 @@ LARGE_PIECE = 50 * 1024 * 1024
 
 
 def piece_size(size: int, budget: ConnectionBudget) -> int:
-    """The pieces of an archive of ``size`` bytes: about two per connection of the share,
-    no smaller than the budget's smallest slice, no larger than :data:`LARGE_PIECE`."""
-    return max(budget.min_slice, min(LARGE_PIECE, -(-size // (2 * budget.share))))
+    """The pieces of an archive of ``size`` bytes: a whole number of rounds (a piece per
+    connection of the share each) of pieces of about :data:`LARGE_PIECE`, at least two
+    rounds, and no smaller than the budget's smallest slice. Whole rounds end together:
+    with 2.6 rounds, most connections would sit idle while the last few pieces arrive.
+    Fewer than 20 requests per GB either way."""
+    share = budget.share
+    rounds = max(2, size // (share * LARGE_PIECE))
+    return max(budget.min_slice, -(-size // (rounds * share)))
 
 
 def window_bytes(size: int, budget: ConnectionBudget) -> int:
