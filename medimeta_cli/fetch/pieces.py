@@ -209,7 +209,11 @@ class PieceWindow:
 
     # ---- scheduling (with the lock held)
 
-    def _schedule(self) -> None:
+    def _schedule(self, *, wait: bool = True) -> None:
+        """Start connections on the next pieces of the window the politeness rule allows;
+        ``wait`` for the budget when none is running (the front must move)."""
+        if self._abort or self._error is not None:
+            return
         now = time.monotonic()
         self._polite.update(now, self.fetched)
         if now < self._polite.hold_until:
@@ -220,7 +224,7 @@ class PieceWindow:
                 return
             if piece.busy or piece.pos >= piece.end:
                 continue
-            if self._active == 0:
+            if self._active == 0 and wait:
                 # The front must move: wait for a connection of the run's budget.
                 self._cond.release()
                 try:
@@ -264,6 +268,9 @@ class PieceWindow:
             with self._cond:
                 piece.busy = False
                 self._active -= 1
+                # The next piece at once, not when the pass next looks: it may be reading
+                # finished pieces from their spill files for a while.
+                self._schedule(wait=False)
                 self._cond.notify_all()
 
     def _fetch(self, piece: _Piece) -> None:
