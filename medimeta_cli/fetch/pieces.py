@@ -108,8 +108,9 @@ class PieceWindow:
             first = max(start, begin)
             self.pieces.append(_Piece(start, end, first, first, spill / f"{start}", first))
         self._take_over(spill)
-        #: Bytes this window fetched, and requests it made.
+        #: Bytes this window fetched, those it wrote to spill files, and requests it made.
         self.fetched = 0
+        self.spilled = 0
         self.requests = 0
         self.front = 0
         self._cond = threading.Condition()
@@ -182,6 +183,7 @@ class PieceWindow:
                         piece.fd = -1
                     self.front += 1
                     self._schedule()
+                    self._cond.notify_all()  # the next piece's connection waits for this
             yield data
 
     def release(self, upto: int) -> None:
@@ -202,6 +204,13 @@ class PieceWindow:
             self._cond.notify_all()
         for thread in self._threads:
             thread.join()
+        logger.debug(
+            "%s: %d bytes fetched in %d requests, %d of them through spill files",
+            self.info.key,
+            self.fetched,
+            self.requests,
+            self.spilled,
+        )
         for piece in self.pieces:
             if piece.fd >= 0:
                 os.close(piece.fd)
@@ -268,9 +277,11 @@ class PieceWindow:
             with self._cond:
                 piece.busy = False
                 self._active -= 1
-                # The next piece at once, not when the pass next looks: it may be reading
-                # finished pieces from their spill files for a while.
-                self._schedule(wait=False)
+                # With several connections, the next piece at once, not when the pass next
+                # looks: it may be reading finished pieces from their spill files for a
+                # while. One connection waits for the pass (starting early measured slower).
+                if self._polite.limit > 1:
+                    self._schedule(wait=False)
                 self._cond.notify_all()
 
     def _fetch(self, piece: _Piece) -> None:
@@ -324,20 +335,36 @@ class PieceWindow:
 
     def _to_memory(self, piece: _Piece, data: bytes) -> bool:
         """With the lock held: hand ``data`` to the pass through memory if ``piece`` is the
-        front, waiting while :data:`FRONT_MEMORY` bytes of it wait there; False when it is
-        still ahead of the front (or the window closes)."""
-        while True:
-            if self._abort or piece is not self.pieces[self.front]:
+        front, waiting while :data:`FRONT_MEMORY` bytes of it wait there (or, right behind
+        a front about to end, until it is the front); False when it is further ahead (its
+        bytes are spilled) or the window closes."""
+        while not self._abort:
+            if piece is self.pieces[self.front]:
+                if piece.in_memory < FRONT_MEMORY:
+                    piece.memory.append(data)
+                    piece.in_memory += len(data)
+                    self._received(piece, len(data))
+                    return True
+            elif not self._next_soon(piece):
                 return False
-            if piece.in_memory < FRONT_MEMORY:
-                piece.memory.append(data)
-                piece.in_memory += len(data)
-                self._received(piece, len(data))
-                return True
             self._cond.wait(0.2)
+        return False
+
+    def _next_soon(self, piece: _Piece) -> bool:
+        """Whether ``piece`` comes right after a front that has arrived and that the pass
+        is at most :data:`FRONT_MEMORY` bytes from finishing: it is about to be the front,
+        so its connection waits for that rather than spilling what the pass reads next."""
+        front = self.pieces[self.front]
+        return (
+            self.front + 1 < len(self.pieces)
+            and piece is self.pieces[self.front + 1]
+            and front.pos >= front.end
+            and front.end - front.read <= FRONT_MEMORY
+        )
 
     def _spill(self, piece: _Piece, data: bytes) -> None:
         """Write ``data`` to the piece's spill file, after the bytes it holds."""
+        self.spilled += len(data)
         self._open(piece)
         view = memoryview(data)
         written = 0
