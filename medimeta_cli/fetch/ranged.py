@@ -167,28 +167,21 @@ class MemberFetcher:
         if data is None:
             return
         for path, value in data.get("done", {}).items():
-            self.take_over(path, value)
+            self.take_over([path, *value])
         self.starts = {k: int(v) for k, v in data.get("starts", {}).items()}
 
-    def take_over(self, path: str, value: Any) -> None:
-        """Count ``path`` as done with an earlier run's ``[size, stamp, hashes]`` if its
-        file is still the one that run wrote: a regular file of this user (never through a
-        link) of that size and stamp. ValueError when ``value`` makes no sense."""
-        size, mtime, hashes = value
-        if not (
-            isinstance(path, str)
-            and isinstance(size, int)
-            and isinstance(mtime, int)
-            and isinstance(hashes, list)
-            and all(isinstance(h, str) for h in hashes)
-        ):
-            raise ValueError(f"done entry {path!r} has values of the wrong kind")
+    def take_over(self, item: Any) -> None:
+        """Count a file as done with an earlier run's ``[path, size, stamp, hashes]`` if it
+        is still the file that run wrote: a regular file of this user (never through a
+        link) of that size and stamp. ValueError when ``item`` is not such an entry."""
+        entry = FileEntry.from_json(item)
         try:
-            found = os.lstat(self.data / path)
+            found = os.lstat(self.data / entry.path)
         except OSError:
             return
-        if own_regular(found) and (found.st_size, found.st_mtime_ns) == (size, mtime):
-            self.done[path] = FileEntry(path, size, mtime, tuple(hashes))
+        unchanged = (found.st_size, found.st_mtime_ns) == (entry.size, entry.mtime_ns)
+        if own_regular(found) and unchanged:
+            self.done[entry.path] = entry
 
     def fetch(self, spans: Sequence[Span]) -> list[FileEntry]:
         """Fetch every span not done yet; return the entries of all wanted files."""

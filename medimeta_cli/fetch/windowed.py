@@ -378,8 +378,7 @@ class WindowedFetcher(StreamedFetcher):
         if raw is None or len(raw) != length:
             raise ValueError("the done log is not the one of the checkpoint")
         for line in raw.splitlines():
-            path, *value = json.loads(line)
-            self.take_over(path, value)
+            self.take_over(json.loads(line))
 
     def _from_checkpoint(self, ordered: Sequence[Span]) -> _Pass | None:
         """The pass an earlier run's checkpoint describes, its md5 re-hashed from the

@@ -125,6 +125,23 @@ class FileEntry:
     mtime_ns: int
     sha256: tuple[str, ...]
 
+    @classmethod
+    def from_json(cls, item: Any) -> FileEntry:
+        """An entry written as ``[path, size, stamp, hashes]`` (a file manifest's, or a
+        partial download's); ValueError when it is not one."""
+        if not (isinstance(item, list) and len(item) == 4):
+            raise ValueError(f"file entry {item!r} is not [path, size, stamp, hashes]")
+        path, size, mtime, hashes = item
+        if not (
+            isinstance(path, str)
+            and isinstance(size, int)
+            and isinstance(mtime, int)
+            and isinstance(hashes, list)
+            and all(isinstance(h, str) for h in hashes)
+        ):
+            raise ValueError(f"file entry {item!r} has values of the wrong kind")
+        return cls(path, size, mtime, tuple(hashes))
+
 
 @dataclass(frozen=True)
 class FileManifest:
@@ -148,21 +165,8 @@ class FileManifest:
         block_size = data.get("block_size")
         if not isinstance(block_size, int) or block_size <= 0:
             raise ValueError(f"block size {block_size!r} is not a positive integer")
-        files = []
-        for item in data["files"]:
-            if not (isinstance(item, list) and len(item) == 4):
-                raise ValueError(f"file entry {item!r} is not [path, size, stamp, hashes]")
-            path, size, mtime, hashes = item
-            if not (
-                isinstance(path, str)
-                and isinstance(size, int)
-                and isinstance(mtime, int)
-                and isinstance(hashes, list)
-                and all(isinstance(h, str) for h in hashes)
-            ):
-                raise ValueError(f"file entry {item!r} has values of the wrong kind")
-            files.append(FileEntry(path, size, mtime, tuple(hashes)))
-        return cls(block_size=block_size, files=tuple(files))
+        files = tuple(FileEntry.from_json(item) for item in data["files"])
+        return cls(block_size=block_size, files=files)
 
 
 def _load(path: Path, parse: Callable[[Any], _Loaded], what: str) -> _Loaded | None:
