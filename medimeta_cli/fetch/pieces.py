@@ -2,22 +2,25 @@
 and the archive's bytes come out in order, as the contiguous front advances.
 
 The archive is cut on a fixed grid of pieces
-(:func:`~medimeta_cli.fetch.window.piece_size`: 50 MiB for large archives, so at most about
-20 requests per GB). Connections take the next pieces in
+(:func:`~medimeta_cli.fetch.window.piece_size`: about 50 MiB in whole rounds over the
+connections, so at most 20 requests per GB). Connections take the next pieces in
 archive order, never more than the window ahead of the front (the piece being read): one
-piece per connection plus one.
+piece per connection plus one; with several connections, one that ends its piece starts
+the next at once.
 
 The front piece goes from its connection to the pass through memory: at most
 :data:`FRONT_MEMORY` bytes of it wait there, and its connection waits for the pass beyond
 that (it cannot go faster than the pass reads anyway). A piece ahead of the front is
 written to a spill file of its own in the transfer's folder as it arrives, and read back
 (from the page cache) when the front reaches it; once it is the front, its later bytes
-come through memory too. A spill file therefore always holds its piece's bytes from the
-piece's start (or the pass's), so a later run can take it over; it is deleted once the
-pass's next checkpoint is past it. So the disk holds at most the window's pieces,
-``(connections + 2) * piece`` bytes (:func:`~medimeta_cli.fetch.window.window_bytes`), the
-buffer the install's disk check counts, and a kill loses at most the front's bytes in
-memory besides what the last checkpoint did not cover.
+come through memory too. The piece right behind a front that has arrived waits to become
+the front instead (the pass reaches it within :data:`FRONT_MEMORY` bytes). A spill file
+therefore always holds its piece's bytes from the piece's start (or the pass's), so a
+later run can take it over; it is deleted once the pass's next checkpoint is past it.
+So the disk holds at most the window's pieces, ``(connections + 2) * piece`` bytes
+(:func:`~medimeta_cli.fetch.window.window_bytes`), the buffer the install's disk check
+counts, and a kill loses at most the front's bytes in memory besides what the last
+checkpoint did not cover.
 
 Pieces left by a killed run are taken over (their spill files hold the archive's bytes
 from the piece's start; the md5 over the whole pass says whether they are right).
