@@ -105,7 +105,7 @@ class _OpenedLater(HashedWriter):
     the pass only reads headers and hands data on meanwhile."""
 
     def __init__(self, target: Path, relative: str) -> None:
-        super().__init__(target, relative, open_now=False)
+        super().__init__(target, relative, open_now=False, made_ahead=True)
 
     def open(self) -> None:
         """Make the file (a link planted there is removed, never followed)."""

@@ -9,6 +9,7 @@ is written.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -330,7 +331,13 @@ class HashedWriter:
     hashes); a pipeline may run the two in different threads, each in the chunks' order."""
 
     def __init__(
-        self, target: Path, relative: str, *, append: bool = False, open_now: bool = True
+        self,
+        target: Path,
+        relative: str,
+        *,
+        append: bool = False,
+        open_now: bool = True,
+        made_ahead: bool = False,
     ) -> None:
         self.target = target
         self.relative = relative
@@ -340,6 +347,7 @@ class HashedWriter:
         self._block = hashlib.sha256()
         self._in_block = 0
         self._append = append
+        self._made_ahead = made_ahead  # the file is probably there already, made empty
         self._stamp = 0
         if open_now:
             self.open()
@@ -354,12 +362,19 @@ class HashedWriter:
             with open(os.open(target, os.O_RDONLY | os.O_NOFOLLOW), "rb") as earlier:
                 while chunk := earlier.read(_COPY_CHUNK):
                     self.hash(chunk)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if self._append else 0)
-        try:
-            descriptor = os.open(target, flags, 0o666)
-        except FileNotFoundError:  # its folder is not there yet (one lookup less per file)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            descriptor = os.open(target, flags, 0o666)
+        flags = os.O_WRONLY | os.O_NOFOLLOW | (os.O_APPEND if self._append else 0)
+        descriptor = -1
+        if self._made_ahead:
+            # Without O_CREAT, opening takes no lock on the folder, where another thread
+            # may be making the next files (on some file systems, slowly).
+            with contextlib.suppress(FileNotFoundError):
+                descriptor = os.open(target, flags)
+        if descriptor < 0:
+            try:
+                descriptor = os.open(target, flags | os.O_CREAT, 0o666)
+            except FileNotFoundError:  # its folder is not there yet (one lookup less per file)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                descriptor = os.open(target, flags | os.O_CREAT, 0o666)
         if not self._append and os.fstat(descriptor).st_size:
             # Emptied only when not empty already: on ext4, truncating a file (O_TRUNC
             # included) makes its close start writing it back at once, a stall per file.

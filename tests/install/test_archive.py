@@ -371,3 +371,17 @@ def test_a_hashed_writer_makes_its_folder(tmp_path: Path) -> None:
     assert target.read_bytes() == b"stored and written"
     assert entry.sha256 == (hashlib.sha256(b"stored and written").hexdigest(),)
     assert writer.crc == zlib.crc32(b"stored and written")
+
+
+@pytest.mark.parametrize("made", [True, False])
+def test_a_writer_told_its_file_was_made_ahead_makes_it_when_it_was_not(
+    tmp_path: Path, made: bool
+) -> None:
+    target = tmp_path / "staging" / "images" / "000002.tiff"
+    if made:
+        target.parent.mkdir(parents=True)
+        target.write_bytes(b"")
+    writer = HashedWriter(target, "images/000002.tiff", made_ahead=True)
+    writer.write(b"tiff")
+    assert writer.finish().size == 4
+    assert target.read_bytes() == b"tiff"
