@@ -63,12 +63,16 @@ class MemberWrites:
                 if self._error is None:
                     self._error = exc
 
+    def _first(self, steps: deque[_Item | None]) -> _Item | None:
+        """The first item of ``steps``, once there is one (it stays there until done)."""
+        with self._cond:
+            while not steps:
+                self._cond.wait()
+            return steps[0]
+
     def _run_hashes(self) -> None:
         while True:
-            with self._cond:
-                while not self._hashing:
-                    self._cond.wait()
-                item = self._hashing[0]
+            item = self._first(self._hashing)
             if item is not None:
                 self._run_step(item[0], item[2])
             with self._cond:
@@ -80,10 +84,7 @@ class MemberWrites:
 
     def _run_writes(self) -> None:
         while True:
-            with self._cond:
-                while not self._writing:
-                    self._cond.wait()
-                item = self._writing[0]
+            item = self._first(self._writing)
             if item is None:
                 return
             self._run_step(item[1], item[2])
