@@ -23,9 +23,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from medimeta_cli.catalog.datasets import Dataset, Task, TaskTarget
+from medimeta_cli.catalog.datasets import Dataset, Task
 from medimeta_cli.dataset.images import ImageReader
 from medimeta_cli.dataset.selection import Selection
+from medimeta_cli.export.hf_card import imagefolder_card
 from medimeta_cli.export.naming import task_column
 from medimeta_cli.export.normalization import UnitSums, observe_sums, wanted
 from medimeta_cli.export.options import (
@@ -353,60 +354,6 @@ def _task_cells(labels: npt.NDArray[Any], task: Task) -> list[str]:
     return [str(order[int(key)]) for key in labels]
 
 
-#: Hugging Face's names of the splits whose folder names it would map anyway.
-_HF_SPLITS = {"val": "validation"}
-
-
-def dataset_card(selection: Selection) -> str:
-    """A Hugging Face dataset card for a single-label export: its YAML header declares the
-    splits and the features of ``metadata.csv``, ``label`` as a ``ClassLabel`` whose
-    names are in ``classes.json`` order (``load_dataset("imagefolder", data_dir=...)``
-    reads no card and infers a plain integer from the csv; ``load_dataset(folder)``
-    reads it)."""
-    import yaml
-
-    task = selection.task
-    names = {str(position): task.labels[key] for position, key in enumerate(selection.classes)}
-    header = {
-        "configs": [
-            {
-                "config_name": "default",
-                "data_files": [
-                    {"split": _HF_SPLITS.get(part.split, part.split), "path": f"{part.split}/**"}
-                    for part in selection.parts
-                ],
-                "features": [
-                    {"name": "image", "dtype": "image"},
-                    {"name": "label", "dtype": {"class_label": {"names": names}}},
-                    {"name": "split", "dtype": "string"},
-                    {"name": "label_key", "dtype": "int64"},
-                    {"name": "label_name", "dtype": "string"},
-                    {"name": "upstream_index", "dtype": "int64"},
-                    *(_task_feature(t) for t in selection.every_task),
-                ],
-            }
-        ]
-    }
-    body = (
-        f"# {selection.dataset.name}: {task.name}\n\n"
-        f"An image folder export of the MedIMeta dataset `{selection.dataset.id}`, task "
-        f"`{task.name}`, made by medimeta-cli. `label` is the class index of `classes.json`;\n"
-        'with Hugging Face `datasets`: `load_dataset("<this folder>")` gives it as a '
-        "`ClassLabel` with the class names.\n"
-    )
-    dumped = yaml.safe_dump(header, sort_keys=False, allow_unicode=True)
-    return f"---\n{dumped}---\n\n{body}"
-
-
-def _task_feature(task: Task) -> dict[str, Any]:
-    """The card's feature of a task's metadata.csv column: a ``ClassLabel`` with the
-    class names in ascending key order, or a string of indices for a multi-label task."""
-    if task.target is TaskTarget.MULTILABEL:
-        return {"name": task_column(task), "dtype": "string"}
-    names = {str(n): task.labels[key] for n, key in enumerate(sorted(task.labels))}
-    return {"name": task_column(task), "dtype": {"class_label": {"names": names}}}
-
-
 # ----------------------------------------------------------------------------- the writer
 
 
@@ -432,9 +379,10 @@ class ImageFolderWriter(Writer):
 
     def write_split_files(self, selection: Selection, target: Path, options: ExportOptions) -> None:
         """``<split>/metadata.csv``, which Hugging Face ``imagefolder`` reads, and for a
-        single-label task the dataset card (:func:`dataset_card`)."""
+        single-label task the dataset card
+        (:func:`~medimeta_cli.export.hf_card.imagefolder_card`)."""
         if not selection.multilabel:
-            atomic_write_text(target / "README.md", dataset_card(selection))
+            atomic_write_text(target / "README.md", imagefolder_card(selection))
         for part in selection.parts:
             split_dir = target / part.split
             split_dir.mkdir(parents=True, exist_ok=True)

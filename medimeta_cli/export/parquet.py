@@ -39,11 +39,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from medimeta_cli.catalog.citation import bibtex_for
 from medimeta_cli.catalog.datasets import Dataset, Task, TaskTarget
 from medimeta_cli.dataset.images import ImageReader
 from medimeta_cli.dataset.selection import Selection, SplitPart
 from medimeta_cli.errors import MissingDependencyError
+from medimeta_cli.export.hf_card import parquet_card, parquet_features
 from medimeta_cli.export.imagefolder import encode_image, image_name
 from medimeta_cli.export.naming import task_column
 from medimeta_cli.export.normalization import UnitSums, observe_sums, wanted
@@ -70,8 +70,6 @@ FILE_PIXEL_BYTES = 512 * 2**20
 MAX_GROUP_ROWS = 1000
 #: Images read and encoded per unit of work (in a worker process when ``jobs`` > 1).
 UNIT = 64
-#: Hugging Face's name of a split whose name differs from ours (as the image folder card).
-HF_SPLITS = {"val": "validation"}
 
 
 def pyarrow_modules() -> tuple[Any, Any]:
@@ -120,36 +118,6 @@ def file_name(split: str, number: int, files: int) -> str:
 # ----------------------------------------------------------------------------- schema
 
 
-def _class_label(names: Sequence[str]) -> dict[str, Any]:
-    return {"names": list(names), "_type": "ClassLabel"}
-
-
-def _label_feature(names: Sequence[str], multilabel: bool) -> dict[str, Any]:
-    """A ``ClassLabel``, or a ``Sequence`` of them (``datasets`` 3 writes it so; newer
-    releases read it as ``List(ClassLabel)``)."""
-    label = _class_label(names)
-    return {"feature": label, "_type": "Sequence"} if multilabel else label
-
-
-def task_names(task: Task) -> list[str]:
-    """A task's class names in ascending key order (its indices in classes.json)."""
-    return [task.labels[key] for key in sorted(task.labels)]
-
-
-def features(selection: Selection) -> dict[str, Any]:
-    """The Hugging Face features of the columns, as ``Features.to_dict()`` gives them."""
-    names = [selection.task.labels[key] for key in selection.classes]
-    result: dict[str, Any] = {
-        "image": {"_type": "Image"},
-        "label": _label_feature(names, selection.multilabel),
-        "upstream_index": {"dtype": "int64", "_type": "Value"},
-    }
-    for task in selection.every_task:
-        multilabel = task.target is TaskTarget.MULTILABEL
-        result[task_column(task)] = _label_feature(task_names(task), multilabel)
-    return result
-
-
 def schema(pa: Any, selection: Selection) -> Any:
     """The Arrow schema, with the features in its ``huggingface`` metadata."""
     image = pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])
@@ -162,7 +130,7 @@ def schema(pa: Any, selection: Selection) -> Any:
     for task in selection.every_task:
         multilabel = task.target is TaskTarget.MULTILABEL
         fields.append(pa.field(task_column(task), index_list if multilabel else pa.int64()))
-    metadata = {"info": {"features": features(selection)}}
+    metadata = {"info": {"features": parquet_features(selection)}}
     return pa.schema(fields, metadata={b"huggingface": json.dumps(metadata).encode()})
 
 
@@ -453,69 +421,6 @@ def join_pieces(full: Selection, out: Path, pieces: Sequence[Path], options: Exp
                     files.add(source.read_row_group(group))
 
 
-# ----------------------------------------------------------------------------- the card
-
-
-def hf_license(dataset: Dataset) -> dict[str, str]:
-    """The card's licence: a Hugging Face identifier for Creative Commons licences
-    (``CC BY-SA 4.0`` -> ``cc-by-sa-4.0``), else ``other`` with the name."""
-    short = dataset.license.short
-    ident = short.lower().replace(" ", "-")
-    if ident.startswith("cc") and all(c.isalnum() or c in "-." for c in ident):
-        return {"license": ident}
-    return {"license": "other", "license_name": dataset.license.name}
-
-
-def dataset_card(selection: Selection) -> str:
-    """``README.md``: YAML ``configs`` (each split's files), licence, and a body with the
-    columns, how to load them and the citations (BibTeX as provenance.json has it)."""
-    import yaml
-
-    dataset, task = selection.dataset, selection.task
-    header: dict[str, Any] = {
-        **hf_license(dataset),
-        "pretty_name": f"{dataset.name}: {task.name}",
-        "task_categories": ["image-classification"],
-        "configs": [
-            {
-                "config_name": "default",
-                "data_files": [
-                    {
-                        "split": HF_SPLITS.get(part.split, part.split),
-                        "path": f"data/{part.split}-*.parquet",
-                    }
-                    for part in selection.parts
-                ],
-            }
-        ],
-    }
-    label = (
-        "the list of its positive class indices"
-        if selection.multilabel
-        else "the class index of `classes.json`"
-    )
-    tasks = "".join(
-        f"- `{task_column(t)}`: task `{t.name}` ({t.target.value}), "
-        f"classes in ascending key order\n"
-        for t in selection.every_task
-    )
-    body = (
-        f"# {dataset.name}: {task.name}\n\n"
-        f"A Parquet export of the MedIMeta dataset `{dataset.id}`, task `{task.name}`, made "
-        'by medimeta-cli. `datasets.load_dataset("<this folder>")` reads it; the features '
-        "travel in the Parquet files' metadata.\n\n"
-        f"- `image`: the image (`Image`)\n"
-        f"- `label`: {label} (`ClassLabel` with the class names)\n"
-        "- `upstream_index`: the image's index in the upstream dataset\n"
-        f"{tasks}\n"
-        f"License: {dataset.license.name}.\n\n"
-        "## Citation\n\n"
-        f"```bibtex\n{bibtex_for(dataset)}```\n"
-    )
-    dumped = yaml.safe_dump(header, sort_keys=False, allow_unicode=True)
-    return f"---\n{dumped}---\n\n{body}"
-
-
 # ----------------------------------------------------------------------------- the writer
 
 
@@ -540,8 +445,8 @@ class ParquetWriter(Writer):
         write_parquet(folder, selection, target, options, progress)
 
     def write_split_files(self, selection: Selection, target: Path, options: ExportOptions) -> None:
-        """The dataset card (:func:`dataset_card`)."""
-        atomic_write_text(target / "README.md", dataset_card(selection))
+        """The dataset card (:func:`~medimeta_cli.export.hf_card.parquet_card`)."""
+        atomic_write_text(target / "README.md", parquet_card(selection))
 
     def write_shard(
         self,
