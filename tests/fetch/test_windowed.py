@@ -211,6 +211,17 @@ def fetch_with_fresh_client(url: str, data_root: Path, dataset_id: str) -> Membe
         return fetch_windowed(remote, data_root, dataset_id)
 
 
+def _killed_halfway(zenodo: zs.ZenodoServer, data_root: Path, size: int) -> Path:
+    """The members folder a windowed fetch of crc (``size`` bytes) leaves when killed with
+    SIGKILL once its pass has a checkpoint past half the archive, each connection capped
+    so that the whole would take about six seconds."""
+    zenodo.connection_rate = size / 6
+    try:
+        return _killed_mid_pass(zenodo, data_root, size // 2)
+    finally:
+        zenodo.connection_rate = None
+
+
 def _killed_mid_pass(zenodo: zs.ZenodoServer, data_root: Path, at: int) -> Path:
     """Run a windowed fetch in a process killed with SIGKILL once its pass has a checkpoint
     at byte ``at`` or later; the members folder it leaves."""
@@ -254,12 +265,7 @@ def test_a_killed_pass_goes_on_from_its_checkpoint(
     zenodo: zs.ZenodoServer, client: RemoteClient, data_root: Path, fixture_data: FixtureData
 ) -> None:
     archive = fixture_data.archive("crc")
-    size = archive.stat().st_size
-    zenodo.connection_rate = size / 6
-    try:
-        left = _killed_mid_pass(zenodo, data_root, size // 2)
-    finally:
-        zenodo.connection_rate = None
+    left = _killed_halfway(zenodo, data_root, archive.stat().st_size)
     hashed = json.loads((left / "progress.json").read_text())["window"]["hashed"]
     assert _done_at_checkpoint(left)  # members done, listed once each in the done log
     # What a run killed between appending to the done log and renaming its checkpoint
@@ -280,12 +286,7 @@ def test_files_changed_after_a_kill_are_not_trusted(
     zenodo: zs.ZenodoServer, client: RemoteClient, data_root: Path, fixture_data: FixtureData
 ) -> None:
     archive = fixture_data.archive("crc")
-    size = archive.stat().st_size
-    zenodo.connection_rate = size / 6
-    try:
-        left = _killed_mid_pass(zenodo, data_root, size // 2)
-    finally:
-        zenodo.connection_rate = None
+    left = _killed_halfway(zenodo, data_root, archive.stat().st_size)
     done = _done_at_checkpoint(left)
     planted = left / "data" / sorted(done)[0]
     planted.write_bytes(b"not what the archive holds")
