@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from io import BufferedWriter
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -362,7 +363,9 @@ class WindowedFetcher(StreamedFetcher):
     def _log_done(self) -> int:
         """Append the members done since the last checkpoint to the done log; its length."""
         assert self._done_log is not None
-        entries = list(self.done.values())[self._logged :]
+        # The newest entries, from the end: not a copy of every entry at each checkpoint.
+        new = len(self.done) - self._logged
+        entries = list(islice(reversed(self.done.values()), new))[::-1]
         for entry in entries:
             line = [entry.path, entry.size, entry.mtime_ns, list(entry.sha256)]
             self._done_log.write(json.dumps(line).encode() + b"\n")
